@@ -1,0 +1,5 @@
+import sys
+
+from booster.cli import main
+
+sys.exit(main())

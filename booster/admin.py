@@ -1,0 +1,141 @@
+"""Topic administration: create the contract's and the internal topics, describe what exists."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import TopicAlreadyExistsError
+
+from booster.config import Settings
+from booster.errors import TopologyError
+from booster.schemas.catalog import CATALOG, LAUNCHES_BY_ACCOUNT
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WantedTopic:
+    name: str  # contract name, without prefix
+    compacted: bool
+    contact_keyed: bool
+
+
+@dataclass(frozen=True)
+class TopicState:
+    wanted: WantedTopic
+    real_name: str
+    exists: bool
+    partitions: int | None
+    cleanup_policy: str | None
+    problems: tuple[str, ...]
+
+
+def wanted_topics() -> list[WantedTopic]:
+    topics = [WantedTopic(s.name, s.compacted, s.contact_keyed) for s in CATALOG.values()]
+    topics.append(WantedTopic(LAUNCHES_BY_ACCOUNT, False, False))
+    return topics
+
+
+def admin_client(settings: Settings) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(bootstrap_servers=settings.broker, request_timeout_ms=30000)
+
+
+async def describe(settings: Settings) -> list[TopicState]:
+    admin = admin_client(settings)
+    await admin.start()
+    try:
+        return await _describe(admin, settings)
+    finally:
+        await admin.close()
+
+
+async def _describe(admin: AIOKafkaAdminClient, settings: Settings) -> list[TopicState]:
+    existing = set(await admin.list_topics())
+    wanted = wanted_topics()
+    names = [settings.topic(w.name) for w in wanted if settings.topic(w.name) in existing]
+    partitions: dict[str, int] = {}
+    policies: dict[str, str] = {}
+    if names:
+        for t in await admin.describe_topics(names):
+            partitions[t["topic"]] = len(t["partitions"])
+        resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
+        for response in await admin.describe_configs(resources):
+            for resource in response.resources:
+                _err, _msg, _type, rname, entries = resource[:5]
+                for entry in entries:
+                    if entry[0] == "cleanup.policy":
+                        policies[rname] = entry[1]
+    states = []
+    for w in wanted:
+        real = settings.topic(w.name)
+        exists = real in existing
+        problems: list[str] = []
+        n = partitions.get(real)
+        policy = policies.get(real)
+        if not exists:
+            problems.append("missing")
+        else:
+            if n != settings.partitions:
+                problems.append(f"has {n} partitions, BOOSTER_PARTITIONS is {settings.partitions}")
+            want_policy = "compact" if w.compacted else "delete"
+            if policy is not None and policy != want_policy:
+                problems.append(f"cleanup.policy is {policy}, should be {want_policy}")
+        states.append(TopicState(w, real, exists, n, policy, tuple(problems)))
+    return states
+
+
+async def create(settings: Settings) -> list[str]:
+    """Create every missing topic; returns the names created. Existing topics are left as they are."""
+    admin = admin_client(settings)
+    await admin.start()
+    created = []
+    try:
+        existing = set(await admin.list_topics())
+        new = []
+        for w in wanted_topics():
+            real = settings.topic(w.name)
+            if real in existing:
+                continue
+            configs = {"cleanup.policy": "compact" if w.compacted else "delete"}
+            new.append(NewTopic(real, settings.partitions, 1, topic_configs=configs))
+        for topic in new:
+            try:
+                await admin.create_topics([topic])
+                created.append(topic.name)
+            except TopicAlreadyExistsError:  # another process won the race: that is fine
+                pass
+    finally:
+        await admin.close()
+    return created
+
+
+def copartition_problems(states: list[TopicState]) -> list[str]:
+    """Contact-keyed topics must all have the same partition count, or recipients are split."""
+    counts = {s.real_name: s.partitions for s in states if s.wanted.contact_keyed and s.exists}
+    missing = [s.real_name for s in states if not s.exists]
+    problems = []
+    if missing:
+        problems.append(f"missing topics: {', '.join(missing)}; run `booster topics create`")
+    if len(set(counts.values())) > 1:
+        detail = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+        problems.append(
+            "contact-keyed topics are not co-partitioned (" + detail + "); recreate them with the "
+            "same partition count (BOOSTER_PARTITIONS) before running a worker"
+        )
+    return problems
+
+
+async def check_ready(settings: Settings) -> None:
+    """Raise TopologyError unless every topic exists and the contact topics are co-partitioned."""
+    states = await describe(settings)
+    problems = copartition_problems(states)
+    wrong = [
+        f"{s.real_name} has {s.partitions} partitions, the worker expects {settings.partitions}"
+        for s in states
+        if s.exists and s.partitions != settings.partitions
+    ]
+    if problems or wrong:
+        raise TopologyError("; ".join(problems + wrong))

@@ -1,0 +1,282 @@
+"""The `booster` command line: broker, topics, publish and tail, worker, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from booster import __version__
+from booster.config import DEFAULTS, DOCS, Settings
+from booster.errors import BoosterError
+
+EXIT_OK = 0
+EXIT_ERROR = 1  # a BoosterError: the message says what to do
+EXIT_USAGE = 2  # argparse's own
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def _run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+# -- kafka ---------------------------------------------------------------------------------------
+
+
+def cmd_kafka(args: argparse.Namespace) -> int:
+    from booster.broker.local import LocalKafka, kafka_version
+
+    kafka = LocalKafka(_settings())
+    if args.action == "start":
+        started = time.monotonic()
+        kafka.start(say=lambda m: print(m, file=sys.stderr))
+        print(f"ready in {time.monotonic() - started:.1f} s", file=sys.stderr)
+    elif args.action == "stop":
+        kafka.stop(say=lambda m: print(m, file=sys.stderr))
+    elif args.action == "fetch":
+        kafka.fetch(say=lambda m: print(m, file=sys.stderr))
+        print(f"Kafka {kafka_version()} jars in {kafka.libs}")
+    else:
+        print(kafka.status())
+        return EXIT_OK if kafka.pid() is not None else 3
+    return EXIT_OK
+
+
+# -- topics --------------------------------------------------------------------------------------
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from booster import admin
+
+    settings = _settings()
+    if args.action == "create":
+        created = _run(admin.create(settings))
+        for name in created:
+            print(f"created {name}", file=sys.stderr)
+        print(f"{len(created)} topic(s) created, {len(admin.wanted_topics()) - len(created)} already there", file=sys.stderr)
+    states = _run(admin.describe(settings))
+    problems = admin.copartition_problems(states)
+    if getattr(args, "json", False):
+        print(
+            json.dumps(
+                [
+                    {
+                        "topic": s.real_name,
+                        "exists": s.exists,
+                        "partitions": s.partitions,
+                        "cleanup_policy": s.cleanup_policy,
+                        "problems": list(s.problems),
+                    }
+                    for s in states
+                ],
+                indent=2,
+            )
+        )
+    elif args.action == "describe":
+        width = max(len(s.real_name) for s in states)
+        for s in states:
+            status = "ok" if not s.problems else "; ".join(s.problems)
+            print(f"{s.real_name:<{width}}  partitions={s.partitions or '-':<3} cleanup={s.cleanup_policy or '-':<8} {status}")
+    for p in problems:
+        print(f"problem: {p}", file=sys.stderr)
+    bad = problems or any(s.problems for s in states)
+    return EXIT_ERROR if bad else EXIT_OK
+
+
+# -- publish / tail ------------------------------------------------------------------------------
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from booster.clients import PublishRefused, publish_lines
+
+    stream = open(args.file) if args.file else sys.stdin  # noqa: SIM115
+    try:
+        sent = _run(publish_lines(_settings(), args.topic, stream, progress=sys.stderr))
+    except PublishRefused as exc:
+        print(f"booster publish: refused {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        if args.file:
+            stream.close()
+    print(f"published {sent} record(s) to {args.topic}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    from booster.clients import tail
+
+    count = _run(
+        tail(
+            _settings(),
+            args.topic,
+            from_beginning=args.from_beginning,
+            idle_timeout=args.idle_timeout,
+            max_records=args.max,
+            epoch_ms=args.epoch_ms,
+        )
+    )
+    print(f"{count} record(s)", file=sys.stderr)
+    return EXIT_OK
+
+
+# -- worker --------------------------------------------------------------------------------------
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import faust
+
+    from booster import admin
+    from booster.streams.app import BoosterApp
+
+    settings = _settings()
+    if args.web_port:
+        settings = Settings.from_env({**os.environ, "BOOSTER_WEB_PORT": str(args.web_port)})
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    loop.run_until_complete(admin.check_ready(settings))
+    booster = BoosterApp(settings, Path(args.data_dir) if args.data_dir else None)
+    print(
+        f"booster worker {booster.app_id}: broker {settings.broker}, {settings.partitions} partitions, "
+        f"state in {booster.datadir}, web on 127.0.0.1:{settings.web_port}",
+        file=sys.stderr,
+    )
+    worker = faust.Worker(booster.app, loglevel=args.loglevel, loop=loop)
+    worker.execute_from_commandline()
+    return EXIT_OK
+
+
+# -- demo ----------------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from booster.broker.local import LocalKafka
+    from booster.demo import run_demo
+
+    settings = _settings()
+    kafka = LocalKafka(settings)
+    started_kafka = kafka.start(say=lambda m: print(m, file=sys.stderr))
+    try:
+        return run_demo(settings, recipients=args.recipients, wait_seconds=args.timeout)
+    finally:
+        if started_kafka and not args.keep_kafka:
+            kafka.stop(say=lambda m: print(m, file=sys.stderr))
+        elif not started_kafka:
+            print("Kafka was already running; left running", file=sys.stderr)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    settings = _settings()
+    for name, default in DEFAULTS.items():
+        value = os.environ.get(name, default)
+        print(f"{name}={value}\n    {DOCS[name]} (default: {default or '(empty)'})")
+    print(f"# effective topic prefix: {settings.topic_prefix!r}")
+    return EXIT_OK
+
+
+# -- parser --------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="booster",
+        description="Booster: sends one follow-up to the recipients who did not engage with a campaign.",
+        epilog="Configuration comes from BOOSTER_* environment variables; `booster config` lists them.",
+    )
+    parser.add_argument("--version", action="version", version=f"booster {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log client details to stderr")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("kafka", help="start, stop or check the local Apache Kafka broker")
+    p.add_argument("action", choices=["start", "stop", "status", "fetch"])
+    p.set_defaults(func=cmd_kafka)
+
+    p = sub.add_parser("topics", help="create or describe the contract's topics")
+    p.add_argument("action", choices=["create", "describe"])
+    p.add_argument("--json", action="store_true", help="print the description as JSON")
+    p.set_defaults(func=cmd_topics)
+
+    p = sub.add_parser(
+        "publish",
+        help="encode JSON lines from stdin with the topic's schema and produce them",
+        description=(
+            "Reads one record per line: the value alone, or {\"key\": ..., \"value\": {...}}. Without a key, "
+            "the key is taken from the value (contact_id, campaign_id or account_id). Timestamps are epoch "
+            "milliseconds or ISO-8601 strings. Stops at the first bad line, naming it; the lines before it "
+            "are on the topic."
+        ),
+    )
+    p.add_argument("topic", help="contract topic name, e.g. message.sent (the prefix is added)")
+    p.add_argument("--file", help="read lines from this file instead of stdin")
+    p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("tail", help="print a topic's committed records as JSON lines")
+    p.add_argument("topic")
+    p.add_argument("--from-beginning", action="store_true", help="start at the oldest record")
+    p.add_argument("--idle-timeout", type=float, metavar="SECONDS", help="stop after this long without records")
+    p.add_argument("--max", type=int, help="stop after this many records")
+    p.add_argument("--epoch-ms", action="store_true", help="timestamps in values as epoch milliseconds")
+    p.set_defaults(func=cmd_tail)
+
+    p = sub.add_parser("worker", help="run a booster worker (several share the partitions)")
+    p.add_argument("--web-port", type=int, help="web port (default BOOSTER_WEB_PORT); one per worker on a host")
+    p.add_argument("--data-dir", help="where this worker keeps its RocksDB state")
+    p.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("demo", help="broker, topics, a worker and a campaign whose booster fires within a minute")
+    p.add_argument("--recipients", type=int, default=300)
+    p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the final report")
+    p.add_argument("--keep-kafka", action="store_true", help="leave the broker running afterwards")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("config", help="show the BOOSTER_* settings and their defaults")
+    p.set_defaults(func=cmd_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not args.verbose:
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `booster tail ... | head` ends quietly
+    try:
+        result: int = args.func(args)
+        return result
+    except BoosterError as exc:
+        print(f"booster {args.command}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+def spawn_worker(env: dict[str, str], log_path: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """Start `booster worker` as a child process (demo, tests)."""
+    log = open(log_path, "ab")  # noqa: SIM115 - owned by the child
+    return subprocess.Popen(
+        [sys.executable, "-m", "booster", "worker", *extra],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""Producing and reading contract topics with plain aiokafka clients: publish, tail, replay."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import sys
+import time
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from booster.config import Settings
+from booster.errors import BoosterError, DecodeError, EncodeError
+from booster.jsonio import parse_line, record_to_json
+from booster.schemas import codec
+from booster.schemas.catalog import CATALOG, LAUNCHES_BY_ACCOUNT
+
+
+class PublishRefused(BoosterError):
+    def __init__(self, line_no: int, reason: str, sent: int) -> None:
+        self.line_no = line_no
+        self.reason = reason
+        self.sent = sent
+        super().__init__(f"line {line_no}: {reason} ({sent} record(s) before it were published; nothing after it)")
+
+
+def schema_topic(topic: str) -> str:
+    """The contract topic whose schema a topic's values use."""
+    if topic == LAUNCHES_BY_ACCOUNT:
+        return "campaign.launched"
+    if topic not in CATALOG:
+        known = ", ".join(sorted([*CATALOG, LAUNCHES_BY_ACCOUNT]))
+        raise BoosterError(f"unknown topic {topic!r}; the topics are: {known}")
+    return topic
+
+
+def producer(settings: Settings, **kwargs: Any) -> AIOKafkaProducer:
+    options: dict[str, Any] = {"acks": "all", "enable_idempotence": True, "linger_ms": 5}
+    options.update(kwargs)
+    return AIOKafkaProducer(bootstrap_servers=settings.broker, **options)
+
+
+async def publish_lines(
+    settings: Settings,
+    topic: str,
+    lines: Iterable[str],
+    progress: TextIO | None = None,
+    every: int = 50_000,
+) -> int:
+    """Encode and produce one record per non-empty line; stop at the first bad line.
+
+    Every record before a refused line is on the topic when PublishRefused is raised.
+    """
+    schema_topic(topic)
+    prod = producer(settings, max_batch_size=256 * 1024)
+    await prod.start()
+    sent = 0
+    pending: list[asyncio.Future[Any]] = []
+    try:
+        for line_no, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                key, value = parse_line(topic, line)
+            except EncodeError as exc:
+                await _settle(prod, pending)
+                raise PublishRefused(line_no, str(exc), sent) from None
+            pending.append(await prod.send(settings.topic(topic), value=value, key=key))
+            sent += 1
+            if len(pending) >= 10_000:
+                await _settle(prod, pending)
+            if progress is not None and sent % every == 0:
+                print(f"published {sent} records to {topic} ...", file=progress, flush=True)
+        await _settle(prod, pending)
+    finally:
+        await prod.stop()
+    return sent
+
+
+async def _settle(prod: AIOKafkaProducer, pending: list[asyncio.Future[Any]]) -> None:
+    await prod.flush()
+    for fut in pending:
+        await fut  # raises the broker's error, if any
+    pending.clear()
+
+
+async def produce_raw(settings: Settings, topic: str, records: Iterable[tuple[bytes | None, bytes | None]]) -> int:
+    """Produce already-encoded records (tests of bad input, replays)."""
+    prod = producer(settings)
+    await prod.start()
+    pending = []
+    try:
+        for key, value in records:
+            pending.append(await prod.send(settings.topic(topic), value=value, key=key))
+        await _settle(prod, pending)
+    finally:
+        await prod.stop()
+    return len(pending)
+
+
+@dataclass(frozen=True)
+class TailedRecord:
+    key: str | None
+    value: Any
+    partition: int
+    offset: int
+    timestamp: int
+    error: str | None = None
+
+    def to_json(self) -> str:
+        out: dict[str, Any] = {
+            "key": self.key,
+            "value": self.value,
+            "partition": self.partition,
+            "offset": self.offset,
+            "timestamp": self.timestamp,
+        }
+        if self.error is not None:
+            out["error"] = self.error
+        return json.dumps(out, separators=(",", ":"), ensure_ascii=False)
+
+
+def _decode_key(key: bytes | None) -> str | None:
+    if key is None:
+        return None
+    try:
+        return key.decode()
+    except UnicodeDecodeError:
+        return "base64:" + base64.b64encode(key).decode()
+
+
+def decode_record(topic: str, msg: ConsumerRecord[bytes, bytes], epoch_ms: bool = False) -> TailedRecord:
+    st = schema_topic(topic)
+    try:
+        value = record_to_json(st, codec().decode(st, msg.value), epoch_ms=epoch_ms)
+        error = None
+    except DecodeError as exc:
+        value = None if msg.value is None else "base64:" + base64.b64encode(msg.value).decode()
+        error = exc.reason
+    return TailedRecord(_decode_key(msg.key), value, msg.partition, msg.offset, msg.timestamp, error)
+
+
+async def read_topic(
+    settings: Settings,
+    topic: str,
+    *,
+    from_beginning: bool = True,
+    idle_timeout: float | None = None,
+    max_records: int | None = None,
+) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+    """Committed records of a topic, all partitions, without a consumer group."""
+    schema_topic(topic)
+    real = settings.topic(topic)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.broker,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest" if from_beginning else "latest",
+    )
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(real)
+        if not parts:
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(real)
+        if not parts:
+            raise BoosterError(f"topic {real} does not exist; run `booster topics create`")
+        tps = [TopicPartition(real, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        if from_beginning:
+            await consumer.seek_to_beginning(*tps)
+        else:
+            await consumer.seek_to_end(*tps)
+        seen = 0
+        last = time.monotonic()
+        while True:
+            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+            got = False
+            for tp in sorted(batch, key=lambda t: t.partition):
+                for msg in batch[tp]:
+                    got = True
+                    yield msg
+                    seen += 1
+                    if max_records is not None and seen >= max_records:
+                        return
+            now = time.monotonic()
+            if got:
+                last = now
+            elif idle_timeout is not None and now - last >= idle_timeout:
+                return
+    finally:
+        await consumer.stop()
+
+
+async def tail(
+    settings: Settings,
+    topic: str,
+    out: TextIO = sys.stdout,
+    *,
+    from_beginning: bool = False,
+    idle_timeout: float | None = None,
+    max_records: int | None = None,
+    epoch_ms: bool = False,
+) -> int:
+    count = 0
+    async for msg in read_topic(
+        settings, topic, from_beginning=from_beginning, idle_timeout=idle_timeout, max_records=max_records
+    ):
+        print(decode_record(topic, msg, epoch_ms).to_json(), file=out, flush=True)
+        count += 1
+    return count

@@ -1,0 +1,102 @@
+"""Settings from BOOSTER_* environment variables, with defaults that work on one machine."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from booster.errors import ConfigError
+
+DEFAULTS: dict[str, str] = {
+    "BOOSTER_BROKER": "127.0.0.1:9092",
+    "BOOSTER_KAFKA_PORT": "9092",
+    "BOOSTER_TOPIC_PREFIX": "",
+    "BOOSTER_PARTITIONS": "4",
+    "BOOSTER_ALLOWED_LATENESS_SECONDS": "5",
+    "BOOSTER_STORE": "rocksdb://",
+    "BOOSTER_APP_ID": "booster",
+    "BOOSTER_HOME": str(Path.home() / ".cache" / "booster"),
+    "BOOSTER_WEB_PORT": "6066",
+    "BOOSTER_TICK_INTERVAL_SECONDS": "1.0",
+    "BOOSTER_FANOUT_CHUNK": "2000",
+}
+
+DOCS: dict[str, str] = {
+    "BOOSTER_BROKER": "Kafka bootstrap servers the CLI and workers connect to.",
+    "BOOSTER_KAFKA_PORT": "Port of the local broker started by `booster kafka start` (controller: port+1).",
+    "BOOSTER_TOPIC_PREFIX": "Prefix for every topic name, for shared clusters (e.g. `staging.`).",
+    "BOOSTER_PARTITIONS": "Partition count of every topic `booster topics create` makes.",
+    "BOOSTER_ALLOWED_LATENESS_SECONDS": "How long after a deadline an excluding event may still arrive.",
+    "BOOSTER_STORE": "Faust table store: `rocksdb://` (default) or `memory://` for experiments.",
+    "BOOSTER_APP_ID": "Faust app id: the consumer group and the prefix of changelog topics.",
+    "BOOSTER_HOME": "Where the broker's jars, its log directory and workers' state live.",
+    "BOOSTER_WEB_PORT": "The worker's web port (Faust's web server).",
+    "BOOSTER_TICK_INTERVAL_SECONDS": "How often a worker looks for due deadlines.",
+    "BOOSTER_FANOUT_CHUNK": "Commands per fan-out transaction.",
+}
+
+
+def _int(name: str, raw: str, minimum: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer; set it to a whole number") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} is below {minimum}; set it to {minimum} or more")
+    return value
+
+
+def _float(name: str, raw: str, minimum: float) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number; set it to a number of seconds") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} is below {minimum}; set it to {minimum} or more")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    broker: str
+    kafka_port: int
+    topic_prefix: str
+    partitions: int
+    allowed_lateness_ms: int
+    store: str
+    app_id: str
+    home: Path
+    web_port: int
+    tick_interval: float
+    fanout_chunk: int
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        source = dict(os.environ if env is None else env)
+
+        def get(name: str) -> str:
+            return source.get(name) or DEFAULTS[name]
+
+        lateness = _float(
+            "BOOSTER_ALLOWED_LATENESS_SECONDS", get("BOOSTER_ALLOWED_LATENESS_SECONDS"), 0.0
+        )
+        return cls(
+            broker=get("BOOSTER_BROKER"),
+            kafka_port=_int("BOOSTER_KAFKA_PORT", get("BOOSTER_KAFKA_PORT"), 1),
+            topic_prefix=source.get("BOOSTER_TOPIC_PREFIX", DEFAULTS["BOOSTER_TOPIC_PREFIX"]),
+            partitions=_int("BOOSTER_PARTITIONS", get("BOOSTER_PARTITIONS"), 1),
+            allowed_lateness_ms=int(lateness * 1000),
+            store=get("BOOSTER_STORE"),
+            app_id=get("BOOSTER_APP_ID"),
+            home=Path(get("BOOSTER_HOME")).expanduser(),
+            web_port=_int("BOOSTER_WEB_PORT", get("BOOSTER_WEB_PORT"), 1),
+            tick_interval=_float(
+                "BOOSTER_TICK_INTERVAL_SECONDS", get("BOOSTER_TICK_INTERVAL_SECONDS"), 0.05
+            ),
+            fanout_chunk=_int("BOOSTER_FANOUT_CHUNK", get("BOOSTER_FANOUT_CHUNK"), 1),
+        )
+
+    def topic(self, name: str) -> str:
+        """The real topic name of a contract topic, with the configured prefix."""
+        return f"{self.topic_prefix}{name}"

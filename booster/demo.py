@@ -1,0 +1,142 @@
+"""`booster demo`: topics, a worker, a campaign whose booster fires within a minute, the result."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from booster import admin
+from booster.clients import publish_lines, read_topic
+from booster.config import Settings
+from booster.processors.boosters import booster_id_of
+from booster.schemas import codec
+from booster.scenario import HOUR_MS, Scenario, build
+
+DEMO_LEAD_SECONDS = 40  # the booster's deadline is this far in the future when the demo publishes
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _lines(records: list[dict[str, Any]]) -> list[str]:
+    return [json.dumps(r) for r in records]
+
+
+async def publish_scenario(settings: Settings, sc: Scenario, *, launch: bool = True) -> int:
+    """Publish the account's channels, every message and contact fact, then the launch."""
+    sent = 0
+    channels = {"account_id": sc.account_id, "channels": ["EMAIL", "SMS", "PUSH"], "updated_at": sc.launched_at - HOUR_MS}
+    sent += await publish_lines(settings, "account.channels", _lines([channels]))
+    for topic, records in sc.records.items():
+        sent += await publish_lines(settings, topic, _lines(records))
+    if launch:
+        sent += await publish_lines(settings, "campaign.launched", _lines([sc.launch_record()]))
+    return sent
+
+
+async def wait_for_report(
+    settings: Settings, campaign_id: str, statuses: set[str], timeout: float, progress: bool = False
+) -> dict[str, Any] | None:
+    """The latest report of a campaign once its status is one of `statuses`, polling the topic."""
+    deadline = time.monotonic() + timeout
+    next_note = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        latest = None
+        async for msg in read_topic(settings, "booster.reports", from_beginning=True, idle_timeout=0.5):
+            if msg.key == campaign_id.encode():
+                latest = codec().decode("booster.reports", msg.value)
+        if latest is not None and latest["status"] in statuses:
+            return latest
+        if progress and time.monotonic() >= next_note:
+            state = latest["status"] if latest else "no report yet"
+            say(f"  ... waiting for the booster ({state}, {deadline - time.monotonic():.0f} s left)")
+            next_note = time.monotonic() + 10
+        await asyncio.sleep(1.0)
+    return None
+
+
+async def commands_for(settings: Settings, booster_id: str, idle: float = 2.0) -> list[dict[str, Any]]:
+    out = []
+    async for msg in read_topic(settings, "booster.commands", from_beginning=True, idle_timeout=idle):
+        value = codec().decode("booster.commands", msg.value)
+        if value["booster_id"] == booster_id:
+            out.append(value)
+    return out
+
+
+def start_worker(settings: Settings, log_path: Path, web_port: int | None = None, data_dir: Path | None = None) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    env["BOOSTER_BROKER"] = settings.broker
+    env["BOOSTER_TOPIC_PREFIX"] = settings.topic_prefix
+    env["BOOSTER_PARTITIONS"] = str(settings.partitions)
+    args = []
+    if web_port is not None:
+        args += ["--web-port", str(web_port)]
+    if data_dir is not None:
+        args += ["--data-dir", str(data_dir)]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = open(log_path, "ab")  # noqa: SIM115 - owned by the child
+    return subprocess.Popen(
+        [sys.executable, "-m", "booster", "worker", *args],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def stop_worker(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def run_demo(settings: Settings, *, recipients: int = 300, wait_seconds: float = 180.0) -> int:
+    say("creating topics ...")
+    created = asyncio.run(admin.create(settings))
+    say(f"  {len(created)} created")
+    log_path = settings.home / "demo" / "worker.log"
+    say(f"starting a worker (log: {log_path}) ...")
+    worker = start_worker(settings, log_path)
+    try:
+        now = int(time.time() * 1000)
+        campaign_id = f"demo-{now}"
+        # the booster's delay must be at least 2 hours (R2): the campaign was "launched" 2 hours ago
+        sc = build(
+            campaign_id,
+            recipients,
+            launched_at=now - 2 * HOUR_MS + DEMO_LEAD_SECONDS * 1000,
+            name="Spring sale",
+        )
+        say(f"publishing campaign {campaign_id}: {recipients} recipients, {sc.event_count} events ...")
+        asyncio.run(publish_scenario(settings, sc))
+        wait = DEMO_LEAD_SECONDS + settings.allowed_lateness_ms / 1000
+        say(f"the booster's deadline is in {DEMO_LEAD_SECONDS} s (+{settings.allowed_lateness_ms / 1000:.0f} s allowed lateness); waiting ...")
+        report = asyncio.run(wait_for_report(settings, campaign_id, {"SENT", "CANCELLED"}, wait + wait_seconds, progress=True))
+        if report is None:
+            say(f"no final report within {wait + wait_seconds:.0f} s; see {log_path}")
+            return 1
+        commands = asyncio.run(commands_for(settings, booster_id_of(campaign_id)))
+        got = {c["contact_id"] for c in commands}
+        print(f"commands sent: {len(commands)} (expected {len(sc.expected_audience)})")
+        print("final report:")
+        print(json.dumps(report, indent=2, default=str))
+        ok = got == sc.expected_audience and len(commands) == len(got) and report["status"] == "SENT"
+        print("demo OK" if ok else "demo FAILED: the audience differs from the expected one")
+        return 0 if ok else 1
+    finally:
+        stop_worker(worker)

@@ -1,0 +1,58 @@
+"""The project's one root exception and its kinds. Messages tell the operator what to do."""
+
+from __future__ import annotations
+
+
+class BoosterError(Exception):
+    """Root of every error Booster raises on purpose."""
+
+
+class ConfigError(BoosterError):
+    """A BOOSTER_* setting is missing or wrong."""
+
+
+class DecodeError(BoosterError):
+    """A record's bytes cannot be read with the contract's schemas.
+
+    Carries where the record came from so the dead-letter topic and the operator can find it.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        topic: str | None = None,
+        partition: int | None = None,
+        offset: int | None = None,
+    ) -> None:
+        self.reason = reason
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        where = []
+        if self.topic is not None:
+            where.append(f"topic {self.topic}")
+        if self.partition is not None:
+            where.append(f"partition {self.partition}")
+        if self.offset is not None:
+            where.append(f"offset {self.offset}")
+        prefix = f"{', '.join(where)}: " if where else ""
+        return f"{prefix}{self.reason}"
+
+    def located(self, topic: str, partition: int, offset: int) -> DecodeError:
+        return DecodeError(self.reason, topic=topic, partition=partition, offset=offset)
+
+
+class EncodeError(BoosterError):
+    """A value does not fit the topic's schema (raised by publish before anything is sent)."""
+
+
+class BrokerError(BoosterError):
+    """The local Kafka broker could not be fetched, started, reached or stopped."""
+
+
+class TopologyError(BoosterError):
+    """Topics exist with the wrong shape (for example, contact topics not co-partitioned)."""

@@ -1,0 +1,142 @@
+"""The facts upstream services publish, as small frozen values.
+
+Timestamps are integer epoch milliseconds (UTC). Values come from decoded Avro records through
+`from_record`; nothing here knows about Kafka.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Channel = Literal["EMAIL", "SMS", "PUSH"]
+Criterion = Literal["NOT_OPENED", "NOT_CLICKED"]
+CHANNELS: tuple[Channel, ...] = ("EMAIL", "SMS", "PUSH")
+
+
+@dataclass(frozen=True, slots=True)
+class BoosterSettings:
+    delay_seconds: int
+    channel: Channel | None
+    criterion: Criterion | None
+    content_ref: str
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignLaunched:
+    campaign_id: str
+    account_id: str
+    name: str
+    channel: Channel
+    group_size: int
+    launched_at: int
+    booster: BoosterSettings | None
+
+
+@dataclass(frozen=True, slots=True)
+class BoosterCancelled:
+    campaign_id: str
+    cancelled_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class AccountChannels:
+    account_id: str
+    channels: frozenset[Channel]
+    updated_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSent:
+    campaign_id: str
+    contact_id: str
+    sent_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDelivered:
+    campaign_id: str
+    contact_id: str
+    error: bool
+    reported_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageOpened:
+    campaign_id: str
+    contact_id: str
+    opened_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageClicked:
+    campaign_id: str
+    contact_id: str
+    clicked_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ContactUnsubscribed:
+    contact_id: str
+    channel: Channel | None  # None: from every channel
+    unsubscribed_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ContactDeleted:
+    contact_id: str
+    deleted_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ContactBlocked:
+    contact_id: str
+    blocked: bool
+    changed_at: int
+
+
+MessageEvent = MessageSent | MessageDelivered | MessageOpened | MessageClicked
+ContactEvent = ContactUnsubscribed | ContactDeleted | ContactBlocked
+
+
+def launch_from_record(r: Mapping[str, Any]) -> CampaignLaunched:
+    b = r.get("booster")
+    booster = (
+        None
+        if b is None
+        else BoosterSettings(b["delay_seconds"], b.get("channel"), b.get("criterion"), b["content_ref"])
+    )
+    return CampaignLaunched(
+        r["campaign_id"],
+        r["account_id"],
+        r["name"],
+        r["channel"],
+        r["group_size"],
+        r["launched_at"],
+        booster,
+    )
+
+
+def message_event_from_record(topic: str, r: Mapping[str, Any]) -> MessageEvent:
+    if topic == "message.sent":
+        return MessageSent(r["campaign_id"], r["contact_id"], r["sent_at"])
+    if topic == "message.delivered":
+        return MessageDelivered(
+            r["campaign_id"], r["contact_id"], r["status"] == "ERROR", r["reported_at"]
+        )
+    if topic == "message.opened":
+        return MessageOpened(r["campaign_id"], r["contact_id"], r["opened_at"])
+    if topic == "message.clicked":
+        return MessageClicked(r["campaign_id"], r["contact_id"], r["clicked_at"])
+    raise ValueError(f"{topic} is not a message topic")
+
+
+def contact_event_from_record(topic: str, r: Mapping[str, Any]) -> ContactEvent:
+    if topic == "contact.unsubscribed":
+        return ContactUnsubscribed(r["contact_id"], r.get("channel"), r["unsubscribed_at"])
+    if topic == "contact.deleted":
+        return ContactDeleted(r["contact_id"], r["deleted_at"])
+    if topic == "contact.blocked":
+        return ContactBlocked(r["contact_id"], r["blocked"], r["changed_at"])
+    raise ValueError(f"{topic} is not a contact topic")

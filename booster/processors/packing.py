@@ -1,0 +1,115 @@
+"""Compact bytes for state values kept in tables (RocksDB and changelogs).
+
+Recipient rows are the bulk of the state (one per recipient of every live campaign), so they are a
+fixed 40-byte struct; the rarer values use JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+from booster.processors.boosters import CampaignPartition, Schedule
+from booster.processors.recipients import ContactState, RecipientState
+
+_NONE = -1
+_RECIPIENT = struct.Struct("<5q")
+_CONTACT_HEAD = struct.Struct("<qBB")
+_UNSUB = struct.Struct("<Bq")
+_BLOCK = struct.Struct("<q?")
+_CHANNEL_CODES = {"ALL": 0, "EMAIL": 1, "SMS": 2, "PUSH": 3}
+_CHANNEL_NAMES = {v: k for k, v in _CHANNEL_CODES.items()}
+
+
+def _opt(v: int | None) -> int:
+    return _NONE if v is None else v
+
+
+def _unopt(v: int) -> int | None:
+    return None if v == _NONE else v
+
+
+def pack_recipient(s: RecipientState) -> bytes:
+    return _RECIPIENT.pack(
+        _opt(s.sent_at), _opt(s.delivered_at), _opt(s.error_at), _opt(s.opened_at), _opt(s.clicked_at)
+    )
+
+
+def unpack_recipient(data: bytes) -> RecipientState:
+    a, b, c, d, e = _RECIPIENT.unpack(data)
+    return RecipientState(_unopt(a), _unopt(b), _unopt(c), _unopt(d), _unopt(e))
+
+
+def pack_contact(s: ContactState) -> bytes:
+    parts = [_CONTACT_HEAD.pack(_opt(s.deleted_at), len(s.unsubscribed), min(len(s.blocks), 255))]
+    parts += [_UNSUB.pack(_CHANNEL_CODES[ch], at) for ch, at in s.unsubscribed]
+    # more than 255 block changes of one contact: keep the latest, they decide
+    parts += [_BLOCK.pack(at, blocked) for at, blocked in s.blocks[-255:]]
+    return b"".join(parts)
+
+
+def unpack_contact(data: bytes) -> ContactState:
+    deleted_at, n_unsub, n_blocks = _CONTACT_HEAD.unpack_from(data, 0)
+    pos = _CONTACT_HEAD.size
+    unsub = []
+    for _ in range(n_unsub):
+        code, at = _UNSUB.unpack_from(data, pos)
+        unsub.append((_CHANNEL_NAMES[code], at))
+        pos += _UNSUB.size
+    blocks = []
+    for _ in range(n_blocks):
+        at, blocked = _BLOCK.unpack_from(data, pos)
+        blocks.append((at, blocked))
+        pos += _BLOCK.size
+    return ContactState(_unopt(deleted_at), tuple(unsub), tuple(blocks))
+
+
+def schedule_to_dict(s: Schedule) -> dict[str, Any]:
+    return {
+        "campaign_id": s.campaign_id,
+        "booster_id": s.booster_id,
+        "booster_name": s.booster_name,
+        "account_id": s.account_id,
+        "channel": s.channel,
+        "criterion": s.criterion,
+        "content_ref": s.content_ref,
+        "deadline": s.deadline,
+    }
+
+
+def schedule_from_dict(d: dict[str, Any]) -> Schedule:
+    return Schedule(
+        d["campaign_id"],
+        d["booster_id"],
+        d["booster_name"],
+        d["account_id"],
+        d["channel"],
+        d["criterion"],
+        d["content_ref"],
+        d["deadline"],
+    )
+
+
+def pack_campaign(s: CampaignPartition) -> bytes:
+    return json.dumps(
+        {
+            "schedule": None if s.schedule is None else schedule_to_dict(s.schedule),
+            "cancelled_at": s.cancelled_at,
+            "no_booster": s.no_booster,
+            "fired": s.fired,
+            "first_seen_at": s.first_seen_at,
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def unpack_campaign(data: bytes) -> CampaignPartition:
+    d = json.loads(data)
+    return CampaignPartition(
+        schedule=None if d["schedule"] is None else schedule_from_dict(d["schedule"]),
+        cancelled_at=d["cancelled_at"],
+        no_booster=d["no_booster"],
+        fired=d["fired"],
+        first_seen_at=d["first_seen_at"],
+    )

@@ -1,0 +1,158 @@
+"""Per-recipient and per-contact state, folded from events, and the eligibility decision.
+
+`evolve_*` keep the earliest timestamp of each fact and ignore duplicates, so any order and any
+repetition of the same events gives the same state (G5). `exclusion` reads the state as of a
+deadline: only facts whose event time is at or before the deadline count (R5, G1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import Enum
+
+from booster.processors.events import (
+    Channel,
+    ContactBlocked,
+    ContactDeleted,
+    ContactEvent,
+    ContactUnsubscribed,
+    Criterion,
+    MessageClicked,
+    MessageDelivered,
+    MessageEvent,
+    MessageOpened,
+    MessageSent,
+)
+
+
+class Exclusion(str, Enum):
+    """Why a recipient gets no booster, in the order R11 counts them: the first that applies."""
+
+    DELETED = "DELETED"
+    BLOCKED = "BLOCKED"
+    UNSUBSCRIBED = "UNSUBSCRIBED"
+    ERROR = "ERROR"
+    WAITING = "WAITING"
+    CLICKED = "CLICKED"
+    OPENED = "OPENED"
+
+
+EXCLUSION_ORDER: tuple[Exclusion, ...] = tuple(Exclusion)
+ALL_CHANNELS = "ALL"
+
+
+def _earliest(a: int | None, b: int) -> int:
+    return b if a is None or b < a else a
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientState:
+    """One contact as a recipient of one campaign."""
+
+    sent_at: int | None = None
+    delivered_at: int | None = None  # earliest DELIVERED report
+    error_at: int | None = None  # earliest ERROR report
+    opened_at: int | None = None
+    clicked_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContactState:
+    """Facts about a contact that hold across campaigns."""
+
+    deleted_at: int | None = None
+    # (channel or "ALL", earliest unsubscribed_at), sorted by channel
+    unsubscribed: tuple[tuple[str, int], ...] = ()
+    # every distinct (changed_at, blocked) seen, sorted: the latest one at a moment decides
+    blocks: tuple[tuple[int, bool], ...] = ()
+
+
+def evolve_recipient(state: RecipientState | None, event: MessageEvent) -> RecipientState:
+    s = state or RecipientState()
+    if isinstance(event, MessageSent):
+        return replace(s, sent_at=_earliest(s.sent_at, event.sent_at))
+    if isinstance(event, MessageDelivered):
+        if event.error:
+            return replace(s, error_at=_earliest(s.error_at, event.reported_at))
+        return replace(s, delivered_at=_earliest(s.delivered_at, event.reported_at))
+    if isinstance(event, MessageOpened):
+        return replace(s, opened_at=_earliest(s.opened_at, event.opened_at))
+    if isinstance(event, MessageClicked):
+        return replace(s, clicked_at=_earliest(s.clicked_at, event.clicked_at))
+    raise TypeError(f"not a message event: {event!r}")
+
+
+def evolve_contact(state: ContactState | None, event: ContactEvent) -> ContactState:
+    s = state or ContactState()
+    if isinstance(event, ContactDeleted):
+        return replace(s, deleted_at=_earliest(s.deleted_at, event.deleted_at))
+    if isinstance(event, ContactUnsubscribed):
+        channel = event.channel or ALL_CHANNELS
+        current = dict(s.unsubscribed)
+        current[channel] = _earliest(current.get(channel), event.unsubscribed_at)
+        return replace(s, unsubscribed=tuple(sorted(current.items())))
+    if isinstance(event, ContactBlocked):
+        entry = (event.changed_at, event.blocked)
+        if entry in s.blocks:
+            return s
+        return replace(s, blocks=tuple(sorted((*s.blocks, entry))))
+    raise TypeError(f"not a contact event: {event!r}")
+
+
+def _at_or_before(ts: int | None, deadline: int) -> bool:
+    return ts is not None and ts <= deadline
+
+
+def is_blocked(contact: ContactState, deadline: int) -> bool:
+    """The latest block fact at or before the deadline decides; at a tie, blocked wins."""
+    latest: bool | None = None
+    for changed_at, blocked in contact.blocks:  # sorted: later entries win
+        if changed_at > deadline:
+            break
+        latest = blocked
+    return bool(latest)
+
+
+def is_unsubscribed(contact: ContactState, channel: Channel, deadline: int) -> bool:
+    return any(
+        ch in (channel, ALL_CHANNELS) and at <= deadline for ch, at in contact.unsubscribed
+    )
+
+
+def exclusion(
+    recipient: RecipientState,
+    contact: ContactState | None,
+    *,
+    channel: Channel,
+    criterion: Criterion,
+    deadline: int,
+) -> Exclusion | None:
+    """The first reason of R11 that excludes this recipient at the deadline, or None: eligible.
+
+    The caller only asks for recipients of the campaign (those with a `sent` fact, R4).
+    `channel` is the booster's channel: an unsubscribe from that channel or from all excludes.
+    """
+    if contact is not None:
+        if _at_or_before(contact.deleted_at, deadline):
+            return Exclusion.DELETED
+        if contact.blocks and is_blocked(contact, deadline):
+            return Exclusion.BLOCKED
+        if contact.unsubscribed and is_unsubscribed(contact, channel, deadline):
+            return Exclusion.UNSUBSCRIBED
+    delivered = _at_or_before(recipient.delivered_at, deadline)
+    errored = _at_or_before(recipient.error_at, deadline)
+    if errored and (not delivered or (recipient.error_at or 0) >= (recipient.delivered_at or 0)):
+        # the final report is the latest one; a tie counts as an error
+        return Exclusion.ERROR
+    if not delivered:
+        return Exclusion.WAITING
+    if _at_or_before(recipient.clicked_at, deadline):
+        return Exclusion.CLICKED
+    if criterion == "NOT_OPENED" and _at_or_before(recipient.opened_at, deadline):
+        return Exclusion.OPENED
+    return None
+
+
+def is_recipient(state: RecipientState) -> bool:
+    """R4: only contacts with a `sent` fact for the campaign are its recipients."""
+    return state.sent_at is not None

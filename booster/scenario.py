@@ -1,0 +1,150 @@
+"""Campaign scenarios with a known answer: the demo and the integration tests feed these.
+
+Each recipient is given one role; the role says which facts are published for it and whether it
+should get the booster, so the expected audience is known by construction, not computed by the
+code under test.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+HOUR_MS = 3600 * 1000
+
+# role -> (expected exclusion reason or None for eligible)
+ROLES: dict[str, str | None] = {
+    "eligible": None,
+    "clicked": "CLICKED",
+    "opened": "OPENED",
+    "machine_open": "OPENED",
+    "deleted": "DELETED",
+    "blocked": "BLOCKED",
+    "unblocked": None,  # blocked, then unblocked later: eligible again
+    "unsub_channel": "UNSUBSCRIBED",
+    "unsub_all": "UNSUBSCRIBED",
+    "unsub_other": None,  # unsubscribed from another channel only
+    "waiting": "WAITING",
+    "error": "ERROR",
+    "clicked_and_deleted": "DELETED",  # R11: the first reason in order counts
+    "late_click": None,  # clicked after the deadline: does not count (R5)
+}
+
+NOT_CLICKED_ROLES = {"opened": None, "machine_open": None}
+
+
+@dataclass
+class Scenario:
+    campaign_id: str
+    account_id: str
+    name: str
+    channel: str
+    booster_channel: str | None
+    criterion: str | None
+    launched_at: int
+    delay_seconds: int
+    records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    roles: dict[str, str] = field(default_factory=dict)  # contact -> role
+    expected_audience: set[str] = field(default_factory=set)
+    expected_excluded: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def deadline(self) -> int:
+        return self.launched_at + self.delay_seconds * 1000
+
+    def add(self, topic: str, value: dict[str, Any]) -> None:
+        self.records.setdefault(topic, []).append(value)
+
+    def launch_record(self) -> dict[str, Any]:
+        return {
+            "campaign_id": self.campaign_id,
+            "account_id": self.account_id,
+            "name": self.name,
+            "channel": self.channel,
+            "group_size": len(self.roles),
+            "launched_at": self.launched_at,
+            "booster": {
+                "delay_seconds": self.delay_seconds,
+                "channel": self.booster_channel,
+                "criterion": self.criterion,
+                "content_ref": f"content/{self.campaign_id}/booster",
+            },
+        }
+
+    @property
+    def event_count(self) -> int:
+        return sum(len(v) for v in self.records.values())
+
+
+def build(
+    campaign_id: str,
+    recipients: int,
+    *,
+    launched_at: int,
+    delay_seconds: int = 2 * 3600,
+    channel: str = "EMAIL",
+    booster_channel: str | None = None,
+    criterion: str | None = None,
+    account_id: str = "acct-demo",
+    name: str | None = None,
+    roles: list[str] | None = None,
+    contact_prefix: str | None = None,
+) -> Scenario:
+    """A campaign whose recipients cycle through `roles` (all of ROLES by default)."""
+    cycle = roles or list(ROLES)
+    sc = Scenario(
+        campaign_id=campaign_id,
+        account_id=account_id,
+        name=name or f"Campaign {campaign_id}",
+        channel=channel,
+        booster_channel=booster_channel,
+        criterion=criterion,
+        launched_at=launched_at,
+        delay_seconds=delay_seconds,
+    )
+    effective_channel = booster_channel or channel
+    effective_criterion = criterion or ("NOT_CLICKED" if channel == "SMS" else "NOT_OPENED")
+    other_channel = next(c for c in ("EMAIL", "SMS", "PUSH") if c != effective_channel)
+    deadline = sc.deadline
+    prefix = contact_prefix or f"{campaign_id}-c"
+    for i in range(recipients):
+        role = cycle[i % len(cycle)]
+        contact = f"{prefix}{i:07d}"
+        sc.roles[contact] = role
+        msg = f"{campaign_id}-m{i}"
+        t = launched_at + (i % 1000)  # sent within a second of the launch
+        base = {"campaign_id": campaign_id, "contact_id": contact, "message_id": msg}
+        sc.add("message.sent", {**base, "channel": channel, "sent_at": t})
+        if role != "waiting":
+            status = "ERROR" if role == "error" else "DELIVERED"
+            sc.add("message.delivered", {**base, "status": status, "reported_at": t + 60_000})
+        if role == "opened":
+            sc.add("message.opened", {**base, "opened_at": t + HOUR_MS})
+        if role == "machine_open":
+            sc.add("message.opened", {**base, "opened_at": t + HOUR_MS, "machine_open": True})
+        if role in ("clicked", "clicked_and_deleted"):
+            sc.add("message.opened", {**base, "opened_at": t + HOUR_MS})
+            sc.add("message.clicked", {**base, "clicked_at": t + HOUR_MS + 1000, "url": "https://example.com/x"})
+        if role == "late_click":
+            sc.add("message.clicked", {**base, "clicked_at": deadline + 1, "url": "https://example.com/late"})
+        if role in ("deleted", "clicked_and_deleted"):
+            sc.add("contact.deleted", {"contact_id": contact, "account_id": account_id, "deleted_at": t + 2 * HOUR_MS - 5000})
+        if role in ("blocked", "unblocked"):
+            sc.add("contact.blocked", {"contact_id": contact, "account_id": account_id, "blocked": True, "changed_at": t + 1000})
+        if role == "unblocked":
+            sc.add("contact.blocked", {"contact_id": contact, "account_id": account_id, "blocked": False, "changed_at": t + 2000})
+        if role == "unsub_channel":
+            sc.add("contact.unsubscribed", {"contact_id": contact, "account_id": account_id, "channel": effective_channel, "unsubscribed_at": t + 5000})
+        if role == "unsub_all":
+            sc.add("contact.unsubscribed", {"contact_id": contact, "account_id": account_id, "channel": None, "unsubscribed_at": t + 5000})
+        if role == "unsub_other":
+            sc.add("contact.unsubscribed", {"contact_id": contact, "account_id": account_id, "channel": other_channel, "unsubscribed_at": t + 5000})
+        reason = ROLES[role]
+        if effective_criterion == "NOT_CLICKED" and role in NOT_CLICKED_ROLES:
+            reason = NOT_CLICKED_ROLES[role]
+        if reason is None:
+            sc.expected_audience.add(contact)
+        else:
+            sc.expected_excluded[reason] += 1
+    return sc

@@ -1,0 +1,66 @@
+"""The topics of the contract: schema file, stable schema id, key field and shape.
+
+Schema ids are part of the wire format (bytes 1-4 of every value). They never change and are never
+reused: a new schema version gets a new id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from booster.errors import BoosterError
+
+AVRO_DIR = Path(__file__).parent / "avro"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str  # contract name, without the configured prefix
+    schema_id: int
+    key_field: str | None  # the value field the key is taken from; None: the key travels as received
+    contact_keyed: bool  # co-partitioned by contact_id
+    compacted: bool
+    role: str  # "input", "output" or "internal"
+
+    @property
+    def schema_path(self) -> Path:
+        return AVRO_DIR / f"{self.name}.avsc"
+
+
+_SPECS = [
+    TopicSpec("campaign.launched", 1, "campaign_id", False, False, "input"),
+    TopicSpec("campaign.booster-cancelled", 2, "campaign_id", False, False, "input"),
+    TopicSpec("account.channels", 3, "account_id", False, True, "input"),
+    TopicSpec("message.sent", 4, "contact_id", True, False, "input"),
+    TopicSpec("message.delivered", 5, "contact_id", True, False, "input"),
+    TopicSpec("message.opened", 6, "contact_id", True, False, "input"),
+    TopicSpec("message.clicked", 7, "contact_id", True, False, "input"),
+    TopicSpec("contact.unsubscribed", 8, "contact_id", True, False, "input"),
+    TopicSpec("contact.deleted", 9, "contact_id", True, False, "input"),
+    TopicSpec("contact.blocked", 10, "contact_id", True, False, "input"),
+    TopicSpec("booster.commands", 11, "contact_id", True, False, "output"),
+    TopicSpec("booster.reports", 12, "campaign_id", False, True, "output"),
+    TopicSpec("booster.dead-letter", 13, None, False, False, "output"),
+    TopicSpec("booster.control", 14, "campaign_id", True, False, "internal"),
+    TopicSpec("booster.summaries", 15, "campaign_id", False, False, "internal"),
+    TopicSpec("booster.fanout-progress", 16, "campaign_id", True, True, "internal"),
+]
+
+CATALOG: dict[str, TopicSpec] = {spec.name: spec for spec in _SPECS}
+BY_ID: dict[int, TopicSpec] = {spec.schema_id: spec for spec in _SPECS}
+
+# Launches re-keyed by account so they meet account.channels in one partition; same schema.
+LAUNCHES_BY_ACCOUNT = "booster.launches-by-account"
+
+INPUT_TOPICS = [s.name for s in _SPECS if s.role == "input"]
+CONTACT_INPUT_TOPICS = [s.name for s in _SPECS if s.role == "input" and s.contact_keyed]
+
+
+def spec_for(topic: str) -> TopicSpec:
+    """The spec of a contract topic name (without prefix)."""
+    try:
+        return CATALOG[topic]
+    except KeyError:
+        known = ", ".join(sorted(CATALOG))
+        raise BoosterError(f"unknown topic {topic!r}; the contract's topics are: {known}") from None

@@ -1,0 +1,146 @@
+"""Avro values in the Confluent wire format: byte 0 = 0, 4-byte big-endian schema id, Avro binary.
+
+Timestamps (`timestamp-millis`) are read and written as integer epoch milliseconds: the bytes are
+the same as with the logical type, and the hot path avoids building datetime objects.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro.validation import ValidationError, validate
+
+from booster.errors import DecodeError, EncodeError
+from booster.schemas.catalog import BY_ID, CATALOG, TopicSpec
+
+MAGIC = 0
+HEADER = struct.Struct(">bI")
+
+# Timestamps outside this range are not facts about messages sent by this product: a record with
+# one is refused (dead-lettered) rather than allowed to sit in state forever or fire a booster early.
+MIN_TIMESTAMP_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
+MAX_TIMESTAMP_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
+
+Record = dict[str, Any]
+
+
+def _strip_logical_types(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _strip_logical_types(v) for k, v in node.items() if k != "logicalType"}
+    if isinstance(node, list):
+        return [_strip_logical_types(v) for v in node]
+    return node
+
+
+def _timestamp_fields(node: Any) -> list[str]:
+    """Top-level field names whose type is (nullable) timestamp-millis."""
+    names = []
+    for field in node.get("fields", []):
+        types = field["type"] if isinstance(field["type"], list) else [field["type"]]
+        if any(isinstance(t, dict) and t.get("logicalType") == "timestamp-millis" for t in types):
+            names.append(field["name"])
+    return names
+
+
+class _StrictReader(io.BytesIO):
+    """fastavro reads a string or bytes short without complaint when the input is truncated."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            raise EOFError("negative length")
+        chunk = super().read(size)
+        if len(chunk) != size:
+            raise EOFError(f"truncated: wanted {size} bytes, {len(chunk)} left")
+        return chunk
+
+
+class Codec:
+    def __init__(self) -> None:
+        self.raw_schemas: dict[str, Any] = {}  # as written in the .avsc file
+        self._parsed: dict[str, Any] = {}  # without logical types: timestamps are ints
+        self._timestamps: dict[str, list[str]] = {}
+        for name, spec in CATALOG.items():
+            raw = json.loads(spec.schema_path.read_text())
+            self.raw_schemas[name] = raw
+            self._parsed[name] = parse_schema(_strip_logical_types(raw))
+            self._timestamps[name] = _timestamp_fields(raw)
+
+    def header(self, topic: str) -> bytes:
+        return HEADER.pack(MAGIC, CATALOG[topic].schema_id)
+
+    def encode(self, topic: str, value: Mapping[str, Any]) -> bytes:
+        """Encode a value for a contract topic. Raises EncodeError when it does not fit."""
+        schema = self._parsed[topic]
+        out = io.BytesIO()
+        out.write(self.header(topic))
+        try:
+            schemaless_writer(out, schema, value)
+        except Exception as exc:  # fastavro raises many types for a value that does not fit
+            raise EncodeError(f"{topic}: value does not fit the schema: {exc}") from exc
+        return out.getvalue()
+
+    def check(self, topic: str, value: Mapping[str, Any]) -> None:
+        """Raise EncodeError naming the field when a value does not fit the topic's schema."""
+        try:
+            validate(value, self._parsed[topic], raise_errors=True)
+        except ValidationError as exc:
+            detail = "; ".join(str(e) for e in exc.errors)
+            raise EncodeError(f"does not fit the schema of {topic}: {detail}") from None
+        except Exception as exc:  # fastavro's validator fails on some shapes instead of reporting
+            raise EncodeError(f"does not fit the schema of {topic}: {exc}") from None
+        self._check_timestamps(topic, value, EncodeError)
+
+    def schema_of(self, data: bytes | None) -> TopicSpec:
+        """The catalog entry named by a value's header."""
+        if data is None or len(data) < HEADER.size:
+            raise DecodeError("value is empty or shorter than the 5-byte wire-format header")
+        magic, schema_id = HEADER.unpack_from(data)
+        if magic != MAGIC:
+            raise DecodeError(f"wrong magic byte {magic} (expected 0): not Confluent wire format")
+        spec = BY_ID.get(schema_id)
+        if spec is None:
+            raise DecodeError(f"unknown schema id {schema_id}")
+        return spec
+
+    def decode(self, topic: str, data: bytes | None) -> Record:
+        """Decode a value read from `topic` (contract name). Raises DecodeError for bad bytes."""
+        spec = self.schema_of(data)
+        assert data is not None
+        if spec.name != topic:
+            raise DecodeError(
+                f"schema id {spec.schema_id} is the schema of {spec.name}, not of {topic}"
+            )
+        reader = _StrictReader(data)
+        reader.seek(HEADER.size)
+        try:
+            value: Record = schemaless_reader(reader, self._parsed[spec.name], None)
+        except Exception as exc:  # corrupt input makes fastavro raise anything
+            raise DecodeError(f"corrupt Avro for {spec.name}: {type(exc).__name__}: {exc}") from exc
+        if reader.tell() != len(data):
+            raise DecodeError(
+                f"{len(data) - reader.tell()} unexpected bytes after the {spec.name} record"
+            )
+        self._check_timestamps(spec.name, value, DecodeError)
+        return value
+
+    def _check_timestamps(
+        self, topic: str, value: Mapping[str, Any], error: type[Exception]
+    ) -> None:
+        for name in self._timestamps[topic]:
+            ts = value.get(name)
+            if ts is not None and not MIN_TIMESTAMP_MS <= ts < MAX_TIMESTAMP_MS:
+                raise error(
+                    f"{name}={ts} is outside 2000-01-01..2100-01-01 (epoch milliseconds expected)"
+                )
+
+
+@lru_cache(maxsize=1)
+def codec() -> Codec:
+    """The process-wide codec (schemas are parsed once)."""
+    return Codec()

@@ -1,0 +1,484 @@
+"""The Faust app: topics, tables, agents and the deadline timer. Thin wiring around processors/.
+
+Records come in as raw bytes and are decoded by our codec, so a bad record goes to the dead-letter
+topic instead of crashing an agent (Faust's own serializers would ack it and crash).
+
+Flow: contact-keyed events fold into `recipients` (per campaign and contact) and `contacts`; launches
+are re-keyed by account to meet `account.channels`, validated, and an accepted schedule is broadcast
+to every partition of `booster.control`; the timer looks at the campaigns of its active partitions and,
+once a deadline is due and the lag gate is open, sends a tick into that partition; the control agent
+fans out inside stream iteration (so it may delete the rows after) and the per-partition summaries
+are merged into one final report by the summaries agent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import faust
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+from faust.transport.drivers.aiokafka import Consumer as FaustConsumer
+
+from booster.config import Settings
+from booster.errors import DecodeError
+from booster.processors import boosters as b
+from booster.processors.events import (
+    AccountChannels,
+    BoosterCancelled,
+    contact_event_from_record,
+    launch_from_record,
+    message_event_from_record,
+)
+from booster.processors.packing import (
+    pack_campaign,
+    pack_contact,
+    pack_recipient,
+    unpack_campaign,
+    unpack_contact,
+    unpack_recipient,
+)
+from booster.processors.recipients import evolve_contact, evolve_recipient
+from booster.schemas import codec
+from booster.schemas.catalog import CONTACT_INPUT_TOPICS, LAUNCHES_BY_ACCOUNT
+from booster.streams.fanout import Fanout
+from booster.streams.gate import LagGate
+from booster.streams.tables import (
+    campaign_key,
+    partition_items,
+    recipient_key,
+    recipient_prefix,
+    split_campaign_key,
+)
+from booster.streams.wire import control_record, report_record, schedule_of, summary_of
+
+log = logging.getLogger("booster.worker")
+decisions = logging.getLogger("booster.decisions")
+
+def raw_schema() -> faust.Schema:
+    """Bytes in, bytes out: decoding is ours, so a bad record cannot crash an agent."""
+    return faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+RETICK_SECONDS = 15.0
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def log_decision(event: str, campaign_id: str, **fields: Any) -> None:
+    """One searchable line per booster decision."""
+    decisions.info(json.dumps({"event": event, "campaign_id": campaign_id, **fields}, sort_keys=True))
+
+
+class _ReadCommittedThread(AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # Faust reads committed records only in its exactly_once mode, which we do not use; the
+        # fan-out's summaries are transactional and an aborted one must never be merged.
+        consumer._isolation_level = "read_committed"
+        return consumer
+
+
+class ReadCommittedConsumer(FaustConsumer):
+    def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
+        return _ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class BoosterApp:
+    def __init__(self, settings: Settings, datadir: Path | None = None) -> None:
+        self.settings = settings
+        s = settings
+        self.app_id = f"{s.topic_prefix}{s.app_id}"
+        self.datadir = datadir or s.home / "workers" / self.app_id / str(s.web_port)
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        self.app = faust.App(
+            self.app_id,
+            broker=f"kafka://{s.broker}",
+            store=s.store,
+            datadir=str(self.datadir),
+            topic_partitions=s.partitions,
+            topic_replication_factor=1,
+            consumer_auto_offset_reset="earliest",
+            web_port=s.web_port,
+            web_bind="127.0.0.1",
+            web_host="127.0.0.1",
+            producer_acks=-1,
+            broker_commit_interval=1.0,
+            table_standby_replicas=0,
+        )
+        self.app.transport.Consumer = ReadCommittedConsumer
+        self.metrics: Counter[str] = Counter()
+        self.gate = LagGate(s.broker, self.app_id)
+        self.fanout = Fanout(s, self.app_id)
+        self._ticked: dict[tuple[str, int], float] = {}
+        self._waiting_logged: dict[tuple[str, int], float] = {}
+        self._wire()
+
+    # -- naming ----------------------------------------------------------------------------------
+
+    def contract_name(self, real: str) -> str:
+        prefix = self.settings.topic_prefix
+        return real[len(prefix) :] if prefix and real.startswith(prefix) else real
+
+    def _topic(self, *names: str) -> Any:
+        return self.app.topic(*[self.settings.topic(n) for n in names], schema=raw_schema())
+
+    # -- wiring ----------------------------------------------------------------------------------
+
+    def _wire(self) -> None:
+        app, s = self.app, self.settings
+        # key_type/value_type bytes make Faust store and changelog our bytes as they are
+        table: dict[str, Any] = {"partitions": s.partitions, "key_type": bytes, "value_type": bytes}
+        self.recipients = app.Table("recipients", **table)
+        self.contacts = app.Table("contacts", **table)
+        self.campaigns = app.Table("campaigns", **table)
+        self.accounts = app.Table("accounts", **table)
+        self.pending = app.Table("pending-launches", **table)
+        self.launch_decisions = app.Table("launch-decisions", **table)
+        self.summaries = app.Table("summaries", **table)
+
+        self.contact_inputs = self._topic(*CONTACT_INPUT_TOPICS)
+        self.launch_inputs = self._topic("campaign.launched", "campaign.booster-cancelled")
+        self.account_inputs = self._topic("account.channels", LAUNCHES_BY_ACCOUNT)
+        self.control = self._topic("booster.control")
+        self.summary_inputs = self._topic("booster.summaries")
+        self.reports = self._topic("booster.reports")
+        self.dead_letters = self._topic("booster.dead-letter")
+        self.by_account = self._topic(LAUNCHES_BY_ACCOUNT)
+
+        app.agent(self.contact_inputs, name="booster.ingest")(self._ingest_agent)
+        app.agent(self.launch_inputs, name="booster.launches")(self._launches_agent)
+        app.agent(self.account_inputs, name="booster.accounts")(self._accounts_agent)
+        app.agent(self.control, name="booster.control")(self._control_agent)
+        app.agent(self.summary_inputs, name="booster.summaries")(self._summaries_agent)
+        app.timer(s.tick_interval, name="booster.deadlines")(self._deadline_timer)
+        app.on_partitions_revoked.connect(self._on_revoked)
+
+    async def _on_revoked(self, sender: Any, revoked: set[Any], **_: Any) -> None:
+        control = self.settings.topic("booster.control")
+        await self.fanout.release({tp.partition for tp in revoked if tp.topic == control})
+        self.gate.forget(TopicPartition(tp.topic, tp.partition) for tp in revoked)
+
+    # -- shared steps ----------------------------------------------------------------------------
+
+    async def _dead_letter(self, message: Any, reason: str) -> None:
+        record = {
+            "source_topic": self.contract_name(message.topic),
+            "partition": message.partition,
+            "offset": message.offset,
+            "key": message.key,
+            "value": message.value,
+            "error": reason,
+            "failed_at": now_ms(),
+        }
+        await self.dead_letters.send(key=message.key, value=codec().encode("booster.dead-letter", record))
+        self.metrics["dead_letters"] += 1
+        log.warning(
+            "dead letter from %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason
+        )
+
+    async def _guarded(self, event: Any, handler: Any) -> None:
+        """Run a handler; any failure of one record sends it to the dead-letter topic (G4)."""
+        message = event.message
+        topic = self.contract_name(message.topic)
+        try:
+            await handler(topic, message)
+            self.metrics[f"events:{topic}"] += 1
+        except DecodeError as exc:
+            await self._dead_letter(message, exc.reason)
+        except Exception as exc:  # one record must never stop its partition
+            log.exception("processing %s[%s]@%s failed", message.topic, message.partition, message.offset)
+            await self._dead_letter(message, f"unexpected {type(exc).__name__}: {exc}")
+        self.gate.record(message.topic, message.partition, message.offset, int(message.timestamp * 1000))
+
+    @staticmethod
+    def _key_text(message: Any, record: dict[str, Any], field: str) -> str:
+        if not message.key:
+            raise DecodeError("empty key")
+        try:
+            key = message.key.decode()
+        except UnicodeDecodeError:
+            raise DecodeError("key is not UTF-8") from None
+        if key != record[field]:
+            raise DecodeError(f"key {key!r} does not match {field} {record[field]!r}")
+        return key
+
+    async def _broadcast(self, kind: str, campaign_id: str, at: int, schedule: b.Schedule | None = None) -> None:
+        value = codec().encode("booster.control", control_record(kind, campaign_id, at, schedule))
+        for p in range(self.settings.partitions):
+            await self.control.send(key=campaign_id.encode(), value=value, partition=p)
+
+    async def _report(self, report: b.Report) -> None:
+        value = codec().encode("booster.reports", report_record(report))
+        await self.reports.send(key=report.campaign_id.encode(), value=value)
+        self.metrics[f"reports:{report.status}"] += 1
+        log_decision(
+            report.status.lower(),
+            report.campaign_id,
+            booster_id=report.booster_id,
+            reason=report.reason,
+            deadline=report.deadline,
+            audience=report.audience,
+            excluded={k: v for k, v in report.excluded.items() if v},
+        )
+
+    def _delete_rows(self, campaign_id: str, partition: int) -> int:
+        keys = [k for k, _ in partition_items(self.recipients, partition, recipient_prefix(campaign_id))]
+        for k in keys:
+            del self.recipients[k]
+        return len(keys)
+
+    def _campaign(self, campaign_id: str, partition: int) -> b.CampaignPartition | None:
+        raw = self.campaigns.get(campaign_key(campaign_id, partition))
+        return None if raw is None else unpack_campaign(raw)
+
+    def _set_campaign(self, campaign_id: str, partition: int, state: b.CampaignPartition) -> None:
+        self.campaigns[campaign_key(campaign_id, partition)] = pack_campaign(state)
+
+    # -- agents ----------------------------------------------------------------------------------
+
+    async def _ingest_agent(self, stream: Any) -> None:
+        async for event in stream.events():
+            await self._guarded(event, self._ingest)
+
+    async def _ingest(self, topic: str, message: Any) -> None:
+        record = codec().decode(topic, message.value)
+        self._key_text(message, record, "contact_id")
+        p = message.partition
+        if topic.startswith("message."):
+            ev = message_event_from_record(topic, record)
+            state = self._campaign(ev.campaign_id, p)
+            if not b.accepts_events(state):
+                self.metrics["events_dropped"] += 1
+                return
+            if state is None or state.first_seen_at is None:
+                self._set_campaign(ev.campaign_id, p, b.evolve_campaign_seen(state, int(message.timestamp * 1000)))
+            key = recipient_key(ev.campaign_id, ev.contact_id)
+            old = self.recipients.get(key)
+            new = pack_recipient(evolve_recipient(None if old is None else unpack_recipient(old), ev))
+            if new != old:
+                self.recipients[key] = new
+        else:
+            cev = contact_event_from_record(topic, record)
+            ckey = cev.contact_id.encode()
+            old = self.contacts.get(ckey)
+            new = pack_contact(evolve_contact(None if old is None else unpack_contact(old), cev))
+            if new != old:
+                self.contacts[ckey] = new
+
+    async def _launches_agent(self, stream: Any) -> None:
+        async for event in stream.events():
+            await self._guarded(event, self._launch_or_cancel)
+
+    async def _launch_or_cancel(self, topic: str, message: Any) -> None:
+        record = codec().decode(topic, message.value)
+        campaign_id = self._key_text(message, record, "campaign_id")
+        if topic == "campaign.launched":
+            await self.by_account.send(key=record["account_id"].encode(), value=message.value)
+        else:
+            await self._broadcast("CANCEL", campaign_id, record["cancelled_at"])
+            log_decision("cancel-requested", campaign_id, cancelled_at=record["cancelled_at"])
+
+    async def _accounts_agent(self, stream: Any) -> None:
+        async for event in stream.events():
+            await self._guarded(event, self._account_or_launch)
+
+    async def _account_or_launch(self, topic: str, message: Any) -> None:
+        if topic == "account.channels":
+            record = codec().decode(topic, message.value)
+            account_id = self._key_text(message, record, "account_id")
+            incoming = AccountChannels(account_id, frozenset(record["channels"]), record["updated_at"])
+            old = self.accounts.get(account_id.encode())
+            current = None if old is None else _unpack_account(account_id, old)
+            state = b.evolve_account(current, incoming)
+            self.accounts[account_id.encode()] = _pack_account(state)
+            prefix = f"{account_id}\x1f".encode()
+            waiting = list(partition_items(self.pending, message.partition, prefix))
+            for key, raw in waiting:
+                del self.pending[key]
+                await self._decide_launch(launch_from_record(codec().decode("campaign.launched", raw)), state)
+            return
+        record = codec().decode("campaign.launched", message.value)
+        account_id = self._key_text(message, record, "account_id")
+        launch = launch_from_record(record)
+        if self.launch_decisions.get(launch.campaign_id.encode()) is not None:
+            self.metrics["duplicate_launches"] += 1
+            return
+        raw_account = self.accounts.get(account_id.encode())
+        if raw_account is None:
+            # R3 needs the account's channels; decide when they arrive (topics are not ordered)
+            self.pending[f"{account_id}\x1f{launch.campaign_id}".encode()] = message.value
+            log_decision("pending-account", launch.campaign_id, account_id=account_id)
+            return
+        await self._decide_launch(launch, _unpack_account(account_id, raw_account))
+
+    async def _decide_launch(self, launch: Any, account: AccountChannels) -> None:
+        decision = b.decide_launch(launch, account)
+        if isinstance(decision, b.NoBooster):
+            await self._broadcast("NO_BOOSTER", launch.campaign_id, launch.launched_at)
+            status = "NONE"
+        elif isinstance(decision, b.Refused):
+            await self._report(decision.report)
+            status = decision.report.status
+        else:
+            await self._broadcast("SCHEDULE", launch.campaign_id, launch.launched_at, decision.schedule)
+            await self._report(decision.report)
+            status = "SCHEDULED"
+        self.launch_decisions[launch.campaign_id.encode()] = status.encode()
+
+    async def _control_agent(self, stream: Any) -> None:
+        async for event in stream.events():
+            await self._guarded(event, self._control)
+
+    async def _control(self, topic: str, message: Any) -> None:
+        record = codec().decode(topic, message.value)
+        campaign_id = self._key_text(message, record, "campaign_id")
+        p = message.partition
+        state = self._campaign(campaign_id, p)
+        kind = record["kind"]
+        if kind == "SCHEDULE":
+            new = b.evolve_campaign_schedule(state, schedule_of(campaign_id, record["schedule"]))
+        elif kind == "CANCEL":
+            new = b.evolve_campaign_cancel(state, BoosterCancelled(campaign_id, record["at"]))
+        elif kind == "NO_BOOSTER":
+            self._delete_rows(campaign_id, p)
+            new = replace(b.evolve_campaign_seen(state, record["at"]), no_booster=True)
+        else:
+            await self._tick(campaign_id, p, state)
+            return
+        if new != state:
+            self._set_campaign(campaign_id, p, new)
+
+    async def _tick(self, campaign_id: str, p: int, state: b.CampaignPartition | None) -> None:
+        if state is None:
+            return
+        now = now_ms()
+        due = b.due(state, now, self.settings.allowed_lateness_ms)
+        if due is None:
+            return
+        if due.kind == "forget":
+            del self.campaigns[campaign_key(campaign_id, p)]
+            return
+        if due.kind == "expire":
+            dropped = self._delete_rows(campaign_id, p)
+            del self.campaigns[campaign_key(campaign_id, p)]
+            log_decision("expired-without-booster", campaign_id, partition=p, rows=dropped)
+            return
+        started = time.monotonic()
+        try:
+            result = await self.fanout.run(
+                state=state, partition=p, recipients=self.recipients, contacts=self.contacts, now=now
+            )
+        except KafkaError as exc:
+            log.warning("fan-out of %s in partition %s failed (%s); it will be retried", campaign_id, p, exc)
+            self._ticked.pop((campaign_id, p), None)
+            return
+        rows = self._delete_rows(campaign_id, p)
+        self._set_campaign(campaign_id, p, replace(state, fired=True))
+        self.metrics["commands"] += result.commands
+        self.metrics["fanouts"] += 1
+        summary = result.summary
+        log_decision(
+            "fired-partition",
+            campaign_id,
+            partition=p,
+            commands=result.commands,
+            audience=None if summary is None else summary.tally.audience,
+            rows_deleted=rows,
+            seconds=round(time.monotonic() - started, 3),
+            late_by_ms=now - (state.schedule.deadline if state.schedule else now),
+        )
+
+    async def _summaries_agent(self, stream: Any) -> None:
+        async for event in stream.events():
+            await self._guarded(event, self._summary)
+
+    async def _summary(self, topic: str, message: Any) -> None:
+        record = codec().decode(topic, message.value)
+        campaign_id = self._key_text(message, record, "campaign_id")
+        key = campaign_id.encode()
+        raw = self.summaries.get(key)
+        stored: dict[str, Any] = {"done": False, "parts": {}} if raw is None else json.loads(raw)
+        if stored["done"]:
+            return
+        stored["parts"].setdefault(str(record["partition"]), record)
+        report = b.final_report(summary_of(r) for r in stored["parts"].values())
+        if report is not None:
+            await self._report(report)
+            stored = {"done": True, "parts": {}}
+        self.summaries[key] = json.dumps(stored, separators=(",", ":")).encode()
+
+    # -- the deadline timer ----------------------------------------------------------------------
+
+    def gate_inputs(self, partition: int) -> list[TopicPartition]:
+        s = self.settings
+        tps = [TopicPartition(s.topic(t), partition) for t in CONTACT_INPUT_TOPICS]
+        tps.append(TopicPartition(s.topic("booster.control"), partition))
+        # a cancellation reaches this partition through one of these, then booster.control
+        tps += [TopicPartition(s.topic("campaign.booster-cancelled"), q) for q in range(s.partitions)]
+        return tps
+
+    def active_partitions(self) -> list[int]:
+        control = self.settings.topic("booster.control")
+        return sorted(tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == control)
+
+    async def _deadline_timer(self) -> None:
+        try:
+            await self.look_for_deadlines()
+        except KafkaError as exc:
+            log.warning("looking for deadlines failed (%s); trying again next time", exc)
+        except Exception:  # an exception escaping a Faust timer crashes the whole worker
+            log.exception("looking for deadlines failed; trying again next time")
+
+    async def look_for_deadlines(self) -> None:
+        now = now_ms()
+        lateness = self.settings.allowed_lateness_ms
+        for p in self.active_partitions():
+            due_here = []
+            for key, value in partition_items(self.campaigns, p):
+                campaign_id, kp = split_campaign_key(key)
+                if kp != p:
+                    continue
+                due = b.due(unpack_campaign(value), now, lateness)
+                if due is not None:
+                    due_here.append((campaign_id, due))
+            lagging: dict[TopicPartition, int] | None = None
+            for campaign_id, due in due_here:
+                last = self._ticked.get((campaign_id, p))
+                if last is not None and time.monotonic() - last < RETICK_SECONDS:
+                    continue
+                if due.kind == "fire" and due.gate_at is not None:
+                    deps = self.gate_inputs(p)
+                    if not self.gate.past_by_time(deps, due.gate_at):
+                        if lagging is None:
+                            lagging = await self.gate.lagging(deps)
+                        if lagging:
+                            self._log_waiting(campaign_id, p, lagging)
+                            continue
+                value = codec().encode("booster.control", control_record("TICK", campaign_id, now))
+                await self.control.send(key=campaign_id.encode(), value=value, partition=p)
+                self._ticked[(campaign_id, p)] = time.monotonic()
+
+    def _log_waiting(self, campaign_id: str, p: int, lagging: dict[TopicPartition, int]) -> None:
+        last = self._waiting_logged.get((campaign_id, p))
+        if last is not None and time.monotonic() - last < 10:
+            return
+        self._waiting_logged[(campaign_id, p)] = time.monotonic()
+        behind = {f"{tp.topic}[{tp.partition}]": n for tp, n in sorted(lagging.items())}
+        log_decision("waiting-for-lag", campaign_id, partition=p, behind=behind)
+
+
+def _pack_account(a: AccountChannels) -> bytes:
+    return json.dumps({"channels": sorted(a.channels), "updated_at": a.updated_at}).encode()
+
+
+def _unpack_account(account_id: str, raw: bytes) -> AccountChannels:
+    d = json.loads(raw)
+    return AccountChannels(account_id, frozenset(d["channels"]), d["updated_at"])

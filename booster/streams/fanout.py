@@ -1,0 +1,211 @@
+"""Fan-out of one booster in one partition: commands exactly once, resumable (G2).
+
+Commands are produced in Kafka transactions by a producer whose transactional id belongs to the
+partition, so a worker that lost the partition is fenced the moment the new owner starts. Each
+transaction also carries a progress record (the last recipient key covered and the running tally);
+a restarted fan-out reads the committed progress and resumes after it, and the last transaction
+carries the partition's summary as well. A read-committed consumer of booster.commands therefore sees
+every command of a booster once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from booster.config import Settings
+from booster.processors.boosters import CampaignPartition, PartitionSummary, Schedule, Tally, is_cancelled
+from booster.processors.packing import unpack_contact, unpack_recipient
+from booster.processors.recipients import exclusion, is_recipient
+from booster.schemas import codec
+from booster.streams.tables import partition_get, partition_items, recipient_key, recipient_prefix
+from booster.streams.wire import command_record, progress_record, summary_record
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FanoutResult:
+    summary: PartitionSummary | None  # None when an earlier run had already finished
+    commands: int
+
+
+class Fanout:
+    def __init__(self, settings: Settings, app_id: str) -> None:
+        self.settings = settings
+        self.app_id = app_id
+        self._producers: dict[int, AIOKafkaProducer] = {}
+        self._lock = asyncio.Lock()
+
+    def _transactional_id(self, partition: int) -> str:
+        return f"{self.app_id}-fanout-{partition}"
+
+    async def producer_for(self, partition: int) -> AIOKafkaProducer:
+        prod = self._producers.get(partition)
+        if prod is None:
+            prod = AIOKafkaProducer(
+                bootstrap_servers=self.settings.broker,
+                transactional_id=self._transactional_id(partition),
+                enable_idempotence=True,
+                acks="all",
+                linger_ms=5,
+                max_batch_size=512 * 1024,
+            )
+            await prod.start()  # init_transactions: fences any earlier owner of this partition
+            self._producers[partition] = prod
+        return prod
+
+    async def release(self, partitions: set[int]) -> None:
+        for p in partitions:
+            prod = self._producers.pop(p, None)
+            if prod is not None:
+                try:
+                    await prod.stop()
+                except KafkaError as exc:
+                    log.warning("stopping the fan-out producer of partition %s: %s", p, exc)
+
+    async def stop(self) -> None:
+        await self.release(set(self._producers))
+
+    async def load_progress(self, partition: int) -> dict[str, dict[str, Any]]:
+        """The latest committed progress of every booster in a partition."""
+        topic = self.settings.topic("booster.fanout-progress")
+        tp = TopicPartition(topic, partition)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.broker,
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+        )
+        await consumer.start()
+        latest: dict[str, dict[str, Any]] = {}
+        try:
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            end = (await consumer.end_offsets([tp]))[tp]
+            while await consumer.position(tp) < end:
+                batch = await consumer.getmany(tp, timeout_ms=500)
+                for msg in batch.get(tp, []):
+                    record = codec().decode("booster.fanout-progress", msg.value)
+                    latest[record["campaign_id"]] = record
+        finally:
+            await consumer.stop()
+        return latest
+
+    async def run(
+        self,
+        *,
+        state: CampaignPartition,
+        partition: int,
+        recipients: Any,
+        contacts: Any,
+        now: int,
+    ) -> FanoutResult:
+        schedule = state.schedule
+        assert schedule is not None
+        async with self._lock:
+            try:
+                return await self._run(schedule, state, partition, recipients, contacts, now)
+            except KafkaError:
+                # a fenced or broken producer is not reused; the next tick starts a fresh one
+                await self.release({partition})
+                raise
+
+    async def _run(
+        self,
+        schedule: Schedule,
+        state: CampaignPartition,
+        partition: int,
+        recipients: Any,
+        contacts: Any,
+        now: int,
+    ) -> FanoutResult:
+        cid = schedule.campaign_id
+        prod = await self.producer_for(partition)
+        progress = (await self.load_progress(partition)).get(cid)
+        if progress is not None and progress["done"]:
+            return FanoutResult(None, 0)
+        tally = Tally()
+        after = None
+        if progress is not None:
+            tally = Tally(progress["audience"], dict(progress["excluded"]))
+            if progress["last_key"] is not None:
+                after = recipient_key(cid, progress["last_key"])
+            log.info("booster %s partition %s: resuming fan-out after %s", cid, partition, progress["last_key"])
+        prefix = recipient_prefix(cid)
+        header = codec()
+        chunk_size = self.settings.fanout_chunk
+        batch: list[tuple[bytes, bytes]] = []
+        walked = 0
+        commands = 0
+        last_contact: str | None = progress["last_key"] if progress else None
+        if not is_cancelled(state):
+            for key, value in partition_items(recipients, partition, prefix, after):
+                contact_id = key[len(prefix) :].decode()
+                last_contact = contact_id
+                walked += 1
+                recipient = unpack_recipient(value)
+                if is_recipient(recipient):
+                    raw_contact = partition_get(contacts, partition, contact_id.encode())
+                    contact = unpack_contact(raw_contact) if raw_contact is not None else None
+                    reason = exclusion(
+                        recipient,
+                        contact,
+                        channel=schedule.channel,
+                        criterion=schedule.criterion,
+                        deadline=schedule.deadline,
+                    )
+                    tally = tally.add(reason)
+                    if reason is None:
+                        command = header.encode("booster.commands", command_record(schedule, contact_id, now))
+                        batch.append((contact_id.encode(), command))
+                if walked >= chunk_size:
+                    commands += len(batch)
+                    await self._commit(prod, partition, cid, batch, progress_record(cid, partition, last_contact, False, tally))
+                    batch = []
+                    walked = 0
+        summary = PartitionSummary(
+            campaign_id=cid,
+            partition=partition,
+            partitions=self.settings.partitions,
+            schedule=schedule,
+            cancelled_at=state.cancelled_at if is_cancelled(state) else None,
+            tally=tally,
+        )
+        commands += len(batch)
+        await self._commit(
+            prod, partition, cid, batch, progress_record(cid, partition, last_contact, True, tally), summary
+        )
+        return FanoutResult(summary, commands)
+
+    async def _commit(
+        self,
+        prod: AIOKafkaProducer,
+        partition: int,
+        campaign_id: str,
+        batch: list[tuple[bytes, bytes]],
+        progress: dict[str, Any],
+        summary: PartitionSummary | None = None,
+    ) -> None:
+        s = self.settings
+        c = codec()
+        async with prod.transaction():
+            for key, value in batch:
+                await prod.send(s.topic("booster.commands"), value=value, key=key)
+            await prod.send(
+                s.topic("booster.fanout-progress"),
+                value=c.encode("booster.fanout-progress", progress),
+                key=campaign_id.encode(),
+                partition=partition,
+            )
+            if summary is not None:
+                await prod.send(
+                    s.topic("booster.summaries"),
+                    value=c.encode("booster.summaries", summary_record(summary)),
+                    key=campaign_id.encode(),
+                )
