@@ -65,7 +65,10 @@ def cmd_topics(args: argparse.Namespace) -> int:
         created = _run(admin.create(settings))
         for name in created:
             print(f"created {name}", file=sys.stderr)
-        print(f"{len(created)} topic(s) created, {len(admin.wanted_topics()) - len(created)} already there", file=sys.stderr)
+        print(
+            f"{len(created)} topic(s) created, {len(admin.wanted_topics()) - len(created)} already there",
+            file=sys.stderr,
+        )
     states = _run(admin.describe(settings))
     problems = admin.copartition_problems(states)
     if getattr(args, "json", False):
@@ -88,7 +91,10 @@ def cmd_topics(args: argparse.Namespace) -> int:
         width = max(len(s.real_name) for s in states)
         for s in states:
             status = "ok" if not s.problems else "; ".join(s.problems)
-            print(f"{s.real_name:<{width}}  partitions={s.partitions or '-':<3} cleanup={s.cleanup_policy or '-':<8} {status}")
+            print(
+                f"{s.real_name:<{width}}  partitions={s.partitions or '-':<3} "
+                f"cleanup={s.cleanup_policy or '-':<8} {status}"
+            )
     for p in problems:
         print(f"problem: {p}", file=sys.stderr)
     bad = problems or any(s.problems for s in states)
@@ -211,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
         "publish",
         help="encode JSON lines from stdin with the topic's schema and produce them",
         description=(
-            "Reads one record per line: the value alone, or {\"key\": ..., \"value\": {...}}. Without a key, "
+            'Reads one record per line: the value alone, or {"key": ..., "value": {...}}. Without a key, '
             "the key is taken from the value (contact_id, campaign_id or account_id). Timestamps are epoch "
             "milliseconds or ISO-8601 strings. Stops at the first bad line, naming it; the lines before it "
             "are on the topic."

@@ -78,9 +78,7 @@ class Settings:
         def get(name: str) -> str:
             return source.get(name) or DEFAULTS[name]
 
-        lateness = _float(
-            "BOOSTER_ALLOWED_LATENESS_SECONDS", get("BOOSTER_ALLOWED_LATENESS_SECONDS"), 0.0
-        )
+        lateness = _float("BOOSTER_ALLOWED_LATENESS_SECONDS", get("BOOSTER_ALLOWED_LATENESS_SECONDS"), 0.0)
         return cls(
             broker=get("BOOSTER_BROKER"),
             kafka_port=_int("BOOSTER_KAFKA_PORT", get("BOOSTER_KAFKA_PORT"), 1),
@@ -91,9 +89,7 @@ class Settings:
             app_id=get("BOOSTER_APP_ID"),
             home=Path(get("BOOSTER_HOME")).expanduser(),
             web_port=_int("BOOSTER_WEB_PORT", get("BOOSTER_WEB_PORT"), 1),
-            tick_interval=_float(
-                "BOOSTER_TICK_INTERVAL_SECONDS", get("BOOSTER_TICK_INTERVAL_SECONDS"), 0.05
-            ),
+            tick_interval=_float("BOOSTER_TICK_INTERVAL_SECONDS", get("BOOSTER_TICK_INTERVAL_SECONDS"), 0.05),
             fanout_chunk=_int("BOOSTER_FANOUT_CHUNK", get("BOOSTER_FANOUT_CHUNK"), 1),
         )
 

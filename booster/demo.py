@@ -16,8 +16,8 @@ from booster import admin
 from booster.clients import publish_lines, read_topic
 from booster.config import Settings
 from booster.processors.boosters import booster_id_of
-from booster.schemas import codec
 from booster.scenario import HOUR_MS, Scenario, build
+from booster.schemas import codec
 
 DEMO_LEAD_SECONDS = 40  # the booster's deadline is this far in the future when the demo publishes
 
@@ -33,7 +33,11 @@ def _lines(records: list[dict[str, Any]]) -> list[str]:
 async def publish_scenario(settings: Settings, sc: Scenario, *, launch: bool = True) -> int:
     """Publish the account's channels, every message and contact fact, then the launch."""
     sent = 0
-    channels = {"account_id": sc.account_id, "channels": ["EMAIL", "SMS", "PUSH"], "updated_at": sc.launched_at - HOUR_MS}
+    channels = {
+        "account_id": sc.account_id,
+        "channels": ["EMAIL", "SMS", "PUSH"],
+        "updated_at": sc.launched_at - HOUR_MS,
+    }
     sent += await publish_lines(settings, "account.channels", _lines([channels]))
     for topic, records in sc.records.items():
         sent += await publish_lines(settings, topic, _lines(records))
@@ -72,7 +76,9 @@ async def commands_for(settings: Settings, booster_id: str, idle: float = 2.0) -
     return out
 
 
-def start_worker(settings: Settings, log_path: Path, web_port: int | None = None, data_dir: Path | None = None) -> subprocess.Popen[bytes]:
+def start_worker(
+    settings: Settings, log_path: Path, web_port: int | None = None, data_dir: Path | None = None
+) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     env["BOOSTER_BROKER"] = settings.broker
     env["BOOSTER_TOPIC_PREFIX"] = settings.topic_prefix
@@ -125,8 +131,13 @@ def run_demo(settings: Settings, *, recipients: int = 300, wait_seconds: float =
         say(f"publishing campaign {campaign_id}: {recipients} recipients, {sc.event_count} events ...")
         asyncio.run(publish_scenario(settings, sc))
         wait = DEMO_LEAD_SECONDS + settings.allowed_lateness_ms / 1000
-        say(f"the booster's deadline is in {DEMO_LEAD_SECONDS} s (+{settings.allowed_lateness_ms / 1000:.0f} s allowed lateness); waiting ...")
-        report = asyncio.run(wait_for_report(settings, campaign_id, {"SENT", "CANCELLED"}, wait + wait_seconds, progress=True))
+        say(
+            f"the booster's deadline is in {DEMO_LEAD_SECONDS} s "
+            f"(+{settings.allowed_lateness_ms / 1000:.0f} s allowed lateness); waiting ..."
+        )
+        report = asyncio.run(
+            wait_for_report(settings, campaign_id, {"SENT", "CANCELLED"}, wait + wait_seconds, progress=True)
+        )
         if report is None:
             say(f"no final report within {wait + wait_seconds:.0f} s; see {log_path}")
             return 1

@@ -31,7 +31,7 @@ def parse_timestamp(value: Any, field: str) -> int:
             raise EncodeError(f"{field}: {value!r} is not an ISO-8601 timestamp") from None
         if dt.tzinfo is None:
             dt = dt.replace(tzinfo=UTC)
-        return int(round(dt.timestamp() * 1000))
+        return round(dt.timestamp() * 1000)
     raise EncodeError(f"{field}: expected epoch milliseconds or an ISO-8601 string, got {value!r}")
 
 
@@ -108,7 +108,7 @@ def _convert(value: Any, schema: Any, path: str, names: dict[str, Any], to_avro:
 def json_to_record(topic: str, value: Any) -> dict[str, Any]:
     """Turn a decoded JSON value into a record that fits the topic's schema, or raise EncodeError."""
     schema = codec().raw_schemas[topic]
-    record = _convert(value, schema, "", _named_types(schema, {}), to_avro=True, epoch_ms=True)
+    record: dict[str, Any] = _convert(value, schema, "", _named_types(schema, {}), to_avro=True, epoch_ms=True)
     codec().check(topic, record)
     return record
 
@@ -125,7 +125,7 @@ def parse_line(topic: str, line: str) -> tuple[bytes, bytes]:
     except json.JSONDecodeError as exc:
         raise EncodeError(f"not valid JSON: {exc.msg} at column {exc.colno}") from None
     if not isinstance(obj, dict):
-        raise EncodeError("expected a JSON object (the value, or {\"key\": ..., \"value\": {...}})")
+        raise EncodeError('expected a JSON object (the value, or {"key": ..., "value": {...}})')
     key: Any = None
     value: Any = obj
     if "value" in obj and set(obj) <= {"key", "value"} and isinstance(obj["value"], dict):
@@ -134,7 +134,7 @@ def parse_line(topic: str, line: str) -> tuple[bytes, bytes]:
     spec = spec_for(topic)
     if key is None:
         if spec.key_field is None:
-            raise EncodeError(f"{topic} takes its key as given: write {{\"key\": ..., \"value\": {{...}}}}")
+            raise EncodeError(f'{topic} takes its key as given: write {{"key": ..., "value": {{...}}}}')
         key = record.get(spec.key_field)
     if not isinstance(key, str) or not key:
         raise EncodeError(f"the key must be a non-empty string, got {key!r}")

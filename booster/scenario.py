@@ -129,17 +129,45 @@ def build(
         if role == "late_click":
             sc.add("message.clicked", {**base, "clicked_at": deadline + 1, "url": "https://example.com/late"})
         if role in ("deleted", "clicked_and_deleted"):
-            sc.add("contact.deleted", {"contact_id": contact, "account_id": account_id, "deleted_at": t + 2 * HOUR_MS - 5000})
+            sc.add(
+                "contact.deleted",
+                {"contact_id": contact, "account_id": account_id, "deleted_at": t + 2 * HOUR_MS - 5000},
+            )
         if role in ("blocked", "unblocked"):
-            sc.add("contact.blocked", {"contact_id": contact, "account_id": account_id, "blocked": True, "changed_at": t + 1000})
+            sc.add(
+                "contact.blocked",
+                {"contact_id": contact, "account_id": account_id, "blocked": True, "changed_at": t + 1000},
+            )
         if role == "unblocked":
-            sc.add("contact.blocked", {"contact_id": contact, "account_id": account_id, "blocked": False, "changed_at": t + 2000})
+            sc.add(
+                "contact.blocked",
+                {"contact_id": contact, "account_id": account_id, "blocked": False, "changed_at": t + 2000},
+            )
         if role == "unsub_channel":
-            sc.add("contact.unsubscribed", {"contact_id": contact, "account_id": account_id, "channel": effective_channel, "unsubscribed_at": t + 5000})
+            sc.add(
+                "contact.unsubscribed",
+                {
+                    "contact_id": contact,
+                    "account_id": account_id,
+                    "channel": effective_channel,
+                    "unsubscribed_at": t + 5000,
+                },
+            )
         if role == "unsub_all":
-            sc.add("contact.unsubscribed", {"contact_id": contact, "account_id": account_id, "channel": None, "unsubscribed_at": t + 5000})
+            sc.add(
+                "contact.unsubscribed",
+                {"contact_id": contact, "account_id": account_id, "channel": None, "unsubscribed_at": t + 5000},
+            )
         if role == "unsub_other":
-            sc.add("contact.unsubscribed", {"contact_id": contact, "account_id": account_id, "channel": other_channel, "unsubscribed_at": t + 5000})
+            sc.add(
+                "contact.unsubscribed",
+                {
+                    "contact_id": contact,
+                    "account_id": account_id,
+                    "channel": other_channel,
+                    "unsubscribed_at": t + 5000,
+                },
+            )
         reason = ROLES[role]
         if effective_criterion == "NOT_CLICKED" and role in NOT_CLICKED_ROLES:
             reason = NOT_CLICKED_ROLES[role]

@@ -123,8 +123,10 @@ class LocalKafka:
 
     def _write_config(self) -> Path:
         self.root.mkdir(parents=True, exist_ok=True)
-        text = (HERE / "server.properties").read_text().format(
-            port=self.port, controller_port=self.port + 1, log_dir=self.data
+        text = (
+            (HERE / "server.properties")
+            .read_text()
+            .format(port=self.port, controller_port=self.port + 1, log_dir=self.data)
         )
         config = self.root / "server.properties"
         config.write_text(text)
@@ -244,4 +246,3 @@ def answers_metadata(bootstrap: str, timeout: float = 3.0) -> bool:
         return asyncio.run(probe())
     finally:
         quiet.setLevel(level)
-

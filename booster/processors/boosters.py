@@ -190,9 +190,7 @@ def accepts_events(state: CampaignPartition | None) -> bool:
 def is_cancelled(state: CampaignPartition) -> bool:
     """R9: a cancellation counts until the window expires."""
     return (
-        state.schedule is not None
-        and state.cancelled_at is not None
-        and state.cancelled_at <= state.schedule.deadline
+        state.schedule is not None and state.cancelled_at is not None and state.cancelled_at <= state.schedule.deadline
     )
 
 

@@ -122,9 +122,7 @@ def message_event_from_record(topic: str, r: Mapping[str, Any]) -> MessageEvent:
     if topic == "message.sent":
         return MessageSent(r["campaign_id"], r["contact_id"], r["sent_at"])
     if topic == "message.delivered":
-        return MessageDelivered(
-            r["campaign_id"], r["contact_id"], r["status"] == "ERROR", r["reported_at"]
-        )
+        return MessageDelivered(r["campaign_id"], r["contact_id"], r["status"] == "ERROR", r["reported_at"])
     if topic == "message.opened":
         return MessageOpened(r["campaign_id"], r["contact_id"], r["opened_at"])
     if topic == "message.clicked":

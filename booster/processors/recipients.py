@@ -8,7 +8,7 @@ deadline: only facts whose event time is at or before the deadline count (R5, G1
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from enum import Enum
+from enum import StrEnum
 
 from booster.processors.events import (
     Channel,
@@ -25,7 +25,7 @@ from booster.processors.events import (
 )
 
 
-class Exclusion(str, Enum):
+class Exclusion(StrEnum):
     """Why a recipient gets no booster, in the order R11 counts them: the first that applies."""
 
     DELETED = "DELETED"
@@ -114,9 +114,7 @@ def is_blocked(contact: ContactState, deadline: int) -> bool:
 
 
 def is_unsubscribed(contact: ContactState, channel: Channel, deadline: int) -> bool:
-    return any(
-        ch in (channel, ALL_CHANNELS) and at <= deadline for ch, at in contact.unsubscribed
-    )
+    return any(ch in (channel, ALL_CHANNELS) and at <= deadline for ch, at in contact.unsubscribed)
 
 
 def exclusion(

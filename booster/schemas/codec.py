@@ -11,7 +11,7 @@ import json
 import struct
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.validation import ValidationError, validate
@@ -113,31 +113,23 @@ class Codec:
         spec = self.schema_of(data)
         assert data is not None
         if spec.name != topic:
-            raise DecodeError(
-                f"schema id {spec.schema_id} is the schema of {spec.name}, not of {topic}"
-            )
+            raise DecodeError(f"schema id {spec.schema_id} is the schema of {spec.name}, not of {topic}")
         reader = _StrictReader(data)
         reader.seek(HEADER.size)
         try:
-            value: Record = schemaless_reader(reader, self._parsed[spec.name], None)
+            value = cast(Record, schemaless_reader(reader, self._parsed[spec.name], None))
         except Exception as exc:  # corrupt input makes fastavro raise anything
             raise DecodeError(f"corrupt Avro for {spec.name}: {type(exc).__name__}: {exc}") from exc
         if reader.tell() != len(data):
-            raise DecodeError(
-                f"{len(data) - reader.tell()} unexpected bytes after the {spec.name} record"
-            )
+            raise DecodeError(f"{len(data) - reader.tell()} unexpected bytes after the {spec.name} record")
         self._check_timestamps(spec.name, value, DecodeError)
         return value
 
-    def _check_timestamps(
-        self, topic: str, value: Mapping[str, Any], error: type[Exception]
-    ) -> None:
+    def _check_timestamps(self, topic: str, value: Mapping[str, Any], error: type[Exception]) -> None:
         for name in self._timestamps[topic]:
             ts = value.get(name)
             if ts is not None and not MIN_TIMESTAMP_MS <= ts < MAX_TIMESTAMP_MS:
-                raise error(
-                    f"{name}={ts} is outside 2000-01-01..2100-01-01 (epoch milliseconds expected)"
-                )
+                raise error(f"{name}={ts} is outside 2000-01-01..2100-01-01 (epoch milliseconds expected)")
 
 
 @lru_cache(maxsize=1)

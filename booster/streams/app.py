@@ -62,9 +62,12 @@ from booster.streams.wire import control_record, report_record, schedule_of, sum
 log = logging.getLogger("booster.worker")
 decisions = logging.getLogger("booster.decisions")
 
-def raw_schema() -> faust.Schema:
+
+def raw_schema() -> faust.Schema:  # type: ignore[type-arg]
     """Bytes in, bytes out: decoding is ours, so a bad record cannot crash an agent."""
     return faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+
 RETICK_SECONDS = 15.0
 
 
@@ -113,7 +116,7 @@ class BoosterApp:
             broker_commit_interval=1.0,
             table_standby_replicas=0,
         )
-        self.app.transport.Consumer = ReadCommittedConsumer
+        self.app.transport.Consumer = ReadCommittedConsumer  # type: ignore[misc]
         self.metrics: Counter[str] = Counter()
         self.gate = LagGate(s.broker, self.app_id)
         self.fanout = Fanout(s, self.app_id)
@@ -159,7 +162,7 @@ class BoosterApp:
         app.agent(self.control, name="booster.control")(self._control_agent)
         app.agent(self.summary_inputs, name="booster.summaries")(self._summaries_agent)
         app.timer(s.tick_interval, name="booster.deadlines")(self._deadline_timer)
-        app.on_partitions_revoked.connect(self._on_revoked)
+        app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
 
     async def _on_revoked(self, sender: Any, revoked: set[Any], **_: Any) -> None:
         control = self.settings.topic("booster.control")
@@ -180,9 +183,7 @@ class BoosterApp:
         }
         await self.dead_letters.send(key=message.key, value=codec().encode("booster.dead-letter", record))
         self.metrics["dead_letters"] += 1
-        log.warning(
-            "dead letter from %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason
-        )
+        log.warning("dead letter from %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason)
 
     async def _guarded(self, event: Any, handler: Any) -> None:
         """Run a handler; any failure of one record sends it to the dead-letter topic (G4)."""
@@ -203,7 +204,7 @@ class BoosterApp:
         if not message.key:
             raise DecodeError("empty key")
         try:
-            key = message.key.decode()
+            key: str = message.key.decode()
         except UnicodeDecodeError:
             raise DecodeError("key is not UTF-8") from None
         if key != record[field]:

@@ -166,7 +166,9 @@ class Fanout:
                         batch.append((contact_id.encode(), command))
                 if walked >= chunk_size:
                     commands += len(batch)
-                    await self._commit(prod, partition, cid, batch, progress_record(cid, partition, last_contact, False, tally))
+                    await self._commit(
+                        prod, partition, cid, batch, progress_record(cid, partition, last_contact, False, tally)
+                    )
                     batch = []
                     walked = 0
         summary = PartitionSummary(

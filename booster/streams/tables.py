@@ -39,14 +39,14 @@ def _partition_db(table: Any, partition: int) -> Any | None:
     return None
 
 
-def partition_items(table: Any, partition: int, prefix: bytes = b"", after: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+def partition_items(
+    table: Any, partition: int, prefix: bytes = b"", after: bytes | None = None
+) -> Iterator[tuple[bytes, bytes]]:
     """Items of one partition of a raw-keyed table whose key starts with `prefix`, in key order,
     starting after `after` when given."""
     db = _partition_db(table, partition)
     if db is None:  # memory store: no per-partition databases, walk everything
-        items = sorted(
-            (k, v) for k, v in table.data.items() if k.startswith(prefix) and not k.startswith(FAUST_KEYS)
-        )
+        items = sorted((k, v) for k, v in table.data.items() if k.startswith(prefix) and not k.startswith(FAUST_KEYS))
         for k, v in items:
             if after is None or k > after:
                 yield k, v

@@ -81,9 +81,7 @@ def summary_of(r: Mapping[str, Any]) -> PartitionSummary:
     )
 
 
-def progress_record(
-    campaign_id: str, partition: int, last_key: str | None, done: bool, tally: Tally
-) -> dict[str, Any]:
+def progress_record(campaign_id: str, partition: int, last_key: str | None, done: bool, tally: Tally) -> dict[str, Any]:
     return {
         "campaign_id": campaign_id,
         "partition": partition,

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Creates .venv with the project and its pinned dependencies. Needs python3.11, java 17+ and mvn.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+for tool in java mvn; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "setup: $tool is missing; install a JDK 17+ and Maven (apt-get install openjdk-17-jdk maven)" >&2
+    exit 1
+  fi
+done
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e ".[test,dev]"

@@ -1,0 +1,174 @@
+"""Launch validation (R1-R3, R7), timing, reports (R7-R9, R11) and command identity."""
+
+from __future__ import annotations
+
+import pytest
+
+from booster.processors.boosters import (
+    Accepted,
+    CampaignPartition,
+    NoBooster,
+    PartitionSummary,
+    Refused,
+    Schedule,
+    Tally,
+    booster_id_of,
+    command_id_of,
+    decide_launch,
+    due,
+    evolve_account,
+    evolve_campaign_cancel,
+    evolve_campaign_schedule,
+    final_report,
+    is_cancelled,
+)
+from booster.processors.events import AccountChannels, BoosterCancelled, BoosterSettings, CampaignLaunched
+from booster.processors.packing import pack_campaign, unpack_campaign
+from booster.processors.recipients import Exclusion
+
+T0 = 1_767_225_600_000
+ALL = AccountChannels("acct", frozenset({"EMAIL", "SMS", "PUSH"}), T0)
+
+
+def launch(
+    delay: int = 7200,
+    *,
+    channel: str = "EMAIL",
+    booster_channel: str | None = None,
+    criterion: str | None = None,
+    group_size: int = 10,
+    booster: bool = True,
+) -> CampaignLaunched:
+    settings = BoosterSettings(delay, booster_channel, criterion, "tpl/1") if booster else None  # type: ignore[arg-type]
+    return CampaignLaunched("cmp", "acct", "Spring sale", channel, group_size, T0, settings)  # type: ignore[arg-type]
+
+
+def test_r1_no_settings_no_booster() -> None:
+    assert decide_launch(launch(booster=False), ALL) == NoBooster("cmp")
+
+
+@pytest.mark.parametrize(
+    ("delay", "accepted"), [(7199, False), (7200, True), (604800, True), (604801, False), (0, False)]
+)
+def test_r2_delay_window(delay: int, accepted: bool) -> None:
+    decision = decide_launch(launch(delay), ALL)
+    if accepted:
+        assert isinstance(decision, Accepted)
+        assert decision.schedule.deadline == T0 + delay * 1000
+        assert decision.report.status == "SCHEDULED"
+    else:
+        assert isinstance(decision, Refused)
+        assert decision.report.status == "REJECTED"
+        assert "2 hours to 7 days" in (decision.report.reason or "")
+
+
+def test_r3_channel_must_be_enabled() -> None:
+    email_only = AccountChannels("acct", frozenset({"EMAIL"}), T0)
+    decision = decide_launch(launch(booster_channel="SMS"), email_only)
+    assert isinstance(decision, Refused)
+    assert decision.report.status == "REJECTED"
+    assert decision.report.reason is not None and "channel not enabled for this account" in decision.report.reason
+    assert isinstance(decide_launch(launch(), email_only), Accepted)
+
+
+def test_r3_booster_channel_defaults_to_the_campaigns() -> None:
+    decision = decide_launch(launch(channel="PUSH"), ALL)
+    assert isinstance(decision, Accepted) and decision.schedule.channel == "PUSH"
+    decision = decide_launch(launch(channel="EMAIL", booster_channel="SMS"), ALL)
+    assert isinstance(decision, Accepted) and decision.schedule.channel == "SMS"
+
+
+def test_default_criterion_follows_the_original_message() -> None:
+    crit = {}
+    for ch in ("EMAIL", "PUSH", "SMS"):
+        d = decide_launch(launch(channel=ch), ALL)
+        assert isinstance(d, Accepted)
+        crit[ch] = d.schedule.criterion
+    assert crit == {"EMAIL": "NOT_OPENED", "PUSH": "NOT_OPENED", "SMS": "NOT_CLICKED"}
+    d = decide_launch(launch(channel="EMAIL", criterion="NOT_CLICKED"), ALL)
+    assert isinstance(d, Accepted) and d.schedule.criterion == "NOT_CLICKED"
+
+
+def test_r7_empty_group_is_cancelled_and_r8_name() -> None:
+    d = decide_launch(launch(group_size=0), ALL)
+    assert isinstance(d, Refused) and d.report.status == "CANCELLED" and "0 contacts" in (d.report.reason or "")
+    assert d.report.booster_name == "Booster for Spring sale"
+
+
+def test_account_channels_latest_wins() -> None:
+    old = AccountChannels("acct", frozenset({"EMAIL"}), T0)
+    new = AccountChannels("acct", frozenset({"SMS"}), T0 + 1)
+    assert evolve_account(evolve_account(None, new), old) == new
+    assert evolve_account(evolve_account(None, old), new) == new
+
+
+SCHEDULE = Schedule(
+    "cmp", booster_id_of("cmp"), "Booster for X", "acct", "EMAIL", "NOT_OPENED", "tpl/1", T0 + 7_200_000
+)
+
+
+def test_due_fires_only_after_deadline_plus_lateness() -> None:
+    state = evolve_campaign_schedule(None, SCHEDULE)
+    assert due(state, SCHEDULE.deadline + 4999, 5000) is None
+    fire = due(state, SCHEDULE.deadline + 5000, 5000)
+    assert fire is not None and fire.kind == "fire" and fire.gate_at == SCHEDULE.deadline + 5000
+    fired = CampaignPartition(schedule=SCHEDULE, fired=True)
+    assert due(fired, SCHEDULE.deadline + 5000, 5000) is None
+    forget = due(fired, SCHEDULE.deadline + 7 * 86_400_000 + 5000, 5000)
+    assert forget is not None and forget.kind == "forget"
+
+
+def test_r12_rows_of_campaigns_without_booster_expire_after_the_longest_window() -> None:
+    seen = CampaignPartition(first_seen_at=T0)
+    assert due(seen, T0 + 7 * 86_400_000, 5000) is None
+    expire = due(seen, T0 + 7 * 86_400_000 + 5000, 5000)
+    assert expire is not None and expire.kind == "expire"
+
+
+def test_r9_cancel_counts_until_the_window_expires() -> None:
+    state = evolve_campaign_schedule(None, SCHEDULE)
+    assert is_cancelled(evolve_campaign_cancel(state, BoosterCancelled("cmp", SCHEDULE.deadline)))
+    assert not is_cancelled(evolve_campaign_cancel(state, BoosterCancelled("cmp", SCHEDULE.deadline + 1)))
+    # the cancellation may arrive before the schedule
+    early = evolve_campaign_cancel(None, BoosterCancelled("cmp", T0))
+    assert is_cancelled(evolve_campaign_schedule(early, SCHEDULE))
+
+
+def test_campaign_state_packs() -> None:
+    state = CampaignPartition(schedule=SCHEDULE, cancelled_at=T0, fired=True, first_seen_at=T0 - 5)
+    assert unpack_campaign(pack_campaign(state)) == state
+
+
+def summary(p: int, audience: int, excluded: dict[str, int], cancelled_at: int | None = None) -> PartitionSummary:
+    return PartitionSummary("cmp", p, 3, SCHEDULE, cancelled_at, Tally(audience, excluded))
+
+
+def test_final_report_needs_every_partition_and_counts_duplicates_once() -> None:
+    parts = [summary(0, 5, {"OPENED": 2}), summary(1, 0, {"DELETED": 1}), summary(0, 5, {"OPENED": 2})]
+    assert final_report(parts) is None
+    report = final_report([*parts, summary(2, 1, {"OPENED": 1, "WAITING": 4})])
+    assert report is not None
+    assert report.status == "SENT" and report.audience == 6 and report.billable == 6
+    assert report.excluded == {
+        "DELETED": 1, "BLOCKED": 0, "UNSUBSCRIBED": 0, "ERROR": 0, "WAITING": 4, "CLICKED": 0, "OPENED": 3,
+    }  # fmt: skip
+
+
+def test_r7_empty_audience_is_cancelled_and_r9_cancelled() -> None:
+    empty = final_report([summary(p, 0, {"OPENED": 3}) for p in range(3)])
+    assert empty is not None and empty.status == "CANCELLED" and empty.audience == 0 and empty.billable == 0
+    assert empty.excluded["OPENED"] == 9
+    cancelled = final_report([summary(p, 0, {}, cancelled_at=T0) for p in range(3)])
+    assert cancelled is not None and cancelled.status == "CANCELLED" and "cancelled" in (cancelled.reason or "")
+
+
+def test_tally_adds_in_r11_names() -> None:
+    t = Tally().add(None).add(Exclusion.OPENED).add(Exclusion.OPENED).add(None)
+    assert t == Tally(2, {"OPENED": 2})
+
+
+def test_command_ids_are_deterministic_and_distinct() -> None:
+    a = command_id_of(booster_id_of("cmp"), "k1")
+    assert a == command_id_of(booster_id_of("cmp"), "k1")
+    assert a != command_id_of(booster_id_of("cmp"), "k2")
+    assert a != command_id_of(booster_id_of("cmp2"), "k1")

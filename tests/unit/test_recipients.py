@@ -1,0 +1,166 @@
+"""Eligibility of one recipient at a deadline (R4-R6, R11), folding facts in any order."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from booster.processors.events import (
+    ContactBlocked,
+    ContactDeleted,
+    ContactEvent,
+    ContactUnsubscribed,
+    MessageClicked,
+    MessageDelivered,
+    MessageEvent,
+    MessageOpened,
+    MessageSent,
+)
+from booster.processors.packing import pack_contact, pack_recipient, unpack_contact, unpack_recipient
+from booster.processors.recipients import (
+    ContactState,
+    Exclusion,
+    RecipientState,
+    evolve_contact,
+    evolve_recipient,
+    exclusion,
+    is_recipient,
+)
+
+C, K = "cmp", "contact"
+T0 = 1_767_225_600_000
+DEADLINE = T0 + 2 * 3600 * 1000
+
+
+def fold(
+    messages: Sequence[MessageEvent], contacts: Sequence[ContactEvent] = ()
+) -> tuple[RecipientState, ContactState | None]:
+    r: RecipientState | None = None
+    for m in messages:
+        r = evolve_recipient(r, m)
+    c: ContactState | None = None
+    for e in contacts:
+        c = evolve_contact(c, e)
+    assert r is not None
+    return r, c
+
+
+def decide(
+    messages: Sequence[MessageEvent],
+    contacts: Sequence[ContactEvent] = (),
+    *,
+    channel: str = "EMAIL",
+    criterion: str = "NOT_OPENED",
+) -> Exclusion | None:
+    r, c = fold(messages, contacts)
+    return exclusion(r, c, channel=channel, criterion=criterion, deadline=DEADLINE)  # type: ignore[arg-type]
+
+
+SENT = MessageSent(C, K, T0)
+DELIVERED = MessageDelivered(C, K, False, T0 + 1000)
+
+
+def test_delivered_and_silent_is_eligible() -> None:
+    assert decide([SENT, DELIVERED]) is None
+
+
+def test_only_a_sent_fact_makes_a_recipient() -> None:
+    r, _ = fold([DELIVERED, MessageOpened(C, K, T0 + 5)])
+    assert not is_recipient(r)
+    assert is_recipient(fold([SENT])[0])
+
+
+@pytest.mark.parametrize(
+    ("messages", "contacts", "expected"),
+    [
+        ([SENT, DELIVERED, MessageClicked(C, K, T0 + 9)], [], Exclusion.CLICKED),
+        ([SENT, DELIVERED, MessageOpened(C, K, T0 + 9)], [], Exclusion.OPENED),
+        ([SENT, DELIVERED], [ContactDeleted(K, T0 + 9)], Exclusion.DELETED),
+        ([SENT, DELIVERED], [ContactBlocked(K, True, T0 + 9)], Exclusion.BLOCKED),
+        ([SENT, DELIVERED], [ContactUnsubscribed(K, "EMAIL", T0 + 9)], Exclusion.UNSUBSCRIBED),
+        ([SENT, DELIVERED], [ContactUnsubscribed(K, None, T0 + 9)], Exclusion.UNSUBSCRIBED),
+        ([SENT, DELIVERED], [ContactUnsubscribed(K, "SMS", T0 + 9)], None),  # another channel only
+        ([SENT], [], Exclusion.WAITING),
+        ([SENT, MessageDelivered(C, K, True, T0 + 9)], [], Exclusion.ERROR),
+    ],
+)
+def test_each_exclusion_of_r6(
+    messages: list[MessageEvent], contacts: list[ContactEvent], expected: Exclusion | None
+) -> None:
+    assert decide(messages, contacts) == expected
+
+
+def test_r11_first_reason_in_order_counts() -> None:
+    everything: list[ContactEvent] = [
+        ContactDeleted(K, T0),
+        ContactBlocked(K, True, T0),
+        ContactUnsubscribed(K, None, T0),
+    ]
+    clicked = [SENT, MessageDelivered(C, K, True, T0 + 1), MessageClicked(C, K, T0 + 2), MessageOpened(C, K, T0 + 2)]
+    assert decide(clicked, everything) == Exclusion.DELETED
+    assert decide(clicked, everything[1:]) == Exclusion.BLOCKED
+    assert decide(clicked, everything[2:]) == Exclusion.UNSUBSCRIBED
+    assert decide(clicked) == Exclusion.ERROR
+    assert decide([SENT, MessageClicked(C, K, T0 + 2)]) == Exclusion.WAITING
+    assert decide([SENT, DELIVERED, MessageClicked(C, K, T0 + 2), MessageOpened(C, K, T0 + 2)]) == Exclusion.CLICKED
+
+
+def test_not_clicked_ignores_opens() -> None:
+    opened = [SENT, DELIVERED, MessageOpened(C, K, T0 + 9)]
+    assert decide(opened, criterion="NOT_CLICKED") is None
+    assert decide([*opened, MessageClicked(C, K, T0 + 10)], criterion="NOT_CLICKED") == Exclusion.CLICKED
+
+
+def test_unsubscribe_is_judged_on_the_boosters_channel() -> None:
+    unsub_sms = [ContactUnsubscribed(K, "SMS", T0 + 9)]
+    assert decide([SENT, DELIVERED], unsub_sms, channel="SMS") == Exclusion.UNSUBSCRIBED
+    assert decide([SENT, DELIVERED], unsub_sms, channel="EMAIL") is None
+
+
+def test_facts_after_the_deadline_do_not_count() -> None:
+    late = DEADLINE + 1
+    assert decide([SENT, DELIVERED, MessageClicked(C, K, late)]) is None
+    assert decide([SENT, DELIVERED], [ContactDeleted(K, late)]) is None
+    assert decide([SENT, DELIVERED], [ContactBlocked(K, True, late)]) is None
+    assert decide([SENT, DELIVERED, MessageClicked(C, K, DEADLINE)]) == Exclusion.CLICKED  # at the deadline counts
+    assert decide([SENT, MessageDelivered(C, K, False, late)]) == Exclusion.WAITING
+
+
+def test_latest_block_fact_wins_whatever_the_arrival_order() -> None:
+    block, unblock = ContactBlocked(K, True, T0 + 1), ContactBlocked(K, False, T0 + 2)
+    assert decide([SENT, DELIVERED], [block, unblock]) is None
+    assert decide([SENT, DELIVERED], [unblock, block]) is None
+    reblock = ContactBlocked(K, True, T0 + 3)
+    assert decide([SENT, DELIVERED], [reblock, unblock, block]) == Exclusion.BLOCKED
+    # a tie between blocked and unblocked at the same moment counts as blocked
+    assert (
+        decide([SENT, DELIVERED], [ContactBlocked(K, False, T0 + 5), ContactBlocked(K, True, T0 + 5)])
+        == Exclusion.BLOCKED
+    )
+
+
+def test_the_final_delivery_report_is_the_latest() -> None:
+    assert decide([SENT, MessageDelivered(C, K, True, T0 + 1), MessageDelivered(C, K, False, T0 + 2)]) is None
+    assert (
+        decide([SENT, MessageDelivered(C, K, False, T0 + 1), MessageDelivered(C, K, True, T0 + 2)]) == Exclusion.ERROR
+    )
+
+
+def test_folding_keeps_the_earliest_fact_and_ignores_duplicates() -> None:
+    a = fold([SENT, MessageOpened(C, K, T0 + 50), MessageOpened(C, K, T0 + 20), SENT])[0]
+    b = fold([MessageOpened(C, K, T0 + 20), SENT, MessageOpened(C, K, T0 + 50)])[0]
+    assert a == b
+    assert a.opened_at == T0 + 20
+
+
+def test_state_packs_and_unpacks() -> None:
+    r, c = fold(
+        [SENT, DELIVERED, MessageOpened(C, K, T0 + 3), MessageClicked(C, K, T0 + 4), MessageDelivered(C, K, True, T0 + 5)],
+        [ContactDeleted(K, T0), ContactUnsubscribed(K, "PUSH", T0 + 1), ContactUnsubscribed(K, None, T0 + 2),
+         ContactBlocked(K, True, T0 + 3), ContactBlocked(K, False, T0 + 4)],
+    )  # fmt: skip
+    assert unpack_recipient(pack_recipient(r)) == r
+    assert c is not None and unpack_contact(pack_contact(c)) == c
+    assert unpack_recipient(pack_recipient(RecipientState())) == RecipientState()
+    assert len(pack_recipient(r)) == 40
