@@ -1,0 +1,390 @@
+"""Issue 3 end to end: a real worker process, scenarios fed through the contract, outputs checked exactly.
+
+One worker serves every scenario of this module (they use different campaigns and accounts), so the
+broker and the worker start once and every booster fires in the same minute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import TopicPartition
+
+from booster import admin
+from booster.broker.local import LocalKafka
+from booster.clients import publish_lines
+from booster.config import Settings
+from booster.demo import publish_scenario
+from booster.processors.boosters import booster_id_of, command_id_of
+from booster.scenario import HOUR_MS, Scenario, build
+from booster.schemas.catalog import CONTACT_INPUT_TOPICS
+from booster.streams.gate import LagGate
+from tests.conftest import fresh_settings
+from tests.helpers import WorkerProcess, read_all, reports_by_campaign, wait_for
+
+LEAD_MS = 25_000  # deadlines fall this long after the scenarios start being published
+FINAL = {"SENT", "CANCELLED", "REJECTED"}
+
+
+def lines(records: list[dict[str, Any]]) -> list[str]:
+    return [json.dumps(r) for r in records]
+
+
+@dataclass
+class Run:
+    settings: Settings
+    scenarios: dict[str, Scenario]
+    rejected: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> launch record
+    extra: dict[str, Any] = field(default_factory=dict)
+    reports: dict[str, list[tuple[dict[str, Any], int]]] = field(default_factory=dict)
+    commands: list[dict[str, Any]] = field(default_factory=list)
+    command_keys: list[bytes | None] = field(default_factory=list)
+    worker_log: str = ""
+
+    def cid(self, name: str) -> str:
+        return f"{self.extra['run']}-{name}"
+
+    def final(self, name: str) -> dict[str, Any]:
+        reports = self.reports.get(self.cid(name), [])
+        assert reports, f"no report for {name}"
+        return reports[-1][0]
+
+    def commanded(self, name: str) -> list[str]:
+        booster_id = booster_id_of(self.cid(name))
+        return [c["contact_id"] for c in self.commands if c["booster_id"] == booster_id]
+
+
+def caught_up(settings: Settings, topics: list[str]) -> bool:
+    """The worker's group has committed everything on these topics."""
+
+    async def check() -> bool:
+        gate = LagGate(settings.broker, f"{settings.topic_prefix}{settings.app_id}")
+        try:
+            tps = [TopicPartition(settings.topic(t), p) for t in topics for p in range(settings.partitions)]
+            return not await gate.lagging(tps)
+        finally:
+            await gate.stop()
+
+    return asyncio.run(check())
+
+
+@pytest.fixture(scope="module")
+def run(kafka: LocalKafka, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    settings = fresh_settings()
+    asyncio.run(admin.create(settings))
+    base: Path = tmp_path_factory.mktemp("engine")
+    worker = WorkerProcess(settings, base / "w1").start()
+    tag = uuid.uuid4().hex[:6]
+    start = int(time.time() * 1000)
+    launched_at = start - 2 * HOUR_MS + LEAD_MS  # with the minimum delay, the deadline is LEAD_MS away
+
+    def sc(short: str, n: int, **kw: Any) -> Scenario:
+        return build(f"{tag}-{short}", n, launched_at=launched_at, account_id=f"acct-{tag}", **kw)
+
+    scenarios = {
+        "email": sc("email", 1300, name="Spring sale"),
+        "sms": sc("sms", 140, channel="SMS"),
+        "push": sc("push", 140, channel="PUSH"),
+        "email-sms": sc("email-sms", 140, channel="EMAIL", booster_channel="SMS"),
+        "all-opened": sc("all-opened", 60, roles=["opened", "machine_open"]),
+        "cancelled": sc("cancelled", 60, roles=["eligible"]),
+        "shared-a": sc("shared-a", 80, roles=["clicked", "eligible"], contact_prefix=f"{tag}-shared-"),
+        "shared-b": sc("shared-b", 50, roles=["eligible"], contact_prefix=f"{tag}-shared-"),
+        "late": sc("late", 40, roles=["eligible"]),
+        "early-events": sc("early-events", 40, roles=["eligible", "opened"]),
+        "exact-7d": build(f"{tag}-exact-7d", 5, launched_at=start, delay_seconds=7 * 86400, account_id=f"acct-{tag}"),
+    }
+    r = Run(settings, scenarios, extra={"run": tag})
+
+    async def publish_all() -> None:
+        for name, scenario in scenarios.items():
+            if name != "early-events":
+                await publish_scenario(settings, scenario)
+        # R12: the events of this campaign are processed before its launch is even published
+        await publish_scenario(settings, scenarios["early-events"], launch=False)
+
+    asyncio.run(publish_all())
+    wait_for("the early events to be processed", lambda: caught_up(settings, CONTACT_INPUT_TOPICS), 60)
+    asyncio.run(publish_lines(settings, "campaign.launched", lines([scenarios["early-events"].launch_record()])))
+
+    # launches that are refused or cancelled at once
+    def launch(
+        name: str,
+        *,
+        delay: int = 7200,
+        group_size: int = 10,
+        account: str | None = None,
+        booster_channel: str | None = None,
+    ) -> dict[str, Any]:
+        return {
+            "campaign_id": f"{tag}-{name}", "account_id": account or f"acct-{tag}", "name": name, "channel": "EMAIL",
+            "group_size": group_size, "launched_at": launched_at,
+            "booster": {"delay_seconds": delay, "channel": booster_channel, "criterion": None, "content_ref": "x"},
+        }  # fmt: skip
+
+    refused = {
+        "too-short": launch("too-short", delay=2 * 3600 - 1),
+        "too-long": launch("too-long", delay=7 * 86400 + 1),
+        "no-sms": launch("no-sms", account=f"acct-{tag}-email-only", booster_channel="SMS"),
+        "empty-group": launch("empty-group", group_size=0),
+    }
+    r.rejected = refused
+    email_only = {"account_id": f"acct-{tag}-email-only", "channels": ["EMAIL"], "updated_at": start}
+    asyncio.run(publish_lines(settings, "account.channels", lines([email_only])))
+    asyncio.run(publish_lines(settings, "campaign.launched", lines(list(refused.values()))))
+
+    # R9: cancelled well before its deadline
+    cancel = {"campaign_id": f"{tag}-cancelled", "cancelled_at": start}
+    asyncio.run(publish_lines(settings, "campaign.booster-cancelled", lines([cancel])))
+
+    # R5: a click and a deletion published shortly before the deadline
+    deadline = scenarios["late"].deadline
+    wait_for("3 s before the deadline", lambda: time.time() * 1000 >= deadline - 3000, LEAD_MS / 1000 + 30, 0.1)
+    late = scenarios["late"]
+    contacts = sorted(late.roles)
+    clicker, deleted = contacts[0], contacts[1]
+    just_before = deadline - 1000
+    asyncio.run(
+        publish_lines(
+            settings,
+            "message.clicked",
+            lines(
+                [
+                    {
+                        "campaign_id": late.campaign_id,
+                        "contact_id": clicker,
+                        "message_id": "m",
+                        "clicked_at": just_before,
+                        "url": "u",
+                    }
+                ]
+            ),
+        )
+    )
+    asyncio.run(
+        publish_lines(
+            settings,
+            "contact.deleted",
+            lines([{"contact_id": deleted, "account_id": late.account_id, "deleted_at": just_before}]),
+        )
+    )
+    r.extra["late_excluded"] = {clicker: "CLICKED", deleted: "DELETED"}
+    r.extra["published_done_at"] = int(time.time() * 1000)
+
+    firing = [n for n in scenarios if n != "exact-7d"]
+
+    def all_final() -> bool:
+        reports = reports_by_campaign(settings)
+        done = all(any(rep["status"] in FINAL for rep, _ in reports.get(r.cid(n), [])) for n in [*firing, *refused])
+        if not worker.alive():
+            raise AssertionError("the worker died:\n" + worker.log_text()[-4000:])
+        return done
+
+    wait_for("every booster's final report", all_final, 180, 1.0)
+    r.reports = reports_by_campaign(settings)
+    for key, value, _ts in read_all(settings, "booster.commands", idle=2.0):
+        r.command_keys.append(key)
+        r.commands.append(value)
+    r.extra["changelog"] = _changelog(settings)
+    r.worker_log = worker.log_text()
+    worker.stop()
+    yield r
+
+
+def _changelog(settings: Settings) -> dict[bytes, bytes | None]:
+    """The latest value of every key of the recipients table's changelog."""
+
+    async def go() -> dict[bytes, bytes | None]:
+        from aiokafka import AIOKafkaConsumer
+
+        topic = f"{settings.topic_prefix}{settings.app_id}-recipients-changelog"
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, isolation_level="read_committed")
+        await consumer.start()
+        latest: dict[bytes, bytes | None] = {}
+        try:
+            tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+                for msgs in (await consumer.getmany(timeout_ms=500)).values():
+                    for m in msgs:
+                        latest[m.key] = m.value
+        finally:
+            await consumer.stop()
+        return latest
+
+    return asyncio.run(go())
+
+
+# -- R4, R6, R8, R11: the email campaign with every exclusion ---------------------------------------
+
+
+def test_email_commands_go_to_exactly_the_eligible_recipients(run: Run) -> None:
+    sc = run.scenarios["email"]
+    got = run.commanded("email")
+    assert len(got) == len(set(got)), "a recipient got two commands"
+    assert set(got) == sc.expected_audience
+    assert len(sc.roles) >= 1000 and run.settings.partitions >= 4
+
+
+def test_email_report_counts_every_reason(run: Run) -> None:
+    sc = run.scenarios["email"]
+    report = run.final("email")
+    assert report["status"] == "SENT"
+    assert report["booster_name"] == "Booster for Spring sale"
+    assert report["audience"] == len(sc.expected_audience) == report["billable"]
+    assert report["excluded"] == {reason: sc.expected_excluded.get(reason, 0) for reason in report["excluded"]}
+    assert set(report["excluded"]) == {"DELETED", "BLOCKED", "UNSUBSCRIBED", "ERROR", "WAITING", "CLICKED", "OPENED"}
+    assert all(report["excluded"][r] > 0 for r in report["excluded"])
+    assert report["audience"] + sum(report["excluded"].values()) == len(sc.roles)  # R11
+
+
+def test_email_command_fields(run: Run) -> None:
+    sc = run.scenarios["email"]
+    booster_id = booster_id_of(sc.campaign_id)
+    commands = [c for c in run.commands if c["booster_id"] == booster_id]
+    for c in commands:
+        assert c["command_id"] == command_id_of(booster_id, c["contact_id"])
+        assert c["campaign_id"] == sc.campaign_id and c["account_id"] == sc.account_id
+        assert c["booster_name"] == "Booster for Spring sale"
+        assert c["channel"] == "EMAIL"
+        assert c["content_ref"] == f"content/{sc.campaign_id}/booster"
+        assert c["deadline"] == sc.deadline
+    keys = [k for k, c in zip(run.command_keys, run.commands, strict=True) if c["booster_id"] == booster_id]
+    assert keys == [c["contact_id"].encode() for c in commands]  # keyed by contact_id
+
+
+def test_the_report_life_is_scheduled_then_one_final(run: Run) -> None:
+    statuses = [rep["status"] for rep, _ in run.reports[run.cid("email")]]
+    assert statuses == ["SCHEDULED", "SENT"]
+
+
+# -- channels and criteria ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "channel"), [("sms", "SMS"), ("push", "PUSH"), ("email-sms", "SMS")])
+def test_other_channels_and_criteria(run: Run, name: str, channel: str) -> None:
+    sc = run.scenarios[name]
+    got = run.commanded(name)
+    assert sorted(got) == sorted(sc.expected_audience)
+    report = run.final(name)
+    assert report["status"] == "SENT"
+    assert report["excluded"] == {k: sc.expected_excluded.get(k, 0) for k in report["excluded"]}
+    booster_id = booster_id_of(sc.campaign_id)
+    assert {c["channel"] for c in run.commands if c["booster_id"] == booster_id} == {channel}
+
+
+def test_sms_opens_do_not_exclude(run: Run) -> None:
+    sc = run.scenarios["sms"]
+    openers = {c for c, role in sc.roles.items() if role in ("opened", "machine_open")}
+    assert openers and openers <= set(run.commanded("sms"))
+    assert run.final("sms")["excluded"]["OPENED"] == 0
+
+
+# -- R2, R3, R7, R9 --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "status", "reason"),
+    [
+        ("too-short", "REJECTED", "2 hours to 7 days"),
+        ("too-long", "REJECTED", "2 hours to 7 days"),
+        ("no-sms", "REJECTED", "channel not enabled for this account"),
+        ("empty-group", "CANCELLED", "0 contacts"),
+    ],
+)
+def test_refused_at_launch(run: Run, name: str, status: str, reason: str) -> None:
+    reports = run.reports[run.cid(name)]
+    assert [rep["status"] for rep, _ in reports] == [status]
+    assert reason in (reports[0][0]["reason"] or "")
+    assert run.commanded(name) == []
+
+
+def test_exactly_seven_days_is_accepted_and_does_not_fire(run: Run) -> None:
+    reports = run.reports[run.cid("exact-7d")]
+    assert [rep["status"] for rep, _ in reports] == ["SCHEDULED"]
+    assert reports[0][0]["deadline"] == run.scenarios["exact-7d"].deadline
+    assert run.commanded("exact-7d") == []
+
+
+def test_an_empty_audience_is_cancelled_with_no_commands(run: Run) -> None:
+    report = run.final("all-opened")
+    assert report["status"] == "CANCELLED" and "empty" in report["reason"]
+    assert report["excluded"]["OPENED"] == 60 and report["audience"] == 0
+    assert run.commanded("all-opened") == []
+
+
+def test_a_cancelled_booster_sends_nothing(run: Run) -> None:
+    assert [rep["status"] for rep, _ in run.reports[run.cid("cancelled")]] == ["SCHEDULED", "CANCELLED"]
+    assert "cancelled" in run.final("cancelled")["reason"]
+    assert run.commanded("cancelled") == []
+
+
+# -- R4 with shared contacts, R5, R12 ------------------------------------------------------------
+
+
+def test_overlapping_campaigns_each_get_only_their_recipients(run: Run) -> None:
+    a, b = run.scenarios["shared-a"], run.scenarios["shared-b"]
+    assert set(a.roles) & set(b.roles), "the campaigns must share contacts"
+    assert set(run.commanded("shared-a")) == a.expected_audience
+    assert set(run.commanded("shared-b")) == b.expected_audience
+    clicked_a = {c for c, role in a.roles.items() if role == "clicked"}
+    assert clicked_a & set(b.roles) <= set(run.commanded("shared-b"))  # a click on A does not exclude from B
+
+
+def test_r5_facts_just_before_the_deadline_exclude(run: Run) -> None:
+    late = run.extra["late_excluded"]
+    got = set(run.commanded("late"))
+    assert not (set(late) & got)
+    assert got == run.scenarios["late"].expected_audience - set(late)
+    report = run.final("late")
+    assert report["excluded"]["CLICKED"] == 1 and report["excluded"]["DELETED"] == 1
+
+
+def test_r12_events_before_the_launch_count(run: Run) -> None:
+    sc = run.scenarios["early-events"]
+    assert set(run.commanded("early-events")) == sc.expected_audience
+    assert run.final("early-events")["excluded"]["OPENED"] == sc.expected_excluded["OPENED"] > 0
+
+
+# -- timing and state --------------------------------------------------------------------------------
+
+
+def test_fires_after_deadline_plus_lateness_and_within_seconds(run: Run) -> None:
+    lateness = run.settings.allowed_lateness_ms
+    for name in ("email", "sms", "late"):
+        sc = run.scenarios[name]
+        sent_at = next(ts for rep, ts in run.reports[sc.campaign_id] if rep["status"] == "SENT")
+        assert sent_at >= sc.deadline + lateness, f"{name} fired early"
+        assert sent_at <= sc.deadline + lateness + 30_000, f"{name} fired {sent_at - sc.deadline} ms after its deadline"
+        booster_id = booster_id_of(sc.campaign_id)
+        assert all(c["issued_at"] >= sc.deadline + lateness for c in run.commands if c["booster_id"] == booster_id)
+
+
+def test_recipient_rows_are_gone_after_the_booster_fired(run: Run) -> None:
+    changelog: dict[bytes, bytes | None] = run.extra["changelog"]
+    for name in ("email", "sms", "all-opened", "cancelled"):
+        prefix = f"{run.cid(name)}\x1f".encode()
+        keys = [k for k in changelog if k.startswith(prefix)]
+        assert len(keys) == len(run.scenarios[name].roles), name
+        assert all(changelog[k] is None for k in keys), f"{name}: rows left in the table"
+    # a booster that has not fired keeps its rows
+    pending = f"{run.cid('exact-7d')}\x1f".encode()
+    assert any(v is not None for k, v in changelog.items() if k.startswith(pending))
+
+
+def test_one_decision_line_per_booster(run: Run) -> None:
+    decisions = [json.loads(line[line.index("{") :]) for line in run.worker_log.splitlines() if '"event": ' in line]
+    sent = [d for d in decisions if d["event"] == "sent" and d["campaign_id"] == run.cid("email")]
+    assert len(sent) == 1 and sent[0]["audience"] == len(run.scenarios["email"].expected_audience)
+    rejected = Counter(d["campaign_id"] for d in decisions if d["event"] == "rejected")
+    assert rejected[run.cid("too-short")] == 1
