@@ -137,6 +137,43 @@ def cmd_tail(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- dead letters --------------------------------------------------------------------------------
+
+
+def _selection(args: argparse.Namespace) -> Any:
+    from booster.deadletters import Selection
+
+    return Selection(
+        source_topic=args.source_topic,
+        kind=args.kind,
+        sources=frozenset(args.source or []),
+        everything=getattr(args, "all", False),
+    )
+
+
+def cmd_dead_letter(args: argparse.Namespace) -> int:
+    from booster import deadletters
+    from booster.jsonio import record_to_json
+
+    settings = _settings()
+    if args.action == "list":
+        selection = _selection(args)
+        letters = [d for d in _run(deadletters.dead_letters(settings)) if selection.matches(d)]
+        if args.json:
+            for d in letters:
+                shown = record_to_json("booster.dead-letter", d.record)
+                print(json.dumps({"dead_letter_offset": d.offset, "dead_letter_partition": d.partition, **shown}))
+        else:
+            for d in letters[-args.limit :] if args.limit else letters:
+                print(f"{d.source:<40} {d.record['kind']:<16} {d.record['error']}")
+            print(json.dumps(deadletters.summary(letters)), file=sys.stderr)
+        return EXIT_OK
+    chosen = _run(deadletters.replay(settings, _selection(args), dry_run=args.dry_run))
+    verb = "would replay" if args.dry_run else "replayed"
+    print(f"{verb} {len(chosen)} dead letter(s) to their source topics", file=sys.stderr)
+    return EXIT_OK
+
+
 # -- worker --------------------------------------------------------------------------------------
 
 
@@ -234,6 +271,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max", type=int, help="stop after this many records")
     p.add_argument("--epoch-ms", action="store_true", help="timestamps in values as epoch milliseconds")
     p.set_defaults(func=cmd_tail)
+
+    p = sub.add_parser(
+        "dead-letter",
+        help="list the records the workers refused, or re-publish chosen ones to their source topic",
+        description=(
+            "list: every dead letter with its source (topic:partition:offset), kind and reason. replay: produce "
+            "the original key and value bytes of the chosen dead letters to their source topic again, for "
+            "example after a schema or worker fix."
+        ),
+    )
+    p.add_argument("action", choices=["list", "replay"])
+    p.add_argument("--source-topic", help="only dead letters from this contract topic")
+    p.add_argument("--kind", help="only this kind (not_wire_format, unknown_schema, corrupt, bad_timestamp, ...)")
+    p.add_argument("--source", action="append", metavar="TOPIC:PARTITION:OFFSET", help="only this original record")
+    p.add_argument("--all", action="store_true", help="replay: every dead letter")
+    p.add_argument("--dry-run", action="store_true", help="replay: show how many would be replayed")
+    p.add_argument("--json", action="store_true", help="list: one JSON object per dead letter")
+    p.add_argument("--limit", type=int, default=0, help="list: only the last N")
+    p.set_defaults(func=cmd_dead_letter)
 
     p = sub.add_parser("worker", help="run a booster worker (several share the partitions)")
     p.add_argument("--web-port", type=int, help="web port (default BOOSTER_WEB_PORT); one per worker on a host")

@@ -20,6 +20,7 @@ DEFAULTS: dict[str, str] = {
     "BOOSTER_WEB_PORT": "6066",
     "BOOSTER_TICK_INTERVAL_SECONDS": "1.0",
     "BOOSTER_FANOUT_CHUNK": "2000",
+    "BOOSTER_SESSION_TIMEOUT_SECONDS": "10",
 }
 
 DOCS: dict[str, str] = {
@@ -34,6 +35,7 @@ DOCS: dict[str, str] = {
     "BOOSTER_WEB_PORT": "The worker's web port (Faust's web server).",
     "BOOSTER_TICK_INTERVAL_SECONDS": "How often a worker looks for due deadlines.",
     "BOOSTER_FANOUT_CHUNK": "Commands per fan-out transaction.",
+    "BOOSTER_SESSION_TIMEOUT_SECONDS": "How soon the group notices a dead worker and moves its partitions.",
 }
 
 
@@ -70,6 +72,7 @@ class Settings:
     web_port: int
     tick_interval: float
     fanout_chunk: int
+    session_timeout: float
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -91,6 +94,7 @@ class Settings:
             web_port=_int("BOOSTER_WEB_PORT", get("BOOSTER_WEB_PORT"), 1),
             tick_interval=_float("BOOSTER_TICK_INTERVAL_SECONDS", get("BOOSTER_TICK_INTERVAL_SECONDS"), 0.05),
             fanout_chunk=_int("BOOSTER_FANOUT_CHUNK", get("BOOSTER_FANOUT_CHUNK"), 1),
+            session_timeout=_float("BOOSTER_SESSION_TIMEOUT_SECONDS", get("BOOSTER_SESSION_TIMEOUT_SECONDS"), 6.0),
         )
 
     def topic(self, name: str) -> str:

@@ -14,18 +14,22 @@ class ConfigError(BoosterError):
 class DecodeError(BoosterError):
     """A record's bytes cannot be read with the contract's schemas.
 
-    Carries where the record came from so the dead-letter topic and the operator can find it.
+    Carries where the record came from so the dead-letter topic and the operator can find it, and a
+    short `kind` for counting (not_wire_format, unknown_schema, wrong_schema, corrupt, bad_timestamp,
+    bad_key, unexpected).
     """
 
     def __init__(
         self,
         reason: str,
         *,
+        kind: str = "corrupt",
         topic: str | None = None,
         partition: int | None = None,
         offset: int | None = None,
     ) -> None:
         self.reason = reason
+        self.kind = kind
         self.topic = topic
         self.partition = partition
         self.offset = offset
@@ -43,7 +47,7 @@ class DecodeError(BoosterError):
         return f"{prefix}{self.reason}"
 
     def located(self, topic: str, partition: int, offset: int) -> DecodeError:
-        return DecodeError(self.reason, topic=topic, partition=partition, offset=offset)
+        return DecodeError(self.reason, kind=self.kind, topic=topic, partition=partition, offset=offset)
 
 
 class EncodeError(BoosterError):

@@ -94,18 +94,20 @@ class Codec:
             raise EncodeError(f"does not fit the schema of {topic}: {detail}") from None
         except Exception as exc:  # fastavro's validator fails on some shapes instead of reporting
             raise EncodeError(f"does not fit the schema of {topic}: {exc}") from None
-        self._check_timestamps(topic, value, EncodeError)
+        self._check_timestamps(topic, value)
 
     def schema_of(self, data: bytes | None) -> TopicSpec:
         """The catalog entry named by a value's header."""
         if data is None or len(data) < HEADER.size:
-            raise DecodeError("value is empty or shorter than the 5-byte wire-format header")
+            raise DecodeError("value is empty or shorter than the 5-byte wire-format header", kind="not_wire_format")
         magic, schema_id = HEADER.unpack_from(data)
         if magic != MAGIC:
-            raise DecodeError(f"wrong magic byte {magic} (expected 0): not Confluent wire format")
+            raise DecodeError(
+                f"wrong magic byte {magic} (expected 0): not Confluent wire format", kind="not_wire_format"
+            )
         spec = BY_ID.get(schema_id)
         if spec is None:
-            raise DecodeError(f"unknown schema id {schema_id}")
+            raise DecodeError(f"unknown schema id {schema_id}", kind="unknown_schema")
         return spec
 
     def decode(self, topic: str, data: bytes | None) -> Record:
@@ -113,7 +115,9 @@ class Codec:
         spec = self.schema_of(data)
         assert data is not None
         if spec.name != topic:
-            raise DecodeError(f"schema id {spec.schema_id} is the schema of {spec.name}, not of {topic}")
+            raise DecodeError(
+                f"schema id {spec.schema_id} is the schema of {spec.name}, not of {topic}", kind="wrong_schema"
+            )
         reader = _StrictReader(data)
         reader.seek(HEADER.size)
         try:
@@ -122,14 +126,21 @@ class Codec:
             raise DecodeError(f"corrupt Avro for {spec.name}: {type(exc).__name__}: {exc}") from exc
         if reader.tell() != len(data):
             raise DecodeError(f"{len(data) - reader.tell()} unexpected bytes after the {spec.name} record")
-        self._check_timestamps(spec.name, value, DecodeError)
+        for name in self._timestamps[spec.name]:
+            ts = value.get(name)
+            if ts is not None and not MIN_TIMESTAMP_MS <= ts < MAX_TIMESTAMP_MS:
+                raise DecodeError(_timestamp_reason(name, ts), kind="bad_timestamp")
         return value
 
-    def _check_timestamps(self, topic: str, value: Mapping[str, Any], error: type[Exception]) -> None:
+    def _check_timestamps(self, topic: str, value: Mapping[str, Any]) -> None:
         for name in self._timestamps[topic]:
             ts = value.get(name)
             if ts is not None and not MIN_TIMESTAMP_MS <= ts < MAX_TIMESTAMP_MS:
-                raise error(f"{name}={ts} is outside 2000-01-01..2100-01-01 (epoch milliseconds expected)")
+                raise EncodeError(_timestamp_reason(name, ts))
+
+
+def _timestamp_reason(name: str, ts: Any) -> str:
+    return f"{name}={ts} is outside 2000-01-01..2100-01-01 (epoch milliseconds expected)"
 
 
 @lru_cache(maxsize=1)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -50,8 +49,10 @@ from booster.schemas import codec
 from booster.schemas.catalog import CONTACT_INPUT_TOPICS, LAUNCHES_BY_ACCOUNT
 from booster.streams.fanout import Fanout
 from booster.streams.gate import LagGate
+from booster.streams.metrics import Metrics
 from booster.streams.tables import (
     campaign_key,
+    estimated_keys,
     partition_items,
     recipient_key,
     recipient_prefix,
@@ -115,9 +116,12 @@ class BoosterApp:
             producer_acks=-1,
             broker_commit_interval=1.0,
             table_standby_replicas=0,
+            # a killed worker's partitions move after this long (Faust's default is 60 s)
+            broker_session_timeout=s.session_timeout,
+            broker_heartbeat_interval=min(3.0, s.session_timeout / 3),
         )
         self.app.transport.Consumer = ReadCommittedConsumer  # type: ignore[misc]
-        self.metrics: Counter[str] = Counter()
+        self.metrics = Metrics()
         self.gate = LagGate(s.broker, self.app_id)
         self.fanout = Fanout(s, self.app_id)
         self._ticked: dict[tuple[str, int], float] = {}
@@ -163,6 +167,31 @@ class BoosterApp:
         app.agent(self.summary_inputs, name="booster.summaries")(self._summaries_agent)
         app.timer(s.tick_interval, name="booster.deadlines")(self._deadline_timer)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
+        app.page("/metrics")(self._metrics_page)
+
+    async def _metrics_page(self, view: Any, request: Any) -> Any:
+        try:
+            await self.refresh_gauges()
+        except KafkaError as exc:  # the counters are still worth serving
+            log.warning("could not measure lag for /metrics: %s", exc)
+        return view.text(self.metrics.render(), content_type="text/plain; version=0.0.4")
+
+    async def refresh_gauges(self) -> None:
+        s = self.settings
+        partitions = self.active_partitions()
+        tps = [TopicPartition(s.topic(t), p) for p in partitions for t in CONTACT_INPUT_TOPICS]
+        lag = await self.gate.lagging(tps) if tps else {}
+        self.metrics.clear("booster_partition_lag")
+        for tp in tps:
+            self.metrics.set(
+                "booster_partition_lag", lag.get(tp, 0), topic=self.contract_name(tp.topic), partition=tp.partition
+            )
+        for name, table in (
+            ("recipients", self.recipients),
+            ("contacts", self.contacts),
+            ("campaigns", self.campaigns),
+        ):
+            self.metrics.set("booster_table_keys", estimated_keys(table, partitions), table=name)
 
     async def _on_revoked(self, sender: Any, revoked: set[Any], **_: Any) -> None:
         control = self.settings.topic("booster.control")
@@ -171,7 +200,7 @@ class BoosterApp:
 
     # -- shared steps ----------------------------------------------------------------------------
 
-    async def _dead_letter(self, message: Any, reason: str) -> None:
+    async def _dead_letter(self, message: Any, reason: str, kind: str) -> None:
         record = {
             "source_topic": self.contract_name(message.topic),
             "partition": message.partition,
@@ -179,10 +208,11 @@ class BoosterApp:
             "key": message.key,
             "value": message.value,
             "error": reason,
+            "kind": kind,
             "failed_at": now_ms(),
         }
         await self.dead_letters.send(key=message.key, value=codec().encode("booster.dead-letter", record))
-        self.metrics["dead_letters"] += 1
+        self.metrics.inc("booster_dead_letters_total", topic=self.contract_name(message.topic), kind=kind)
         log.warning("dead letter from %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason)
 
     async def _guarded(self, event: Any, handler: Any) -> None:
@@ -191,24 +221,24 @@ class BoosterApp:
         topic = self.contract_name(message.topic)
         try:
             await handler(topic, message)
-            self.metrics[f"events:{topic}"] += 1
+            self.metrics.inc("booster_events_total", topic=topic)
         except DecodeError as exc:
-            await self._dead_letter(message, exc.reason)
+            await self._dead_letter(message, exc.reason, exc.kind)
         except Exception as exc:  # one record must never stop its partition
             log.exception("processing %s[%s]@%s failed", message.topic, message.partition, message.offset)
-            await self._dead_letter(message, f"unexpected {type(exc).__name__}: {exc}")
+            await self._dead_letter(message, f"unexpected {type(exc).__name__}: {exc}", "unexpected")
         self.gate.record(message.topic, message.partition, message.offset, int(message.timestamp * 1000))
 
     @staticmethod
     def _key_text(message: Any, record: dict[str, Any], field: str) -> str:
         if not message.key:
-            raise DecodeError("empty key")
+            raise DecodeError("empty key", kind="bad_key")
         try:
             key: str = message.key.decode()
         except UnicodeDecodeError:
-            raise DecodeError("key is not UTF-8") from None
+            raise DecodeError("key is not UTF-8", kind="bad_key") from None
         if key != record[field]:
-            raise DecodeError(f"key {key!r} does not match {field} {record[field]!r}")
+            raise DecodeError(f"key {key!r} does not match {field} {record[field]!r}", kind="bad_key")
         return key
 
     async def _broadcast(self, kind: str, campaign_id: str, at: int, schedule: b.Schedule | None = None) -> None:
@@ -219,7 +249,7 @@ class BoosterApp:
     async def _report(self, report: b.Report) -> None:
         value = codec().encode("booster.reports", report_record(report))
         await self.reports.send(key=report.campaign_id.encode(), value=value)
-        self.metrics[f"reports:{report.status}"] += 1
+        self.metrics.inc("booster_boosters_total", status=report.status.lower())
         log_decision(
             report.status.lower(),
             report.campaign_id,
@@ -257,7 +287,7 @@ class BoosterApp:
             ev = message_event_from_record(topic, record)
             state = self._campaign(ev.campaign_id, p)
             if not b.accepts_events(state):
-                self.metrics["events_dropped"] += 1
+                self.metrics.inc("booster_events_dropped_total")
                 return
             if state is None or state.first_seen_at is None:
                 self._set_campaign(ev.campaign_id, p, b.evolve_campaign_seen(state, int(message.timestamp * 1000)))
@@ -310,7 +340,7 @@ class BoosterApp:
         account_id = self._key_text(message, record, "account_id")
         launch = launch_from_record(record)
         if self.launch_decisions.get(launch.campaign_id.encode()) is not None:
-            self.metrics["duplicate_launches"] += 1
+            self.metrics.inc("booster_duplicate_launches_total")
             return
         raw_account = self.accounts.get(account_id.encode())
         if raw_account is None:
@@ -383,8 +413,11 @@ class BoosterApp:
             return
         rows = self._delete_rows(campaign_id, p)
         self._set_campaign(campaign_id, p, replace(state, fired=True))
-        self.metrics["commands"] += result.commands
-        self.metrics["fanouts"] += 1
+        self.metrics.inc("booster_commands_total", result.commands)
+        self.metrics.inc("booster_fanouts_total")
+        if state.schedule is not None:
+            self.metrics.inc("booster_fire_delay_seconds_sum", max(0, now - state.schedule.deadline) / 1000)
+            self.metrics.inc("booster_fire_delay_seconds_count")
         summary = result.summary
         log_decision(
             "fired-partition",
@@ -441,6 +474,7 @@ class BoosterApp:
     async def look_for_deadlines(self) -> None:
         now = now_ms()
         lateness = self.settings.allowed_lateness_ms
+        waiting = 0
         for p in self.active_partitions():
             due_here = []
             for key, value in partition_items(self.campaigns, p):
@@ -462,10 +496,12 @@ class BoosterApp:
                             lagging = await self.gate.lagging(deps)
                         if lagging:
                             self._log_waiting(campaign_id, p, lagging)
+                            waiting += 1
                             continue
                 value = codec().encode("booster.control", control_record("TICK", campaign_id, now))
                 await self.control.send(key=campaign_id.encode(), value=value, partition=p)
                 self._ticked[(campaign_id, p)] = time.monotonic()
+        self.metrics.set("booster_deadlines_waiting", waiting)
 
     def _log_waiting(self, campaign_id: str, p: int, lagging: dict[TopicPartition, int]) -> None:
         last = self._waiting_logged.get((campaign_id, p))

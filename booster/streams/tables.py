@@ -71,3 +71,15 @@ def partition_get(table: Any, partition: int, key: bytes) -> bytes | None:
         return value
     found: bytes | None = db.get(key)
     return found
+
+
+def estimated_keys(table: Any, partitions: list[int]) -> int:
+    """RocksDB's own estimate of the keys in these partitions (exact for the memory store)."""
+    total = 0
+    for p in partitions:
+        db = _partition_db(table, p)
+        if db is None:
+            return len(table.data)
+        value = db.property_int_value("rocksdb.estimate-num-keys")
+        total += int(value or 0)
+    return total

@@ -46,7 +46,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
     },
     "booster.dead-letter": {
         "source_topic": "message.sent", "partition": 3, "offset": 42, "key": b"k", "value": b"\x01\x02",
-        "error": "wrong magic byte", "failed_at": 1767232800000,
+        "error": "wrong magic byte", "kind": "not_wire_format", "failed_at": 1767232800000,
     },
     "booster.control": {
         "kind": "SCHEDULE", "campaign_id": "c1", "at": 1767225600000,

@@ -1,0 +1,79 @@
+"""`booster dead-letter list|replay`: see what was refused and why; re-publish chosen records."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from booster.clients import produce_raw, read_topic, schema_topic
+from booster.config import Settings
+from booster.errors import BoosterError
+from booster.schemas import codec
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    offset: int  # in the dead-letter topic
+    partition: int
+    record: dict[str, Any]
+
+    @property
+    def source(self) -> str:
+        r = self.record
+        return f"{r['source_topic']}:{r['partition']}:{r['offset']}"
+
+
+@dataclass(frozen=True)
+class Selection:
+    source_topic: str | None = None
+    kind: str | None = None
+    sources: frozenset[str] = frozenset()  # "topic:partition:offset" of the original records
+    everything: bool = False
+
+    def empty(self) -> bool:
+        return not (self.source_topic or self.kind or self.sources or self.everything)
+
+    def matches(self, d: DeadLetter) -> bool:
+        r = d.record
+        if self.source_topic is not None and r["source_topic"] != self.source_topic:
+            return False
+        if self.kind is not None and r["kind"] != self.kind:
+            return False
+        return not (self.sources and d.source not in self.sources)
+
+
+async def dead_letters(settings: Settings, idle: float = 2.0) -> list[DeadLetter]:
+    out = []
+    async for msg in read_topic(settings, "booster.dead-letter", from_beginning=True, idle_timeout=idle):
+        out.append(DeadLetter(msg.offset, msg.partition, codec().decode("booster.dead-letter", msg.value)))
+    return out
+
+
+def summary(letters: list[DeadLetter]) -> dict[str, Any]:
+    by_kind = Counter(d.record["kind"] for d in letters)
+    by_topic = Counter(d.record["source_topic"] for d in letters)
+    return {"total": len(letters), "by_kind": dict(by_kind.most_common()), "by_topic": dict(by_topic.most_common())}
+
+
+async def replay(
+    settings: Settings, selection: Selection, *, dry_run: bool = False, progress: TextIO | None = sys.stderr
+) -> list[DeadLetter]:
+    """Produce the original key and value of every selected dead letter to its source topic."""
+    if selection.empty():
+        raise BoosterError("choose what to replay: --source-topic, --kind, --source T:P:O, or --all")
+    chosen = [d for d in await dead_letters(settings) if selection.matches(d)]
+    for d in chosen:
+        schema_topic(d.record["source_topic"])  # refuses a source that is not one of our topics
+    if dry_run or not chosen:
+        return chosen
+    by_topic: dict[str, list[tuple[bytes | None, bytes | None]]] = {}
+    for d in chosen:
+        by_topic.setdefault(d.record["source_topic"], []).append((d.record["key"], d.record["value"]))
+    done = 0
+    for topic, records in by_topic.items():
+        done += await produce_raw(settings, topic, records)
+        if progress is not None:
+            print(f"replayed {done}/{len(chosen)} dead letters ...", file=progress, flush=True)
+    return chosen
