@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,7 @@ from booster.streams.fanout import Fanout
 from booster.streams.gate import LagGate
 from booster.streams.metrics import Metrics
 from booster.streams.tables import (
+    PartitionWriter,
     campaign_key,
     estimated_keys,
     partition_items,
@@ -70,6 +71,19 @@ def raw_schema() -> faust.Schema:  # type: ignore[type-arg]
 
 
 RETICK_SECONDS = 15.0
+INGEST_BATCH = 2000
+INGEST_WITHIN = 0.05  # seconds a partial batch waits for more events
+
+
+@dataclass
+class _IngestBatch:
+    """Rows changed by one batch of events, per partition, written once at the end of the batch."""
+
+    recipients: dict[int, dict[bytes, bytes | None]] = field(default_factory=dict)
+    contacts: dict[int, dict[bytes, bytes | None]] = field(default_factory=dict)
+    campaigns: dict[int, dict[bytes, bytes | None]] = field(default_factory=dict)
+    dead: list[tuple[Any, str, str]] = field(default_factory=list)
+    dropped: int = 0
 
 
 def now_ms() -> int:
@@ -126,6 +140,9 @@ class BoosterApp:
         self.fanout = Fanout(s, self.app_id)
         self._ticked: dict[tuple[str, int], float] = {}
         self._waiting_logged: dict[tuple[str, int], float] = {}
+        self._gate_snapshots: dict[tuple[str, int], dict[TopicPartition, int]] = {}
+        # campaign states read by ingestion; every write of a campaign state updates it
+        self._campaign_cache: dict[tuple[str, int], b.CampaignPartition | None] = {}
         self._wire()
 
     # -- naming ----------------------------------------------------------------------------------
@@ -150,6 +167,9 @@ class BoosterApp:
         self.pending = app.Table("pending-launches", **table)
         self.launch_decisions = app.Table("launch-decisions", **table)
         self.summaries = app.Table("summaries", **table)
+        self.recipient_writer = PartitionWriter(self.recipients)
+        self.contact_writer = PartitionWriter(self.contacts)
+        self.campaign_writer = PartitionWriter(self.campaigns)
 
         self.contact_inputs = self._topic(*CONTACT_INPUT_TOPICS)
         self.launch_inputs = self._topic("campaign.launched", "campaign.booster-cancelled")
@@ -167,9 +187,15 @@ class BoosterApp:
         app.agent(self.summary_inputs, name="booster.summaries")(self._summaries_agent)
         app.timer(s.tick_interval, name="booster.deadlines")(self._deadline_timer)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
-        app.page("/metrics")(self._metrics_page)
+        booster = self
 
-    async def _metrics_page(self, view: Any, request: Any) -> Any:
+        # Faust binds a page handler to its view class: a plain function, not a bound method
+        async def metrics_page(view: Any, request: Any) -> Any:
+            return await booster.metrics_response(view)
+
+        app.page("/metrics")(metrics_page)
+
+    async def metrics_response(self, view: Any) -> Any:
         try:
             await self.refresh_gauges()
         except KafkaError as exc:  # the counters are still worth serving
@@ -194,6 +220,8 @@ class BoosterApp:
             self.metrics.set("booster_table_keys", estimated_keys(table, partitions), table=name)
 
     async def _on_revoked(self, sender: Any, revoked: set[Any], **_: Any) -> None:
+        self._campaign_cache.clear()
+        self._gate_snapshots.clear()
         control = self.settings.topic("booster.control")
         await self.fanout.release({tp.partition for tp in revoked if tp.topic == control})
         self.gate.forget(TopicPartition(tp.topic, tp.partition) for tp in revoked)
@@ -227,7 +255,7 @@ class BoosterApp:
         except Exception as exc:  # one record must never stop its partition
             log.exception("processing %s[%s]@%s failed", message.topic, message.partition, message.offset)
             await self._dead_letter(message, f"unexpected {type(exc).__name__}: {exc}", "unexpected")
-        self.gate.record(message.topic, message.partition, message.offset, int(message.timestamp * 1000))
+        self.gate.record(message.topic, message.partition, message.offset)
 
     @staticmethod
     def _key_text(message: Any, record: dict[str, Any], field: str) -> str:
@@ -262,47 +290,93 @@ class BoosterApp:
 
     def _delete_rows(self, campaign_id: str, partition: int) -> int:
         keys = [k for k, _ in partition_items(self.recipients, partition, recipient_prefix(campaign_id))]
-        for k in keys:
-            del self.recipients[k]
+        self.recipient_writer.write(partition, dict.fromkeys(keys))
         return len(keys)
 
     def _campaign(self, campaign_id: str, partition: int) -> b.CampaignPartition | None:
-        raw = self.campaigns.get(campaign_key(campaign_id, partition))
+        raw = self.campaign_writer.get(partition, campaign_key(campaign_id, partition))
         return None if raw is None else unpack_campaign(raw)
 
-    def _set_campaign(self, campaign_id: str, partition: int, state: b.CampaignPartition) -> None:
-        self.campaigns[campaign_key(campaign_id, partition)] = pack_campaign(state)
+    def _set_campaign(self, campaign_id: str, partition: int, state: b.CampaignPartition | None) -> None:
+        key = campaign_key(campaign_id, partition)
+        self.campaign_writer.write(partition, {key: None if state is None else pack_campaign(state)})
+        self._campaign_cache[(campaign_id, partition)] = state
 
     # -- agents ----------------------------------------------------------------------------------
 
     async def _ingest_agent(self, stream: Any) -> None:
-        async for event in stream.events():
-            await self._guarded(event, self._ingest)
+        # Batches: one take of up to INGEST_BATCH events costs Faust's per-event overhead once per
+        # event but lets us decode, fold and write without a table round trip per event.
+        async for events in stream.take_events(INGEST_BATCH, within=INGEST_WITHIN):
+            await self._ingest_batch(events)
 
-    async def _ingest(self, topic: str, message: Any) -> None:
+    async def _ingest_batch(self, events: list[Any]) -> None:
+        batch = _IngestBatch()
+        counts: dict[str, int] = {}
+        for event in events:
+            message = event.message
+            topic = self.contract_name(message.topic)
+            try:
+                self._ingest_one(topic, message, batch)
+                counts[topic] = counts.get(topic, 0) + 1
+            except DecodeError as exc:
+                batch.dead.append((message, exc.reason, exc.kind))
+            except Exception as exc:  # one record must never stop its partition
+                log.exception("processing %s[%s]@%s failed", message.topic, message.partition, message.offset)
+                batch.dead.append((message, f"unexpected {type(exc).__name__}: {exc}", "unexpected"))
+        for p, items in batch.recipients.items():
+            self.recipient_writer.write(p, items)
+        for p, items in batch.contacts.items():
+            self.contact_writer.write(p, items)
+        for p, items in batch.campaigns.items():
+            self.campaign_writer.write(p, items)
+        for message, reason, kind in batch.dead:
+            await self._dead_letter(message, reason, kind)
+        for topic, n in counts.items():
+            self.metrics.inc("booster_events_total", n, topic=topic)
+        if batch.dropped:
+            self.metrics.inc("booster_events_dropped_total", batch.dropped)
+        for event in events:  # only now are their effects in the tables
+            m = event.message
+            self.gate.record(m.topic, m.partition, m.offset)
+
+    def _cached_campaign(self, campaign_id: str, p: int) -> b.CampaignPartition | None:
+        key = (campaign_id, p)
+        if key in self._campaign_cache:
+            return self._campaign_cache[key]
+        raw = self.campaign_writer.get(p, campaign_key(campaign_id, p))
+        state = None if raw is None else unpack_campaign(raw)
+        self._campaign_cache[key] = state
+        return state
+
+    def _ingest_one(self, topic: str, message: Any, batch: _IngestBatch) -> None:
         record = codec().decode(topic, message.value)
         self._key_text(message, record, "contact_id")
         p = message.partition
         if topic.startswith("message."):
             ev = message_event_from_record(topic, record)
-            state = self._campaign(ev.campaign_id, p)
+            state = self._cached_campaign(ev.campaign_id, p)
             if not b.accepts_events(state):
-                self.metrics.inc("booster_events_dropped_total")
+                batch.dropped += 1
                 return
             if state is None or state.first_seen_at is None:
-                self._set_campaign(ev.campaign_id, p, b.evolve_campaign_seen(state, int(message.timestamp * 1000)))
+                seen = b.evolve_campaign_seen(state, int(message.timestamp * 1000))
+                self._campaign_cache[(ev.campaign_id, p)] = seen
+                batch.campaigns.setdefault(p, {})[campaign_key(ev.campaign_id, p)] = pack_campaign(seen)
             key = recipient_key(ev.campaign_id, ev.contact_id)
-            old = self.recipients.get(key)
+            rows = batch.recipients.setdefault(p, {})
+            old = rows[key] if key in rows else self.recipient_writer.get(p, key)
             new = pack_recipient(evolve_recipient(None if old is None else unpack_recipient(old), ev))
             if new != old:
-                self.recipients[key] = new
+                rows[key] = new
         else:
             cev = contact_event_from_record(topic, record)
-            ckey = cev.contact_id.encode()
-            old = self.contacts.get(ckey)
+            key = cev.contact_id.encode()
+            rows = batch.contacts.setdefault(p, {})
+            old = rows[key] if key in rows else self.contact_writer.get(p, key)
             new = pack_contact(evolve_contact(None if old is None else unpack_contact(old), cev))
             if new != old:
-                self.contacts[ckey] = new
+                rows[key] = new
 
     async def _launches_agent(self, stream: Any) -> None:
         async for event in stream.events():
@@ -395,11 +469,11 @@ class BoosterApp:
         if due is None:
             return
         if due.kind == "forget":
-            del self.campaigns[campaign_key(campaign_id, p)]
+            self._set_campaign(campaign_id, p, None)
             return
         if due.kind == "expire":
             dropped = self._delete_rows(campaign_id, p)
-            del self.campaigns[campaign_key(campaign_id, p)]
+            self._set_campaign(campaign_id, p, None)
             log_decision("expired-without-booster", campaign_id, partition=p, rows=dropped)
             return
         started = time.monotonic()
@@ -484,20 +558,22 @@ class BoosterApp:
                 due = b.due(unpack_campaign(value), now, lateness)
                 if due is not None:
                     due_here.append((campaign_id, due))
-            lagging: dict[TopicPartition, int] | None = None
             for campaign_id, due in due_here:
                 last = self._ticked.get((campaign_id, p))
                 if last is not None and time.monotonic() - last < RETICK_SECONDS:
                     continue
-                if due.kind == "fire" and due.gate_at is not None:
+                if due.kind == "fire":
                     deps = self.gate_inputs(p)
-                    if not self.gate.past_by_time(deps, due.gate_at):
-                        if lagging is None:
-                            lagging = await self.gate.lagging(deps)
-                        if lagging:
-                            self._log_waiting(campaign_id, p, lagging)
-                            waiting += 1
-                            continue
+                    # taken once, at a moment after deadline + lateness (due() says we are past it)
+                    snapshot = self._gate_snapshots.get((campaign_id, p))
+                    if snapshot is None:
+                        snapshot = await self.gate.end_offsets(deps)
+                        self._gate_snapshots[(campaign_id, p)] = snapshot
+                    behind = await self.gate.lagging(deps, snapshot)
+                    if behind:
+                        self._log_waiting(campaign_id, p, behind)
+                        waiting += 1
+                        continue
                 value = codec().encode("booster.control", control_record("TICK", campaign_id, now))
                 await self.control.send(key=campaign_id.encode(), value=value, partition=p)
                 self._ticked[(campaign_id, p)] = time.monotonic()

@@ -19,12 +19,20 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from booster.config import Settings
-from booster.processors.boosters import CampaignPartition, PartitionSummary, Schedule, Tally, is_cancelled
+from booster.processors.boosters import (
+    CampaignPartition,
+    PartitionSummary,
+    Schedule,
+    Tally,
+    command_id_of,
+    is_cancelled,
+)
 from booster.processors.packing import unpack_contact, unpack_recipient
 from booster.processors.recipients import exclusion, is_recipient
 from booster.schemas import codec
+from booster.schemas.templates import CommandTemplate
 from booster.streams.tables import partition_get, partition_items, recipient_key, recipient_prefix
-from booster.streams.wire import command_record, progress_record, summary_record
+from booster.streams.wire import progress_record, summary_record
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +62,7 @@ class Fanout:
                 enable_idempotence=True,
                 acks="all",
                 linger_ms=5,
-                max_batch_size=512 * 1024,
+                max_batch_size=900 * 1024,  # under the broker's default message.max.bytes
             )
             await prod.start()  # init_transactions: fences any earlier owner of this partition
             self._producers[partition] = prod
@@ -138,15 +146,26 @@ class Fanout:
                 after = recipient_key(cid, progress["last_key"])
             log.info("booster %s partition %s: resuming fan-out after %s", cid, partition, progress["last_key"])
         prefix = recipient_prefix(cid)
-        header = codec()
+        template = CommandTemplate(
+            booster_id=schedule.booster_id,
+            booster_name=schedule.booster_name,
+            campaign_id=cid,
+            account_id=schedule.account_id,
+            channel=schedule.channel,
+            content_ref=schedule.content_ref,
+            deadline=schedule.deadline,
+            issued_at=now,
+        )
+        booster_id = schedule.booster_id
         chunk_size = self.settings.fanout_chunk
         batch: list[tuple[bytes, bytes]] = []
         walked = 0
         commands = 0
         last_contact: str | None = progress["last_key"] if progress else None
+        cut = len(prefix)
         if not is_cancelled(state):
             for key, value in partition_items(recipients, partition, prefix, after):
-                contact_id = key[len(prefix) :].decode()
+                contact_id = key[cut:].decode()
                 last_contact = contact_id
                 walked += 1
                 recipient = unpack_recipient(value)
@@ -162,13 +181,12 @@ class Fanout:
                     )
                     tally = tally.add(reason)
                     if reason is None:
-                        command = header.encode("booster.commands", command_record(schedule, contact_id, now))
-                        batch.append((contact_id.encode(), command))
+                        command_id = command_id_of(booster_id, contact_id)
+                        batch.append((key[cut:], template.encode(command_id, contact_id)))
                 if walked >= chunk_size:
                     commands += len(batch)
-                    await self._commit(
-                        prod, partition, cid, batch, progress_record(cid, partition, last_contact, False, tally)
-                    )
+                    progress_value = progress_record(cid, partition, last_contact, False, tally)
+                    await self._commit(prod, partition, cid, batch, progress_value)
                     batch = []
                     walked = 0
         summary = PartitionSummary(
@@ -180,9 +198,8 @@ class Fanout:
             tally=tally,
         )
         commands += len(batch)
-        await self._commit(
-            prod, partition, cid, batch, progress_record(cid, partition, last_contact, True, tally), summary
-        )
+        done = progress_record(cid, partition, last_contact, True, tally)
+        await self._commit(prod, partition, cid, batch, done, summary)
         return FanoutResult(summary, commands)
 
     async def _commit(
@@ -196,9 +213,18 @@ class Fanout:
     ) -> None:
         s = self.settings
         c = codec()
+        topic = s.topic("booster.commands")
         async with prod.transaction():
+            # contacts of this partition are keyed to the same partition of booster.commands
+            # (co-partitioned); a batch builder costs far less per record than send()
+            builder = prod.create_batch()
             for key, value in batch:
-                await prod.send(s.topic("booster.commands"), value=value, key=key)
+                if builder.append(key=key, value=value, timestamp=None) is None:
+                    await prod.send_batch(builder, topic, partition=partition)
+                    builder = prod.create_batch()
+                    builder.append(key=key, value=value, timestamp=None)
+            if builder.record_count():
+                await prod.send_batch(builder, topic, partition=partition)
             await prod.send(
                 s.topic("booster.fanout-progress"),
                 value=c.encode("booster.fanout-progress", progress),

@@ -1,9 +1,11 @@
 """The lag gate (G1): a partition's deadline fires only once its inputs are processed past it.
 
-An input partition is past a moment T when this worker has processed a record of it whose
-timestamp is after T, or when, on a look made after T, nothing is left to process: the position
-(this worker's processed offset, else the group's committed offset) has reached the end offset
-(read-committed, so the last stable offset).
+At a moment after the deadline plus the allowed lateness, the gate takes the end offsets of every
+input partition the deadline depends on (read-committed, so last stable offsets). Everything
+published before that moment lies below them. The deadline fires once the position of each input
+partition (this worker's processed offset, or the group's committed offset, whichever is further)
+has reached its end offset in that snapshot, however much has been published since. Record
+timestamps are not trusted for this: a producer may stamp a record with any time.
 """
 
 from __future__ import annotations
@@ -19,30 +21,18 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class Processed:
-    next_offset: int
-    last_timestamp: int
-
-
-@dataclass
 class LagGate:
     bootstrap: str
     group_id: str
-    processed: dict[TopicPartition, Processed] = field(default_factory=dict)
+    processed: dict[TopicPartition, int] = field(default_factory=dict)  # next offset to process
     _consumer: AIOKafkaConsumer | None = None
     _admin: AIOKafkaAdminClient | None = None
 
-    def record(self, topic: str, partition: int, offset: int, timestamp: int) -> None:
+    def record(self, topic: str, partition: int, offset: int) -> None:
         """Called by the agents after a record's effects are in the tables."""
         tp = TopicPartition(topic, partition)
-        seen = self.processed.get(tp)
-        if seen is None:
-            self.processed[tp] = Processed(offset + 1, timestamp)
-        else:
-            if offset + 1 > seen.next_offset:
-                seen.next_offset = offset + 1
-            if timestamp > seen.last_timestamp:
-                seen.last_timestamp = timestamp
+        if offset + 1 > self.processed.get(tp, 0):
+            self.processed[tp] = offset + 1
 
     def forget(self, tps: Iterable[TopicPartition]) -> None:
         for tp in tps:
@@ -69,18 +59,21 @@ class LagGate:
             await self._admin.close()
             self._admin = None
 
-    def past_by_time(self, tps: Iterable[TopicPartition], moment: int) -> bool:
-        for tp in tps:
-            seen = self.processed.get(tp)
-            if seen is None or seen.last_timestamp <= moment:
-                return False
-        return True
+    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """The snapshot: last stable offsets of these partitions, now."""
+        await self.start()
+        assert self._consumer is not None
+        ends: dict[TopicPartition, int] = await self._consumer.end_offsets(tps)
+        return ends
 
-    async def lagging(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
-        """Partitions with records left to process right now, with how many."""
+    async def lagging(
+        self, tps: list[TopicPartition], ends: dict[TopicPartition, int] | None = None
+    ) -> dict[TopicPartition, int]:
+        """Partitions whose position is short of `ends` (default: the end offsets now), with by how much."""
         await self.start()
         assert self._consumer is not None and self._admin is not None
-        ends: dict[TopicPartition, int] = await self._consumer.end_offsets(tps)
+        if ends is None:
+            ends = await self.end_offsets(tps)
         # the group's committed offsets count too: they cover partitions another worker consumes
         # and offsets this worker processed before a restart
         committed = await self._admin.list_consumer_group_offsets(self.group_id, partitions=tps)
@@ -88,9 +81,7 @@ class LagGate:
         for tp in tps:
             meta = committed.get(tp)
             position = meta.offset if meta is not None and meta.offset >= 0 else 0
-            seen = self.processed.get(tp)
-            if seen is not None:
-                position = max(position, seen.next_offset)
+            position = max(position, self.processed.get(tp, 0))
             positions[tp] = position
         lag = {}
         for tp in tps:

@@ -83,3 +83,34 @@ def estimated_keys(table: Any, partitions: list[int]) -> int:
         value = db.property_int_value("rocksdb.estimate-num-keys")
         total += int(value or 0)
     return total
+
+
+class PartitionWriter:
+    """Writes to one partition of a raw table without Faust's per-key bookkeeping.
+
+    The value goes to the partition's RocksDB and to the changelog through `Table.send_changelog`,
+    exactly what a `table[key] = value` inside stream iteration does, minus Faust's in-memory index of
+    every key written (which grows with the number of recipients) and the per-event context lookup.
+    `None` deletes (a tombstone in the changelog).
+    """
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def get(self, partition: int, key: bytes) -> bytes | None:
+        return partition_get(self.table, partition, key)
+
+    def write(self, partition: int, items: dict[bytes, bytes | None]) -> None:
+        db = _partition_db(self.table, partition)
+        send = self.table.send_changelog
+        for key, value in items.items():
+            if db is None:
+                if value is None:
+                    self.table.data.pop(key, None)
+                else:
+                    self.table.data[key] = value
+            elif value is None:
+                db.delete(key)
+            else:
+                db.put(key, value)
+            send(partition, key, value)

@@ -24,11 +24,12 @@ from booster.clients import publish_lines
 from booster.config import Settings
 from booster.demo import publish_scenario
 from booster.processors.boosters import booster_id_of, command_id_of
+from booster.procs import WorkerProcess
 from booster.scenario import HOUR_MS, Scenario, build
 from booster.schemas.catalog import CONTACT_INPUT_TOPICS
 from booster.streams.gate import LagGate
 from tests.conftest import fresh_settings
-from tests.helpers import WorkerProcess, read_all, reports_by_campaign, wait_for
+from tests.helpers import read_all, reports_by_campaign, wait_for
 
 LEAD_MS = 25_000  # deadlines fall this long after the scenarios start being published
 FINAL = {"SENT", "CANCELLED", "REJECTED"}

@@ -1,0 +1,400 @@
+"""The benchmark: `python -m bench [--recipients N] [--out PATH]`. See bench/README.md."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from bench.workload import Workload, produce
+from booster import admin
+from booster.broker.local import LocalKafka, kafka_version
+from booster.clients import read_topic
+from booster.config import Settings
+from booster.processors.boosters import booster_id_of
+from booster.procs import WorkerProcess, free_port, worker_env
+from booster.schemas import codec
+from booster.schemas.catalog import CONTACT_INPUT_TOPICS
+from booster.schemas.templates import CommandTemplate
+
+HOUR_MS = 3_600_000
+
+
+def say(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def fresh_settings(partitions: int) -> Settings:
+    return Settings.from_env(
+        {
+            **os.environ,
+            "BOOSTER_TOPIC_PREFIX": f"bench-{uuid.uuid4().hex[:8]}.",
+            "BOOSTER_PARTITIONS": str(partitions),
+            "BOOSTER_ALLOWED_LATENESS_SECONDS": "1",
+            "BOOSTER_TICK_INTERVAL_SECONDS": "0.5",
+        }
+    )
+
+
+@dataclass
+class Progress:
+    """Committed offsets of a consumer group over the contact-keyed input topics, sampled over time."""
+
+    settings: Settings
+    group: str
+    samples: list[tuple[float, int]] = field(default_factory=list)
+
+    async def sample(self, admin_client: AIOKafkaAdminClient) -> int:
+        tps = [
+            TopicPartition(self.settings.topic(t), p)
+            for t in CONTACT_INPUT_TOPICS
+            for p in range(self.settings.partitions)
+        ]
+        committed = await admin_client.list_consumer_group_offsets(self.group, partitions=tps)
+        total = sum(max(0, m.offset) for m in committed.values())
+        self.samples.append((time.monotonic(), total))
+        return total
+
+    def rate(self) -> float:
+        """Events/s between the first commit and the last sample: startup and recovery are left out."""
+        moving = [(t, n) for t, n in self.samples if n > 0]
+        if len(moving) < 2:
+            return 0.0
+        (t0, n0), (t1, n1) = moving[0], moving[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
+
+
+async def follow(settings: Settings, group: str, target: int, timeout: float, alive: Any) -> Progress:
+    progress = Progress(settings, group)
+    client = AIOKafkaAdminClient(bootstrap_servers=settings.broker)
+    await client.start()
+    try:
+        deadline = time.monotonic() + timeout
+        last_note = time.monotonic()
+        while time.monotonic() < deadline:
+            done = await progress.sample(client)
+            if done >= target:
+                break
+            if not alive():
+                raise RuntimeError(f"the process of group {group} died")
+            if time.monotonic() - last_note > 15:
+                say(f"  {group}: {done:,}/{target:,} events processed ({progress.rate():,.0f}/s)")
+                last_note = time.monotonic()
+            await asyncio.sleep(0.25)
+        else:
+            raise RuntimeError(f"{group} processed fewer than {target:,} events within {timeout:.0f} s")
+    finally:
+        await client.close()
+    return progress
+
+
+async def ceiling(settings: Settings, total: int) -> float:
+    """A plain aiokafka consumer that only decodes: the most a Python consumer of these topics can do."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.broker,
+        group_id=None,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    await consumer.start()
+    names = {settings.topic(t): t for t in CONTACT_INPUT_TOPICS}
+    tps = [TopicPartition(real, p) for real in names for p in range(settings.partitions)]
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    decode = codec().decode
+    seen = 0
+    started = time.monotonic()
+    try:
+        while seen < total:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            for tp, records in batch.items():
+                name = names[tp.topic]
+                for r in records:
+                    decode(name, r.value)
+                seen += len(records)
+    finally:
+        await consumer.stop()
+    return seen / (time.monotonic() - started)
+
+
+async def plain_producer(settings: Settings, n: int) -> float:
+    """A plain aiokafka producer writing n command records, one send() each, acks=all."""
+    topic = settings.topic("booster.commands")
+    template = CommandTemplate(
+        booster_id="baseline:booster", booster_name="Booster for baseline", campaign_id="baseline",
+        account_id="bench-account", channel="EMAIL", content_ref="content/baseline", deadline=1_800_000_000_000,
+        issued_at=1_800_000_000_000,
+    )  # fmt: skip
+    values = [(f"baseline-{i:08d}".encode(), template.encode(f"id-{i}", f"baseline-{i:08d}")) for i in range(n)]
+    producer = AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all", linger_ms=5, max_batch_size=512 * 1024)
+    await producer.start()
+    started = time.monotonic()
+    try:
+        futures = [await producer.send(topic, value, key=key) for key, value in values]
+        await producer.flush()
+        for f in futures:
+            await f
+    finally:
+        await producer.stop()
+    return n / (time.monotonic() - started)
+
+
+async def fanout_figures(settings: Settings, w: Workload, deadline: int, timeout: float) -> dict[str, Any]:
+    """Wait for the final report, then read the committed commands of the booster."""
+    campaign_id = w.campaign_id
+    started = time.monotonic()
+    report = None
+    while time.monotonic() - started < timeout and report is None:
+        async for msg in read_topic(settings, "booster.reports", from_beginning=True, idle_timeout=0.5):
+            value = codec().decode("booster.reports", msg.value)
+            if value["campaign_id"] == campaign_id and value["status"] in ("SENT", "CANCELLED"):
+                report = (value, msg.timestamp)
+        if report is None:
+            await asyncio.sleep(1.0)
+    if report is None:
+        raise RuntimeError(f"no final report for {campaign_id} within {timeout:.0f} s")
+    booster_id = booster_id_of(campaign_id).encode()
+    count = 0
+    first = last = 0
+    async for msg in read_topic(settings, "booster.commands", from_beginning=True, idle_timeout=2.0):
+        if booster_id in msg.value[:200]:
+            count += 1
+            first = msg.timestamp if first == 0 else min(first, msg.timestamp)
+            last = max(last, msg.timestamp)
+    span = max((last - first) / 1000, 1e-3)
+    return {
+        "commands": count,
+        "expected_commands": w.eligible,
+        "report_status": report[0]["status"],
+        "report_audience": report[0]["audience"],
+        "fanout_commands_per_s": round(count / span, 1),
+        "deadline_to_last_command_s": round((last - deadline) / 1000, 2),
+        "deadline_to_report_s": round((report[1] - deadline) / 1000, 2),
+    }
+
+
+def run_faust_baseline(mode: str, settings: Settings, workdir: Path, cap: int, timeout: float) -> float:
+    log = open(workdir / f"{mode}.log", "ab")  # noqa: SIM115 - owned by the child
+    env = worker_env(settings, BOOSTER_WEB_PORT=str(free_port()))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.faust_baselines", mode, str(workdir / f"{mode}-data")],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        progress = asyncio.run(
+            follow(settings, f"{settings.topic_prefix}bench-{mode}", cap, timeout, lambda: proc.poll() is None)
+        )
+        return progress.rate()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def measure_size(
+    n: int, partitions: int, workdir: Path, baselines: bool, caps: dict[str, int], timeout: float
+) -> dict[str, Any]:
+    settings = fresh_settings(partitions)
+    asyncio.run(admin.create(settings))
+    figures: dict[str, Any] = {"recipients": n, "topic_prefix": settings.topic_prefix}
+    campaign_id = f"bench-{n}"
+    launched_at = int(time.time() * 1000) - 2 * HOUR_MS  # moved to the real launch below
+    say(f"N={n:,}: producing the workload ...")
+    started = time.monotonic()
+    w = asyncio.run(produce(settings, campaign_id, n, launched_at))
+    figures["events"] = w.events
+    figures["produce_s"] = round(time.monotonic() - started, 1)
+    say(f"N={n:,}: {w.events:,} events produced in {figures['produce_s']} s; ingesting with one booster worker ...")
+
+    group = f"{settings.topic_prefix}{settings.app_id}"
+    w1 = WorkerProcess(settings, workdir / f"n{n}-w1", name=f"n{n}-w1").start(timeout=timeout)
+    progress = asyncio.run(follow(settings, group, w.events, timeout, w1.alive))
+    figures["ingest_events_per_s"] = round(progress.rate(), 1)
+    figures["ingest_total_s"] = round(progress.samples[-1][0] - w1.ready_at, 1)
+    figures["rss_after_ingest_bytes"] = w1.peak_rss_bytes()
+    say(f"N={n:,}: ingest {figures['ingest_events_per_s']:,.0f} events/s; kill -9 and restart on the same state ...")
+
+    w1.kill()
+    w2 = WorkerProcess(settings, workdir / f"n{n}-w1", name=f"n{n}-w2")
+    figures["recovery_same_state_s"] = round(w2.start(timeout=timeout).ready_at - w2.started_at, 2)
+    w2.stop()
+    say(
+        f"N={n:,}: recovery on the same state {figures['recovery_same_state_s']} s; "
+        "a fresh worker restores from changelogs ..."
+    )
+    w3 = WorkerProcess(settings, workdir / f"n{n}-w3", name=f"n{n}-w3")
+    figures["recovery_from_changelog_s"] = round(w3.start(timeout=timeout).ready_at - w3.started_at, 2)
+    say(f"N={n:,}: recovery from changelogs {figures['recovery_from_changelog_s']} s; launching the booster ...")
+
+    try:
+        now = int(time.time() * 1000)
+        deadline = now + 8000
+        launch = {
+            "campaign_id": campaign_id, "account_id": w.account_id, "name": f"Bench {n}", "channel": "EMAIL",
+            "group_size": n, "launched_at": deadline - 2 * HOUR_MS,
+            "booster": {"delay_seconds": 7200, "channel": None, "criterion": None, "content_ref": "content/bench"},
+        }  # fmt: skip
+
+        async def publish_launch() -> None:
+            producer = AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all")
+            await producer.start()
+            try:
+                await producer.send_and_wait(
+                    settings.topic("campaign.launched"),
+                    codec().encode("campaign.launched", launch),
+                    key=campaign_id.encode(),
+                )
+            finally:
+                await producer.stop()
+
+        asyncio.run(publish_launch())
+        figures.update(asyncio.run(fanout_figures(settings, w, deadline, timeout)))
+        figures["peak_rss_bytes"] = max(w3.peak_rss_bytes(), figures["rss_after_ingest_bytes"])
+    finally:
+        w3.stop()
+    say(
+        f"N={n:,}: {figures['commands']:,} commands at {figures['fanout_commands_per_s']:,.0f}/s, last one "
+        f"{figures['deadline_to_last_command_s']} s after the deadline"
+    )
+    if baselines:
+        say("baselines: a plain aiokafka consumer that only decodes ...")
+        figures["ceiling_events_per_s"] = round(asyncio.run(ceiling(settings, w.events)), 1)
+        say(f"  {figures['ceiling_events_per_s']:,.0f} events/s; a do-nothing Faust agent ...")
+        figures["faust_nothing_events_per_s"] = round(
+            run_faust_baseline("nothing", settings, workdir, min(w.events, caps["nothing"]), timeout), 1
+        )
+        say(
+            f"  {figures['faust_nothing_events_per_s']:,.0f} events/s; "
+            "a naive Faust agent (table write per event, JSON) ..."
+        )
+        figures["faust_naive_events_per_s"] = round(
+            run_faust_baseline("naive", settings, workdir, min(w.events, caps["naive"]), timeout), 1
+        )
+        say(f"  {figures['faust_naive_events_per_s']:,.0f} events/s; a plain aiokafka producer ...")
+        figures["plain_producer_commands_per_s"] = round(
+            asyncio.run(plain_producer(settings, figures["commands"] or n)), 1
+        )
+    return figures
+
+
+def ratios(big: dict[str, Any], small: dict[str, Any]) -> dict[str, float]:
+    def r(a: float, b: float) -> float:
+        return round(a / b, 3) if b else 0.0
+
+    growth_n = big["recipients"] / small["recipients"]
+    return {
+        "ingest_vs_ceiling_ratio": r(big["ingest_events_per_s"], big["ceiling_events_per_s"]),
+        "ingest_vs_naive_faust_ratio": r(big["ingest_events_per_s"], big["faust_naive_events_per_s"]),
+        "ingest_vs_do_nothing_faust_ratio": r(big["ingest_events_per_s"], big["faust_nothing_events_per_s"]),
+        "fanout_vs_plain_producer_ratio": r(big["fanout_commands_per_s"], big["plain_producer_commands_per_s"]),
+        "peak_rss_growth_ratio": r(big["peak_rss_bytes"], small["peak_rss_bytes"]),
+        "recipients_growth_ratio": round(growth_n, 3),
+        "rss_growth_per_recipient_growth_ratio": r(r(big["peak_rss_bytes"], small["peak_rss_bytes"]), growth_n),
+    }
+
+
+def table(results: dict[str, Any]) -> str:
+    big, small, rat = results["large"], results["small"], results["ratios"]
+    mib = 1024 * 1024
+    rows = [
+        ("recipients", f"{small['recipients']:,}", f"{big['recipients']:,}"),
+        ("events", f"{small['events']:,}", f"{big['events']:,}"),
+        (
+            "ingest, booster worker (events/s)",
+            f"{small['ingest_events_per_s']:,.0f}",
+            f"{big['ingest_events_per_s']:,.0f}",
+        ),
+        ("ingest, plain consumer + decode (events/s)", "", f"{big['ceiling_events_per_s']:,.0f}"),
+        ("ingest, do-nothing Faust agent (events/s)", "", f"{big['faust_nothing_events_per_s']:,.0f}"),
+        ("ingest, naive Faust agent (events/s)", "", f"{big['faust_naive_events_per_s']:,.0f}"),
+        ("fan-out (commands/s)", f"{small['fanout_commands_per_s']:,.0f}", f"{big['fanout_commands_per_s']:,.0f}"),
+        ("plain producer (commands/s)", "", f"{big['plain_producer_commands_per_s']:,.0f}"),
+        (
+            "deadline to last command (s)",
+            f"{small['deadline_to_last_command_s']}",
+            f"{big['deadline_to_last_command_s']}",
+        ),
+        (
+            "peak RSS of the worker (MiB)",
+            f"{small['peak_rss_bytes'] / mib:,.0f}",
+            f"{big['peak_rss_bytes'] / mib:,.0f}",
+        ),
+        (
+            "peak RSS per recipient (bytes)",
+            f"{small['peak_rss_bytes'] / small['recipients']:,.0f}",
+            f"{big['peak_rss_bytes'] / big['recipients']:,.0f}",
+        ),
+        ("recovery, same state (s)", f"{small['recovery_same_state_s']}", f"{big['recovery_same_state_s']}"),
+        (
+            "recovery, fresh worker from changelogs (s)",
+            f"{small['recovery_from_changelog_s']}",
+            f"{big['recovery_from_changelog_s']}",
+        ),
+    ]
+    width = max(len(r[0]) for r in rows)
+    lines = [f"{'':<{width}}  {'small':>12}  {'large':>12}"]
+    lines += [f"{a:<{width}}  {b:>12}  {c:>12}" for a, b, c in rows]
+    lines.append("")
+    lines += [f"{k:<{width}}  {v:>12}" for k, v in rat.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--recipients", type=int, default=1_000_000, help="N, the large campaign (default 1,000,000)")
+    parser.add_argument("--small", type=int, help="the small campaign (default N/10, at least 1,000)")
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--out", default="bench/results/latest.json", help="where to write every figure as JSON")
+    parser.add_argument(
+        "--nothing-cap", type=int, default=400_000, help="events the do-nothing Faust agent is timed on"
+    )
+    parser.add_argument("--naive-cap", type=int, default=150_000, help="events the naive Faust agent is timed on")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds any one step may take")
+    args = parser.parse_args(argv)
+    n = args.recipients
+    small_n = args.small or max(1000, n // 10)
+    kafka = LocalKafka(Settings.from_env())
+    started_kafka = kafka.start(say=say)
+    began = time.monotonic()
+    try:
+        with tempfile.TemporaryDirectory(prefix="booster-bench-") as tmp:
+            caps = {"nothing": args.nothing_cap, "naive": args.naive_cap}
+            small = measure_size(small_n, args.partitions, Path(tmp), False, caps, args.timeout)
+            large = measure_size(n, args.partitions, Path(tmp), True, caps, args.timeout)
+    finally:
+        if started_kafka:
+            kafka.stop(say=say)
+    results = {
+        "kafka_version": kafka_version(),
+        "partitions": args.partitions,
+        "machine": {"cpus": os.cpu_count()},
+        "seconds": round(time.monotonic() - began, 1),
+        "small": small,
+        "large": large,
+        "ratios": ratios(large, small),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(table(results))
+    print(f"\nwritten to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

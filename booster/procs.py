@@ -1,0 +1,126 @@
+"""Worker processes started by the demo, the tests and the benchmark: a real `booster worker` each."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from booster.config import Settings
+from booster.errors import BoosterError
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment that makes a child worker use exactly these settings."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "BOOSTER_BROKER": settings.broker,
+            "BOOSTER_TOPIC_PREFIX": settings.topic_prefix,
+            "BOOSTER_PARTITIONS": str(settings.partitions),
+            "BOOSTER_ALLOWED_LATENESS_SECONDS": str(settings.allowed_lateness_ms / 1000),
+            "BOOSTER_TICK_INTERVAL_SECONDS": str(settings.tick_interval),
+            "BOOSTER_FANOUT_CHUNK": str(settings.fanout_chunk),
+            "BOOSTER_SESSION_TIMEOUT_SECONDS": str(settings.session_timeout),
+            "BOOSTER_APP_ID": settings.app_id,
+            "BOOSTER_HOME": str(settings.home),
+        }
+    )
+    env.update(extra)
+    return env
+
+
+class WorkerProcess:
+    """A `booster worker` child process with its own web port, state directory and log file."""
+
+    READY = "[^Worker]: Ready"
+
+    def __init__(self, settings: Settings, data_dir: Path, name: str = "worker", **env: str) -> None:
+        self.settings = settings
+        self.data_dir = data_dir
+        self.log_path = data_dir.parent / f"{name}.log"
+        self.port = free_port()
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log_offset = 0
+        self.started_at = 0.0
+        self.ready_at = 0.0
+
+    def start(self, wait_ready: bool = True, timeout: float = 120.0) -> WorkerProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
+        cmd = [sys.executable, "-m", "booster", "worker"]
+        cmd += ["--web-port", str(self.port), "--data-dir", str(self.data_dir)]
+        self.started_at = time.monotonic()
+        self.proc = subprocess.Popen(
+            cmd,
+            env=worker_env(self.settings, **self.env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        if wait_ready:
+            self.wait_ready(timeout)
+        return self
+
+    def log_text(self) -> str:
+        if not self.log_path.exists():
+            return ""
+        with open(self.log_path, "rb") as f:
+            f.seek(self._log_offset)
+            return f.read().decode(errors="replace")
+
+    def wait_ready(self, timeout: float = 120.0) -> float:
+        """Seconds from start to ready."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise BoosterError(f"worker exited with {self.proc.returncode}:\n{self.log_text()[-4000:]}")
+            if self.READY in self.log_text():
+                self.ready_at = time.monotonic()
+                return self.ready_at - self.started_at
+            time.sleep(0.1)
+        raise BoosterError(f"worker not ready within {timeout:.0f} s; see {self.log_path}")
+
+    def stop(self, timeout: float = 60.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def peak_rss_bytes(self) -> int:
+        """VmHWM of the worker process (peak resident set), while it runs."""
+        if self.proc is None:
+            return 0
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+        except FileNotFoundError:
+            return 0
+        return 0

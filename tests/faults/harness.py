@@ -1,0 +1,155 @@
+"""What the fault tests share: ordered publishing, group lag, the commands' high watermark, the verifier."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from booster.clients import read_topic
+from booster.config import Settings
+from booster.processors.boosters import booster_id_of, command_id_of
+from booster.scenario import Scenario
+from booster.schemas import codec
+from booster.streams.gate import LagGate
+
+
+def scenario_records(sc: Scenario, launch: bool = True) -> list[tuple[str, dict[str, Any]]]:
+    out = [(topic, r) for topic, records in sc.records.items() for r in records]
+    if launch:
+        out.append(("campaign.launched", sc.launch_record()))
+    return out
+
+
+def account_record(sc: Scenario) -> tuple[str, dict[str, Any]]:
+    return (
+        "account.channels",
+        {"account_id": sc.account_id, "channels": ["EMAIL", "SMS", "PUSH"], "updated_at": sc.launched_at - 3_600_000},
+    )
+
+
+async def publish_records(settings: Settings, records: list[tuple[str, dict[str, Any]]]) -> int:
+    """Produce records in exactly this order (across topics), keyed as the contract says."""
+    from booster.schemas import spec_for
+
+    producer = AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all", linger_ms=5, enable_idempotence=True)
+    await producer.start()
+    try:
+        futures = []
+        for topic, record in records:
+            key = str(record[spec_for(topic).key_field or "contact_id"]).encode()
+            futures.append(await producer.send(settings.topic(topic), codec().encode(topic, record), key=key))
+        await producer.flush()
+        for f in futures:
+            await f
+    finally:
+        await producer.stop()
+    return len(records)
+
+
+def group_lag(settings: Settings, topics: list[str]) -> int:
+    async def go() -> int:
+        gate = LagGate(settings.broker, f"{settings.topic_prefix}{settings.app_id}")
+        try:
+            tps = [TopicPartition(settings.topic(t), p) for t in topics for p in range(settings.partitions)]
+            return sum((await gate.lagging(tps)).values())
+        finally:
+            await gate.stop()
+
+    return asyncio.run(go())
+
+
+def uncommitted_high_watermark(settings: Settings, topic: str = "booster.commands") -> int:
+    """Records written to a topic so far, committed or not (fan-out progress shows here first)."""
+
+    async def go() -> int:
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, isolation_level="read_uncommitted")
+        await consumer.start()
+        try:
+            tps = [TopicPartition(settings.topic(topic), p) for p in range(settings.partitions)]
+            return sum((await consumer.end_offsets(tps)).values())
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(go())
+
+
+async def final_report_async(settings: Settings, campaign_id: str) -> dict[str, Any] | None:
+    latest = None
+    async for msg in read_topic(settings, "booster.reports", from_beginning=True, idle_timeout=0.5):
+        value = codec().decode("booster.reports", msg.value)
+        if value["campaign_id"] == campaign_id and value["status"] in ("SENT", "CANCELLED", "REJECTED"):
+            latest = value
+    return latest
+
+
+def final_report(settings: Settings, campaign_id: str) -> dict[str, Any] | None:
+    return asyncio.run(final_report_async(settings, campaign_id))
+
+
+@dataclass
+class Verification:
+    commands: int
+    distinct_ids: int
+    duplicates: list[str] = field(default_factory=list)
+    missing: set[str] = field(default_factory=set)
+    unexpected: set[str] = field(default_factory=set)
+    wrong_ids: int = 0
+    report: dict[str, Any] | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(settings: Settings, sc: Scenario) -> Verification:
+    """Read committed commands and reports; check G2 for one booster against its expected audience."""
+
+    async def commands() -> list[dict[str, Any]]:
+        booster_id = booster_id_of(sc.campaign_id)
+        out = []
+        async for msg in read_topic(settings, "booster.commands", from_beginning=True, idle_timeout=2.0):
+            value = codec().decode("booster.commands", msg.value)
+            if value["booster_id"] == booster_id:
+                out.append(value)
+        return out
+
+    got = asyncio.run(commands())
+    ids = Counter(c["command_id"] for c in got)
+    contacts = {c["contact_id"] for c in got}
+    booster_id = booster_id_of(sc.campaign_id)
+    v = Verification(commands=len(got), distinct_ids=len(ids))
+    v.duplicates = [i for i, n in ids.items() if n > 1]
+    v.missing = sc.expected_audience - contacts
+    v.unexpected = contacts - sc.expected_audience
+    v.wrong_ids = sum(1 for c in got if c["command_id"] != command_id_of(booster_id, c["contact_id"]))
+    v.report = final_report(settings, sc.campaign_id)
+    if v.duplicates:
+        v.problems.append(f"{len(v.duplicates)} command_id(s) seen more than once")
+    if v.missing:
+        v.problems.append(f"{len(v.missing)} eligible recipient(s) got no command")
+    if v.unexpected:
+        v.problems.append(f"{len(v.unexpected)} command(s) to excluded or unknown recipients")
+    if v.wrong_ids:
+        v.problems.append(f"{v.wrong_ids} command_id(s) not derived from booster and contact")
+    if v.report is None or v.report["status"] != "SENT":
+        v.problems.append(f"final report is {v.report}")
+    elif v.report["audience"] != len(sc.expected_audience):
+        v.problems.append(f"report audience {v.report['audience']} != {len(sc.expected_audience)}")
+    elif any(v.report["excluded"].get(k, 0) != n for k, n in sc.expected_excluded.items()):
+        v.problems.append(f"report exclusions {v.report['excluded']} != {dict(sc.expected_excluded)}")
+    return v
+
+
+def wait_until(check: Any, timeout: float, interval: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(interval)
+    return False
