@@ -22,6 +22,7 @@ from booster.errors import BoosterError
 EXIT_OK = 0
 EXIT_ERROR = 1  # a BoosterError: the message says what to do
 EXIT_USAGE = 2  # argparse's own
+EXIT_NOT_FOUND = 4  # `booster audience`: no booster scheduled for that campaign
 
 
 def _settings() -> Settings:
@@ -174,6 +175,39 @@ def cmd_dead_letter(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- operators' views -----------------------------------------------------------------------------
+
+
+def cmd_boosters(args: argparse.Namespace) -> int:
+    from booster import operators
+
+    rows = _run(operators.boosters(_settings()))
+    if args.status:
+        rows = [r for r in rows if r["status"] == args.status]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(operators.render_boosters(rows))
+    return EXIT_OK
+
+
+def cmd_lag(args: argparse.Namespace) -> int:
+    from booster import operators
+
+    report = _run(operators.lag(_settings()))
+    print(json.dumps(report, indent=2) if args.json else operators.render_lag(report))
+    return EXIT_OK
+
+
+def cmd_audience(args: argparse.Namespace) -> int:
+    from booster import operators
+
+    worker = args.worker or f"http://127.0.0.1:{_settings().web_port}"
+    result = operators.audience(worker, args.campaign_id, args.contact)
+    print(json.dumps(result, indent=2) if args.json else operators.render_audience(result))
+    return EXIT_OK if result["scheduled"] else EXIT_NOT_FOUND
+
+
 # -- worker --------------------------------------------------------------------------------------
 
 
@@ -290,6 +324,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="list: one JSON object per dead letter")
     p.add_argument("--limit", type=int, default=0, help="list: only the last N")
     p.set_defaults(func=cmd_dead_letter)
+
+    p = sub.add_parser("boosters", help="the known boosters: status, deadline, time left, audience")
+    p.add_argument("--status", choices=["SCHEDULED", "REJECTED", "CANCELLED", "SENT"], help="only this status")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_boosters)
+
+    p = sub.add_parser(
+        "audience",
+        help="live preview: who a booster would reach now, excluded per reason; --contact says why",
+        description=(
+            "Asks a worker (it gathers every worker's partitions) who would get the booster if it fired now, "
+            "with the exclusions of R11. Exit code 4 when no booster is scheduled for the campaign."
+        ),
+    )
+    p.add_argument("campaign_id")
+    p.add_argument("--contact", help="explain why this contact is in or out")
+    p.add_argument("--worker", help="a worker's web address (default http://127.0.0.1:$BOOSTER_WEB_PORT)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_audience)
+
+    p = sub.add_parser("lag", help="how far the workers are behind, per topic and partition; due deadlines waiting")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_lag)
 
     p = sub.add_parser("worker", help="run a booster worker (several share the partitions)")
     p.add_argument("--web-port", type=int, help="web port (default BOOSTER_WEB_PORT); one per worker on a host")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import socket
@@ -41,6 +42,16 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
     return env
 
 
+_children: set[WorkerProcess] = set()
+
+
+@atexit.register
+def _kill_children() -> None:
+    """A test or benchmark that fails half-way must not leave workers consuming behind it."""
+    for child in list(_children):
+        child.kill()
+
+
 class WorkerProcess:
     """A `booster worker` child process with its own web port, state directory and log file."""
 
@@ -72,6 +83,7 @@ class WorkerProcess:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
+        _children.add(self)
         if wait_ready:
             self.wait_ready(timeout)
         return self
@@ -101,6 +113,7 @@ class WorkerProcess:
         os.killpg(self.proc.pid, signal.SIGTERM)
         try:
             self.proc.wait(timeout)
+            _children.discard(self)
         except subprocess.TimeoutExpired:
             self.kill()
 
@@ -109,6 +122,7 @@ class WorkerProcess:
             return
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
+        _children.discard(self)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

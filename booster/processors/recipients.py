@@ -154,3 +154,47 @@ def exclusion(
 def is_recipient(state: RecipientState) -> bool:
     """R4: only contacts with a `sent` fact for the campaign are its recipients."""
     return state.sent_at is not None
+
+
+def _iso(ms: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def explain(
+    recipient: RecipientState | None,
+    contact: ContactState | None,
+    *,
+    campaign_id: str,
+    channel: Channel,
+    criterion: Criterion,
+    at: int,
+) -> tuple[Exclusion | None, bool, str]:
+    """(reason, in the audience, why in words) for one contact, as of `at`."""
+    if recipient is None or not is_recipient(recipient):
+        return None, False, f"not a recipient of campaign {campaign_id}: no `sent` fact for it (R4)"
+    reason = exclusion(recipient, contact, channel=channel, criterion=criterion, deadline=at)
+    c = contact or ContactState()
+    r = recipient
+    if reason is None:
+        return None, True, f"eligible: delivered at {_iso(r.delivered_at or 0)}, no exclusion applies"
+    if reason is Exclusion.DELETED:
+        why = f"deleted at {_iso(c.deleted_at or 0)}"
+    elif reason is Exclusion.BLOCKED:
+        since = max((t for t, blocked in c.blocks if blocked and t <= at), default=0)
+        why = f"blocked since {_iso(since)}"
+    elif reason is Exclusion.UNSUBSCRIBED:
+        hits = [(ch, t) for ch, t in c.unsubscribed if ch in (channel, ALL_CHANNELS) and t <= at]
+        ch, t = min(hits, key=lambda h: h[1])
+        where = "every channel" if ch == ALL_CHANNELS else ch
+        why = f"unsubscribed from {where} at {_iso(t)}"
+    elif reason is Exclusion.ERROR:
+        why = f"the original message ended in Error at {_iso(r.error_at or 0)}"
+    elif reason is Exclusion.WAITING:
+        why = "the original message has no final delivery report (Waiting)"
+    elif reason is Exclusion.CLICKED:
+        why = f"clicked the original message at {_iso(r.clicked_at or 0)}"
+    else:
+        why = f"opened the original message at {_iso(r.opened_at or 0)} (criterion {criterion})"
+    return reason, False, f"excluded, {reason.value}: {why}"

@@ -44,13 +44,15 @@ from booster.processors.packing import (
     unpack_contact,
     unpack_recipient,
 )
-from booster.processors.recipients import evolve_contact, evolve_recipient
+from booster.processors.recipients import Exclusion, evolve_contact, evolve_recipient, explain
 from booster.schemas import codec
 from booster.schemas.catalog import CONTACT_INPUT_TOPICS, LAUNCHES_BY_ACCOUNT
+from booster.streams.audience import NOT_A_RECIPIENT, decide_rows, facts_of
 from booster.streams.fanout import Fanout
 from booster.streams.gate import LagGate
 from booster.streams.metrics import Metrics
 from booster.streams.tables import (
+    ChangelogSink,
     PartitionWriter,
     campaign_key,
     estimated_keys,
@@ -72,6 +74,8 @@ def raw_schema() -> faust.Schema:  # type: ignore[type-arg]
 
 RETICK_SECONDS = 15.0
 INGEST_BATCH = 2000
+CONSUMER_MAX_POLL_RECORDS = 5000
+CONSUMER_BUFFER = 16384
 INGEST_WITHIN = 0.05  # seconds a partial batch waits for more events
 
 
@@ -133,6 +137,9 @@ class BoosterApp:
             # a killed worker's partitions move after this long (Faust's default is 60 s)
             broker_session_timeout=s.session_timeout,
             broker_heartbeat_interval=min(3.0, s.session_timeout / 3),
+            # bigger fetches and buffers: fewer wake-ups per event on the hot ingest path
+            broker_max_poll_records=CONSUMER_MAX_POLL_RECORDS,
+            stream_buffer_maxsize=CONSUMER_BUFFER,
         )
         self.app.transport.Consumer = ReadCommittedConsumer  # type: ignore[misc]
         self.metrics = Metrics()
@@ -167,9 +174,10 @@ class BoosterApp:
         self.pending = app.Table("pending-launches", **table)
         self.launch_decisions = app.Table("launch-decisions", **table)
         self.summaries = app.Table("summaries", **table)
-        self.recipient_writer = PartitionWriter(self.recipients)
-        self.contact_writer = PartitionWriter(self.contacts)
-        self.campaign_writer = PartitionWriter(self.campaigns)
+        self.changelog = ChangelogSink(s.broker)
+        self.recipient_writer = PartitionWriter(self.recipients, self.changelog)
+        self.contact_writer = PartitionWriter(self.contacts, self.changelog)
+        self.campaign_writer = PartitionWriter(self.campaigns, self.changelog)
 
         self.contact_inputs = self._topic(*CONTACT_INPUT_TOPICS)
         self.launch_inputs = self._topic("campaign.launched", "campaign.booster-cancelled")
@@ -194,6 +202,15 @@ class BoosterApp:
             return await booster.metrics_response(view)
 
         app.page("/metrics")(metrics_page)
+
+        async def audience_page(view: Any, request: Any, campaign_id: str) -> Any:
+            contact = request.query.get("contact") or None
+            local = booster.audience_local(campaign_id, contact)
+            if request.query.get("scope") == "local":
+                return view.json(local)
+            return view.json(await booster.audience_cluster(campaign_id, contact, local))
+
+        app.page("/booster/audience/{campaign_id}/")(audience_page)
 
     async def metrics_response(self, view: Any) -> Any:
         try:
@@ -249,6 +266,7 @@ class BoosterApp:
         topic = self.contract_name(message.topic)
         try:
             await handler(topic, message)
+            await self.changelog.flush()
             self.metrics.inc("booster_events_total", topic=topic)
         except DecodeError as exc:
             await self._dead_letter(message, exc.reason, exc.kind)
@@ -330,6 +348,7 @@ class BoosterApp:
             self.contact_writer.write(p, items)
         for p, items in batch.campaigns.items():
             self.campaign_writer.write(p, items)
+        await self.changelog.flush()
         for message, reason, kind in batch.dead:
             await self._dead_letter(message, reason, kind)
         for topic, n in counts.items():
@@ -523,6 +542,85 @@ class BoosterApp:
             stored = {"done": True, "parts": {}}
         self.summaries[key] = json.dumps(stored, separators=(",", ":")).encode()
 
+    # -- the operators' preview ---------------------------------------------------------------
+
+    def audience_local(self, campaign_id: str, contact_id: str | None) -> dict[str, Any]:
+        """Who would get the booster if it fired now, over this worker's active partitions."""
+        now = now_ms()
+        partitions = self.active_partitions()
+        states = {p: self._campaign(campaign_id, p) for p in partitions}
+        schedules = [st.schedule for st in states.values() if st is not None and st.schedule is not None]
+        schedule = schedules[0] if schedules else None
+        out: dict[str, Any] = {
+            "campaign_id": campaign_id,
+            "workers": [str(self.app.conf.canonical_url)],
+            "partitions": partitions,
+            "scheduled": schedule is not None,
+            "deadline": None if schedule is None else schedule.deadline,
+            "fired_partitions": sorted(p for p, st in states.items() if st is not None and st.fired),
+            "cancelled": any(st is not None and b.is_cancelled(st) for st in states.values()),
+            "evaluated_at": now,
+            "audience": 0,
+            "recipients": 0,
+            "excluded": b.full_exclusions({}),
+            "contact": None,
+        }
+        if schedule is None:
+            return out
+        at = min(now, schedule.deadline)
+        out["evaluated_at"] = at
+        tally = b.Tally()
+        for p in partitions:
+            for _contact_id, decision in decide_rows(self.recipients, self.contacts, p, schedule, at):
+                if decision != NOT_A_RECIPIENT:
+                    tally = tally.add(decision if isinstance(decision, Exclusion) else None)
+            if contact_id is not None and p == contact_partition(contact_id, self.settings.partitions):
+                recipient, contact = facts_of(self.recipients, self.contacts, p, campaign_id, contact_id)
+                reason, included, why = explain(
+                    recipient,
+                    contact,
+                    campaign_id=campaign_id,
+                    channel=schedule.channel,
+                    criterion=schedule.criterion,
+                    at=at,
+                )
+                out["contact"] = {
+                    "contact_id": contact_id,
+                    "partition": p,
+                    "in_audience": included,
+                    "reason": None if reason is None else reason.value,
+                    "why": why,
+                }
+        out["audience"] = tally.audience
+        out["recipients"] = tally.audience + sum(tally.excluded.values())
+        out["excluded"] = b.full_exclusions(tally.excluded)
+        return out
+
+    async def audience_cluster(self, campaign_id: str, contact_id: str | None, local: dict[str, Any]) -> dict[str, Any]:
+        """The local preview merged with every other worker's (each owns some partitions)."""
+        import aiohttp
+
+        me = str(self.app.conf.canonical_url).rstrip("/")
+        hosts = {str(url).rstrip("/") for url in self.app.router.tables_metadata()} - {me}
+        merged = dict(local)
+        params = {"scope": "local", **({"contact": contact_id} if contact_id else {})}
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            for host in sorted(hosts):
+                async with session.get(f"{host}/booster/audience/{campaign_id}/", params=params) as response:
+                    part = await response.json()
+                merged["workers"] = merged["workers"] + part["workers"]
+                merged["partitions"] = sorted(merged["partitions"] + part["partitions"])
+                merged["fired_partitions"] = sorted(merged["fired_partitions"] + part["fired_partitions"])
+                merged["cancelled"] = merged["cancelled"] or part["cancelled"]
+                if not merged["scheduled"] and part["scheduled"]:
+                    merged.update(scheduled=True, deadline=part["deadline"], evaluated_at=part["evaluated_at"])
+                merged["audience"] += part["audience"]
+                merged["recipients"] += part["recipients"]
+                merged["excluded"] = {k: v + part["excluded"].get(k, 0) for k, v in merged["excluded"].items()}
+                if part["contact"] is not None:
+                    merged["contact"] = part["contact"]
+        return merged
+
     # -- the deadline timer ----------------------------------------------------------------------
 
     def gate_inputs(self, partition: int) -> list[TopicPartition]:
@@ -586,6 +684,15 @@ class BoosterApp:
         self._waiting_logged[(campaign_id, p)] = time.monotonic()
         behind = {f"{tp.topic}[{tp.partition}]": n for tp, n in sorted(lagging.items())}
         log_decision("waiting-for-lag", campaign_id, partition=p, behind=behind)
+
+
+def contact_partition(contact_id: str, partitions: int) -> int:
+    """The partition of a contact's records, as every producer's default partitioner picks it."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    everything = list(range(partitions))
+    partition: int = DefaultPartitioner()(contact_id.encode(), everything, everything)
+    return partition
 
 
 def _pack_account(a: AccountChannels) -> bytes:

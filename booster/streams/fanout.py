@@ -27,11 +27,11 @@ from booster.processors.boosters import (
     command_id_of,
     is_cancelled,
 )
-from booster.processors.packing import unpack_contact, unpack_recipient
-from booster.processors.recipients import exclusion, is_recipient
+from booster.processors.recipients import Exclusion
 from booster.schemas import codec
 from booster.schemas.templates import CommandTemplate
-from booster.streams.tables import partition_get, partition_items, recipient_key, recipient_prefix
+from booster.streams.audience import NOT_A_RECIPIENT, decide_rows
+from booster.streams.tables import recipient_key
 from booster.streams.wire import progress_record, summary_record
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,6 @@ class Fanout:
             if progress["last_key"] is not None:
                 after = recipient_key(cid, progress["last_key"])
             log.info("booster %s partition %s: resuming fan-out after %s", cid, partition, progress["last_key"])
-        prefix = recipient_prefix(cid)
         template = CommandTemplate(
             booster_id=schedule.booster_id,
             booster_name=schedule.booster_name,
@@ -162,27 +161,17 @@ class Fanout:
         walked = 0
         commands = 0
         last_contact: str | None = progress["last_key"] if progress else None
-        cut = len(prefix)
         if not is_cancelled(state):
-            for key, value in partition_items(recipients, partition, prefix, after):
-                contact_id = key[cut:].decode()
+            rows = decide_rows(recipients, contacts, partition, schedule, schedule.deadline, after)
+            for contact_id, decision in rows:
                 last_contact = contact_id
                 walked += 1
-                recipient = unpack_recipient(value)
-                if is_recipient(recipient):
-                    raw_contact = partition_get(contacts, partition, contact_id.encode())
-                    contact = unpack_contact(raw_contact) if raw_contact is not None else None
-                    reason = exclusion(
-                        recipient,
-                        contact,
-                        channel=schedule.channel,
-                        criterion=schedule.criterion,
-                        deadline=schedule.deadline,
-                    )
+                if decision != NOT_A_RECIPIENT:
+                    reason = decision if isinstance(decision, Exclusion) else None
                     tally = tally.add(reason)
                     if reason is None:
-                        command_id = command_id_of(booster_id, contact_id)
-                        batch.append((key[cut:], template.encode(command_id, contact_id)))
+                        command = template.encode(command_id_of(booster_id, contact_id), contact_id)
+                        batch.append((contact_id.encode(), command))
                 if walked >= chunk_size:
                     commands += len(batch)
                     progress_value = progress_record(cid, partition, last_contact, False, tally)

@@ -25,6 +25,7 @@ from booster.processors.recipients import (
     evolve_contact,
     evolve_recipient,
     exclusion,
+    explain,
     is_recipient,
 )
 
@@ -164,3 +165,26 @@ def test_state_packs_and_unpacks() -> None:
     assert c is not None and unpack_contact(pack_contact(c)) == c
     assert unpack_recipient(pack_recipient(RecipientState())) == RecipientState()
     assert len(pack_recipient(r)) == 40
+
+
+@pytest.mark.parametrize(
+    ("messages", "contacts", "words"),
+    [
+        ([SENT, DELIVERED], [], "eligible"),
+        ([SENT, DELIVERED], [ContactDeleted(K, T0 + 9)], "DELETED: deleted at 2026-01-01T00:00:00Z"),
+        ([SENT, DELIVERED], [ContactBlocked(K, True, T0 + 9)], "BLOCKED: blocked since"),
+        ([SENT, DELIVERED], [ContactUnsubscribed(K, None, T0 + 9)], "unsubscribed from every channel"),
+        ([SENT, DELIVERED], [ContactUnsubscribed(K, "EMAIL", T0 + 9)], "unsubscribed from EMAIL"),
+        ([SENT, MessageDelivered(C, K, True, T0 + 9)], [], "ended in Error"),
+        ([SENT], [], "Waiting"),
+        ([SENT, DELIVERED, MessageClicked(C, K, T0 + 9)], [], "CLICKED: clicked"),
+        ([SENT, DELIVERED, MessageOpened(C, K, T0 + 9)], [], "OPENED: opened"),
+        ([DELIVERED], [], "not a recipient"),
+    ],
+)
+def test_explain_says_why(messages: list[MessageEvent], contacts: list[ContactEvent], words: str) -> None:
+    r, c = fold(messages, contacts)
+    reason, included, text = explain(r, c, campaign_id=C, channel="EMAIL", criterion="NOT_OPENED", at=DEADLINE)
+    assert words in text
+    assert included == (words == "eligible")
+    assert (reason is None) == (words in ("eligible", "not a recipient"))

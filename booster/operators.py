@@ -1,0 +1,185 @@
+"""What operators ask: which boosters exist and when they fire, how far the workers are behind, and
+who a booster would reach now (from a worker's preview endpoint)."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from booster.clients import read_topic
+from booster.config import Settings
+from booster.errors import BoosterError
+from booster.jsonio import format_timestamp
+from booster.schemas import codec
+from booster.schemas.catalog import CONTACT_INPUT_TOPICS, LAUNCHES_BY_ACCOUNT
+
+# every topic the workers consume, in the order an operator reads them
+CONSUMED = [
+    *CONTACT_INPUT_TOPICS,
+    "campaign.launched",
+    "campaign.booster-cancelled",
+    "account.channels",
+    LAUNCHES_BY_ACCOUNT,
+    "booster.control",
+    "booster.summaries",
+]
+
+
+def _human_duration(ms: int) -> str:
+    seconds = abs(ms) // 1000
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s"
+
+
+async def boosters(settings: Settings) -> list[dict[str, Any]]:
+    """The latest report of every booster (booster.reports is compacted by campaign: its state)."""
+    latest: dict[str, dict[str, Any]] = {}
+    async for msg in read_topic(settings, "booster.reports", from_beginning=True, idle_timeout=1.0):
+        report = codec().decode("booster.reports", msg.value)
+        report["reported_at"] = msg.timestamp
+        latest[report["campaign_id"]] = report
+    now = int(time.time() * 1000)
+    rows = []
+    for report in sorted(latest.values(), key=lambda r: (r["deadline"] or 0, r["campaign_id"])):
+        left = None if report["deadline"] is None else report["deadline"] - now
+        if report["status"] != "SCHEDULED":
+            when = "-"
+        elif left is not None and left > 0:
+            when = f"in {_human_duration(left)}"
+        else:
+            when = f"due {_human_duration(-(left or 0))} ago"
+        rows.append({**report, "time_left_ms": left if report["status"] == "SCHEDULED" else None, "when": when})
+    return rows
+
+
+def render_boosters(rows: list[dict[str, Any]]) -> str:
+    header = f"{'CAMPAIGN':<28} {'STATUS':<10} {'DEADLINE':<25} {'WHEN':<16} {'AUDIENCE':>9}  NAME / REASON"
+    lines = [header]
+    for r in rows:
+        deadline = "-" if r["deadline"] is None else format_timestamp(r["deadline"])
+        detail = r["booster_name"] + (f" ({r['reason']})" if r["reason"] else "")
+        lines.append(
+            f"{r['campaign_id']:<28} {r['status']:<10} {deadline:<25} {r['when']:<16} {r['audience']:>9}  {detail}"
+        )
+    return "\n".join(lines)
+
+
+async def lag(settings: Settings, lateness_ms: int | None = None) -> dict[str, Any]:
+    """Per topic and partition: end offset, the workers' committed offset, and the difference;
+    and the due boosters that have no final report yet (held by the lag gate, or firing)."""
+    group = f"{settings.topic_prefix}{settings.app_id}"
+    tps = [TopicPartition(settings.topic(t), p) for t in CONSUMED for p in range(settings.partitions)]
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, isolation_level="read_committed")
+    client = AIOKafkaAdminClient(bootstrap_servers=settings.broker)
+    await consumer.start()
+    await client.start()
+    try:
+        ends = await consumer.end_offsets(tps)
+        committed = await client.list_consumer_group_offsets(group, partitions=tps)
+    finally:
+        await consumer.stop()
+        await client.close()
+    names = {settings.topic(t): t for t in CONSUMED}
+    partitions = []
+    for tp in tps:
+        meta = committed.get(tp)
+        position = meta.offset if meta is not None and meta.offset >= 0 else 0
+        partitions.append(
+            {
+                "topic": names[tp.topic],
+                "partition": tp.partition,
+                "end_offset": ends[tp],
+                "committed": position,
+                "lag": max(0, ends[tp] - position),
+            }
+        )
+    lateness = settings.allowed_lateness_ms if lateness_ms is None else lateness_ms
+    now = int(time.time() * 1000)
+    waiting = [
+        {
+            "campaign_id": b["campaign_id"],
+            "deadline": b["deadline"],
+            "due_for_ms": now - (b["deadline"] + lateness),
+        }
+        for b in await boosters(settings)
+        if b["status"] == "SCHEDULED" and b["deadline"] is not None and b["deadline"] + lateness <= now
+    ]
+    by_topic: dict[str, int] = {}
+    for row in partitions:
+        by_topic[row["topic"]] = by_topic.get(row["topic"], 0) + row["lag"]
+    return {
+        "group": group,
+        "total_lag": sum(r["lag"] for r in partitions),
+        "by_topic": by_topic,
+        "partitions": partitions,
+        "waiting_deadlines": waiting,
+    }
+
+
+def render_lag(report: dict[str, Any]) -> str:
+    lines = [f"consumer group {report['group']}: {report['total_lag']} record(s) behind"]
+    lines.append(f"{'TOPIC':<30} {'PARTITION':>9} {'END':>10} {'COMMITTED':>10} {'LAG':>8}")
+    for r in report["partitions"]:
+        lines.append(f"{r['topic']:<30} {r['partition']:>9} {r['end_offset']:>10} {r['committed']:>10} {r['lag']:>8}")
+    if report["waiting_deadlines"]:
+        lines.append("due deadlines without a final report (held by the lag gate, or firing):")
+        for w in report["waiting_deadlines"]:
+            lines.append(
+                f"  {w['campaign_id']}: deadline {format_timestamp(w['deadline'])}, "
+                f"due for {_human_duration(w['due_for_ms'])}"
+            )
+    else:
+        lines.append("no due deadline is waiting")
+    return "\n".join(lines)
+
+
+def audience(worker_url: str, campaign_id: str, contact_id: str | None = None) -> dict[str, Any]:
+    """Ask a worker for the live preview; it gathers the other workers' partitions itself."""
+    query = urllib.parse.urlencode({"contact": contact_id} if contact_id else {})
+    url = f"{worker_url.rstrip('/')}/booster/audience/{urllib.parse.quote(campaign_id)}/" + (
+        f"?{query}" if query else ""
+    )
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            result: dict[str, Any] = json.loads(response.read())
+    except (urllib.error.URLError, OSError) as exc:
+        raise BoosterError(
+            f"no worker answered at {worker_url} ({exc}); start one with `booster worker` or pass --worker URL"
+        ) from None
+    return result
+
+
+def render_audience(a: dict[str, Any]) -> str:
+    if not a["scheduled"]:
+        return (
+            f"campaign {a['campaign_id']} has no scheduled booster on the workers "
+            f"(partitions {a['partitions']}); `booster boosters` shows what was decided"
+        )
+    lines = [
+        f"booster of {a['campaign_id']}: deadline {format_timestamp(a['deadline'])}, "
+        f"as of {format_timestamp(a['evaluated_at'])}",
+        f"  would reach {a['audience']} of {a['recipients']} recipient(s)",
+    ]
+    if a["cancelled"]:
+        lines.append("  cancelled: it will not be sent")
+    if a["fired_partitions"]:
+        lines.append(f"  already fired in partitions {a['fired_partitions']} (their rows are gone)")
+    for reason, count in a["excluded"].items():
+        lines.append(f"  excluded {reason:<13} {count}")
+    if a["contact"] is not None:
+        c = a["contact"]
+        lines.append(f"contact {c['contact_id']} (partition {c['partition']}): {c['why']}")
+    return "\n".join(lines)

@@ -1,0 +1,186 @@
+"""Issue 6: the operators' commands and the metrics endpoint against a running worker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from booster import admin
+from booster.broker.local import LocalKafka
+from booster.config import Settings
+from booster.demo import publish_scenario
+from booster.procs import WorkerProcess
+from booster.scenario import HOUR_MS, Scenario, build
+from tests.conftest import fresh_settings
+from tests.helpers import booster, reports_by_campaign, wait_for
+
+
+def metrics(port: int) -> dict[str, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read().decode()
+    assert "# TYPE booster_events_total counter" in text
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, number = line.rpartition(" ")
+            values[name] = float(number)
+    return values
+
+
+def total(values: dict[str, float], name: str) -> float:
+    return sum(v for k, v in values.items() if k == name or k.startswith(name + "{"))
+
+
+class Env:
+    def __init__(self, settings: Settings, worker: WorkerProcess, sc: Scenario, later: Scenario) -> None:
+        self.settings, self.worker, self.sc, self.later = settings, worker, sc, later
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.worker.port}"
+
+
+@pytest.fixture(scope="module")
+def env(kafka: LocalKafka, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    settings = fresh_settings()
+    asyncio.run(admin.create(settings))
+    worker = WorkerProcess(settings, tmp_path_factory.mktemp("ops") / "w").start()
+    tag = uuid.uuid4().hex[:6]
+    now = int(time.time() * 1000)
+    # one booster that fires during the module, one whose deadline is an hour away (for the preview)
+    sc = build(f"ops-{tag}", 140, launched_at=now - 2 * HOUR_MS + 30_000, name="Ops sale")
+    later = build(f"later-{tag}", 140, launched_at=now - HOUR_MS, name="Later sale")
+    before = metrics(worker.port)
+    asyncio.run(publish_scenario(settings, sc))
+    asyncio.run(publish_scenario(settings, later))
+    e = Env(settings, worker, sc, later)
+    e.before = before  # type: ignore[attr-defined]
+    yield e
+    worker.stop()
+
+
+def test_boosters_lists_status_deadline_and_time_left(env: Env) -> None:
+    wait_for("both boosters scheduled", lambda: len(reports_by_campaign(env.settings)) >= 2, 60)
+    result = booster(env.settings, "boosters", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {r["campaign_id"]: r for r in json.loads(result.stdout)}
+    later = rows[env.later.campaign_id]
+    assert later["status"] == "SCHEDULED" and later["deadline"] == env.later.deadline
+    assert 3_500_000 < later["time_left_ms"] <= 3_600_000
+    assert later["when"].startswith("in ")
+    table = booster(env.settings, "boosters")
+    assert env.later.campaign_id in table.stdout and "Booster for Later sale" in table.stdout
+    only_sent = booster(env.settings, "boosters", "--status", "SENT", "--json")
+    assert all(r["status"] == "SENT" for r in json.loads(only_sent.stdout))
+
+
+def test_audience_preview_counts_every_reason_before_the_deadline(env: Env) -> None:
+    def ready() -> dict[str, Any] | None:
+        r = booster(env.settings, "audience", env.later.campaign_id, "--worker", env.url, "--json")
+        if r.returncode != 0:
+            return None
+        out: dict[str, Any] = json.loads(r.stdout)
+        return out if out["recipients"] == len(env.later.roles) else None
+
+    preview = wait_for("the preview to see every recipient", ready, 60)
+    assert preview["audience"] == len(env.later.expected_audience)
+    assert preview["excluded"] == {k: env.later.expected_excluded.get(k, 0) for k in preview["excluded"]}
+    assert sorted(preview["partitions"]) == list(range(env.settings.partitions))
+    text = booster(env.settings, "audience", env.later.campaign_id, "--worker", env.url)
+    assert f"would reach {len(env.later.expected_audience)} of {len(env.later.roles)}" in text.stdout
+
+
+@pytest.mark.parametrize(
+    ("role", "words"),
+    [
+        ("eligible", "eligible"),
+        ("clicked", "excluded, CLICKED"),
+        ("opened", "excluded, OPENED"),
+        ("deleted", "excluded, DELETED"),
+        ("blocked", "excluded, BLOCKED"),
+        ("unblocked", "eligible"),
+        ("unsub_channel", "excluded, UNSUBSCRIBED"),
+        ("unsub_all", "unsubscribed from every channel"),
+        ("unsub_other", "eligible"),
+        ("waiting", "excluded, WAITING"),
+        ("error", "excluded, ERROR"),
+    ],
+)
+def test_audience_explains_one_contact_per_reason(env: Env, role: str, words: str) -> None:
+    contact = next(c for c, r in env.later.roles.items() if r == role)
+
+    def explained() -> dict[str, Any] | None:
+        r = booster(
+            env.settings, "audience", env.later.campaign_id, "--contact", contact, "--worker", env.url, "--json"
+        )
+        out = json.loads(r.stdout) if r.returncode == 0 else None
+        return out if out and out["contact"] and out["recipients"] == len(env.later.roles) else None
+
+    c = wait_for(f"an explanation for {contact}", explained, 60)["contact"]
+    assert words in c["why"], c
+    assert c["in_audience"] == (contact in env.later.expected_audience)
+
+
+def test_audience_of_an_unknown_campaign_exits_4(env: Env) -> None:
+    r = booster(env.settings, "audience", "no-such-campaign", "--worker", env.url)
+    assert r.returncode == 4 and "no scheduled booster" in r.stdout
+
+
+def test_audience_without_a_worker_is_a_clear_error(env: Env) -> None:
+    r = booster(env.settings, "audience", env.later.campaign_id, "--worker", "http://127.0.0.1:9")
+    assert r.returncode == 1 and "no worker answered" in r.stderr
+
+
+def test_lag_shows_every_partition_and_reaches_zero(env: Env) -> None:
+    def caught_up() -> dict[str, Any] | None:
+        r = booster(env.settings, "lag", "--json")
+        out: dict[str, Any] = json.loads(r.stdout)
+        return out if out["by_topic"]["message.sent"] == 0 and out["total_lag"] == 0 else None
+
+    report = wait_for("zero lag", caught_up, 60)
+    assert {(p["topic"], p["partition"]) for p in report["partitions"]} >= {
+        ("message.sent", p) for p in range(env.settings.partitions)
+    }
+    assert sum(p["end_offset"] for p in report["partitions"] if p["topic"] == "message.sent") == len(
+        env.sc.roles
+    ) + len(env.later.roles)
+    text = booster(env.settings, "lag")
+    assert "record(s) behind" in text.stdout and "message.sent" in text.stdout
+
+
+def test_metrics_move_during_a_scenario(env: Env) -> None:
+    wait_for("the first booster to be sent", lambda: _final(env), 120)
+    after = metrics(env.worker.port)
+    before: dict[str, float] = env.before  # type: ignore[attr-defined]
+    events = sum(len(v) for v in env.sc.records.values()) + sum(len(v) for v in env.later.records.values())
+    assert total(after, "booster_events_total") - total(before, "booster_events_total") >= events
+    assert after['booster_boosters_total{status="scheduled"}'] >= 2
+    assert after['booster_boosters_total{status="sent"}'] >= 1
+    assert after["booster_commands_total"] == len(env.sc.expected_audience)
+    assert after["booster_fire_delay_seconds_count"] >= 1
+    assert any(k.startswith("booster_partition_lag{") for k in after)
+    assert after['booster_table_keys{table="recipients"}'] > 0
+
+
+def test_decision_log_lines_are_json_with_the_campaign(env: Env) -> None:
+    wait_for("the first booster to be sent", lambda: _final(env), 120)
+    lines = [line[line.index("{") :] for line in env.worker.log_text().splitlines() if '"event": ' in line]
+    events = [json.loads(line) for line in lines]
+    mine = [e for e in events if e["campaign_id"] == env.sc.campaign_id]
+    assert {"scheduled", "fired-partition", "sent"} <= {e["event"] for e in mine}
+
+
+def _final(env: Env) -> bool:
+    reports = reports_by_campaign(env.settings).get(env.sc.campaign_id, [])
+    return any(r["status"] == "SENT" for r, _ in reports)
+
+
+def test_dead_letter_list_on_an_empty_topic(env: Env, tmp_path: Path) -> None:
+    r = booster(env.settings, "dead-letter", "list")
+    assert r.returncode == 0 and json.loads(r.stderr.splitlines()[-1])["total"] == 0
