@@ -55,7 +55,10 @@ def env(kafka: LocalKafka, tmp_path_factory: pytest.TempPathFactory) -> Any:
     now = int(time.time() * 1000)
     # one booster that fires during the module, one whose deadline is an hour away (for the preview)
     sc = build(f"ops-{tag}", 140, launched_at=now - 2 * HOUR_MS + 30_000, name="Ops sale")
-    later = build(f"later-{tag}", 140, launched_at=now - HOUR_MS, name="Later sale")
+    # every fact of `later` is in the past, its deadline about an hour ahead
+    later = build(
+        f"later-{tag}", 140, launched_at=now - 2 * HOUR_MS - 60_000, delay_seconds=3 * 3600, name="Later sale"
+    )
     before = metrics(worker.port)
     asyncio.run(publish_scenario(settings, sc))
     asyncio.run(publish_scenario(settings, later))
