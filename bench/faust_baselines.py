@@ -17,6 +17,7 @@ import faust
 from booster.config import Settings
 from booster.schemas import codec
 from booster.schemas.catalog import CONTACT_INPUT_TOPICS
+from booster.streams.app import CONSUMER_BUFFER, CONSUMER_MAX_POLL_RECORDS
 
 
 def build(mode: str, settings: Settings, datadir: Path) -> faust.App:
@@ -32,6 +33,9 @@ def build(mode: str, settings: Settings, datadir: Path) -> faust.App:
         web_bind="127.0.0.1",
         broker_commit_interval=1.0,
         table_standby_replicas=0,
+        # the booster worker's consumer settings, so the comparison isolates what is done per event
+        broker_max_poll_records=CONSUMER_MAX_POLL_RECORDS,
+        stream_buffer_maxsize=CONSUMER_BUFFER,
     )
     schema = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     topic = app.topic(*[settings.topic(t) for t in CONTACT_INPUT_TOPICS], schema=schema)

@@ -19,7 +19,7 @@ DEFAULTS: dict[str, str] = {
     "BOOSTER_HOME": str(Path.home() / ".cache" / "booster"),
     "BOOSTER_WEB_PORT": "6066",
     "BOOSTER_TICK_INTERVAL_SECONDS": "1.0",
-    "BOOSTER_FANOUT_CHUNK": "2000",
+    "BOOSTER_FANOUT_CHUNK": "5000",
     "BOOSTER_SESSION_TIMEOUT_SECONDS": "10",
 }
 

@@ -49,6 +49,8 @@ class Fanout:
         self.app_id = app_id
         self._producers: dict[int, AIOKafkaProducer] = {}
         self._lock = asyncio.Lock()
+        # kept for the worker's life: a fresh consumer spends half a second on metadata first
+        self._progress_reader: AIOKafkaConsumer | None = None
 
     def _transactional_id(self, partition: int) -> str:
         return f"{self.app_id}-fanout-{partition}"
@@ -79,30 +81,38 @@ class Fanout:
 
     async def stop(self) -> None:
         await self.release(set(self._producers))
+        if self._progress_reader is not None:
+            await self._progress_reader.stop()
+            self._progress_reader = None
 
     async def load_progress(self, partition: int) -> dict[str, dict[str, Any]]:
         """The latest committed progress of every booster in a partition."""
         topic = self.settings.topic("booster.fanout-progress")
         tp = TopicPartition(topic, partition)
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.broker,
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-        )
-        await consumer.start()
+        if self._progress_reader is None:
+            self._progress_reader = AIOKafkaConsumer(
+                bootstrap_servers=self.settings.broker,
+                group_id=None,
+                enable_auto_commit=False,
+                isolation_level="read_committed",
+                fetch_max_wait_ms=20,
+            )
+            await self._progress_reader.start()
+        consumer = self._progress_reader
         latest: dict[str, dict[str, Any]] = {}
-        try:
-            consumer.assign([tp])
-            await consumer.seek_to_beginning(tp)
-            end = (await consumer.end_offsets([tp]))[tp]
-            while await consumer.position(tp) < end:
-                batch = await consumer.getmany(tp, timeout_ms=500)
-                for msg in batch.get(tp, []):
-                    record = codec().decode("booster.fanout-progress", msg.value)
-                    latest[record["campaign_id"]] = record
-        finally:
-            await consumer.stop()
+        # the end first: once a partition is assigned, a long-polling fetch on the same connection
+        # would hold the offsets request behind it
+        consumer.unsubscribe()
+        end = (await consumer.end_offsets([tp]))[tp]
+        if end == 0:
+            return latest
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        while await consumer.position(tp) < end:
+            batch = await consumer.getmany(tp, timeout_ms=500)
+            for msg in batch.get(tp, []):
+                record = codec().decode("booster.fanout-progress", msg.value)
+                latest[record["campaign_id"]] = record
         return latest
 
     async def run(

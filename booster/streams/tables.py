@@ -6,6 +6,7 @@ database per partition (a private attribute); this is the one place that relies 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -101,7 +102,8 @@ class ChangelogSink:
         self._producer: Any = None
         self._builders: dict[tuple[str, int], Any] = {}
         self._stores: dict[tuple[str, int], Any] = {}
-        self._pending: list[tuple[Any, str, int, int]] = []
+        # one flush at a time, in the order of the appends: the changelog's order is the table's
+        self._lock = asyncio.Lock()
 
     async def start(self) -> None:
         if self._producer is None:
@@ -130,12 +132,19 @@ class ChangelogSink:
         builder.records.append((key, value))
 
     async def flush(self) -> None:
-        if not self._builders:
-            return
+        """Every record appended before this call is on the broker when it returns."""
+        async with self._lock:
+            if not self._builders:
+                return
+            builders, stores = self._builders, self._stores
+            self._builders, self._stores = {}, {}
+            await self._send(builders, stores)
+
+    async def _send(self, builders: dict[tuple[str, int], _Builder], stores: dict[tuple[str, int], Any]) -> None:
         await self.start()
         producer = self._producer
         sent = []
-        for (topic, partition), builder in self._builders.items():
+        for (topic, partition), builder in builders.items():
             batch = producer.create_batch()
             count = 0
             for key, value in builder.records:
@@ -147,9 +156,6 @@ class ChangelogSink:
                 count += 1
             if count:
                 sent.append((await producer.send_batch(batch, topic, partition=partition), topic, partition, count))
-        stores = self._stores
-        self._builders = {}
-        self._stores = {}
         last: dict[tuple[str, int], int] = {}
         for future, topic, partition, count in sent:
             metadata = await future

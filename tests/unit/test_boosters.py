@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from booster.processors.boosters import (
+    COMMAND_NAMESPACE,
     Accepted,
     CampaignPartition,
     NoBooster,
@@ -165,6 +168,14 @@ def test_r7_empty_audience_is_cancelled_and_r9_cancelled() -> None:
 def test_tally_adds_in_r11_names() -> None:
     t = Tally().add(None).add(Exclusion.OPENED).add(Exclusion.OPENED).add(None)
     assert t == Tally(2, {"OPENED": 2})
+
+
+@given(st.text(max_size=30), st.text(max_size=30))
+def test_command_id_is_the_standard_uuid5(booster: str, contact: str) -> None:
+    import uuid
+
+    expected = str(uuid.uuid5(COMMAND_NAMESPACE, f"{booster}/{contact}"))
+    assert command_id_of(booster, contact) == expected
 
 
 def test_command_ids_are_deterministic_and_distinct() -> None:

@@ -1,0 +1,41 @@
+"""The benchmark works end to end (a tiny run; no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.__main__ import main
+from booster.broker.local import LocalKafka
+
+
+def test_bench_smoke(kafka: LocalKafka, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    assert (
+        main(
+            [
+                "--recipients",
+                "2000",
+                "--small",
+                "1000",
+                "--nothing-cap",
+                "3000",
+                "--naive-cap",
+                "2000",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    results = json.loads(out.read_text())
+    ratios = results["ratios"]
+    assert all("ratio" in key for key in ratios)
+    assert {"ingest_vs_naive_faust_ratio", "ingest_vs_do_nothing_faust_ratio", "fanout_vs_plain_producer_ratio"} <= set(
+        ratios
+    )
+    for size in ("small", "large"):
+        figures = results[size]
+        assert figures["commands"] == figures["expected_commands"] == figures["report_audience"]
+        assert figures["report_status"] == "SENT"
+        assert figures["peak_rss_bytes"] > 0 and figures["recovery_from_changelog_s"] > 0
