@@ -64,7 +64,7 @@ class Progress:
             for p in range(self.settings.partitions)
         ]
         committed = await admin_client.list_consumer_group_offsets(self.group, partitions=tps)
-        total = sum(max(0, m.offset) for m in committed.values())
+        total: int = sum(max(0, m.offset) for m in committed.values())
         self.samples.append((time.monotonic(), total))
         return total
 

@@ -37,7 +37,9 @@ def build(mode: str, settings: Settings, datadir: Path) -> faust.App:
         broker_max_poll_records=CONSUMER_MAX_POLL_RECORDS,
         stream_buffer_maxsize=CONSUMER_BUFFER,
     )
-    schema = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    schema: faust.Schema = faust.Schema(  # type: ignore[type-arg]
+        key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
     topic = app.topic(*[settings.topic(t) for t in CONTACT_INPUT_TOPICS], schema=schema)
     names = {settings.topic(t): t for t in CONTACT_INPUT_TOPICS}
 

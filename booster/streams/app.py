@@ -75,6 +75,9 @@ def raw_schema() -> faust.Schema:  # type: ignore[type-arg]
 RETICK_SECONDS = 15.0
 INGEST_BATCH = 2000
 CONSUMER_MAX_POLL_RECORDS = 5000
+MIB = 1024 * 1024
+ROCKSDB_LARGE = {"write_buffer_size": 16 * MIB, "max_write_buffer_number": 2, "block_cache_size": 32 * MIB}
+ROCKSDB_SMALL = {"write_buffer_size": 2 * MIB, "max_write_buffer_number": 2, "block_cache_size": 2 * MIB}
 CONSUMER_BUFFER = 16384
 INGEST_WITHIN = 0.05  # seconds a partial batch waits for more events
 
@@ -167,13 +170,17 @@ class BoosterApp:
         app, s = self.app, self.settings
         # key_type/value_type bytes make Faust store and changelog our bytes as they are
         table: dict[str, Any] = {"partitions": s.partitions, "key_type": bytes, "value_type": bytes}
-        self.recipients = app.Table("recipients", **table)
-        self.contacts = app.Table("contacts", **table)
-        self.campaigns = app.Table("campaigns", **table)
-        self.accounts = app.Table("accounts", **table)
-        self.pending = app.Table("pending-launches", **table)
-        self.launch_decisions = app.Table("launch-decisions", **table)
-        self.summaries = app.Table("summaries", **table)
+        # RocksDB's memory is bounded per database (one per table and partition): Faust's defaults
+        # (64 MiB x 3 write buffers, a 2 GiB block cache each) would let it grow with the state
+        big = {**table, "options": ROCKSDB_LARGE}
+        small = {**table, "options": ROCKSDB_SMALL}
+        self.recipients = app.Table("recipients", **big)
+        self.contacts = app.Table("contacts", **big)
+        self.campaigns = app.Table("campaigns", **small)
+        self.accounts = app.Table("accounts", **small)
+        self.pending = app.Table("pending-launches", **small)
+        self.launch_decisions = app.Table("launch-decisions", **small)
+        self.summaries = app.Table("summaries", **small)
         self.changelog = ChangelogSink(s.broker)
         self.recipient_writer = PartitionWriter(self.recipients, self.changelog)
         self.contact_writer = PartitionWriter(self.contacts, self.changelog)

@@ -119,6 +119,8 @@ def verify(settings: Settings, sc: Scenario) -> Verification:
                 out.append(value)
         return out
 
+    # the report first: every command of a booster is committed before its final report exists
+    report = final_report(settings, sc.campaign_id)
     got = asyncio.run(commands())
     ids = Counter(c["command_id"] for c in got)
     contacts = {c["contact_id"] for c in got}
@@ -128,7 +130,7 @@ def verify(settings: Settings, sc: Scenario) -> Verification:
     v.missing = sc.expected_audience - contacts
     v.unexpected = contacts - sc.expected_audience
     v.wrong_ids = sum(1 for c in got if c["command_id"] != command_id_of(booster_id, c["contact_id"]))
-    v.report = final_report(settings, sc.campaign_id)
+    v.report = report
     if v.duplicates:
         v.problems.append(f"{len(v.duplicates)} command_id(s) seen more than once")
     if v.missing:
@@ -144,6 +146,12 @@ def verify(settings: Settings, sc: Scenario) -> Verification:
     elif any(v.report["excluded"].get(k, 0) != n for k, n in sc.expected_excluded.items()):
         v.problems.append(f"report exclusions {v.report['excluded']} != {dict(sc.expected_excluded)}")
     return v
+
+
+def fired(settings: Settings, sc: Scenario) -> Verification | None:
+    """The verification of a booster once its final report exists, else None (for wait_for)."""
+    v = verify(settings, sc)
+    return v if v.report is not None else None
 
 
 def wait_until(check: Any, timeout: float, interval: float = 0.2) -> bool:

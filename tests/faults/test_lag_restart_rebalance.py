@@ -25,11 +25,11 @@ from tests.conftest import fresh_settings
 from tests.faults.chaos import chaos
 from tests.faults.harness import (
     account_record,
+    fired,
     group_lag,
     publish_records,
     scenario_records,
     uncommitted_high_watermark,
-    verify,
 )
 from tests.helpers import wait_for
 
@@ -76,7 +76,7 @@ def test_g1_lag_never_changes_the_audience(kafka: LocalKafka, tmp_path: Path) ->
     wait_for("the deadline to pass", lambda: time.time() * 1000 > sc.deadline + lateness, 60, 0.2)
     worker.start()  # late, with 50,000+ events to catch up on and a deadline already due
     try:
-        v = wait_for("the booster to fire", lambda: (r := verify(settings, sc)).report and r, 240, 2.0)
+        v = wait_for("the booster to fire", lambda: fired(settings, sc), 240, 2.0)
         log = worker.log_text()
     finally:
         worker.stop()
@@ -145,7 +145,7 @@ def test_g3_restart_between_ingestion_and_deadline_and_recovery_on_a_new_machine
     second = WorkerProcess(settings, tmp_path / "second", name="second").start()
     recovery = time.monotonic() - started
     try:
-        v = wait_for("the booster to fire", lambda: (r := verify(settings, sc)).report and r, 120, 1.0)
+        v = wait_for("the booster to fire", lambda: fired(settings, sc), 120, 1.0)
     finally:
         second.stop()
     assert v.ok, v.problems
@@ -169,7 +169,7 @@ def test_rebalance_join_during_ingestion_leave_during_fanout(kafka: LocalKafka, 
         asyncio.run(publish_records(settings, records[half:]))
         wait_for("the fan-out to start", lambda: uncommitted_high_watermark(settings) > 0, 180, 0.1)
         a.stop()  # leaves (SIGTERM) during the fan-out; its partitions move to b
-        v = wait_for("the booster to fire", lambda: (r := verify(settings, sc)).report and r, 180, 1.0)
+        v = wait_for("the booster to fire", lambda: fired(settings, sc), 180, 1.0)
         assert b.alive()
     finally:
         a.stop()
@@ -191,8 +191,8 @@ def test_g5_duplicates_and_disorder_give_the_same_commands(kafka: LocalKafka, tm
     try:
         asyncio.run(publish_records(settings, [account_record(straight), *scenario_records(straight)]))
         asyncio.run(publish_records(settings, twice))
-        v1 = wait_for("the straight booster", lambda: (r := verify(settings, straight)).report and r, 120, 1.0)
-        v2 = wait_for("the shuffled booster", lambda: (r := verify(settings, shuffled)).report and r, 120, 1.0)
+        v1 = wait_for("the straight booster", lambda: fired(settings, straight), 120, 1.0)
+        v2 = wait_for("the shuffled booster", lambda: fired(settings, shuffled), 120, 1.0)
     finally:
         worker.stop()
     assert v1.ok, v1.problems

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import Any, cast
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -35,7 +35,7 @@ def audience(sc: Scenario, evs: list[tuple[str, dict[str, Any]]]) -> tuple[set[s
             cev = contact_event_from_record(topic, record)
             contacts[cev.contact_id] = evolve_contact(contacts.get(cev.contact_id), cev)
     chosen, tally = set(), Tally()
-    channel = sc.booster_channel or sc.channel
+    channel: Any = sc.booster_channel or sc.channel
     for contact, r in recipients.items():
         if r.sent_at is None:
             continue
@@ -43,8 +43,8 @@ def audience(sc: Scenario, evs: list[tuple[str, dict[str, Any]]]) -> tuple[set[s
             r,
             contacts.get(contact),
             channel=channel,
-            criterion=default_criterion(sc.channel),
-            deadline=sc.deadline,  # type: ignore[arg-type]
+            criterion=default_criterion(cast(Any, sc.channel)),
+            deadline=sc.deadline,
         )
         tally = tally.add(reason)
         if reason is None:

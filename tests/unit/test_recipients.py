@@ -98,7 +98,12 @@ def test_r11_first_reason_in_order_counts() -> None:
         ContactBlocked(K, True, T0),
         ContactUnsubscribed(K, None, T0),
     ]
-    clicked = [SENT, MessageDelivered(C, K, True, T0 + 1), MessageClicked(C, K, T0 + 2), MessageOpened(C, K, T0 + 2)]
+    clicked: list[MessageEvent] = [
+        SENT,
+        MessageDelivered(C, K, True, T0 + 1),
+        MessageClicked(C, K, T0 + 2),
+        MessageOpened(C, K, T0 + 2),
+    ]
     assert decide(clicked, everything) == Exclusion.DELETED
     assert decide(clicked, everything[1:]) == Exclusion.BLOCKED
     assert decide(clicked, everything[2:]) == Exclusion.UNSUBSCRIBED
@@ -108,7 +113,7 @@ def test_r11_first_reason_in_order_counts() -> None:
 
 
 def test_not_clicked_ignores_opens() -> None:
-    opened = [SENT, DELIVERED, MessageOpened(C, K, T0 + 9)]
+    opened: list[MessageEvent] = [SENT, DELIVERED, MessageOpened(C, K, T0 + 9)]
     assert decide(opened, criterion="NOT_CLICKED") is None
     assert decide([*opened, MessageClicked(C, K, T0 + 10)], criterion="NOT_CLICKED") == Exclusion.CLICKED
 
