@@ -206,7 +206,8 @@ def test_g5_duplicates_and_disorder_give_the_same_commands(kafka: LocalKafka, tm
 
 
 def test_g2_kill9_during_ingestion_and_fanout(kafka: LocalKafka, tmp_path: Path) -> None:
-    settings = fresh_settings(BOOSTER_FANOUT_CHUNK="200")
+    # small chunks make the fan-out last long enough to be killed in three times
+    settings = fresh_settings(BOOSTER_FANOUT_CHUNK="100")
     result = asyncio.run(chaos(settings, tmp_path, recipients=31_000, ingest_kills=2, fanout_kills=3))
     print(json.dumps(result.__dict__, indent=2))
     assert not result.problems, result.problems

@@ -101,13 +101,19 @@ def run(kafka: LocalKafka, tmp_path_factory: pytest.TempPathFactory) -> Any:
         "shared-b": sc("shared-b", 50, roles=["eligible"], contact_prefix=f"{tag}-shared-"),
         "late": sc("late", 40, roles=["eligible"]),
         "early-events": sc("early-events", 40, roles=["eligible", "opened"]),
+        "no-booster": sc("no-booster", 30, roles=["eligible"]),
         "exact-7d": build(f"{tag}-exact-7d", 5, launched_at=start, delay_seconds=7 * 86400, account_id=f"acct-{tag}"),
     }
     r = Run(settings, scenarios, extra={"run": tag})
 
     async def publish_all() -> None:
         for name, scenario in scenarios.items():
-            if name != "early-events":
+            if name == "no-booster":  # R1: launched without Booster settings
+                await publish_scenario(settings, scenario, launch=False)
+                await publish_lines(
+                    settings, "campaign.launched", lines([{**scenario.launch_record(), "booster": None}])
+                )
+            elif name != "early-events":
                 await publish_scenario(settings, scenario)
         # R12: the events of this campaign are processed before its launch is even published
         await publish_scenario(settings, scenarios["early-events"], launch=False)
@@ -180,7 +186,7 @@ def run(kafka: LocalKafka, tmp_path_factory: pytest.TempPathFactory) -> Any:
     r.extra["late_excluded"] = {clicker: "CLICKED", deleted: "DELETED"}
     r.extra["published_done_at"] = int(time.time() * 1000)
 
-    firing = [n for n in scenarios if n != "exact-7d"]
+    firing = [n for n in scenarios if n not in ("exact-7d", "no-booster")]
 
     def all_final() -> bool:
         reports = reports_by_campaign(settings)
@@ -389,3 +395,13 @@ def test_one_decision_line_per_booster(run: Run) -> None:
     assert len(sent) == 1 and sent[0]["audience"] == len(run.scenarios["email"].expected_audience)
     rejected = Counter(d["campaign_id"] for d in decisions if d["event"] == "rejected")
     assert rejected[run.cid("too-short")] == 1
+
+
+def test_r1_a_campaign_without_booster_gets_no_report_no_command_and_its_rows_go(run: Run) -> None:
+    assert run.cid("no-booster") not in run.reports
+    assert run.commanded("no-booster") == []
+    changelog: dict[bytes, bytes | None] = run.extra["changelog"]
+    prefix = f"{run.cid('no-booster')}\x1f".encode()
+    assert all(changelog[k] is None for k in changelog if k.startswith(prefix)), (
+        "rows of a campaign without booster stayed"
+    )
