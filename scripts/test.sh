@@ -3,6 +3,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+# the operations guide's test runs kcat and curl as an operator would
+for tool in kcat curl; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      apt-get install -y -q "$tool" >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q "$tool" >/dev/null; }
+    else
+      echo "test: $tool is missing; install it (apt-get install $tool)" >&2
+      exit 1
+    fi
+  fi
+done
 export BOOSTER_HOME="${BOOSTER_HOME:-$HOME/.cache/booster}"
 started=0
 if ! .venv/bin/booster kafka status >/dev/null 2>&1; then

@@ -72,14 +72,14 @@ def raw_schema() -> faust.Schema:  # type: ignore[type-arg]
     return faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
 
-RETICK_SECONDS = 15.0
-INGEST_BATCH = 2000
+RETICK_SECONDS = 15.0  # a tick not done by then (lost, failed fan-out) is sent again
+INGEST_BATCH = 2000  # events folded per batch; their changelog is flushed before they are acked
+INGEST_WITHIN = 0.05  # seconds a partial batch waits for more events
 CONSUMER_MAX_POLL_RECORDS = 5000
+CONSUMER_BUFFER = 16384
 MIB = 1024 * 1024
 ROCKSDB_LARGE = {"write_buffer_size": 16 * MIB, "max_write_buffer_number": 2, "block_cache_size": 32 * MIB}
 ROCKSDB_SMALL = {"write_buffer_size": 2 * MIB, "max_write_buffer_number": 2, "block_cache_size": 2 * MIB}
-CONSUMER_BUFFER = 16384
-INGEST_WITHIN = 0.05  # seconds a partial batch waits for more events
 
 
 @dataclass
