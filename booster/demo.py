@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from booster import admin
 from booster.clients import publish_lines, read_topic
 from booster.config import Settings
+from booster.jsonio import record_to_json
 from booster.processors.boosters import booster_id_of
+from booster.procs import WorkerProcess
 from booster.scenario import HOUR_MS, Scenario, build
 from booster.schemas import codec
 
@@ -76,48 +74,14 @@ async def commands_for(settings: Settings, booster_id: str, idle: float = 2.0) -
     return out
 
 
-def start_worker(
-    settings: Settings, log_path: Path, web_port: int | None = None, data_dir: Path | None = None
-) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    env["BOOSTER_BROKER"] = settings.broker
-    env["BOOSTER_TOPIC_PREFIX"] = settings.topic_prefix
-    env["BOOSTER_PARTITIONS"] = str(settings.partitions)
-    args = []
-    if web_port is not None:
-        args += ["--web-port", str(web_port)]
-    if data_dir is not None:
-        args += ["--data-dir", str(data_dir)]
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log = open(log_path, "ab")  # noqa: SIM115 - owned by the child
-    return subprocess.Popen(
-        [sys.executable, "-m", "booster", "worker", *args],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-
-def stop_worker(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
 def run_demo(settings: Settings, *, recipients: int = 300, wait_seconds: float = 180.0) -> int:
     say("creating topics ...")
     created = asyncio.run(admin.create(settings))
     say(f"  {len(created)} created")
-    log_path = settings.home / "demo" / "worker.log"
+    worker = WorkerProcess(settings, settings.home / "demo" / "worker-state", name="worker")
+    log_path = worker.log_path
     say(f"starting a worker (log: {log_path}) ...")
-    worker = start_worker(settings, log_path)
+    worker.start()
     try:
         now = int(time.time() * 1000)
         campaign_id = f"demo-{now}"
@@ -145,9 +109,9 @@ def run_demo(settings: Settings, *, recipients: int = 300, wait_seconds: float =
         got = {c["contact_id"] for c in commands}
         print(f"commands sent: {len(commands)} (expected {len(sc.expected_audience)})")
         print("final report:")
-        print(json.dumps(report, indent=2, default=str))
+        print(json.dumps(record_to_json("booster.reports", report), indent=2))
         ok = got == sc.expected_audience and len(commands) == len(got) and report["status"] == "SENT"
         print("demo OK" if ok else "demo FAILED: the audience differs from the expected one")
         return 0 if ok else 1
     finally:
-        stop_worker(worker)
+        worker.stop()
