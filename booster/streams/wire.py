@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from booster.processors.boosters import PartitionSummary, Report, Schedule, Tally, command_id_of
+from booster.processors.boosters import PartitionSummary, Report, Schedule, Tally
 from booster.processors.packing import schedule_from_dict, schedule_to_dict
 
 
@@ -41,21 +41,6 @@ def control_record(kind: str, campaign_id: str, at: int, schedule: Schedule | No
 
 def schedule_of(campaign_id: str, record: Mapping[str, Any]) -> Schedule:
     return schedule_from_dict({"campaign_id": campaign_id, **record})
-
-
-def command_record(s: Schedule, contact_id: str, issued_at: int) -> dict[str, Any]:
-    return {
-        "command_id": command_id_of(s.booster_id, contact_id),
-        "booster_id": s.booster_id,
-        "booster_name": s.booster_name,
-        "campaign_id": s.campaign_id,
-        "account_id": s.account_id,
-        "contact_id": contact_id,
-        "channel": s.channel,
-        "content_ref": s.content_ref,
-        "deadline": s.deadline,
-        "issued_at": issued_at,
-    }
 
 
 def summary_record(s: PartitionSummary) -> dict[str, Any]:
