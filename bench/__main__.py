@@ -387,6 +387,15 @@ def main(argv: list[str] | None = None) -> int:
         "small": small,
         "large": large,
         "ratios": ratios(large, small),
+        "memory": {
+            "peak_rss_bytes_at_n": large["peak_rss_bytes"],
+            "bytes_per_recipient_at_n": round(large["peak_rss_bytes"] / large["recipients"], 1),
+            # what one more tracked recipient costs, from the two sizes of the same run
+            "marginal_bytes_per_recipient": round(
+                (large["peak_rss_bytes"] - small["peak_rss_bytes"]) / max(1, large["recipients"] - small["recipients"]),
+                1,
+            ),
+        },
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
