@@ -49,7 +49,7 @@ class Fanout:
         self.app_id = app_id
         self._producers: dict[int, AIOKafkaProducer] = {}
         self._lock = asyncio.Lock()
-        # kept for the worker's life: a fresh consumer spends half a second on metadata first
+        # one reader for the worker's life instead of a consumer started per fan-out
         self._progress_reader: AIOKafkaConsumer | None = None
 
     def _transactional_id(self, partition: int) -> str:

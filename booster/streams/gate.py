@@ -10,14 +10,11 @@ timestamps are not trusted for this: a producer may stamp a record with any time
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -77,15 +74,11 @@ class LagGate:
         # the group's committed offsets count too: they cover partitions another worker consumes
         # and offsets this worker processed before a restart
         committed = await self._admin.list_consumer_group_offsets(self.group_id, partitions=tps)
-        positions: dict[TopicPartition, int] = {}
-        for tp in tps:
-            meta = committed.get(tp)
-            position = meta.offset if meta is not None and meta.offset >= 0 else 0
-            position = max(position, self.processed.get(tp, 0))
-            positions[tp] = position
         lag = {}
         for tp in tps:
-            behind = ends.get(tp, 0) - positions[tp]
+            meta = committed.get(tp)
+            position = max(meta.offset if meta is not None else 0, self.processed.get(tp, 0))
+            behind = ends.get(tp, 0) - position
             if behind > 0:
                 lag[tp] = behind
         return lag

@@ -1,7 +1,9 @@
-"""Reading one partition of a Faust table directly.
+"""One partition of a Faust table, read and written directly.
 
-Faust has no API to walk one partition of a table from a key prefix. The RocksDB store keeps one
-database per partition (a private attribute); this is the one place that relies on it.
+Faust has no API to walk one partition of a table from a key prefix, and its per-key write path is
+too slow for millions of rows. The RocksDB store keeps one database per partition behind a private
+method; `_partition_db` is the one place that relies on it. Writes go to that database and, through
+`ChangelogSink`, to the table's changelog topic, so Faust's recovery restores them.
 """
 
 from __future__ import annotations
@@ -34,9 +36,8 @@ def split_campaign_key(key: bytes) -> tuple[str, int]:
 
 def _partition_db(table: Any, partition: int) -> Any | None:
     store = table.data
-    if hasattr(store, "_db_for_partition"):
-        dbs = getattr(store, "_dbs", {})
-        return dbs.get(partition) if partition in dbs else store._db_for_partition(partition)
+    if hasattr(store, "_db_for_partition"):  # RocksDB: opens the partition's database if needed
+        return store._db_for_partition(partition)
     return None
 
 
