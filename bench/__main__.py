@@ -22,7 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from bench.workload import Workload, produce
 from booster import admin
 from booster.broker.local import LocalKafka, kafka_version
-from booster.clients import read_topic
+from booster.clients import final_report, read_topic
 from booster.config import Settings
 from booster.processors.boosters import booster_id_of
 from booster.procs import WorkerProcess, free_port, worker_env
@@ -158,10 +158,7 @@ async def fanout_figures(settings: Settings, w: Workload, deadline: int, timeout
     started = time.monotonic()
     report = None
     while time.monotonic() - started < timeout and report is None:
-        async for msg in read_topic(settings, "booster.reports", from_beginning=True, idle_timeout=0.5):
-            value = codec().decode("booster.reports", msg.value)
-            if value["campaign_id"] == campaign_id and value["status"] in ("SENT", "CANCELLED"):
-                report = (value, msg.timestamp)
+        report = await final_report(settings, campaign_id)
         if report is None:
             await asyncio.sleep(1.0)
     if report is None:

@@ -215,3 +215,21 @@ async def tail(
         print(decode_record(topic, msg, epoch_ms).to_json(), file=out, flush=True)
         count += 1
     return count
+
+
+FINAL_STATUSES = frozenset({"SENT", "CANCELLED", "REJECTED"})
+
+
+async def latest_reports(settings: Settings) -> dict[str, tuple[dict[str, Any], int]]:
+    """Every booster's latest report with its record timestamp (the reports topic is its state)."""
+    latest: dict[str, tuple[dict[str, Any], int]] = {}
+    async for msg in read_topic(settings, "booster.reports", from_beginning=True, idle_timeout=0.5):
+        report = codec().decode("booster.reports", msg.value)
+        latest[report["campaign_id"]] = (report, msg.timestamp)
+    return latest
+
+
+async def final_report(settings: Settings, campaign_id: str) -> tuple[dict[str, Any], int] | None:
+    """A booster's final report (SENT, CANCELLED or REJECTED) and its timestamp, if it has one yet."""
+    found = (await latest_reports(settings)).get(campaign_id)
+    return found if found is not None and found[0]["status"] in FINAL_STATUSES else None

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from booster import admin
-from booster.clients import publish_lines, read_topic
+from booster.clients import latest_reports, publish_lines, read_topic
 from booster.config import Settings
 from booster.jsonio import record_to_json
 from booster.processors.boosters import booster_id_of
@@ -51,10 +51,8 @@ async def wait_for_report(
     deadline = time.monotonic() + timeout
     next_note = time.monotonic() + 10
     while time.monotonic() < deadline:
-        latest = None
-        async for msg in read_topic(settings, "booster.reports", from_beginning=True, idle_timeout=0.5):
-            if msg.key == campaign_id.encode():
-                latest = codec().decode("booster.reports", msg.value)
+        found = (await latest_reports(settings)).get(campaign_id)
+        latest = None if found is None else found[0]
         if latest is not None and latest["status"] in statuses:
             return latest
         if progress and time.monotonic() >= next_note:

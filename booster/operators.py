@@ -13,11 +13,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from booster.clients import read_topic
+from booster.clients import latest_reports
 from booster.config import Settings
 from booster.errors import BoosterError
 from booster.jsonio import format_timestamp
-from booster.schemas import codec
 from booster.schemas.catalog import CONTACT_INPUT_TOPICS, LAUNCHES_BY_ACCOUNT
 
 # every topic the workers consume, in the order an operator reads them
@@ -46,11 +45,7 @@ def _human_duration(ms: int) -> str:
 
 async def boosters(settings: Settings) -> list[dict[str, Any]]:
     """The latest report of every booster (booster.reports is compacted by campaign: its state)."""
-    latest: dict[str, dict[str, Any]] = {}
-    async for msg in read_topic(settings, "booster.reports", from_beginning=True, idle_timeout=1.0):
-        report = codec().decode("booster.reports", msg.value)
-        report["reported_at"] = msg.timestamp
-        latest[report["campaign_id"]] = report
+    latest = {cid: {**report, "reported_at": ts} for cid, (report, ts) in (await latest_reports(settings)).items()}
     now = int(time.time() * 1000)
     rows = []
     for report in sorted(latest.values(), key=lambda r: (r["deadline"] or 0, r["campaign_id"])):

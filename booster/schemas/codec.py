@@ -30,11 +30,12 @@ MAX_TIMESTAMP_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
 Record = dict[str, Any]
 
 
-def _strip_logical_types(node: Any) -> Any:
+def strip_logical_types(node: Any) -> Any:
+    """A schema without logical types: the same bytes, timestamps read and written as integers."""
     if isinstance(node, dict):
-        return {k: _strip_logical_types(v) for k, v in node.items() if k != "logicalType"}
+        return {k: strip_logical_types(v) for k, v in node.items() if k != "logicalType"}
     if isinstance(node, list):
-        return [_strip_logical_types(v) for v in node]
+        return [strip_logical_types(v) for v in node]
     return node
 
 
@@ -68,7 +69,7 @@ class Codec:
         for name, spec in CATALOG.items():
             raw = json.loads(spec.schema_path.read_text())
             self.raw_schemas[name] = raw
-            self._parsed[name] = parse_schema(_strip_logical_types(raw))
+            self._parsed[name] = parse_schema(strip_logical_types(raw))
             self._timestamps[name] = _timestamp_fields(raw)
 
     def header(self, topic: str) -> bytes:

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from booster import clients
 from booster.clients import read_topic
 from booster.config import Settings
 from booster.processors.boosters import booster_id_of, command_id_of
@@ -79,12 +80,8 @@ def uncommitted_high_watermark(settings: Settings, topic: str = "booster.command
 
 
 async def final_report_async(settings: Settings, campaign_id: str) -> dict[str, Any] | None:
-    latest = None
-    async for msg in read_topic(settings, "booster.reports", from_beginning=True, idle_timeout=0.5):
-        value = codec().decode("booster.reports", msg.value)
-        if value["campaign_id"] == campaign_id and value["status"] in ("SENT", "CANCELLED", "REJECTED"):
-            latest = value
-    return latest
+    found = await clients.final_report(settings, campaign_id)
+    return None if found is None else found[0]
 
 
 def final_report(settings: Settings, campaign_id: str) -> dict[str, Any] | None:

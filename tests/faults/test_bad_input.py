@@ -21,6 +21,7 @@ from booster.procs import WorkerProcess
 from booster.scenario import HOUR_MS, build
 from booster.schemas import CATALOG, codec, spec_for
 from booster.schemas.catalog import INPUT_TOPICS
+from booster.schemas.codec import strip_logical_types
 from tests.conftest import fresh_settings
 from tests.faults.harness import account_record, fired, scenario_records
 from tests.helpers import booster, read_all, wait_for
@@ -42,21 +43,13 @@ def _encode_with(schema: dict[str, Any], value: dict[str, Any], schema_id: int) 
     return out.getvalue()
 
 
-def _strip_logical(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {k: _strip_logical(v) for k, v in node.items() if k != "logicalType"}
-    if isinstance(node, list):
-        return [_strip_logical(v) for v in node]
-    return node
-
-
 def bad_records(topic: str, rng: random.Random) -> list[Raw]:
     """One record of every kind of G4's list for a topic."""
     sample = SAMPLES[topic]
     key = _key_of(topic, sample)
     good = codec().encode(topic, sample)
     spec = CATALOG[topic]
-    schema = _strip_logical(codec().raw_schemas[topic])
+    schema = strip_logical_types(codec().raw_schemas[topic])
     out: list[Raw] = [
         (topic, key, bytes(rng.randrange(1, 256) for _ in range(rng.randrange(1, 40)))),  # not Avro at all
         (topic, key, b""),
