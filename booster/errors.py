@@ -46,9 +46,6 @@ class DecodeError(BoosterError):
         prefix = f"{', '.join(where)}: " if where else ""
         return f"{prefix}{self.reason}"
 
-    def located(self, topic: str, partition: int, offset: int) -> DecodeError:
-        return DecodeError(self.reason, kind=self.kind, topic=topic, partition=partition, offset=offset)
-
 
 class EncodeError(BoosterError):
     """A value does not fit the topic's schema (raised by publish before anything is sent)."""
