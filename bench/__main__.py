@@ -20,15 +20,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.workload import Workload, produce
-from booster import admin
 from booster.broker.local import LocalKafka, kafka_version
-from booster.clients import final_report, read_topic
 from booster.config import Settings
+from booster.ops import admin
+from booster.ops.clients import final_report, read_topic
 from booster.processors.boosters import booster_id_of
-from booster.procs import WorkerProcess, free_port, worker_env
 from booster.schemas import codec
 from booster.schemas.catalog import CONTACT_INPUT_TOPICS
 from booster.schemas.templates import CommandTemplate
+from booster.testing.workers import WorkerProcess, free_port, worker_env
 
 HOUR_MS = 3_600_000
 
@@ -218,7 +218,7 @@ def measure_size(
     figures["produce_s"] = round(time.monotonic() - started, 1)
     say(f"N={n:,}: {w.events:,} events produced in {figures['produce_s']} s; ingesting with one booster worker ...")
 
-    group = f"{settings.topic_prefix}{settings.app_id}"
+    group = settings.group_id
     w1 = WorkerProcess(settings, workdir / f"n{n}-w1", name=f"n{n}-w1").start(timeout=timeout)
     progress = asyncio.run(follow(settings, group, w.events, timeout, w1.alive))
     figures["ingest_events_per_s"] = round(progress.rate(), 1)

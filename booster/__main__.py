@@ -1,5 +1,5 @@
 import sys
 
-from booster.cli import main
+from booster.ops.cli import main
 
 sys.exit(main())

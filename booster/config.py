@@ -97,6 +97,11 @@ class Settings:
             session_timeout=_float("BOOSTER_SESSION_TIMEOUT_SECONDS", get("BOOSTER_SESSION_TIMEOUT_SECONDS"), 6.0),
         )
 
+    @property
+    def group_id(self) -> str:
+        """The workers' Faust app id with the prefix: their consumer group and changelog prefix."""
+        return f"{self.topic_prefix}{self.app_id}"
+
     def topic(self, name: str) -> str:
         """The real topic name of a contract topic, with the configured prefix."""
         return f"{self.topic_prefix}{name}"

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from booster import admin
 from booster.broker.local import LocalKafka
 from booster.config import Settings
+from booster.ops import admin
 
 
 @pytest.fixture(scope="session")

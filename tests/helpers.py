@@ -9,10 +9,10 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from booster.clients import read_topic
 from booster.config import Settings
-from booster.procs import worker_env
+from booster.ops.clients import read_topic
 from booster.schemas import codec
+from booster.testing.workers import worker_env
 
 T = TypeVar("T")
 

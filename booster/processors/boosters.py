@@ -1,5 +1,5 @@
-"""Boosters: validating a launch (R1-R3, R7), the schedule, per-partition campaign state,
-command identity, tallies and the booster's reports (R7, R8, R11).
+"""Boosters: validating a launch (R1-R3, R7) once per campaign, the schedule, the account's channels,
+command identity and the booster's reports (R8).
 """
 
 from __future__ import annotations
@@ -7,17 +7,11 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Literal
 
-from booster.processors.events import (
-    AccountChannels,
-    BoosterCancelled,
-    CampaignLaunched,
-    Channel,
-    Criterion,
-)
-from booster.processors.recipients import EXCLUSION_ORDER, Exclusion
+from booster.processors.events import AccountChannels, CampaignLaunched, Channel, Criterion
+from booster.processors.text import human_duration
 
 MIN_DELAY_SECONDS = 2 * 3600
 MAX_DELAY_SECONDS = 7 * 24 * 3600
@@ -86,34 +80,36 @@ class Report:
 class Accepted:
     schedule: Schedule
     report: Report  # SCHEDULED
+    launched_at: int
+
+    @property
+    def campaign_id(self) -> str:
+        return self.schedule.campaign_id
 
 
 @dataclass(frozen=True, slots=True)
 class Refused:
     report: Report  # REJECTED or CANCELLED, final at once
 
+    @property
+    def campaign_id(self) -> str:
+        return self.report.campaign_id
+
 
 @dataclass(frozen=True, slots=True)
 class NoBooster:
     campaign_id: str
+    launched_at: int
 
 
 LaunchDecision = Accepted | Refused | NoBooster
-
-
-def _human_delay(seconds: int) -> str:
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    parts = [f"{n}{unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")) if n]
-    return "".join(parts) or "0s"
 
 
 def decide_launch(launch: CampaignLaunched, account: AccountChannels | None) -> LaunchDecision:
     """R1: no settings, no booster. R2: delay in [2h, 7d]. R3: booster channel enabled. R7: empty group."""
     b = launch.booster
     if b is None:
-        return NoBooster(launch.campaign_id)
+        return NoBooster(launch.campaign_id, launch.launched_at)
     channel: Channel = b.channel or launch.channel
     booster_id = booster_id_of(launch.campaign_id)
     name = booster_name_of(launch.name)
@@ -126,7 +122,7 @@ def decide_launch(launch: CampaignLaunched, account: AccountChannels | None) -> 
         return Refused(
             report(
                 "REJECTED",
-                f"delay {_human_delay(b.delay_seconds)} ({b.delay_seconds} s) is outside "
+                f"delay {human_duration(b.delay_seconds)} ({b.delay_seconds} s) is outside "
                 "the allowed window of 2 hours to 7 days",
             )
         )
@@ -144,7 +140,7 @@ def decide_launch(launch: CampaignLaunched, account: AccountChannels | None) -> 
         content_ref=b.content_ref,
         deadline=deadline,
     )
-    return Accepted(schedule, report("SCHEDULED", None))
+    return Accepted(schedule, report("SCHEDULED", None), launch.launched_at)
 
 
 def evolve_account(state: AccountChannels | None, event: AccountChannels) -> AccountChannels:
@@ -157,157 +153,47 @@ def evolve_account(state: AccountChannels | None, event: AccountChannels) -> Acc
 
 
 @dataclass(frozen=True, slots=True)
-class CampaignPartition:
-    """What one partition knows about one campaign's booster.
+class Duplicate:
+    """The campaign's launch was decided already: a later launch of the same id changes nothing."""
 
-    Broadcast facts (schedule, cancellation, no booster) arrive in every partition; `fired` is set
-    once this partition's fan-out is complete and its rows are gone; `first_seen_at` ages out the
-    rows of campaigns whose launch never says they have a booster (R12).
-    """
-
-    schedule: Schedule | None = None
-    cancelled_at: int | None = None
-    no_booster: bool = False
-    fired: bool = False
-    first_seen_at: int | None = None
-
-
-def evolve_campaign_schedule(state: CampaignPartition | None, schedule: Schedule) -> CampaignPartition:
-    s = state or CampaignPartition()
-    return s if s.schedule is not None else replace(s, schedule=schedule)
-
-
-def evolve_campaign_cancel(state: CampaignPartition | None, event: BoosterCancelled) -> CampaignPartition:
-    s = state or CampaignPartition()
-    earliest = event.cancelled_at if s.cancelled_at is None else min(s.cancelled_at, event.cancelled_at)
-    return replace(s, cancelled_at=earliest)
-
-
-def evolve_campaign_seen(state: CampaignPartition | None, at: int) -> CampaignPartition:
-    s = state or CampaignPartition()
-    if s.first_seen_at is not None and s.first_seen_at <= at:
-        return s
-    return replace(s, first_seen_at=at)
-
-
-def accepts_events(state: CampaignPartition | None) -> bool:
-    """Events of a campaign with no booster, or whose booster fired here, are dropped."""
-    return state is None or not (state.no_booster or state.fired)
-
-
-def is_cancelled(state: CampaignPartition) -> bool:
-    """R9: a cancellation counts until the window expires."""
-    return (
-        state.schedule is not None and state.cancelled_at is not None and state.cancelled_at <= state.schedule.deadline
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class Due:
-    """What the timer should do for a campaign in a partition at a moment."""
-
-    kind: Literal["fire", "expire", "forget"]
-    gate_at: int | None  # for "fire": inputs must be processed past this event time first
-
-
-def due(state: CampaignPartition, now: int, allowed_lateness_ms: int) -> Due | None:
-    """Whether a partition's campaign needs a tick now.
-
-    fire: a scheduled booster, once `now` is past its deadline plus the allowed lateness (the caller
-    then checks the lag gate, G1, against `gate_at`). expire: rows of a campaign that never got a
-    booster, after the longest possible window (R12). forget: the small marker kept after a booster
-    fired or a launch said "no booster", once no event of that campaign can matter any more.
-    """
-    horizon = MAX_DELAY_MS + allowed_lateness_ms
-    if state.fired or state.no_booster:
-        ref = state.schedule.deadline if state.schedule is not None else state.first_seen_at
-        if ref is not None and now >= ref + horizon:
-            return Due("forget", None)
-        return None
-    if state.schedule is not None:
-        gate_at = state.schedule.deadline + allowed_lateness_ms
-        return Due("fire", gate_at) if now >= gate_at else None
-    if state.first_seen_at is not None and now >= state.first_seen_at + horizon:
-        return Due("expire", None)
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class Tally:
-    """Audience and exclusions counted so far by one partition's fan-out."""
-
-    audience: int = 0
-    excluded: Mapping[str, int] = field(default_factory=dict)
-
-    def add(self, reason: Exclusion | None, count: int = 1) -> Tally:
-        if reason is None:
-            return Tally(self.audience + count, self.excluded)
-        excluded = dict(self.excluded)
-        excluded[reason.value] = excluded.get(reason.value, 0) + count
-        return Tally(self.audience, excluded)
-
-    def merge(self, other: Tally) -> Tally:
-        excluded = dict(self.excluded)
-        for k, v in other.excluded.items():
-            excluded[k] = excluded.get(k, 0) + v
-        return Tally(self.audience + other.audience, excluded)
-
-
-def full_exclusions(excluded: Mapping[str, int]) -> dict[str, int]:
-    """Every reason of R11, zero where none, in R11's order."""
-    return {reason.value: int(excluded.get(reason.value, 0)) for reason in EXCLUSION_ORDER}
-
-
-@dataclass(frozen=True, slots=True)
-class PartitionSummary:
     campaign_id: str
-    partition: int
-    partitions: int
-    schedule: Schedule
-    cancelled_at: int | None
-    tally: Tally
 
 
-def final_report(summaries: Iterable[PartitionSummary]) -> Report | None:
-    """The booster's final report once every partition has reported, else None.
+@dataclass(frozen=True, slots=True)
+class AwaitAccount:
+    """R3 needs the account's channels, which have not arrived yet (topics are not ordered): the
+    launch waits for them."""
 
-    Duplicated summaries of a partition count once. R9 cancelled, R7 empty audience, else SENT (R8).
-    """
-    by_partition: dict[int, PartitionSummary] = {}
-    for s in summaries:
-        by_partition.setdefault(s.partition, s)
-    if not by_partition:
-        return None
-    first = next(iter(by_partition.values()))
-    if len(by_partition) < first.partitions:
-        return None
-    total = Tally()
-    for s in by_partition.values():
-        total = total.merge(s.tally)
-    cancelled = [s.cancelled_at for s in by_partition.values() if s.cancelled_at is not None]
-    sch = first.schedule
+    launch: CampaignLaunched
 
-    def report(status: Status, reason: str | None, audience: int, billable: int) -> Report:
-        return Report(
-            sch.booster_id,
-            sch.booster_name,
-            sch.campaign_id,
-            sch.account_id,
-            status,
-            reason,
-            sch.deadline,
-            audience,
-            full_exclusions(total.excluded),
-            billable,
-        )
 
-    if cancelled:
-        return report("CANCELLED", "cancelled before its window expired", 0, 0)
-    if total.audience == 0:
-        return report(
-            "CANCELLED",
-            "the audience came out empty: every recipient engaged or was excluded",
-            0,
-            0,
-        )
-    return report("SENT", None, total.audience, total.audience)
+LaunchStep = LaunchDecision | Duplicate | AwaitAccount
+
+LaunchStatus = Literal["NONE", "SCHEDULED", "REJECTED", "CANCELLED"]
+
+
+def on_launch(decided: LaunchStatus | None, account: AccountChannels | None, launch: CampaignLaunched) -> LaunchStep:
+    """What a launch event does, given what was decided for its campaign and the account's channels."""
+    if decided is not None:
+        return Duplicate(launch.campaign_id)
+    if account is None:
+        return AwaitAccount(launch)
+    return decide_launch(launch, account)
+
+
+def on_account(
+    state: AccountChannels | None, event: AccountChannels, waiting: Iterable[CampaignLaunched]
+) -> tuple[AccountChannels, list[LaunchDecision]]:
+    """The account's channels after an account.channels record, and the decisions of the launches
+    that were waiting for them."""
+    account = evolve_account(state, event)
+    return account, [decide_launch(launch, account) for launch in waiting]
+
+
+def launch_status(decision: LaunchDecision) -> LaunchStatus:
+    """What is remembered of a decided launch, so a duplicate is recognised."""
+    if isinstance(decision, NoBooster):
+        return "NONE"
+    status = decision.report.status
+    assert status != "SENT", "a launch is never decided as SENT"
+    return status

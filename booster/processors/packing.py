@@ -1,4 +1,5 @@
-"""Compact bytes for state values kept in tables (RocksDB and changelogs).
+"""Compact bytes for state values kept in tables (RocksDB and changelogs), and the plain dicts the
+Avro records of the internal topics are made of.
 
 Recipient rows are the bulk of the state (one per recipient of every live campaign), so they are a
 fixed 40-byte struct; the rarer values use JSON.
@@ -8,10 +9,15 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Mapping
 from typing import Any
 
-from booster.processors.boosters import CampaignPartition, Schedule
+from booster.processors.audience import Tally
+from booster.processors.boosters import Schedule
+from booster.processors.campaigns import CampaignPartition
+from booster.processors.events import AccountChannels
 from booster.processors.recipients import ContactState, RecipientState
+from booster.processors.summaries import PartitionSummary, SummaryState
 
 _NONE = -1
 _RECIPIENT = struct.Struct("<5q")
@@ -78,7 +84,7 @@ def schedule_to_dict(s: Schedule) -> dict[str, Any]:
     }
 
 
-def schedule_from_dict(d: dict[str, Any]) -> Schedule:
+def schedule_from_dict(d: Mapping[str, Any]) -> Schedule:
     return Schedule(
         d["campaign_id"],
         d["booster_id"],
@@ -113,3 +119,54 @@ def unpack_campaign(data: bytes) -> CampaignPartition:
         fired=d["fired"],
         first_seen_at=d["first_seen_at"],
     )
+
+
+def schedule_record(s: Schedule) -> dict[str, Any]:
+    """A schedule as the internal topics carry it: the campaign id is in the enclosing record."""
+    d = schedule_to_dict(s)
+    del d["campaign_id"]
+    return d
+
+
+def summary_to_dict(s: PartitionSummary) -> dict[str, Any]:
+    """A summary as booster.summaries carries it (and as the summaries table keeps it)."""
+    return {
+        "campaign_id": s.campaign_id,
+        "partition": s.partition,
+        "partitions": s.partitions,
+        "schedule": schedule_record(s.schedule),
+        "cancelled_at": s.cancelled_at,
+        "audience": s.tally.audience,
+        "excluded": dict(s.tally.excluded),
+    }
+
+
+def summary_from_dict(r: Mapping[str, Any]) -> PartitionSummary:
+    return PartitionSummary(
+        campaign_id=r["campaign_id"],
+        partition=r["partition"],
+        partitions=r["partitions"],
+        schedule=schedule_from_dict({"campaign_id": r["campaign_id"], **r["schedule"]}),
+        cancelled_at=r["cancelled_at"],
+        tally=Tally(r["audience"], dict(r["excluded"])),
+    )
+
+
+def pack_summaries(s: SummaryState) -> bytes:
+    # the shape of every version so far: {"done": ..., "parts": {"<partition>": summary record}}
+    parts = {str(p): summary_to_dict(summary) for p, summary in s.parts.items()}
+    return json.dumps({"done": s.done, "parts": parts}, separators=(",", ":")).encode()
+
+
+def unpack_summaries(data: bytes) -> SummaryState:
+    d = json.loads(data)
+    return SummaryState({int(p): summary_from_dict(r) for p, r in d["parts"].items()}, d["done"])
+
+
+def pack_account(a: AccountChannels) -> bytes:
+    return json.dumps({"channels": sorted(a.channels), "updated_at": a.updated_at}).encode()
+
+
+def unpack_account(account_id: str, raw: bytes) -> AccountChannels:
+    d = json.loads(raw)
+    return AccountChannels(account_id, frozenset(d["channels"]), d["updated_at"])

@@ -7,8 +7,10 @@ deadline: only facts whose event time is at or before the deadline count (R5, G1
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import assert_never
 
 from booster.processors.events import (
     Channel,
@@ -23,6 +25,7 @@ from booster.processors.events import (
     MessageOpened,
     MessageSent,
 )
+from booster.processors.text import format_timestamp
 
 
 class Exclusion(StrEnum):
@@ -69,34 +72,61 @@ class ContactState:
 
 def evolve_recipient(state: RecipientState | None, event: MessageEvent) -> RecipientState:
     s = state or RecipientState()
-    if isinstance(event, MessageSent):
-        return replace(s, sent_at=_earliest(s.sent_at, event.sent_at))
-    if isinstance(event, MessageDelivered):
-        if event.error:
+    match event:
+        case MessageSent():
+            return replace(s, sent_at=_earliest(s.sent_at, event.sent_at))
+        case MessageDelivered(error=True):
             return replace(s, error_at=_earliest(s.error_at, event.reported_at))
-        return replace(s, delivered_at=_earliest(s.delivered_at, event.reported_at))
-    if isinstance(event, MessageOpened):
-        return replace(s, opened_at=_earliest(s.opened_at, event.opened_at))
-    if isinstance(event, MessageClicked):
-        return replace(s, clicked_at=_earliest(s.clicked_at, event.clicked_at))
-    raise TypeError(f"not a message event: {event!r}")
+        case MessageDelivered():
+            return replace(s, delivered_at=_earliest(s.delivered_at, event.reported_at))
+        case MessageOpened():
+            return replace(s, opened_at=_earliest(s.opened_at, event.opened_at))
+        case MessageClicked():
+            return replace(s, clicked_at=_earliest(s.clicked_at, event.clicked_at))
+        case _:
+            assert_never(event)  # a new message event is a type error until it is folded here
 
 
 def evolve_contact(state: ContactState | None, event: ContactEvent) -> ContactState:
     s = state or ContactState()
-    if isinstance(event, ContactDeleted):
-        return replace(s, deleted_at=_earliest(s.deleted_at, event.deleted_at))
-    if isinstance(event, ContactUnsubscribed):
-        channel = event.channel or ALL_CHANNELS
-        current = dict(s.unsubscribed)
-        current[channel] = _earliest(current.get(channel), event.unsubscribed_at)
-        return replace(s, unsubscribed=tuple(sorted(current.items())))
-    if isinstance(event, ContactBlocked):
-        entry = (event.changed_at, event.blocked)
-        if entry in s.blocks:
-            return s
-        return replace(s, blocks=tuple(sorted((*s.blocks, entry))))
-    raise TypeError(f"not a contact event: {event!r}")
+    match event:
+        case ContactDeleted():
+            return replace(s, deleted_at=_earliest(s.deleted_at, event.deleted_at))
+        case ContactUnsubscribed():
+            channel = event.channel or ALL_CHANNELS
+            current = dict(s.unsubscribed)
+            current[channel] = _earliest(current.get(channel), event.unsubscribed_at)
+            return replace(s, unsubscribed=tuple(sorted(current.items())))
+        case ContactBlocked():
+            entry = (event.changed_at, event.blocked)
+            if entry in s.blocks:
+                return s
+            return replace(s, blocks=tuple(sorted((*s.blocks, entry))))
+        case _:
+            assert_never(event)  # a new contact event is a type error until it is folded here
+
+
+@dataclass(frozen=True, slots=True)
+class Folded:
+    """Every recipient (by campaign and contact) and contact state that a set of events folds into."""
+
+    recipients: dict[tuple[str, str], RecipientState] = field(default_factory=dict)
+    contacts: dict[str, ContactState] = field(default_factory=dict)
+
+
+def fold(events: Iterable[MessageEvent | ContactEvent], into: Folded | None = None) -> Folded:
+    """The state a worker's tables hold after these events, in any order and with any repeats (G5)."""
+    out = into or Folded()
+    for event in events:
+        match event:
+            case MessageSent() | MessageDelivered() | MessageOpened() | MessageClicked():
+                key = (event.campaign_id, event.contact_id)
+                out.recipients[key] = evolve_recipient(out.recipients.get(key), event)
+            case ContactUnsubscribed() | ContactDeleted() | ContactBlocked():
+                out.contacts[event.contact_id] = evolve_contact(out.contacts.get(event.contact_id), event)
+            case _:
+                assert_never(event)
+    return out
 
 
 def _at_or_before(ts: int | None, deadline: int) -> bool:
@@ -156,12 +186,6 @@ def is_recipient(state: RecipientState) -> bool:
     return state.sent_at is not None
 
 
-def _iso(ms: int) -> str:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def explain(
     recipient: RecipientState | None,
     contact: ContactState | None,
@@ -178,23 +202,23 @@ def explain(
     c = contact or ContactState()
     r = recipient
     if reason is None:
-        return None, True, f"eligible: delivered at {_iso(r.delivered_at or 0)}, no exclusion applies"
+        return None, True, f"eligible: delivered at {format_timestamp(r.delivered_at or 0)}, no exclusion applies"
     if reason is Exclusion.DELETED:
-        why = f"deleted at {_iso(c.deleted_at or 0)}"
+        why = f"deleted at {format_timestamp(c.deleted_at or 0)}"
     elif reason is Exclusion.BLOCKED:
         since = max((t for t, blocked in c.blocks if blocked and t <= at), default=0)
-        why = f"blocked since {_iso(since)}"
+        why = f"blocked since {format_timestamp(since)}"
     elif reason is Exclusion.UNSUBSCRIBED:
         hits = [(ch, t) for ch, t in c.unsubscribed if ch in (channel, ALL_CHANNELS) and t <= at]
         ch, t = min(hits, key=lambda h: h[1])
         where = "every channel" if ch == ALL_CHANNELS else ch
-        why = f"unsubscribed from {where} at {_iso(t)}"
+        why = f"unsubscribed from {where} at {format_timestamp(t)}"
     elif reason is Exclusion.ERROR:
-        why = f"the original message ended in Error at {_iso(r.error_at or 0)}"
+        why = f"the original message ended in Error at {format_timestamp(r.error_at or 0)}"
     elif reason is Exclusion.WAITING:
         why = "the original message has no final delivery report (Waiting)"
     elif reason is Exclusion.CLICKED:
-        why = f"clicked the original message at {_iso(r.clicked_at or 0)}"
+        why = f"clicked the original message at {format_timestamp(r.clicked_at or 0)}"
     else:
-        why = f"opened the original message at {_iso(r.opened_at or 0)} (criterion {criterion})"
+        why = f"opened the original message at {format_timestamp(r.opened_at or 0)} (criterion {criterion})"
     return reason, False, f"excluded, {reason.value}: {why}"

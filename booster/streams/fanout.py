@@ -17,22 +17,19 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
+from mode import Service
 
 from booster.config import Settings
-from booster.processors.boosters import (
-    CampaignPartition,
-    PartitionSummary,
-    Schedule,
-    Tally,
-    command_id_of,
-    is_cancelled,
-)
-from booster.processors.recipients import Exclusion
+from booster.processors.audience import Tally
+from booster.processors.boosters import Schedule, command_id_of
+from booster.processors.campaigns import CampaignPartition, is_cancelled
+from booster.processors.packing import summary_to_dict
+from booster.processors.summaries import PartitionSummary
 from booster.schemas import codec
 from booster.schemas.templates import CommandTemplate
-from booster.streams.audience import NOT_A_RECIPIENT, decide_rows
-from booster.streams.tables import recipient_key
-from booster.streams.wire import progress_record, summary_record
+from booster.streams.audience import decide_rows
+from booster.streams.store import PartitionStore, recipient_key
+from booster.streams.wire import progress_record
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +40,12 @@ class FanoutResult:
     commands: int
 
 
-class Fanout:
-    def __init__(self, settings: Settings, app_id: str) -> None:
+class Fanout(Service):
+    """The fan-out producers (one per partition this worker fans out) and the progress reader; they
+    start when first needed and stop with the worker."""
+
+    def __init__(self, settings: Settings, app_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.settings = settings
         self.app_id = app_id
         self._producers: dict[int, AIOKafkaProducer] = {}
@@ -79,7 +80,7 @@ class Fanout:
                 except KafkaError as exc:
                     log.warning("stopping the fan-out producer of partition %s: %s", p, exc)
 
-    async def stop(self) -> None:
+    async def on_stop(self) -> None:
         await self.release(set(self._producers))
         if self._progress_reader is not None:
             await self._progress_reader.stop()
@@ -120,8 +121,8 @@ class Fanout:
         *,
         state: CampaignPartition,
         partition: int,
-        recipients: Any,
-        contacts: Any,
+        recipients: PartitionStore,
+        contacts: PartitionStore,
         now: int,
     ) -> FanoutResult:
         schedule = state.schedule
@@ -139,8 +140,8 @@ class Fanout:
         schedule: Schedule,
         state: CampaignPartition,
         partition: int,
-        recipients: Any,
-        contacts: Any,
+        recipients: PartitionStore,
+        contacts: PartitionStore,
         now: int,
     ) -> FanoutResult:
         cid = schedule.campaign_id
@@ -172,16 +173,14 @@ class Fanout:
         commands = 0
         last_contact: str | None = progress["last_key"] if progress else None
         if not is_cancelled(state):
-            rows = decide_rows(recipients, contacts, partition, schedule, schedule.deadline, after)
+            rows = decide_rows(recipients, contacts, schedule, schedule.deadline, after)
             for contact_id, decision in rows:
                 last_contact = contact_id
                 walked += 1
-                if decision != NOT_A_RECIPIENT:
-                    reason = decision if isinstance(decision, Exclusion) else None
-                    tally = tally.add(reason)
-                    if reason is None:
-                        command = template.encode(command_id_of(booster_id, contact_id), contact_id)
-                        batch.append((contact_id.encode(), command))
+                tally = tally.count(decision)
+                if decision is None:  # eligible: not excluded, and a recipient
+                    command = template.encode(command_id_of(booster_id, contact_id), contact_id)
+                    batch.append((contact_id.encode(), command))
                 if walked >= chunk_size:
                     commands += len(batch)
                     progress_value = progress_record(cid, partition, last_contact, False, tally)
@@ -233,6 +232,6 @@ class Fanout:
             if summary is not None:
                 await prod.send(
                     s.topic("booster.summaries"),
-                    value=c.encode("booster.summaries", summary_record(summary)),
+                    value=c.encode("booster.summaries", summary_to_dict(summary)),
                     key=campaign_id.encode(),
                 )

@@ -11,19 +11,23 @@ timestamps are not trusted for this: a producer may stamp a record with any time
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from mode import Service
 
 
-@dataclass
-class LagGate:
-    bootstrap: str
-    group_id: str
-    processed: dict[TopicPartition, int] = field(default_factory=dict)  # next offset to process
-    _consumer: AIOKafkaConsumer | None = None
-    _admin: AIOKafkaAdminClient | None = None
+class LagGate(Service):
+    """Its clients start when first needed and stop with the worker (or `stop()` when used alone)."""
+
+    def __init__(self, bootstrap: str, group_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bootstrap = bootstrap
+        self.group_id = group_id
+        self.processed: dict[TopicPartition, int] = {}  # next offset to process, per input partition
+        self._consumer: AIOKafkaConsumer | None = None
+        self._admin: AIOKafkaAdminClient | None = None
 
     def record(self, topic: str, partition: int, offset: int) -> None:
         """Called by the agents after a record's effects are in the tables."""
@@ -35,7 +39,7 @@ class LagGate:
         for tp in tps:
             self.processed.pop(tp, None)
 
-    async def start(self) -> None:
+    async def _clients(self) -> None:
         if self._consumer is None:
             self._consumer = AIOKafkaConsumer(
                 bootstrap_servers=self.bootstrap,
@@ -48,7 +52,7 @@ class LagGate:
             self._admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
             await self._admin.start()
 
-    async def stop(self) -> None:
+    async def on_stop(self) -> None:
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
@@ -58,7 +62,7 @@ class LagGate:
 
     async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         """The snapshot: last stable offsets of these partitions, now."""
-        await self.start()
+        await self._clients()
         assert self._consumer is not None
         ends: dict[TopicPartition, int] = await self._consumer.end_offsets(tps)
         return ends
@@ -67,7 +71,7 @@ class LagGate:
         self, tps: list[TopicPartition], ends: dict[TopicPartition, int] | None = None
     ) -> dict[TopicPartition, int]:
         """Partitions whose position is short of `ends` (default: the end offsets now), with by how much."""
-        await self.start()
+        await self._clients()
         assert self._consumer is not None and self._admin is not None
         if ends is None:
             ends = await self.end_offsets(tps)

@@ -1,12 +1,16 @@
-"""Processor values to and from the Avro records of the contract and the internal topics."""
+"""Processor values to and from the Avro records of the output and internal topics."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, assert_never
 
-from booster.processors.boosters import PartitionSummary, Report, Schedule, Tally
-from booster.processors.packing import schedule_from_dict, schedule_to_dict
+from booster.errors import DecodeError
+from booster.processors.audience import Tally
+from booster.processors.boosters import Report
+from booster.processors.campaigns import ControlEvent, ControlKind, NoBoosterFor, Scheduled, Tick, control_kind
+from booster.processors.events import BoosterCancelled
+from booster.processors.packing import schedule_from_dict, schedule_record
 
 
 def report_record(r: Report) -> dict[str, Any]:
@@ -24,46 +28,37 @@ def report_record(r: Report) -> dict[str, Any]:
     }
 
 
-def _schedule_record(s: Schedule) -> dict[str, Any]:
-    d = schedule_to_dict(s)
-    del d["campaign_id"]
-    return d
+def control_record(event: ControlEvent) -> dict[str, Any]:
+    schedule = None
+    match event:
+        case Scheduled():
+            campaign_id, at, schedule = event.schedule.campaign_id, event.at, schedule_record(event.schedule)
+        case BoosterCancelled():
+            campaign_id, at = event.campaign_id, event.cancelled_at
+        case NoBoosterFor() | Tick():
+            campaign_id, at = event.campaign_id, event.at
+        case _:
+            assert_never(event)
+    return {"kind": control_kind(event).value, "campaign_id": campaign_id, "at": at, "schedule": schedule}
 
 
-def control_record(kind: str, campaign_id: str, at: int, schedule: Schedule | None = None) -> dict[str, Any]:
-    return {
-        "kind": kind,
-        "campaign_id": campaign_id,
-        "at": at,
-        "schedule": None if schedule is None else _schedule_record(schedule),
-    }
-
-
-def schedule_of(campaign_id: str, record: Mapping[str, Any]) -> Schedule:
-    return schedule_from_dict({"campaign_id": campaign_id, **record})
-
-
-def summary_record(s: PartitionSummary) -> dict[str, Any]:
-    return {
-        "campaign_id": s.campaign_id,
-        "partition": s.partition,
-        "partitions": s.partitions,
-        "schedule": _schedule_record(s.schedule),
-        "cancelled_at": s.cancelled_at,
-        "audience": s.tally.audience,
-        "excluded": dict(s.tally.excluded),
-    }
-
-
-def summary_of(r: Mapping[str, Any]) -> PartitionSummary:
-    return PartitionSummary(
-        campaign_id=r["campaign_id"],
-        partition=r["partition"],
-        partitions=r["partitions"],
-        schedule=schedule_of(r["campaign_id"], r["schedule"]),
-        cancelled_at=r["cancelled_at"],
-        tally=Tally(r["audience"], dict(r["excluded"])),
-    )
+def control_event(record: Mapping[str, Any]) -> ControlEvent:
+    """The event a decoded booster.control record carries; DecodeError for one that makes no sense."""
+    campaign_id, at = record["campaign_id"], record["at"]
+    kind = ControlKind(record["kind"])
+    match kind:
+        case ControlKind.SCHEDULE:
+            if record["schedule"] is None:
+                raise DecodeError("a SCHEDULE control record without its schedule", kind="corrupt")
+            return Scheduled(schedule_from_dict({"campaign_id": campaign_id, **record["schedule"]}), at)
+        case ControlKind.CANCEL:
+            return BoosterCancelled(campaign_id, at)
+        case ControlKind.NO_BOOSTER:
+            return NoBoosterFor(campaign_id, at)
+        case ControlKind.TICK:
+            return Tick(campaign_id, at)
+        case _:
+            assert_never(kind)
 
 
 def progress_record(campaign_id: str, partition: int, last_key: str | None, done: bool, tally: Tally) -> dict[str, Any]:

@@ -22,11 +22,11 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from booster import admin
 from booster.config import Settings
-from booster.procs import WorkerProcess
-from booster.scenario import HOUR_MS, Scenario, build
+from booster.ops import admin
 from booster.schemas.catalog import CONTACT_INPUT_TOPICS
+from booster.testing.scenario import HOUR_MS, Scenario, build
+from booster.testing.workers import WorkerProcess
 from tests.faults.harness import account_record, final_report_async, publish_records, scenario_records, verify
 
 # two thirds of the recipients are eligible, so N recipients give about 2N/3 commands
@@ -59,7 +59,7 @@ class Watch:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.group = f"{settings.topic_prefix}{settings.app_id}"
+        self.group = settings.group_id
         self.inputs = [
             TopicPartition(settings.topic(t), p) for t in CONTACT_INPUT_TOPICS for p in range(settings.partitions)
         ]

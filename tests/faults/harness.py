@@ -10,13 +10,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from booster import clients
-from booster.clients import read_topic
 from booster.config import Settings
+from booster.ops import clients
+from booster.ops.clients import read_topic
 from booster.processors.boosters import booster_id_of, command_id_of
-from booster.scenario import Scenario
 from booster.schemas import codec
 from booster.streams.gate import LagGate
+from booster.testing.scenario import Scenario
 
 
 def scenario_records(sc: Scenario, launch: bool = True) -> list[tuple[str, dict[str, Any]]]:
@@ -54,7 +54,7 @@ async def publish_records(settings: Settings, records: list[tuple[str, dict[str,
 
 def group_lag(settings: Settings, topics: list[str]) -> int:
     async def go() -> int:
-        gate = LagGate(settings.broker, f"{settings.topic_prefix}{settings.app_id}")
+        gate = LagGate(settings.broker, settings.group_id)
         try:
             tps = [TopicPartition(settings.topic(t), p) for t in topics for p in range(settings.partitions)]
             return sum((await gate.lagging(tps)).values())

@@ -17,15 +17,15 @@ from fastavro import parse_schema, schemaless_writer
 
 from booster.broker.local import LocalKafka
 from booster.config import Settings
-from booster.procs import WorkerProcess
-from booster.scenario import HOUR_MS, build
 from booster.schemas import CATALOG, codec, spec_for
 from booster.schemas.catalog import INPUT_TOPICS
 from booster.schemas.codec import strip_logical_types
+from booster.testing.scenario import HOUR_MS, build
+from booster.testing.workers import WorkerProcess
 from tests.conftest import fresh_settings
 from tests.faults.harness import account_record, fired, scenario_records
 from tests.helpers import booster, read_all, wait_for
-from tests.unit.test_codec import SAMPLES
+from tests.samples import SAMPLES
 
 Raw = tuple[str, bytes | None, bytes | None]  # topic, key, value
 
@@ -143,7 +143,7 @@ def test_bad_records_go_to_the_dead_letter_topic_and_the_worker_goes_on(kafka: L
     assert {t for t, _, _ in bad} == set(INPUT_TOPICS)
     mixed = good + bad
     rng.shuffle(mixed)
-    asyncio.run(__import__("booster.admin", fromlist=["create"]).create(settings))
+    asyncio.run(__import__("booster.ops.admin", fromlist=["create"]).create(settings))
     worker = WorkerProcess(settings, tmp_path / "w").start()
     try:
         asyncio.run(produce_ordered(settings, mixed))
@@ -194,7 +194,7 @@ def test_bad_records_go_to_the_dead_letter_topic_and_the_worker_goes_on(kafka: L
 
 
 def _raw_topic(settings: Settings, topic: str) -> list[Any]:
-    from booster.clients import read_topic
+    from booster.ops.clients import read_topic
 
     async def go() -> list[Any]:
         out = []

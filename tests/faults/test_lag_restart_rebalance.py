@@ -13,14 +13,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from booster import admin
 from booster.broker.local import LocalKafka
-from booster.clients import produce_raw
-from booster.procs import WorkerProcess
-from booster.scenario import HOUR_MS, build
+from booster.ops import admin
+from booster.ops.clients import produce_raw
 from booster.schemas import codec
 from booster.schemas.catalog import CONTACT_INPUT_TOPICS
 from booster.streams.gate import LagGate
+from booster.testing.scenario import HOUR_MS, build
+from booster.testing.workers import WorkerProcess
 from tests.conftest import fresh_settings
 from tests.faults.chaos import chaos
 from tests.faults.harness import (
@@ -97,7 +97,7 @@ def test_lag_gate_counts_what_the_group_has_not_processed(kafka: LocalKafka) -> 
     asyncio.run(produce_raw(settings, "contact.deleted", [(f"k{i}".encode(), value) for i in range(30)]))
 
     async def scenario() -> None:
-        group = f"{settings.topic_prefix}{settings.app_id}"
+        group = settings.group_id
         gate = LagGate(settings.broker, group)
         tps = [TopicPartition(topic, p) for p in range(2)]
         try:

@@ -11,15 +11,15 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import NewTopic
 
-from booster import admin
 from booster.broker.local import LocalKafka, kafka_version
-from booster.clients import produce_raw, read_topic
 from booster.config import Settings
+from booster.ops import admin
+from booster.ops.clients import produce_raw, read_topic
 from booster.schemas import codec
 from booster.schemas.catalog import INPUT_TOPICS
 from tests.conftest import fresh_settings
 from tests.helpers import booster, wait_for
-from tests.unit.test_codec import SAMPLES
+from tests.samples import SAMPLES
 
 
 def test_a_real_java_kafka_broker_is_running(kafka: LocalKafka) -> None:

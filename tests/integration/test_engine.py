@@ -18,16 +18,17 @@ from typing import Any
 import pytest
 from aiokafka import TopicPartition
 
-from booster import admin
 from booster.broker.local import LocalKafka
-from booster.clients import publish_lines
 from booster.config import Settings
-from booster.demo import publish_scenario
+from booster.ops import admin
+from booster.ops.clients import publish_lines
 from booster.processors.boosters import booster_id_of, command_id_of
-from booster.procs import WorkerProcess
-from booster.scenario import HOUR_MS, Scenario, build
 from booster.schemas.catalog import CONTACT_INPUT_TOPICS
 from booster.streams.gate import LagGate
+from booster.streams.store import recipient_prefix
+from booster.testing.demo import publish_scenario
+from booster.testing.scenario import HOUR_MS, Scenario, build
+from booster.testing.workers import WorkerProcess
 from tests.conftest import fresh_settings
 from tests.helpers import read_all, reports_by_campaign, wait_for
 
@@ -67,7 +68,7 @@ def caught_up(settings: Settings, topics: list[str]) -> bool:
     """The worker's group has committed everything on these topics."""
 
     async def check() -> bool:
-        gate = LagGate(settings.broker, f"{settings.topic_prefix}{settings.app_id}")
+        gate = LagGate(settings.broker, settings.group_id)
         try:
             tps = [TopicPartition(settings.topic(t), p) for t in topics for p in range(settings.partitions)]
             return not await gate.lagging(tps)
@@ -212,7 +213,7 @@ def _changelog(settings: Settings) -> dict[bytes, bytes | None]:
     async def go() -> dict[bytes, bytes | None]:
         from aiokafka import AIOKafkaConsumer
 
-        topic = f"{settings.topic_prefix}{settings.app_id}-recipients-changelog"
+        topic = f"{settings.group_id}-recipients-changelog"
         consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, isolation_level="read_committed")
         await consumer.start()
         latest: dict[bytes, bytes | None] = {}
@@ -380,12 +381,12 @@ def test_fires_after_deadline_plus_lateness_and_within_seconds(run: Run) -> None
 def test_recipient_rows_are_gone_after_the_booster_fired(run: Run) -> None:
     changelog: dict[bytes, bytes | None] = run.extra["changelog"]
     for name in ("email", "sms", "all-opened", "cancelled"):
-        prefix = f"{run.cid(name)}\x1f".encode()
+        prefix = recipient_prefix(run.cid(name))
         keys = [k for k in changelog if k.startswith(prefix)]
         assert len(keys) == len(run.scenarios[name].roles), name
         assert all(changelog[k] is None for k in keys), f"{name}: rows left in the table"
     # a booster that has not fired keeps its rows
-    pending = f"{run.cid('exact-7d')}\x1f".encode()
+    pending = recipient_prefix(run.cid("exact-7d"))
     assert any(v is not None for k, v in changelog.items() if k.startswith(pending))
 
 
@@ -401,7 +402,7 @@ def test_r1_a_campaign_without_booster_gets_no_report_no_command_and_its_rows_go
     assert run.cid("no-booster") not in run.reports
     assert run.commanded("no-booster") == []
     changelog: dict[bytes, bytes | None] = run.extra["changelog"]
-    prefix = f"{run.cid('no-booster')}\x1f".encode()
+    prefix = recipient_prefix(run.cid("no-booster"))
     assert all(changelog[k] is None for k in changelog if k.startswith(prefix)), (
         "rows of a campaign without booster stayed"
     )

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from booster import admin
 from booster.broker.local import LocalKafka
-from booster.demo import publish_scenario
-from booster.procs import WorkerProcess
-from booster.scenario import HOUR_MS, build
+from booster.ops import admin
 from booster.schemas import codec
+from booster.testing.demo import publish_scenario
+from booster.testing.scenario import HOUR_MS, build
+from booster.testing.workers import WorkerProcess
 from tests.conftest import fresh_settings
 from tests.helpers import env_for, reports_by_campaign, wait_for
 
@@ -45,7 +45,7 @@ def test_every_command_of_the_guide_runs(kafka: LocalKafka, tmp_path: Path) -> N
     try:
         asyncio.run(publish_scenario(settings, sc))
         # one dead letter, so that `dead-letter replay --dry-run` has something to choose
-        from booster.clients import produce_raw
+        from booster.ops.clients import produce_raw
 
         asyncio.run(produce_raw(settings, "contact.deleted", [(b"k", b"not avro")]))
         wait_for("the booster to be scheduled", lambda: reports_by_campaign(settings).get(sc.campaign_id), 60)

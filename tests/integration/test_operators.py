@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from booster import admin
 from booster.broker.local import LocalKafka
 from booster.config import Settings
-from booster.demo import publish_scenario
-from booster.procs import WorkerProcess
-from booster.scenario import HOUR_MS, Scenario, build
+from booster.ops import admin
+from booster.testing.demo import publish_scenario
+from booster.testing.scenario import HOUR_MS, Scenario, build
+from booster.testing.workers import WorkerProcess
 from tests.conftest import fresh_settings
 from tests.helpers import booster, reports_by_campaign, wait_for
 

@@ -13,10 +13,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from booster.clients import latest_reports
 from booster.config import Settings
 from booster.errors import BoosterError
-from booster.jsonio import format_timestamp
+from booster.ops.clients import latest_reports
+from booster.processors.text import format_timestamp, human_duration
 from booster.schemas.catalog import CONTACT_INPUT_TOPICS, LAUNCHES_BY_ACCOUNT
 
 # every topic the workers consume, in the order an operator reads them
@@ -32,15 +32,7 @@ CONSUMED = [
 
 
 def _human_duration(ms: int) -> str:
-    seconds = abs(ms) // 1000
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d{hours:02d}h"
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    return f"{minutes}m{secs:02d}s"
+    return human_duration(abs(ms) // 1000)
 
 
 async def boosters(settings: Settings) -> list[dict[str, Any]]:
@@ -75,7 +67,7 @@ def render_boosters(rows: list[dict[str, Any]]) -> str:
 async def lag(settings: Settings, lateness_ms: int | None = None) -> dict[str, Any]:
     """Per topic and partition: end offset, the workers' committed offset, and the difference;
     and the due boosters that have no final report yet (held by the lag gate, or firing)."""
-    group = f"{settings.topic_prefix}{settings.app_id}"
+    group = settings.group_id
     tps = [TopicPartition(settings.topic(t), p) for t in CONSUMED for p in range(settings.partitions)]
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, isolation_level="read_committed")
     client = AIOKafkaAdminClient(bootstrap_servers=settings.broker)

@@ -8,10 +8,11 @@ from typing import Any, cast
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from booster.processors.boosters import Tally, default_criterion
+from booster.processors.audience import Tally
+from booster.processors.boosters import default_criterion
 from booster.processors.events import contact_event_from_record, message_event_from_record
 from booster.processors.recipients import ContactState, RecipientState, evolve_contact, evolve_recipient, exclusion
-from booster.scenario import Scenario, build
+from booster.testing.scenario import Scenario, build
 
 T0 = 1_767_225_600_000
 

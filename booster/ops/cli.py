@@ -58,7 +58,7 @@ def cmd_kafka(args: argparse.Namespace) -> int:
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
-    from booster import admin
+    from booster.ops import admin
 
     settings = _settings()
     if args.action == "create":
@@ -105,7 +105,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from booster.clients import PublishRefused, publish_lines
+    from booster.ops.clients import PublishRefused, publish_lines
 
     stream = open(args.file) if args.file else sys.stdin  # noqa: SIM115
     try:
@@ -121,7 +121,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
-    from booster.clients import tail
+    from booster.ops.clients import tail
 
     count = _run(
         tail(
@@ -141,7 +141,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 
 def _selection(args: argparse.Namespace) -> Any:
-    from booster.deadletters import Selection
+    from booster.ops.deadletters import Selection
 
     return Selection(
         source_topic=args.source_topic,
@@ -152,8 +152,8 @@ def _selection(args: argparse.Namespace) -> Any:
 
 
 def cmd_dead_letter(args: argparse.Namespace) -> int:
-    from booster import deadletters
-    from booster.jsonio import record_to_json
+    from booster.ops import deadletters
+    from booster.ops.jsonio import record_to_json
 
     settings = _settings()
     if args.action == "list":
@@ -178,32 +178,32 @@ def cmd_dead_letter(args: argparse.Namespace) -> int:
 
 
 def cmd_boosters(args: argparse.Namespace) -> int:
-    from booster import operators
+    from booster.ops import views
 
-    rows = _run(operators.boosters(_settings()))
+    rows = _run(views.boosters(_settings()))
     if args.status:
         rows = [r for r in rows if r["status"] == args.status]
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        print(operators.render_boosters(rows))
+        print(views.render_boosters(rows))
     return EXIT_OK
 
 
 def cmd_lag(args: argparse.Namespace) -> int:
-    from booster import operators
+    from booster.ops import views
 
-    report = _run(operators.lag(_settings()))
-    print(json.dumps(report, indent=2) if args.json else operators.render_lag(report))
+    report = _run(views.lag(_settings()))
+    print(json.dumps(report, indent=2) if args.json else views.render_lag(report))
     return EXIT_OK
 
 
 def cmd_audience(args: argparse.Namespace) -> int:
-    from booster import operators
+    from booster.ops import views
 
     worker = args.worker or f"http://127.0.0.1:{_settings().web_port}"
-    result = operators.audience(worker, args.campaign_id, args.contact)
-    print(json.dumps(result, indent=2) if args.json else operators.render_audience(result))
+    result = views.audience(worker, args.campaign_id, args.contact)
+    print(json.dumps(result, indent=2) if args.json else views.render_audience(result))
     return EXIT_OK if result["scheduled"] else EXIT_NOT_FOUND
 
 
@@ -213,7 +213,7 @@ def cmd_audience(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     import faust
 
-    from booster import admin
+    from booster.ops import admin
     from booster.streams.app import BoosterApp
 
     settings = _settings()
@@ -238,7 +238,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from booster.broker.local import LocalKafka
-    from booster.demo import run_demo
+    from booster.testing.demo import run_demo
 
     settings = _settings()
     kafka = LocalKafka(settings)

@@ -16,9 +16,10 @@ from aiokafka.structs import ConsumerRecord
 
 from booster.config import Settings
 from booster.errors import BoosterError, DecodeError, EncodeError
-from booster.jsonio import parse_line, record_to_json
+from booster.ops.jsonio import parse_line, record_to_json
 from booster.schemas import codec
 from booster.schemas.catalog import CATALOG, LAUNCHES_BY_ACCOUNT
+from booster.streams import compat
 
 
 class PublishRefused(BoosterError):
@@ -167,7 +168,7 @@ async def read_topic(
     try:
         parts = consumer.partitions_for_topic(real)
         if not parts:
-            await consumer._client.force_metadata_update()
+            await compat.refresh_metadata(consumer)
             parts = consumer.partitions_for_topic(real)
         if not parts:
             raise BoosterError(f"topic {real} does not exist; run `booster topics create`")

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from booster.errors import EncodeError
-from booster.jsonio import format_timestamp, parse_line, record_to_json
+from booster.ops.jsonio import parse_line, record_to_json
+from booster.processors.text import format_timestamp
 from booster.schemas import codec
 
 SENT = {"campaign_id": "c1", "contact_id": "k1", "message_id": "m1", "channel": "SMS", "sent_at": 1767225600000}

@@ -7,9 +7,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from booster.clients import produce_raw, read_topic, schema_topic
 from booster.config import Settings
 from booster.errors import BoosterError
+from booster.ops.clients import produce_raw, read_topic, schema_topic
 from booster.schemas import codec
 
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from booster.errors import EncodeError
+from booster.processors.text import format_timestamp
 from booster.schemas import codec, spec_for
 
 
@@ -33,11 +34,6 @@ def parse_timestamp(value: Any, field: str) -> int:
             dt = dt.replace(tzinfo=UTC)
         return round(dt.timestamp() * 1000)
     raise EncodeError(f"{field}: expected epoch milliseconds or an ISO-8601 string, got {value!r}")
-
-
-def format_timestamp(ms: int) -> str:
-    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _is_timestamp(t: Any) -> bool:

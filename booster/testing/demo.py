@@ -8,14 +8,14 @@ import sys
 import time
 from typing import Any
 
-from booster import admin
-from booster.clients import latest_reports, publish_lines, read_topic
 from booster.config import Settings
-from booster.jsonio import record_to_json
+from booster.ops import admin
+from booster.ops.clients import latest_reports, publish_lines, read_topic
+from booster.ops.jsonio import record_to_json
 from booster.processors.boosters import booster_id_of
-from booster.procs import WorkerProcess
-from booster.scenario import HOUR_MS, Scenario, build
 from booster.schemas import codec
+from booster.testing.scenario import HOUR_MS, Scenario, build
+from booster.testing.workers import WorkerProcess
 
 DEMO_LEAD_SECONDS = 40  # the booster's deadline is this far in the future when the demo publishes
 

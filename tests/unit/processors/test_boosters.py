@@ -6,28 +6,29 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from booster.processors.audience import Tally
 from booster.processors.boosters import (
     COMMAND_NAMESPACE,
     Accepted,
-    CampaignPartition,
     NoBooster,
-    PartitionSummary,
     Refused,
     Schedule,
-    Tally,
     booster_id_of,
     command_id_of,
     decide_launch,
-    due,
     evolve_account,
+)
+from booster.processors.campaigns import (
+    CampaignPartition,
+    due,
     evolve_campaign_cancel,
     evolve_campaign_schedule,
-    final_report,
     is_cancelled,
 )
 from booster.processors.events import AccountChannels, BoosterCancelled, BoosterSettings, CampaignLaunched
 from booster.processors.packing import pack_campaign, unpack_campaign
 from booster.processors.recipients import Exclusion
+from booster.processors.summaries import PartitionSummary, final_report
 
 T0 = 1_767_225_600_000
 ALL = AccountChannels("acct", frozenset({"EMAIL", "SMS", "PUSH"}), T0)
@@ -47,7 +48,7 @@ def launch(
 
 
 def test_r1_no_settings_no_booster() -> None:
-    assert decide_launch(launch(booster=False), ALL) == NoBooster("cmp")
+    assert decide_launch(launch(booster=False), ALL) == NoBooster("cmp", T0)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,75 @@
+"""One recipient's decision at a deadline, and the tally of a booster's audience (R4, R11).
+
+The fan-out and the operators' preview both walk a campaign's rows and count them here, so what the
+preview shows is what the fan-out will do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+
+from booster.processors.events import Channel, Criterion
+from booster.processors.recipients import EXCLUSION_ORDER, ContactState, Exclusion, RecipientState, exclusion
+
+
+class NotARecipient(Enum):
+    """A row of facts without a `sent` fact for the campaign: not in its audience at all (R4)."""
+
+    NOT_A_RECIPIENT = "NOT_A_RECIPIENT"
+
+
+NOT_A_RECIPIENT = NotARecipient.NOT_A_RECIPIENT
+
+# None: eligible; an Exclusion: excluded for that reason; NOT_A_RECIPIENT: not counted
+Decision = Exclusion | NotARecipient | None
+
+
+def decide(
+    recipient: RecipientState, contact: ContactState | None, *, channel: Channel, criterion: Criterion, at: int
+) -> Decision:
+    if recipient.sent_at is None:
+        return NOT_A_RECIPIENT
+    return exclusion(recipient, contact, channel=channel, criterion=criterion, deadline=at)
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """Audience and exclusions counted so far (one partition's, or a whole booster's)."""
+
+    audience: int = 0
+    excluded: Mapping[str, int] = field(default_factory=dict)
+
+    def add(self, reason: Exclusion | None, count: int = 1) -> Tally:
+        if reason is None:
+            return Tally(self.audience + count, self.excluded)
+        excluded = dict(self.excluded)
+        excluded[reason.value] = excluded.get(reason.value, 0) + count
+        return Tally(self.audience, excluded)
+
+    def count(self, decision: Decision) -> Tally:
+        """The tally with one more decided row; a row that is not a recipient is not counted."""
+        return self if decision is NOT_A_RECIPIENT else self.add(decision)
+
+    def merge(self, other: Tally) -> Tally:
+        excluded = dict(self.excluded)
+        for k, v in other.excluded.items():
+            excluded[k] = excluded.get(k, 0) + v
+        return Tally(self.audience + other.audience, excluded)
+
+    @property
+    def recipients(self) -> int:
+        return self.audience + sum(self.excluded.values())
+
+
+def tally_of(decisions: Iterable[Decision], start: Tally | None = None) -> Tally:
+    tally = start or Tally()
+    for decision in decisions:
+        tally = tally.count(decision)
+    return tally
+
+
+def full_exclusions(excluded: Mapping[str, int]) -> dict[str, int]:
+    """Every reason of R11, zero where none, in R11's order."""
+    return {reason.value: int(excluded.get(reason.value, 0)) for reason in EXCLUSION_ORDER}

@@ -1,0 +1,90 @@
+"""A booster's per-partition summaries merged into its one final report (R7, R8, R9, R11)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from booster.processors.audience import Tally, full_exclusions
+from booster.processors.boosters import Report, Schedule, Status
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionSummary:
+    """What one partition's fan-out did for a booster."""
+
+    campaign_id: str
+    partition: int
+    partitions: int
+    schedule: Schedule
+    cancelled_at: int | None
+    tally: Tally
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryState:
+    """The summaries of a booster received so far; `done` once its final report was made (the parts
+    are dropped then, and later duplicates change nothing)."""
+
+    parts: Mapping[int, PartitionSummary] = field(default_factory=dict)
+    done: bool = False
+
+
+def evolve_summaries(state: SummaryState | None, summary: PartitionSummary) -> tuple[SummaryState, Report | None]:
+    """The state with one more summary, and the final report if this summary completed the booster.
+
+    The first summary of a partition counts; a duplicate (a replayed transaction's) is ignored.
+    """
+    s = state or SummaryState()
+    if s.done or summary.partition in s.parts:
+        return s, None
+    parts = {**s.parts, summary.partition: summary}
+    report = final_report(parts.values())
+    if report is not None:
+        return SummaryState(done=True), report
+    return SummaryState(parts), None
+
+
+def final_report(summaries: Iterable[PartitionSummary]) -> Report | None:
+    """The booster's final report once every partition has reported, else None.
+
+    Duplicated summaries of a partition count once. R9 cancelled, R7 empty audience, else SENT (R8).
+    """
+    by_partition: dict[int, PartitionSummary] = {}
+    for s in summaries:
+        by_partition.setdefault(s.partition, s)
+    if not by_partition:
+        return None
+    first = next(iter(by_partition.values()))
+    if len(by_partition) < first.partitions:
+        return None
+    total = Tally()
+    for s in by_partition.values():
+        total = total.merge(s.tally)
+    cancelled = [s.cancelled_at for s in by_partition.values() if s.cancelled_at is not None]
+    sch = first.schedule
+
+    def report(status: Status, reason: str | None, audience: int, billable: int) -> Report:
+        return Report(
+            sch.booster_id,
+            sch.booster_name,
+            sch.campaign_id,
+            sch.account_id,
+            status,
+            reason,
+            sch.deadline,
+            audience,
+            full_exclusions(total.excluded),
+            billable,
+        )
+
+    if cancelled:
+        return report("CANCELLED", "cancelled before its window expired", 0, 0)
+    if total.audience == 0:
+        return report(
+            "CANCELLED",
+            "the audience came out empty: every recipient engaged or was excluded",
+            0,
+            0,
+        )
+    return report("SENT", None, total.audience, total.audience)

@@ -1,0 +1,226 @@
+"""Deadlines: the timer that finds due boosters of this worker's active partitions, the control agent
+that folds schedules, cancellations and "no booster" into each partition's campaign state, and the
+tick that fans a partition's share of a booster out.
+
+timer (every BOOSTER_TICK_INTERVAL_SECONDS) -> due(state)? -> lag gate open (G1)? -> TICK into the partition
+booster.control -> `on_control`: SCHEDULE / CANCEL / NO_BOOSTER fold into the state; TICK fans out
+
+The fan-out runs inside the control agent's stream iteration, so it may delete the campaign's rows
+after its commands are committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import assert_never
+
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
+
+from booster.config import Settings
+from booster.processors.campaigns import (
+    CampaignPartition,
+    NoBoosterFor,
+    Scheduled,
+    Tick,
+    due,
+    evolve_campaign,
+    evolve_campaign_fired,
+)
+from booster.processors.events import BoosterCancelled
+from booster.schemas.catalog import CONTACT_INPUT_TOPICS
+from booster.streams.audience import delete_rows
+from booster.streams.campaigns import CampaignStates
+from booster.streams.fanout import Fanout
+from booster.streams.gate import LagGate
+from booster.streams.launches import Control
+from booster.streams.metrics import Metrics
+from booster.streams.records import Incoming, log_decision, now_ms
+from booster.streams.store import Table
+from booster.streams.wire import control_event
+
+log = logging.getLogger("booster.worker")
+
+RETICK_SECONDS = 15.0  # a tick not done by then (lost, failed fan-out) is sent again
+WAITING_LOG_SECONDS = 10.0  # a deadline held by the gate is logged this often
+
+
+@dataclass
+class _Watch:
+    """The timer's memory of one due campaign in one partition, until it fires or is forgotten."""
+
+    ticked_at: float | None = None  # monotonic time of the last tick sent
+    snapshot: dict[TopicPartition, int] | None = None  # the gate's end offsets, taken once
+    logged_at: float | None = None  # monotonic time of the last waiting-for-lag line
+
+
+class Deadlines:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        campaigns: CampaignStates,
+        recipients: Table,
+        contacts: Table,
+        control: Control,
+        gate: LagGate,
+        fanout: Fanout,
+        metrics: Metrics,
+        active_partitions: Callable[[], list[int]],
+    ) -> None:
+        self.settings = settings
+        self.campaigns = campaigns
+        self.recipients = recipients
+        self.contacts = contacts
+        self.control = control
+        self.gate = gate
+        self.fanout = fanout
+        self.metrics = metrics
+        self.active_partitions = active_partitions
+        self._watches: dict[tuple[str, int], _Watch] = {}
+
+    # -- the timer ---------------------------------------------------------------------------------
+
+    async def timer(self) -> None:
+        try:
+            await self.look_for_deadlines()
+        except KafkaError as exc:
+            log.warning("looking for deadlines failed (%s); trying again next time", exc)
+        except Exception:  # an exception escaping a Faust timer crashes the whole worker
+            log.exception("looking for deadlines failed; trying again next time")
+
+    async def look_for_deadlines(self) -> None:
+        now = now_ms()
+        waiting = 0
+        for p in self.active_partitions():
+            due_here = [
+                (campaign_id, d)
+                for campaign_id, state in self.campaigns.in_partition(p)
+                if (d := due(state, now, self.settings.allowed_lateness_ms)) is not None
+            ]
+            for campaign_id, d in due_here:
+                watch = self._watch(campaign_id, p)
+                if watch.ticked_at is not None and time.monotonic() - watch.ticked_at < RETICK_SECONDS:
+                    continue
+                if d.kind == "fire" and not await self._gate_open(campaign_id, p, watch):
+                    waiting += 1
+                    continue
+                await self.control.send(Tick(campaign_id, now), p)
+                watch.ticked_at = time.monotonic()
+        self.metrics.set("booster_deadlines_waiting", waiting)
+
+    async def _gate_open(self, campaign_id: str, p: int, watch: _Watch) -> bool:
+        """G1: every input this partition's deadline depends on is processed up to the snapshot."""
+        deps = self.gate_inputs(p)
+        if watch.snapshot is None:  # taken once, at a moment after deadline + lateness (due() says so)
+            watch.snapshot = await self.gate.end_offsets(deps)
+        behind = await self.gate.lagging(deps, watch.snapshot)
+        if behind:
+            self._log_waiting(campaign_id, p, watch, behind)
+            return False
+        return True
+
+    def gate_inputs(self, partition: int) -> list[TopicPartition]:
+        s = self.settings
+        tps = [TopicPartition(s.topic(t), partition) for t in CONTACT_INPUT_TOPICS]
+        tps.append(TopicPartition(s.topic("booster.control"), partition))
+        # a cancellation reaches this partition through one of these, then booster.control
+        tps += [TopicPartition(s.topic("campaign.booster-cancelled"), q) for q in range(s.partitions)]
+        return tps
+
+    def _watch(self, campaign_id: str, p: int) -> _Watch:
+        return self._watches.setdefault((campaign_id, p), _Watch())
+
+    def _log_waiting(self, campaign_id: str, p: int, watch: _Watch, lagging: dict[TopicPartition, int]) -> None:
+        if watch.logged_at is not None and time.monotonic() - watch.logged_at < WAITING_LOG_SECONDS:
+            return
+        watch.logged_at = time.monotonic()
+        behind = {f"{tp.topic}[{tp.partition}]": n for tp, n in sorted(lagging.items())}
+        log_decision("waiting-for-lag", campaign_id, partition=p, behind=behind)
+
+    def forget_partitions(self, partitions: set[int]) -> None:
+        for key in [k for k in self._watches if k[1] in partitions]:
+            del self._watches[key]
+
+    def watched(self) -> int:
+        return len(self._watches)
+
+    # -- the control agent -------------------------------------------------------------------------
+
+    async def on_control(self, incoming: Incoming) -> None:
+        record = incoming.decode()
+        campaign_id = incoming.key_text(record, "campaign_id")
+        p = incoming.partition
+        state = self.campaigns.get(campaign_id, p)
+        event = control_event(record)
+        match event:
+            case Tick():
+                await self._tick(campaign_id, p, state)
+                return
+            case NoBoosterFor():
+                delete_rows(self.recipients.partition(p), campaign_id)
+            case Scheduled() | BoosterCancelled():
+                pass
+            case _:
+                assert_never(event)
+        new = evolve_campaign(state, event)
+        if new != state:
+            self.campaigns.put(campaign_id, p, new)
+
+    async def _tick(self, campaign_id: str, p: int, state: CampaignPartition | None) -> None:
+        if state is None:
+            return
+        now = now_ms()
+        d = due(state, now, self.settings.allowed_lateness_ms)
+        if d is None:
+            return
+        if d.kind == "forget":
+            self._done(campaign_id, p, None)
+            return
+        if d.kind == "expire":
+            dropped = delete_rows(self.recipients.partition(p), campaign_id)
+            self._done(campaign_id, p, None)
+            log_decision("expired-without-booster", campaign_id, partition=p, rows=dropped)
+            return
+        await self._fire(campaign_id, p, state, now)
+
+    async def _fire(self, campaign_id: str, p: int, state: CampaignPartition, now: int) -> None:
+        started = time.monotonic()
+        try:
+            result = await self.fanout.run(
+                state=state,
+                partition=p,
+                recipients=self.recipients.partition(p),
+                contacts=self.contacts.partition(p),
+                now=now,
+            )
+        except KafkaError as exc:
+            log.warning("fan-out of %s in partition %s failed (%s); it will be retried", campaign_id, p, exc)
+            self._watch(campaign_id, p).ticked_at = None
+            return
+        rows = delete_rows(self.recipients.partition(p), campaign_id)
+        self._done(campaign_id, p, evolve_campaign_fired(state))
+        self.metrics.inc("booster_commands_total", result.commands)
+        self.metrics.inc("booster_fanouts_total")
+        deadline = state.schedule.deadline if state.schedule is not None else now
+        self.metrics.inc("booster_fire_delay_seconds_sum", max(0, now - deadline) / 1000)
+        self.metrics.inc("booster_fire_delay_seconds_count")
+        summary = result.summary
+        log_decision(
+            "fired-partition",
+            campaign_id,
+            partition=p,
+            commands=result.commands,
+            audience=None if summary is None else summary.tally.audience,
+            rows_deleted=rows,
+            seconds=round(time.monotonic() - started, 3),
+            late_by_ms=now - deadline,
+        )
+
+    def _done(self, campaign_id: str, p: int, state: CampaignPartition | None) -> None:
+        """The campaign fired here or is forgotten: its state is written and the timer's memory goes."""
+        self.campaigns.put(campaign_id, p, state)
+        self._watches.pop((campaign_id, p), None)

@@ -1,0 +1,149 @@
+"""Launches and accounts: a launch is re-keyed by account to meet `account.channels` in one
+partition, validated once per campaign (R1-R3, R7), and an accepted schedule is broadcast to every
+partition of booster.control. A launch whose account's channels are not known yet waits for them.
+Cancellations are broadcast as they come.
+
+campaign.launched, campaign.booster-cancelled -> `route`  -> launches-by-account, booster.control
+account.channels, launches-by-account         -> `decide` -> booster.control, booster.reports
+"""
+
+from __future__ import annotations
+
+from typing import assert_never
+
+from booster.processors.boosters import (
+    Accepted,
+    AwaitAccount,
+    Duplicate,
+    LaunchDecision,
+    LaunchStatus,
+    NoBooster,
+    Refused,
+    launch_status,
+    on_account,
+    on_launch,
+)
+from booster.processors.campaigns import ControlEvent, NoBoosterFor, Scheduled
+from booster.processors.events import AccountChannels, BoosterCancelled, launch_from_record
+from booster.processors.packing import pack_account, unpack_account
+from booster.schemas import codec
+from booster.streams.metrics import Metrics
+from booster.streams.records import Incoming, Topic, log_decision
+from booster.streams.reports import Reports
+from booster.streams.store import Table, pending_key, pending_prefix
+from booster.streams.wire import control_record
+
+
+class Control:
+    """Sends control records: a broadcast to every partition, or a tick into one."""
+
+    def __init__(self, topic: Topic, partitions: int) -> None:
+        self.topic = topic
+        self.partitions = partitions
+
+    async def send(self, event: ControlEvent, partition: int) -> None:
+        value = codec().encode("booster.control", control_record(event))
+        await self.topic.send(key=event_campaign(event).encode(), value=value, partition=partition)
+
+    async def broadcast(self, event: ControlEvent) -> None:
+        for p in range(self.partitions):
+            await self.send(event, p)
+
+
+def event_campaign(event: ControlEvent) -> str:
+    return event.schedule.campaign_id if isinstance(event, Scheduled) else event.campaign_id
+
+
+class Launches:
+    def __init__(
+        self,
+        *,
+        by_account: Topic,
+        control: Control,
+        reports: Reports,
+        accounts: Table,
+        pending: Table,
+        decided: Table,
+        metrics: Metrics,
+    ) -> None:
+        self.by_account = by_account
+        self.control = control
+        self.reports = reports
+        self.accounts = accounts
+        self.pending = pending
+        self.decided = decided
+        self.metrics = metrics
+
+    async def route(self, incoming: Incoming) -> None:
+        """campaign.launched goes to its account's partition; a cancellation to every partition."""
+        record = incoming.decode()
+        campaign_id = incoming.key_text(record, "campaign_id")
+        if incoming.topic == "campaign.launched":
+            await self.by_account.send(key=record["account_id"].encode(), value=incoming.value)
+        else:
+            await self.control.broadcast(BoosterCancelled(campaign_id, record["cancelled_at"]))
+            log_decision("cancel-requested", campaign_id, cancelled_at=record["cancelled_at"])
+
+    async def decide(self, incoming: Incoming) -> None:
+        """An account's channels, or a launch re-keyed by account: decide what can be decided."""
+        if incoming.topic == "account.channels":
+            await self._account(incoming)
+        else:
+            await self._launch(incoming)
+
+    async def _account(self, incoming: Incoming) -> None:
+        record = incoming.decode()
+        account_id = incoming.key_text(record, "account_id")
+        event = AccountChannels(account_id, frozenset(record["channels"]), record["updated_at"])
+        accounts, pending = self.accounts.partition(incoming.partition), self.pending.partition(incoming.partition)
+        raw = accounts.get(account_id.encode())
+        waiting = list(pending.items(pending_prefix(account_id)))
+        launches = [launch_from_record(codec().decode("campaign.launched", value)) for _, value in waiting]
+        account, decisions = on_account(None if raw is None else unpack_account(account_id, raw), event, launches)
+        accounts.write({account_id.encode(): pack_account(account)})
+        pending.write(dict.fromkeys(key for key, _ in waiting))
+        for decision in decisions:
+            await self._apply(decision, incoming.partition)
+
+    async def _launch(self, incoming: Incoming) -> None:
+        record = codec().decode("campaign.launched", incoming.value)
+        account_id = incoming.key_text(record, "account_id")
+        launch = launch_from_record(record)
+        p = incoming.partition
+        raw_status = self.decided.partition(p).get(launch.campaign_id.encode())
+        raw_account = self.accounts.partition(p).get(account_id.encode())
+        step = on_launch(
+            None if raw_status is None else _status(raw_status),
+            None if raw_account is None else unpack_account(account_id, raw_account),
+            launch,
+        )
+        match step:
+            case Duplicate():
+                self.metrics.inc("booster_duplicate_launches_total")
+            case AwaitAccount():
+                self.pending.partition(p).write({pending_key(account_id, launch.campaign_id): incoming.value})
+                log_decision("pending-account", launch.campaign_id, account_id=account_id)
+            case Accepted() | Refused() | NoBooster():
+                await self._apply(step, p)
+            case _:
+                assert_never(step)
+
+    async def _apply(self, decision: LaunchDecision, partition: int) -> None:
+        match decision:
+            case NoBooster():
+                await self.control.broadcast(NoBoosterFor(decision.campaign_id, decision.launched_at))
+            case Refused():
+                await self.reports.send(decision.report)
+            case Accepted():
+                await self.control.broadcast(Scheduled(decision.schedule, decision.launched_at))
+                await self.reports.send(decision.report)
+            case _:
+                assert_never(decision)
+        campaign_id = decision.campaign_id
+        self.decided.partition(partition).write({campaign_id.encode(): launch_status(decision).encode()})
+
+
+def _status(raw: bytes) -> LaunchStatus:
+    status = raw.decode()
+    assert status in ("NONE", "SCHEDULED", "REJECTED", "CANCELLED"), status
+    return status  # type: ignore[return-value]

@@ -1,0 +1,141 @@
+"""What every agent shares: a record as it came in, its key check, the clock, the decision log, and
+the guard that sends a record it cannot process to the dead-letter topic (G4) instead of stopping
+its partition.
+
+Records come in as raw bytes and are decoded by our codec: Faust's own serializers would ack a bad
+record and crash the agent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from booster.errors import DecodeError
+from booster.schemas import codec
+from booster.streams.metrics import Metrics
+
+log = logging.getLogger("booster.worker")
+decisions = logging.getLogger("booster.decisions")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def log_decision(event: str, campaign_id: str, **fields: Any) -> None:
+    """One searchable JSON line per booster decision."""
+    decisions.info(json.dumps({"event": event, "campaign_id": campaign_id, **fields}, sort_keys=True))
+
+
+class Topic(Protocol):
+    """Where the shell sends records: a Faust topic, or a list in unit tests."""
+
+    async def send(self, *, key: bytes | None, value: bytes | None, partition: int | None = None) -> Any: ...
+
+
+class Flushable(Protocol):
+    async def flush(self) -> None: ...
+
+
+class Progress(Protocol):
+    def record(self, topic: str, partition: int, offset: int) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One consumed record: its contract topic (without the prefix), where it was, key and value bytes."""
+
+    topic: str
+    real_topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+
+    @classmethod
+    def of(cls, message: Any, contract_topic: str) -> Incoming:
+        """From a Faust message (its timestamp is in seconds)."""
+        return cls(
+            contract_topic,
+            message.topic,
+            message.partition,
+            message.offset,
+            message.key,
+            message.value,
+            int(message.timestamp * 1000),
+        )
+
+    def decode(self) -> dict[str, Any]:
+        return codec().decode(self.topic, self.value)
+
+    def key_text(self, record: dict[str, Any], field: str) -> str:
+        """The record's key, which must be the UTF-8 of the value's `field` (the contract's keying)."""
+        if not self.key:
+            raise DecodeError("empty key", kind="bad_key")
+        try:
+            key = self.key.decode()
+        except UnicodeDecodeError:
+            raise DecodeError("key is not UTF-8", kind="bad_key") from None
+        if key != record[field]:
+            raise DecodeError(f"key {key!r} does not match {field} {record[field]!r}", kind="bad_key")
+        return key
+
+
+class DeadLetters:
+    """Refused records, with their original bytes and the reason, on booster.dead-letter (G4)."""
+
+    def __init__(self, topic: Topic, metrics: Metrics) -> None:
+        self.topic = topic
+        self.metrics = metrics
+
+    async def send(self, incoming: Incoming, reason: str, kind: str) -> None:
+        record = {
+            "source_topic": incoming.topic,
+            "partition": incoming.partition,
+            "offset": incoming.offset,
+            "key": incoming.key,
+            "value": incoming.value,
+            "error": reason,
+            "kind": kind,
+            "failed_at": now_ms(),
+        }
+        await self.topic.send(key=incoming.key, value=codec().encode("booster.dead-letter", record))
+        self.metrics.inc("booster_dead_letters_total", topic=incoming.topic, kind=kind)
+        log.warning("dead letter from %s[%s]@%s: %s", incoming.topic, incoming.partition, incoming.offset, reason)
+
+
+def refusal(incoming: Incoming, exc: Exception) -> tuple[str, str]:
+    """The reason and kind a record is dead-lettered with, for an exception processing it raised."""
+    if isinstance(exc, DecodeError):
+        return exc.reason, exc.kind
+    log.exception("processing %s[%s]@%s failed", incoming.topic, incoming.partition, incoming.offset)
+    return f"unexpected {type(exc).__name__}: {exc}", "unexpected"
+
+
+Handler = Callable[[Incoming], Awaitable[None]]
+
+
+class Guard:
+    """Runs one record's handler; its table writes reach the changelog before the record counts as
+    processed, and a failure sends it to the dead-letter topic instead of stopping its partition."""
+
+    def __init__(self, sink: Flushable, dead_letters: DeadLetters, progress: Progress, metrics: Metrics) -> None:
+        self.sink = sink
+        self.dead_letters = dead_letters
+        self.progress = progress
+        self.metrics = metrics
+
+    async def __call__(self, incoming: Incoming, handler: Handler) -> None:
+        try:
+            await handler(incoming)
+            await self.sink.flush()
+            self.metrics.inc("booster_events_total", topic=incoming.topic)
+        except Exception as exc:  # one record must never stop its partition
+            await self.dead_letters.send(incoming, *refusal(incoming, exc))
+        self.progress.record(incoming.real_topic, incoming.partition, incoming.offset)

@@ -1,0 +1,48 @@
+"""Reports: every booster decision as a record on booster.reports and a decision log line, and the
+per-partition summaries of a fan-out merged into the booster's one final report."""
+
+from __future__ import annotations
+
+from booster.processors.boosters import Report
+from booster.processors.packing import pack_summaries, summary_from_dict, unpack_summaries
+from booster.processors.summaries import evolve_summaries
+from booster.schemas import codec
+from booster.streams.metrics import Metrics
+from booster.streams.records import Incoming, Topic, log_decision
+from booster.streams.store import Table
+from booster.streams.wire import report_record
+
+
+class Reports:
+    def __init__(self, topic: Topic, summaries: Table, metrics: Metrics) -> None:
+        self.topic = topic
+        self.summaries = summaries
+        self.metrics = metrics
+
+    async def send(self, report: Report) -> None:
+        value = codec().encode("booster.reports", report_record(report))
+        await self.topic.send(key=report.campaign_id.encode(), value=value)
+        self.metrics.inc("booster_boosters_total", status=report.status.lower())
+        log_decision(
+            report.status.lower(),
+            report.campaign_id,
+            booster_id=report.booster_id,
+            reason=report.reason,
+            deadline=report.deadline,
+            audience=report.audience,
+            excluded={k: v for k, v in report.excluded.items() if v},
+        )
+
+    async def on_summary(self, incoming: Incoming) -> None:
+        """booster.summaries: one partition's summary; the last one completes the final report."""
+        record = incoming.decode()
+        campaign_id = incoming.key_text(record, "campaign_id")
+        store = self.summaries.partition(incoming.partition)
+        key = campaign_id.encode()
+        raw = store.get(key)
+        old = None if raw is None else unpack_summaries(raw)
+        new, report = evolve_summaries(old, summary_from_dict(record))
+        if report is not None:
+            await self.send(report)
+        if new != old:
+            store.write({key: pack_summaries(new)})

@@ -1,0 +1,268 @@
+"""The storage boundary: one partition of a table, read and written through a small protocol.
+
+`PartitionStore` is all the shell needs of state: get a row, walk rows from a key prefix in key order,
+write a batch (None deletes). `FaustTable` implements it on a Faust table's RocksDB databases and
+changelog topic; `MemoryTable` implements it in memory, for unit tests of the shell's logic.
+
+Why not Faust's own `table[key] = value`: its per-key write path (a future, a task and a persisted
+offset write per record, and an in-memory index of every key written) is most of a worker's time at
+tens of thousands of rows a second, and it has no prefix walk. Here rows go to the partition's
+RocksDB at once and to the changelog through `ChangelogSink`, which the caller flushes before the
+source records are acked, so a row is in the changelog before its cause is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaProducer
+from mode import Service
+
+from booster.streams import compat
+
+Rows = Mapping[bytes, bytes | None]  # a batch of writes; None deletes
+
+
+class PartitionStore(Protocol):
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def items(self, prefix: bytes = b"", after: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Rows whose key starts with `prefix`, in key order, after `after` when given."""
+        ...
+
+    def write(self, rows: Rows) -> None: ...
+
+
+class Table(Protocol):
+    name: str
+
+    def partition(self, partition: int) -> PartitionStore: ...
+
+    def estimated_keys(self, partitions: Iterable[int]) -> int: ...
+
+
+# -- keys ------------------------------------------------------------------------------------------
+
+SEP = "\x1f"  # between the parts of a composite key: never in an id a person types
+
+
+def recipient_key(campaign_id: str, contact_id: str) -> bytes:
+    return f"{campaign_id}{SEP}{contact_id}".encode()
+
+
+def recipient_prefix(campaign_id: str) -> bytes:
+    return f"{campaign_id}{SEP}".encode()
+
+
+def pending_key(account_id: str, campaign_id: str) -> bytes:
+    return f"{account_id}{SEP}{campaign_id}".encode()
+
+
+def pending_prefix(account_id: str) -> bytes:
+    return f"{account_id}{SEP}".encode()
+
+
+def campaign_key(campaign_id: str, partition: int) -> bytes:
+    # the same campaign has a state in every partition; the partition in the key keeps them apart
+    return f"{campaign_id}@{partition}".encode()
+
+
+def split_campaign_key(key: bytes) -> tuple[str, int]:
+    campaign_id, _, partition = key.decode().rpartition("@")
+    return campaign_id, int(partition)
+
+
+# -- in memory -------------------------------------------------------------------------------------
+
+
+class MemoryPartition:
+    def __init__(self) -> None:
+        self.rows: dict[bytes, bytes] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.rows.get(key)
+
+    def items(self, prefix: bytes = b"", after: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        for key in sorted(k for k in self.rows if k.startswith(prefix) and (after is None or k > after)):
+            yield key, self.rows[key]
+
+    def write(self, rows: Rows) -> None:
+        for key, value in rows.items():
+            if value is None:
+                self.rows.pop(key, None)
+            else:
+                self.rows[key] = value
+
+
+class MemoryTable:
+    def __init__(self, name: str = "memory") -> None:
+        self.name = name
+        self.partitions: dict[int, MemoryPartition] = {}
+
+    def partition(self, partition: int) -> MemoryPartition:
+        return self.partitions.setdefault(partition, MemoryPartition())
+
+    def estimated_keys(self, partitions: Iterable[int]) -> int:
+        return sum(len(self.partition(p).rows) for p in partitions)
+
+
+# -- a Faust table ---------------------------------------------------------------------------------
+
+
+class _FaustPartition:
+    def __init__(self, table: FaustTable, partition: int) -> None:
+        self.table = table
+        self.partition = partition
+
+    @property
+    def db(self) -> Any:
+        # looked up each time: Faust closes a partition's database when the partition is revoked
+        return compat.partition_db(self.table.faust_table, self.partition)
+
+    def get(self, key: bytes) -> bytes | None:
+        db = self.db
+        if db is None:
+            return compat.memory_rows(self.table.faust_table).get(key)
+        found: bytes | None = db.get(key)
+        return found
+
+    def items(self, prefix: bytes = b"", after: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        db = self.db
+        if db is None:  # the memory store has one dict for every partition
+            rows = compat.memory_rows(self.table.faust_table)
+            for key in sorted(k for k in rows if k.startswith(prefix) and not k.startswith(compat.FAUST_KEYS)):
+                if after is None or key > after:
+                    yield key, rows[key]
+            return
+        for key, value in db.items(from_key=prefix if after is None else after):
+            if not isinstance(key, bytes):
+                continue
+            if key.startswith(compat.FAUST_KEYS) or (after is not None and key <= after):
+                continue
+            if not key.startswith(prefix):
+                if key < prefix:  # seeking from `after` may start before the prefix's range
+                    continue
+                break
+            yield key, value
+
+    def write(self, rows: Rows) -> None:
+        append = self.table.sink.append
+        table = self.table.faust_table
+        db = self.db
+        memory = compat.memory_rows(table) if db is None else None
+        for key, value in rows.items():
+            if memory is not None:
+                if value is None:
+                    memory.pop(key, None)
+                else:
+                    memory[key] = value
+            elif value is None:
+                db.delete(key)
+            else:
+                db.put(key, value)
+            append(table, self.partition, key, value)
+
+
+class FaustTable:
+    """A Faust table (raw bytes keys and values) read and written a partition at a time."""
+
+    def __init__(self, faust_table: Any, sink: ChangelogSink) -> None:
+        self.faust_table = faust_table
+        self.sink = sink
+        self.name: str = faust_table.name
+        self._partitions: dict[int, _FaustPartition] = {}
+
+    def partition(self, partition: int) -> PartitionStore:
+        found = self._partitions.get(partition)
+        if found is None:
+            found = self._partitions[partition] = _FaustPartition(self, partition)
+        return found
+
+    def estimated_keys(self, partitions: Iterable[int]) -> int:
+        """RocksDB's own estimate of the keys in these partitions (exact for the memory store)."""
+        total = 0
+        for p in partitions:
+            db = compat.partition_db(self.faust_table, p)
+            if db is None:
+                return len(compat.memory_rows(self.faust_table))
+            total += int(db.property_int_value("rocksdb.estimate-num-keys") or 0)
+        return total
+
+
+class ChangelogSink(Service):
+    """Changelog records of the tables we write directly, produced in batches by our own producer.
+
+    Records are appended to one batch per changelog partition; `flush` sends them, waits for the
+    broker, and then records each partition's last offset as Faust does, so a restart reads only what
+    it missed. One flush at a time, in the order of the appends: the changelog's order is the table's.
+    """
+
+    def __init__(self, bootstrap: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bootstrap = bootstrap
+        self._producer: AIOKafkaProducer | None = None
+        self._pending: dict[tuple[str, int], list[tuple[bytes, bytes | None]]] = {}
+        self._tables: dict[tuple[str, int], Any] = {}
+        self._lock = asyncio.Lock()
+
+    async def on_start(self) -> None:
+        await self._ensure_producer()
+
+    async def on_stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def _ensure_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap,
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=5,
+                max_batch_size=900 * 1024,
+            )
+            await producer.start()
+            self._producer = producer
+        return self._producer
+
+    def append(self, table: Any, partition: int, key: bytes, value: bytes | None) -> None:
+        topic = table.changelog_topic.get_topic_name()
+        records = self._pending.get((topic, partition))
+        if records is None:
+            records = self._pending[(topic, partition)] = []
+            self._tables[(topic, partition)] = table
+        records.append((key, value))
+
+    async def flush(self) -> None:
+        """Every record appended before this call is on the broker when it returns."""
+        async with self._lock:
+            if not self._pending:
+                return
+            pending, tables = self._pending, self._tables
+            self._pending, self._tables = {}, {}
+            producer = await self._ensure_producer()
+            sent = []
+            for (topic, partition), records in pending.items():
+                batch = producer.create_batch()
+                count = 0
+                for key, value in records:
+                    if batch.append(key=key, value=value, timestamp=None) is None:
+                        sent.append(
+                            (await producer.send_batch(batch, topic, partition=partition), topic, partition, count)
+                        )
+                        batch = producer.create_batch()
+                        count = 0
+                        batch.append(key=key, value=value, timestamp=None)
+                    count += 1
+                if count:
+                    sent.append((await producer.send_batch(batch, topic, partition=partition), topic, partition, count))
+            last: dict[tuple[str, int], int] = {}
+            for future, topic, partition, count in sent:
+                metadata = await future
+                end = metadata.offset + count - 1
+                last[(topic, partition)] = max(end, last.get((topic, partition), -1))
+            for (topic, partition), offset in last.items():
+                compat.set_persisted_offset(tables[(topic, partition)], topic, partition, offset)

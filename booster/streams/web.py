@@ -1,0 +1,172 @@
+"""The worker's web pages: Prometheus metrics, and the operators' audience preview (who a booster
+would reach if it fired now, gathered from every worker's partitions)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
+
+from booster.config import Settings
+from booster.processors.audience import full_exclusions, tally_of
+from booster.processors.campaigns import is_cancelled
+from booster.processors.recipients import explain
+from booster.schemas.catalog import CONTACT_INPUT_TOPICS
+from booster.streams.audience import decide_rows, facts_of
+from booster.streams.campaigns import CampaignStates
+from booster.streams.gate import LagGate
+from booster.streams.metrics import Metrics
+from booster.streams.records import now_ms
+from booster.streams.store import Table
+
+log = logging.getLogger("booster.worker")
+
+
+def contact_partition(contact_id: str, partitions: int) -> int:
+    """The partition of a contact's records, as Java's and aiokafka's default partitioner picks it."""
+    everything = list(range(partitions))
+    partition: int = DefaultPartitioner()(contact_id.encode(), everything, everything)
+    return partition
+
+
+class Web:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        campaigns: CampaignStates,
+        recipients: Table,
+        contacts: Table,
+        gate: LagGate,
+        metrics: Metrics,
+        active_partitions: Callable[[], list[int]],
+        contract_name: Callable[[str], str],
+        own_url: Callable[[], str],
+        other_urls: Callable[[], set[str]],
+    ) -> None:
+        self.settings = settings
+        self.campaigns = campaigns
+        self.recipients = recipients
+        self.contacts = contacts
+        self.gate = gate
+        self.metrics = metrics
+        self.active_partitions = active_partitions
+        self.contract_name = contract_name
+        self.own_url = own_url
+        self.other_urls = other_urls
+
+    def register(self, app: Any) -> None:
+        web = self
+
+        # Faust binds a page handler to its view class: a plain function, not a bound method
+        async def metrics_page(view: Any, request: Any) -> Any:
+            return await web.metrics_response(view)
+
+        async def audience_page(view: Any, request: Any, campaign_id: str) -> Any:
+            contact = request.query.get("contact") or None
+            local = web.audience_local(campaign_id, contact)
+            if request.query.get("scope") == "local":
+                return view.json(local)
+            return view.json(await web.audience_cluster(campaign_id, contact, local))
+
+        app.page("/metrics")(metrics_page)
+        app.page("/booster/audience/{campaign_id}/")(audience_page)
+
+    # -- metrics -----------------------------------------------------------------------------------
+
+    async def metrics_response(self, view: Any) -> Any:
+        try:
+            await self.refresh_gauges()
+        except KafkaError as exc:  # the counters are still worth serving
+            log.warning("could not measure lag for /metrics: %s", exc)
+        return view.text(self.metrics.render(), content_type="text/plain; version=0.0.4")
+
+    async def refresh_gauges(self) -> None:
+        s = self.settings
+        partitions = self.active_partitions()
+        tps = [TopicPartition(s.topic(t), p) for p in partitions for t in CONTACT_INPUT_TOPICS]
+        lag = await self.gate.lagging(tps) if tps else {}
+        self.metrics.clear("booster_partition_lag")
+        for tp in tps:
+            self.metrics.set(
+                "booster_partition_lag", lag.get(tp, 0), topic=self.contract_name(tp.topic), partition=tp.partition
+            )
+        for table in (self.recipients, self.contacts, self.campaigns.table):
+            self.metrics.set("booster_table_keys", table.estimated_keys(partitions), table=table.name)
+
+    # -- the operators' preview --------------------------------------------------------------------
+
+    def audience_local(self, campaign_id: str, contact_id: str | None) -> dict[str, Any]:
+        """Who would get the booster if it fired now, over this worker's active partitions."""
+        now = now_ms()
+        partitions = self.active_partitions()
+        states = {p: self.campaigns.get(campaign_id, p) for p in partitions}
+        schedules = [st.schedule for st in states.values() if st is not None and st.schedule is not None]
+        schedule = schedules[0] if schedules else None
+        out: dict[str, Any] = {
+            "campaign_id": campaign_id,
+            "workers": [self.own_url()],
+            "partitions": partitions,
+            "scheduled": schedule is not None,
+            "deadline": None if schedule is None else schedule.deadline,
+            "fired_partitions": sorted(p for p, st in states.items() if st is not None and st.fired),
+            "cancelled": any(st is not None and is_cancelled(st) for st in states.values()),
+            "evaluated_at": now,
+            "audience": 0,
+            "recipients": 0,
+            "excluded": full_exclusions({}),
+            "contact": None,
+        }
+        if schedule is None:
+            return out
+        at = min(now, schedule.deadline)
+        out["evaluated_at"] = at
+        tally = None
+        for p in partitions:
+            recipients, contacts = self.recipients.partition(p), self.contacts.partition(p)
+            tally = tally_of((d for _, d in decide_rows(recipients, contacts, schedule, at)), tally)
+            if contact_id is not None and p == contact_partition(contact_id, self.settings.partitions):
+                recipient, contact = facts_of(recipients, contacts, campaign_id, contact_id)
+                reason, included, why = explain(
+                    recipient, contact, campaign_id=campaign_id, channel=schedule.channel,
+                    criterion=schedule.criterion, at=at,
+                )  # fmt: skip
+                out["contact"] = {
+                    "contact_id": contact_id,
+                    "partition": p,
+                    "in_audience": included,
+                    "reason": None if reason is None else reason.value,
+                    "why": why,
+                }
+        if tally is not None:
+            out["audience"] = tally.audience
+            out["recipients"] = tally.recipients
+            out["excluded"] = full_exclusions(tally.excluded)
+        return out
+
+    async def audience_cluster(self, campaign_id: str, contact_id: str | None, local: dict[str, Any]) -> dict[str, Any]:
+        """The local preview merged with every other worker's (each owns some partitions)."""
+        import aiohttp
+
+        merged = dict(local)
+        params = {"scope": "local", **({"contact": contact_id} if contact_id else {})}
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            for host in sorted(self.other_urls()):
+                async with session.get(f"{host}/booster/audience/{campaign_id}/", params=params) as response:
+                    part = await response.json()
+                merged["workers"] = merged["workers"] + part["workers"]
+                merged["partitions"] = sorted(merged["partitions"] + part["partitions"])
+                merged["fired_partitions"] = sorted(merged["fired_partitions"] + part["fired_partitions"])
+                merged["cancelled"] = merged["cancelled"] or part["cancelled"]
+                if not merged["scheduled"] and part["scheduled"]:
+                    merged.update(scheduled=True, deadline=part["deadline"], evaluated_at=part["evaluated_at"])
+                merged["audience"] += part["audience"]
+                merged["recipients"] += part["recipients"]
+                merged["excluded"] = {k: v + part["excluded"].get(k, 0) for k, v in merged["excluded"].items()}
+                if part["contact"] is not None:
+                    merged["contact"] = part["contact"]
+        return merged

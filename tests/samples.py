@@ -1,0 +1,54 @@
+"""One valid record of every topic of the contract, for the codec, the broker tests and bad-input tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SAMPLES: dict[str, dict[str, Any]] = {
+    "campaign.launched": {
+        "campaign_id": "cmp-1", "account_id": "acct-1", "name": "Spring sale", "channel": "EMAIL",
+        "group_size": 1000, "launched_at": 1767225600000,
+        "booster": {"delay_seconds": 7200, "channel": "SMS", "criterion": None, "content_ref": "tpl/9"},
+    },
+    "campaign.booster-cancelled": {"campaign_id": "cmp-1", "cancelled_at": 1767229200000},
+    "account.channels": {"account_id": "acct-1", "channels": ["EMAIL", "SMS"], "updated_at": 1767225600000},
+    "message.sent": {"campaign_id": "c1", "contact_id": "k", "message_id": "m", "channel": "SMS", "sent_at": 1767225600000},
+    "message.delivered": {"campaign_id": "c1", "contact_id": "k", "message_id": "m", "status": "ERROR", "reported_at": 1767225601000},
+    "message.opened": {"campaign_id": "c1", "contact_id": "k", "message_id": "m", "opened_at": 1767225602000, "machine_open": True},
+    "message.clicked": {"campaign_id": "c1", "contact_id": "k", "message_id": "m", "clicked_at": 1767225603000, "url": "https://x.test/a"},
+    "contact.unsubscribed": {"contact_id": "k", "account_id": "acct-1", "channel": None, "unsubscribed_at": 1767225604000},
+    "contact.deleted": {"contact_id": "k", "account_id": "acct-1", "deleted_at": 1767225605000},
+    "contact.blocked": {"contact_id": "k", "account_id": "acct-1", "blocked": False, "changed_at": 1767225606000},
+    "booster.commands": {
+        "command_id": "5d2c", "booster_id": "c1:booster", "booster_name": "Booster for X", "campaign_id": "c1",
+        "account_id": "acct-1", "contact_id": "k", "channel": "PUSH", "content_ref": "tpl/1",
+        "deadline": 1767232800000, "issued_at": 1767232801000,
+    },
+    "booster.reports": {
+        "booster_id": "c1:booster", "booster_name": "Booster for X", "campaign_id": "c1", "account_id": "acct-1",
+        "status": "SENT", "reason": None, "deadline": 1767232800000, "audience": 7,
+        "excluded": {"OPENED": 3, "CLICKED": 1}, "billable": 7,
+    },
+    "booster.dead-letter": {
+        "source_topic": "message.sent", "partition": 3, "offset": 42, "key": b"k", "value": b"\x01\x02",
+        "error": "wrong magic byte", "kind": "not_wire_format", "failed_at": 1767232800000,
+    },
+    "booster.control": {
+        "kind": "SCHEDULE", "campaign_id": "c1", "at": 1767225600000,
+        "schedule": {
+            "booster_id": "c1:booster", "booster_name": "Booster for X", "account_id": "acct-1", "channel": "SMS",
+            "criterion": "NOT_CLICKED", "content_ref": "tpl/1", "deadline": 1767232800000,
+        },
+    },
+    "booster.summaries": {
+        "campaign_id": "c1", "partition": 2, "partitions": 4,
+        "schedule": {
+            "booster_id": "c1:booster", "booster_name": "Booster for X", "account_id": "acct-1", "channel": "SMS",
+            "criterion": "NOT_CLICKED", "content_ref": "tpl/1", "deadline": 1767232800000,
+        },
+        "cancelled_at": None, "audience": 3, "excluded": {"DELETED": 1},
+    },
+    "booster.fanout-progress": {
+        "campaign_id": "c1", "partition": 2, "last_key": "contact-9", "done": False, "audience": 3, "excluded": {},
+    },
+}  # fmt: skip

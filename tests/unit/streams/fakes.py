@@ -1,0 +1,121 @@
+"""Fakes at the shell's boundaries (cosmicpython style): where records are sent, the changelog flush,
+the lag gate and the fan-out. The tables are the real in-memory `MemoryTable`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from booster.processors.audience import Tally
+from booster.processors.campaigns import CampaignPartition
+from booster.processors.summaries import PartitionSummary
+from booster.schemas import codec
+from booster.streams.fanout import FanoutResult
+from booster.streams.records import Incoming
+from booster.streams.store import PartitionStore
+
+
+@dataclass
+class Sent:
+    key: bytes | None
+    value: bytes | None
+    partition: int | None
+
+
+class SentRecords:
+    """A topic that keeps what is sent to it."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self.sent: list[Sent] = []
+
+    async def send(self, *, key: bytes | None, value: bytes | None, partition: int | None = None) -> None:
+        self.sent.append(Sent(key, value, partition))
+
+    def decoded(self) -> list[dict[str, Any]]:
+        return [codec().decode(self.topic, s.value) for s in self.sent]
+
+
+class Flushes:
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def flush(self) -> None:
+        self.count += 1
+
+
+@dataclass
+class Positions:
+    """What the lag gate is told: the next offset to process per partition."""
+
+    processed: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def record(self, topic: str, partition: int, offset: int) -> None:
+        self.processed[(topic, partition)] = max(offset + 1, self.processed.get((topic, partition), 0))
+
+
+class Gate:
+    """A lag gate whose lag the test sets."""
+
+    def __init__(self) -> None:
+        self.lag: dict[TopicPartition, int] = {}
+        self.snapshots = 0
+
+    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        self.snapshots += 1
+        return dict.fromkeys(tps, 0)
+
+    async def lagging(
+        self, tps: list[TopicPartition], ends: dict[TopicPartition, int] | None = None
+    ) -> dict[TopicPartition, int]:
+        return {tp: n for tp, n in self.lag.items() if tp in tps and n > 0}
+
+    def forget(self, tps: Iterable[TopicPartition]) -> None:
+        pass
+
+
+class Fanout:
+    """Counts the eligible rows it is asked to fan out, as the real one would send them."""
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[str, int]] = []
+
+    async def run(
+        self,
+        *,
+        state: CampaignPartition,
+        partition: int,
+        recipients: PartitionStore,
+        contacts: PartitionStore,
+        now: int,
+    ) -> FanoutResult:
+        from booster.streams.audience import decide_rows
+
+        assert state.schedule is not None
+        self.runs.append((state.schedule.campaign_id, partition))
+        tally = Tally()
+        for _, decision in decide_rows(recipients, contacts, state.schedule, state.schedule.deadline):
+            tally = tally.count(decision)
+        summary = PartitionSummary(state.schedule.campaign_id, partition, 1, state.schedule, None, tally)
+        return FanoutResult(summary, tally.audience)
+
+    async def release(self, partitions: set[int]) -> None:
+        pass
+
+
+def incoming(topic: str, record: dict[str, Any], *, key: str | bytes | None = None, partition: int = 0, offset: int = 0,
+             timestamp_ms: int = 1_767_225_600_000, value: bytes | None = None,
+             read_from: str | None = None) -> Incoming:  # fmt: skip
+    """A consumed record of a contract topic, encoded as an upstream producer would; `read_from` is the
+    topic it was read from when that is not the topic whose schema it has (launches-by-account)."""
+    from booster.schemas import spec_for
+
+    if key is None:
+        key = str(record[spec_for(topic).key_field or "contact_id"])
+    raw_key = key.encode() if isinstance(key, str) else key
+    raw_value = codec().encode(topic, record) if value is None else value
+    source = read_from or topic
+    return Incoming(source, f"t.{source}", partition, offset, raw_key, raw_value, timestamp_ms)

@@ -1,0 +1,154 @@
+"""The control agent and the deadline timer on the in-memory store, with a fake gate and fan-out."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from booster.config import Settings
+from booster.processors.boosters import Schedule, booster_id_of
+from booster.processors.campaigns import CampaignPartition, ControlEvent, NoBoosterFor, Scheduled, Tick
+from booster.processors.events import BoosterCancelled
+from booster.processors.packing import pack_recipient
+from booster.processors.recipients import RecipientState
+from booster.schemas import codec
+from booster.streams.campaigns import CampaignStates
+from booster.streams.deadlines import Deadlines
+from booster.streams.launches import Control
+from booster.streams.metrics import Metrics
+from booster.streams.store import MemoryTable, recipient_key
+from booster.streams.wire import control_record
+from tests.unit.streams.fakes import Fanout, Gate, SentRecords, incoming
+
+HOUR = 3_600_000
+T0 = 1_767_225_600_000
+
+
+def schedule(deadline: int, campaign_id: str = "c1") -> Schedule:
+    return Schedule(campaign_id, booster_id_of(campaign_id), "Booster for X", "a", "EMAIL", "NOT_OPENED", "t", deadline)
+
+
+class World:
+    def __init__(self) -> None:
+        self.settings = Settings.from_env({"BOOSTER_PARTITIONS": "2", "BOOSTER_TOPIC_PREFIX": "t."})
+        self.recipients, self.contacts = MemoryTable("recipients"), MemoryTable("contacts")
+        self.campaigns = CampaignStates(MemoryTable("campaigns"))
+        self.control_topic = SentRecords("booster.control")
+        self.gate, self.fanout, self.metrics = Gate(), Fanout(), Metrics()
+        self.deadlines = Deadlines(
+            settings=self.settings, campaigns=self.campaigns, recipients=self.recipients, contacts=self.contacts,
+            control=Control(self.control_topic, 2), gate=self.gate, fanout=self.fanout,  # type: ignore[arg-type]
+            metrics=self.metrics, active_partitions=lambda: [0, 1],
+        )  # fmt: skip
+
+    def control(self, event: Any, partition: int = 0) -> None:
+        record = control_record(event)
+        asyncio.run(self.deadlines.on_control(incoming("booster.control", record, partition=partition)))
+
+    def add_recipient(self, contact: str, partition: int = 0, delivered: bool = True) -> None:
+        state = RecipientState(sent_at=1, delivered_at=2 if delivered else None)
+        self.recipients.partition(partition).write({recipient_key("c1", contact): pack_recipient(state)})
+
+    def ticks(self) -> list[tuple[str, int | None]]:
+        return [(r["campaign_id"], s.partition) for r, s in zip(self.control_topic.decoded(), self.control_topic.sent, strict=True)
+                if r["kind"] == "TICK"]  # fmt: skip
+
+
+def now() -> int:
+    return int(time.time() * 1000)
+
+
+def test_schedule_and_cancel_fold_into_the_partitions_state() -> None:
+    w = World()
+    sch = schedule(now() + HOUR)
+    w.control(Scheduled(sch, T0))
+    w.control(BoosterCancelled("c1", sch.deadline - 5))
+    w.control(BoosterCancelled("c1", sch.deadline - 9))
+    assert w.campaigns.get("c1", 0) == CampaignPartition(schedule=sch, cancelled_at=sch.deadline - 9)
+    assert w.campaigns.get("c1", 1) is None  # each partition has its own
+
+
+def test_no_booster_deletes_the_campaigns_rows() -> None:
+    w = World()
+    w.add_recipient("k1")
+    w.add_recipient("k2")
+    w.control(NoBoosterFor("c1", T0 + 123))
+    assert list(w.recipients.partition(0).items()) == []
+    state = w.campaigns.get("c1", 0)
+    assert state is not None and state.no_booster and state.first_seen_at == T0 + 123
+
+
+def test_a_due_booster_waits_for_the_gate_then_ticks_once() -> None:
+    w = World()
+    w.control(Scheduled(schedule(now() - HOUR), T0), partition=1)
+    lagging = TopicPartition("t.message.clicked", 1)
+    w.gate.lag[lagging] = 7
+    asyncio.run(w.deadlines.look_for_deadlines())
+    asyncio.run(w.deadlines.look_for_deadlines())
+    assert w.ticks() == [] and w.metrics.get("booster_deadlines_waiting") == 1
+    assert w.gate.snapshots == 1  # the snapshot is taken once and kept
+    w.gate.lag.clear()
+    asyncio.run(w.deadlines.look_for_deadlines())
+    asyncio.run(w.deadlines.look_for_deadlines())  # not again within RETICK_SECONDS
+    assert w.ticks() == [("c1", 1)] and w.metrics.get("booster_deadlines_waiting") == 0
+
+
+def test_a_future_deadline_does_not_tick() -> None:
+    w = World()
+    w.control(Scheduled(schedule(now() + HOUR), T0))
+    asyncio.run(w.deadlines.look_for_deadlines())
+    assert w.ticks() == [] and w.gate.snapshots == 0
+
+
+def test_a_tick_fans_out_deletes_the_rows_and_forgets_the_timers_memory() -> None:
+    w = World()
+    w.control(Scheduled(schedule(now() - HOUR), T0))
+    w.add_recipient("k1")
+    w.add_recipient("k2", delivered=False)
+    asyncio.run(w.deadlines.look_for_deadlines())
+    assert w.deadlines.watched() >= 1
+    w.control(Tick("c1", now()))
+    assert w.fanout.runs == [("c1", 0)]
+    assert list(w.recipients.partition(0).items()) == []
+    state = w.campaigns.get("c1", 0)
+    assert state is not None and state.fired
+    assert ("c1", 0) not in {k for k in w.deadlines._watches}
+    assert w.campaigns.cached() == 0  # a fired campaign is not kept in memory
+    assert w.metrics.get("booster_commands_total") == 1
+    w.control(Tick("c1", now()))  # a repeated tick does nothing
+    assert w.fanout.runs == [("c1", 0)]
+
+
+def test_a_fired_campaign_is_forgotten_after_the_longest_window() -> None:
+    w = World()
+    old = schedule(now() - 8 * 24 * HOUR)
+    w.campaigns.put("c1", 0, CampaignPartition(schedule=old, fired=True))
+    asyncio.run(w.deadlines.look_for_deadlines())
+    assert w.ticks() == [("c1", 0)]
+    w.control(Tick("c1", now()))
+    assert w.campaigns.get("c1", 0) is None and w.deadlines.watched() == 0
+
+
+def test_revoked_partitions_leave_the_caches() -> None:
+    w = World()
+    w.control(Scheduled(schedule(now() + HOUR), T0), partition=1)
+    w.gate.lag[TopicPartition("t.message.sent", 0)] = 1
+    w.control(Scheduled(schedule(now() - HOUR), T0), partition=0)
+    asyncio.run(w.deadlines.look_for_deadlines())
+    assert w.campaigns.cached() == 2 and w.deadlines.watched() == 1
+    w.campaigns.forget_partitions({0, 1})
+    w.deadlines.forget_partitions({0, 1})
+    assert w.campaigns.cached() == 0 and w.deadlines.watched() == 0
+
+
+def test_a_control_record_names_its_kind() -> None:
+    sch = schedule(T0 + 5)
+    events: list[tuple[ControlEvent, str]] = [(Scheduled(sch, T0), "SCHEDULE"), (BoosterCancelled("c1", T0), "CANCEL"),
+                        (NoBoosterFor("c1", T0), "NO_BOOSTER"), (Tick("c1", T0), "TICK")]  # fmt: skip
+    for event, kind in events:
+        assert (
+            codec().decode("booster.control", codec().encode("booster.control", control_record(event)))["kind"] == kind
+        )

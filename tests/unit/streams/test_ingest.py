@@ -1,0 +1,96 @@
+"""Ingestion on the in-memory store: facts fold into rows, bad records are set aside, dropped events."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from booster.processors.campaigns import CampaignPartition
+from booster.processors.packing import unpack_contact, unpack_recipient
+from booster.processors.recipients import ContactState, RecipientState
+from booster.streams.campaigns import CampaignStates
+from booster.streams.ingest import Ingestion
+from booster.streams.metrics import Metrics
+from booster.streams.records import DeadLetters
+from booster.streams.store import MemoryTable, recipient_key
+from tests.unit.streams.fakes import Flushes, Positions, SentRecords, incoming
+
+T0 = 1_767_225_600_000
+
+
+def sent(contact: str, campaign: str = "c1", at: int = T0) -> dict[str, Any]:
+    return {"campaign_id": campaign, "contact_id": contact, "message_id": "m", "channel": "EMAIL", "sent_at": at}
+
+
+def delivered(contact: str, at: int) -> dict[str, Any]:
+    return {"campaign_id": "c1", "contact_id": contact, "message_id": "m", "status": "DELIVERED", "reported_at": at}
+
+
+class World:
+    def __init__(self) -> None:
+        self.recipients, self.contacts = MemoryTable("recipients"), MemoryTable("contacts")
+        self.campaigns = CampaignStates(MemoryTable("campaigns"))
+        self.dead = SentRecords("booster.dead-letter")
+        self.flushes, self.positions, self.metrics = Flushes(), Positions(), Metrics()
+        self.ingestion = Ingestion(
+            self.recipients, self.contacts, self.campaigns, self.flushes,
+            DeadLetters(self.dead, self.metrics), self.positions, self.metrics,
+        )  # fmt: skip
+
+    def recipient(self, contact: str, campaign: str = "c1", partition: int = 0) -> RecipientState | None:
+        raw = self.recipients.partition(partition).get(recipient_key(campaign, contact))
+        return None if raw is None else unpack_recipient(raw)
+
+
+def test_facts_fold_into_rows_and_count_once_flushed() -> None:
+    w = World()
+    batch = [
+        incoming("message.sent", sent("k1"), offset=0),
+        incoming("message.sent", sent("k1", at=T0 - 5), offset=1),  # the earliest fact wins (G5)
+        incoming("message.delivered", delivered("k1", T0 + 10), offset=2),
+        incoming(
+            "contact.deleted", {"contact_id": "k2", "account_id": "a", "deleted_at": T0 + 1}, partition=1, offset=3
+        ),
+    ]
+    folded = asyncio.run(w.ingestion.ingest(batch))
+    assert w.recipient("k1") == RecipientState(sent_at=T0 - 5, delivered_at=T0 + 10)
+    raw_contact = w.contacts.partition(1).get(b"k2")
+    assert raw_contact is not None and unpack_contact(raw_contact) == ContactState(deleted_at=T0 + 1)
+    assert folded.counted == {"message.sent": 2, "message.delivered": 1, "contact.deleted": 1}
+    assert w.flushes.count == 1
+    assert w.positions.processed == {
+        ("t.message.sent", 0): 2,
+        ("t.message.delivered", 0): 3,
+        ("t.contact.deleted", 1): 4,
+    }
+    assert w.metrics.get("booster_events_total", topic="message.sent") == 2
+
+
+def test_the_first_message_of_a_campaign_marks_when_its_rows_appeared() -> None:
+    w = World()
+    asyncio.run(w.ingestion.ingest([incoming("message.sent", sent("k1"), timestamp_ms=T0 + 7)]))
+    asyncio.run(w.ingestion.ingest([incoming("message.sent", sent("k2"), timestamp_ms=T0 + 3)]))
+    assert w.campaigns.get("c1", 0) == CampaignPartition(first_seen_at=T0 + 7)  # kept from the first one
+
+
+def test_events_of_a_fired_campaign_are_dropped() -> None:
+    w = World()
+    w.campaigns.put("c1", 0, CampaignPartition(fired=True))
+    folded = asyncio.run(w.ingestion.ingest([incoming("message.sent", sent("k1"))]))
+    assert folded.dropped == 1 and w.recipient("k1") is None
+    assert w.metrics.get("booster_events_dropped_total") == 1
+
+
+def test_bad_records_go_to_the_dead_letter_topic_and_the_rest_of_the_batch_counts() -> None:
+    w = World()
+    batch = [
+        incoming("message.sent", sent("k1"), key="someone-else", offset=0),
+        incoming("message.sent", sent("k2"), value=b"not avro", offset=1),
+        incoming("message.sent", sent("k3"), offset=2),
+    ]
+    asyncio.run(w.ingestion.ingest(batch))
+    letters = w.dead.decoded()
+    assert [(d["offset"], d["kind"]) for d in letters] == [(0, "bad_key"), (1, "not_wire_format")]
+    assert letters[1]["value"] == b"not avro" and letters[1]["source_topic"] == "message.sent"
+    assert w.recipient("k3") is not None and w.recipient("k1") is None
+    assert w.positions.processed[("t.message.sent", 0)] == 3  # refused records do not hold the gate

@@ -1,0 +1,40 @@
+"""The operators' preview on the in-memory store: the same tally as the fan-out, and one contact explained."""
+
+from __future__ import annotations
+
+import time
+
+from booster.config import Settings
+from booster.processors.campaigns import CampaignPartition
+from booster.processors.packing import pack_contact, pack_recipient
+from booster.processors.recipients import ContactState, RecipientState
+from booster.streams.campaigns import CampaignStates
+from booster.streams.metrics import Metrics
+from booster.streams.store import MemoryTable, recipient_key
+from booster.streams.web import Web, contact_partition
+from tests.unit.streams.fakes import Gate
+from tests.unit.streams.test_deadlines import HOUR, schedule
+
+
+def test_preview_counts_like_the_fan_out_and_explains_a_contact() -> None:
+    settings = Settings.from_env({"BOOSTER_PARTITIONS": "2"})
+    recipients, contacts, campaigns = MemoryTable("recipients"), MemoryTable("contacts"), CampaignStates(MemoryTable())
+    deadline = int(time.time() * 1000) + HOUR
+    delivered = pack_recipient(RecipientState(sent_at=1, delivered_at=2))
+    people = {"eligible": delivered, "waiting": pack_recipient(RecipientState(sent_at=1)),
+              "deleted": delivered, "stranger": pack_recipient(RecipientState(opened_at=3))}  # fmt: skip
+    for contact, row in people.items():
+        p = contact_partition(contact, 2)
+        recipients.partition(p).write({recipient_key("c1", contact): row})
+        campaigns.put("c1", p, CampaignPartition(schedule=schedule(deadline)))
+    contacts.partition(contact_partition("deleted", 2)).write({b"deleted": pack_contact(ContactState(deleted_at=5))})
+    web = Web(
+        settings=settings, campaigns=campaigns, recipients=recipients, contacts=contacts, gate=Gate(),  # type: ignore[arg-type]
+        metrics=Metrics(), active_partitions=lambda: [0, 1], contract_name=str,
+        own_url=lambda: "http://me", other_urls=set,
+    )  # fmt: skip
+    out = web.audience_local("c1", "deleted")
+    assert (out["scheduled"], out["audience"], out["recipients"]) == (True, 1, 3)
+    assert out["excluded"]["WAITING"] == 1 and out["excluded"]["DELETED"] == 1
+    assert out["contact"]["in_audience"] is False and "DELETED" in out["contact"]["why"]
+    assert web.audience_local("other", None)["scheduled"] is False
