@@ -166,7 +166,7 @@ async def fanout_figures(settings: Settings, w: Workload, deadline: int, timeout
     booster_id = booster_id_of(campaign_id).encode()
     count = 0
     first = last = 0
-    async for msg in read_topic(settings, "booster.commands", from_beginning=True, idle_timeout=2.0):
+    async for msg in read_topic(settings, "booster.commands", until_end=True):
         if booster_id in msg.value[:200]:
             count += 1
             first = msg.timestamp if first == 0 else min(first, msg.timestamp)
@@ -204,7 +204,7 @@ def run_faust_baseline(mode: str, settings: Settings, workdir: Path, cap: int, t
 
 
 def measure_size(
-    n: int, partitions: int, workdir: Path, baselines: bool, caps: dict[str, int], timeout: float
+    n: int, partitions: int, workdir: Path, baselines: bool, caps: dict[str, int], timeout: float, lead_s: float
 ) -> dict[str, Any]:
     settings = fresh_settings(partitions)
     asyncio.run(admin.create(settings))
@@ -240,7 +240,7 @@ def measure_size(
 
     try:
         now = int(time.time() * 1000)
-        deadline = now + 8000
+        deadline = now + int(lead_s * 1000)
         launch = {
             "campaign_id": campaign_id, "account_id": w.account_id, "name": f"Bench {n}", "channel": "EMAIL",
             "group_size": n, "launched_at": deadline - 2 * HOUR_MS,
@@ -362,6 +362,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--naive-cap", type=int, default=150_000, help="events the naive Faust agent is timed on")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds any one step may take")
+    parser.add_argument(
+        "--lead", type=float, default=8.0, help="seconds from the launch to the deadline (the worker waits for it)"
+    )
     args = parser.parse_args(argv)
     n = args.recipients
     small_n = args.small or max(1000, n // 10)
@@ -371,8 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="booster-bench-") as tmp:
             caps = {"nothing": args.nothing_cap, "naive": args.naive_cap}
-            small = measure_size(small_n, args.partitions, Path(tmp), False, caps, args.timeout)
-            large = measure_size(n, args.partitions, Path(tmp), True, caps, args.timeout)
+            small = measure_size(small_n, args.partitions, Path(tmp), False, caps, args.timeout, args.lead)
+            large = measure_size(n, args.partitions, Path(tmp), True, caps, args.timeout, args.lead)
     finally:
         if started_kafka:
             kafka.stop(say=say)

@@ -1,8 +1,14 @@
-"""Shared fixtures: the real local broker for the session, fresh topics per test."""
+"""Shared fixtures: the real local broker for the session, fresh topics per test.
+
+Every test that takes the `kafka` fixture is marked `broker`, so `pytest -m "not broker"` runs the
+pure tests alone. Test files run in parallel (pytest-xdist, one file per process): every test has its
+own topic prefix, so none sees another's records.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import uuid
 from collections.abc import Iterator
@@ -14,11 +20,24 @@ from booster.config import Settings
 from booster.ops import admin
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "kafka" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.broker)
+
+
 @pytest.fixture(scope="session")
 def kafka() -> Iterator[LocalKafka]:
-    """The project's local Kafka; started here unless already running (then left running)."""
+    """The project's local Kafka; started here unless already running (then left running).
+
+    Parallel test processes each run this fixture: a lock lets one of them start the broker, and the
+    others find it running."""
     broker = LocalKafka(Settings.from_env())
-    started = broker.start(say=print)
+    broker.root.mkdir(parents=True, exist_ok=True)
+    with open(broker.root / "test-start.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        started = broker.start(say=print)
+        fcntl.flock(lock, fcntl.LOCK_UN)
     yield broker
     if started:
         broker.stop(say=print)

@@ -1,17 +1,24 @@
-"""Test helpers: the CLI as a subprocess, worker processes, reading topics, polling with deadlines."""
+"""What the broker tests share: the CLI as a subprocess, polling with deadlines, publishing records in
+order, reading topics up to their end, the workers' group lag, metrics and decision lines."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from aiokafka import TopicPartition
+
 from booster.config import Settings
-from booster.ops.clients import read_topic
-from booster.schemas import codec
+from booster.ops.clients import RawRecord, produce_raw, read_topic
+from booster.schemas import codec, spec_for
+from booster.streams.gate import LagGate
+from booster.testing.scenario import Scenario
 from booster.testing.workers import worker_env
 
 T = TypeVar("T")
@@ -46,12 +53,49 @@ def wait_for(what: str, check: Callable[[], T | None], timeout: float = 60.0, in
         time.sleep(interval)
 
 
-def read_all(settings: Settings, topic: str, idle: float = 1.5) -> list[tuple[bytes | None, dict[str, Any], int]]:
-    """Every committed record of a contract topic: (key, decoded value, record timestamp)."""
+# -- publishing --------------------------------------------------------------------------------------
+
+Record = tuple[str, dict[str, Any]]  # contract topic, value
+
+
+def key_of(topic: str, record: dict[str, Any]) -> bytes:
+    return str(record[spec_for(topic).key_field or "contact_id"]).encode()
+
+
+def scenario_records(sc: Scenario, launch: bool = True) -> list[Record]:
+    """Every fact of a scenario, then (by default) its launch: the launch comes last, so a deadline
+    that is already due counts every fact (the lag gate's snapshot is taken after the launch)."""
+    out = [(topic, r) for topic, records in sc.records.items() for r in records]
+    if launch:
+        out.append(("campaign.launched", sc.launch_record()))
+    return out
+
+
+def account_record(sc: Scenario) -> Record:
+    return (
+        "account.channels",
+        {"account_id": sc.account_id, "channels": ["EMAIL", "SMS", "PUSH"], "updated_at": sc.launched_at - 3_600_000},
+    )
+
+
+def encoded(records: list[Record]) -> list[RawRecord]:
+    return [(topic, key_of(topic, r), codec().encode(topic, r)) for topic, r in records]
+
+
+def publish_records(settings: Settings, records: list[Record]) -> int:
+    """Produce records in exactly this order (across topics), keyed as the contract says."""
+    return asyncio.run(produce_raw(settings, encoded(records)))
+
+
+# -- reading -----------------------------------------------------------------------------------------
+
+
+def read_all(settings: Settings, topic: str) -> list[tuple[bytes | None, dict[str, Any], int]]:
+    """Every record of a contract topic committed when this is called: (key, decoded value, timestamp)."""
 
     async def go() -> list[tuple[bytes | None, dict[str, Any], int]]:
         out = []
-        async for msg in read_topic(settings, topic, from_beginning=True, idle_timeout=idle):
+        async for msg in read_topic(settings, topic, until_end=True):
             out.append((msg.key, codec().decode(topic, msg.value), msg.timestamp))
         return out
 
@@ -60,6 +104,37 @@ def read_all(settings: Settings, topic: str, idle: float = 1.5) -> list[tuple[by
 
 def reports_by_campaign(settings: Settings) -> dict[str, list[tuple[dict[str, Any], int]]]:
     out: dict[str, list[tuple[dict[str, Any], int]]] = {}
-    for _key, value, ts in read_all(settings, "booster.reports", idle=1.0):
+    for _key, value, ts in read_all(settings, "booster.reports"):
         out.setdefault(value["campaign_id"], []).append((value, ts))
     return out
+
+
+def group_lag(settings: Settings, topics: list[str]) -> int:
+    """Records of these topics the workers' group has not committed yet."""
+
+    async def go() -> int:
+        gate = LagGate(settings.broker, settings.group_id)
+        try:
+            tps = [TopicPartition(settings.topic(t), p) for t in topics for p in range(settings.partitions)]
+            return sum((await gate.lagging(tps)).values())
+        finally:
+            await gate.stop()
+
+    return asyncio.run(go())
+
+
+def scrape_metrics(port: int) -> dict[str, float]:
+    """A worker's /metrics as {series with labels: value}."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read().decode()
+    assert "# TYPE booster_events_total counter" in text
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, number = line.rpartition(" ")
+            values[name] = float(number)
+    return values
+
+
+def decisions(log: str) -> list[dict[str, Any]]:
+    """The JSON decision lines of a worker's log."""
+    return [json.loads(line[line.index("{") :]) for line in log.splitlines() if '"event": ' in line]

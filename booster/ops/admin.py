@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -107,9 +109,20 @@ async def create(settings: Settings) -> list[str]:
                 created.append(topic.name)
             except TopicAlreadyExistsError:  # another process won the race: that is fine
                 pass
+        await _until_listed(admin, {t.name for t in new})
     finally:
         await admin.close()
     return created
+
+
+async def _until_listed(admin: AIOKafkaAdminClient, names: set[str], timeout: float = 30.0) -> None:
+    """The controller accepts a new topic before every broker's metadata lists it: wait for that, so a
+    worker started right after `create` finds its topics."""
+    deadline = time.monotonic() + timeout
+    while missing := names - set(await admin.list_topics()):
+        if time.monotonic() > deadline:
+            raise TopologyError(f"topics created but not listed after {timeout:.0f} s: {', '.join(sorted(missing))}")
+        await asyncio.sleep(0.1)
 
 
 def copartition_problems(states: list[TopicState]) -> list[str]:

@@ -130,6 +130,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
             from_beginning=args.from_beginning,
             idle_timeout=args.idle_timeout,
             max_records=args.max,
+            until_end=args.until_end,
             epoch_ms=args.epoch_ms,
         )
     )
@@ -302,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-beginning", action="store_true", help="start at the oldest record")
     p.add_argument("--idle-timeout", type=float, metavar="SECONDS", help="stop after this long without records")
     p.add_argument("--max", type=int, help="stop after this many records")
+    p.add_argument("--until-end", action="store_true", help="stop once every record there when it started is read")
     p.add_argument("--epoch-ms", action="store_true", help="timestamps in values as epoch milliseconds")
     p.set_defaults(func=cmd_tail)
 

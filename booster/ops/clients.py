@@ -90,18 +90,26 @@ async def _settle(prod: AIOKafkaProducer, pending: list[asyncio.Future[Any]]) ->
     pending.clear()
 
 
-async def produce_raw(settings: Settings, topic: str, records: Iterable[tuple[bytes | None, bytes | None]]) -> int:
-    """Produce already-encoded records (tests of bad input, replays)."""
+RawRecord = tuple[str, bytes | None, bytes | None]  # contract topic, key, value
+
+
+async def produce_raw(settings: Settings, records: Iterable[RawRecord]) -> int:
+    """Produce already-encoded records in this order (across topics), each partitioned by its key as
+    any producer would; every one is acknowledged when this returns (replays, tests, the benchmark)."""
     prod = producer(settings)
     await prod.start()
-    pending = []
+    pending: list[asyncio.Future[Any]] = []
+    sent = 0
     try:
-        for key, value in records:
+        for topic, key, value in records:
             pending.append(await prod.send(settings.topic(topic), value=value, key=key))
+            sent += 1
+            if len(pending) >= 10_000:
+                await _settle(prod, pending)
         await _settle(prod, pending)
     finally:
         await prod.stop()
-    return len(pending)
+    return sent
 
 
 @dataclass(frozen=True)
@@ -153,8 +161,13 @@ async def read_topic(
     from_beginning: bool = True,
     idle_timeout: float | None = None,
     max_records: int | None = None,
+    until_end: bool = False,
 ) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
-    """Committed records of a topic, all partitions, without a consumer group."""
+    """Committed records of a topic, all partitions, without a consumer group.
+
+    It stops after `max_records`, after `idle_timeout` seconds without a record, or, with `until_end`,
+    once it has read everything committed when it started (the end offsets it snapshots first).
+    """
     schema_topic(topic)
     real = settings.topic(topic)
     consumer = AIOKafkaConsumer(
@@ -178,9 +191,12 @@ async def read_topic(
             await consumer.seek_to_beginning(*tps)
         else:
             await consumer.seek_to_end(*tps)
+        ends = await consumer.end_offsets(tps) if until_end else None
         seen = 0
         last = time.monotonic()
         while True:
+            if ends is not None and all([await consumer.position(tp) >= ends[tp] for tp in tps]):
+                return
             batch = await consumer.getmany(timeout_ms=200, max_records=5000)
             got = False
             for tp in sorted(batch, key=lambda t: t.partition):
@@ -207,11 +223,17 @@ async def tail(
     from_beginning: bool = False,
     idle_timeout: float | None = None,
     max_records: int | None = None,
+    until_end: bool = False,
     epoch_ms: bool = False,
 ) -> int:
     count = 0
     async for msg in read_topic(
-        settings, topic, from_beginning=from_beginning, idle_timeout=idle_timeout, max_records=max_records
+        settings,
+        topic,
+        from_beginning=from_beginning,
+        idle_timeout=idle_timeout,
+        max_records=max_records,
+        until_end=until_end,
     ):
         print(decode_record(topic, msg, epoch_ms).to_json(), file=out, flush=True)
         count += 1
@@ -224,7 +246,7 @@ FINAL_STATUSES = frozenset({"SENT", "CANCELLED", "REJECTED"})
 async def latest_reports(settings: Settings) -> dict[str, tuple[dict[str, Any], int]]:
     """Every booster's latest report with its record timestamp (the reports topic is its state)."""
     latest: dict[str, tuple[dict[str, Any], int]] = {}
-    async for msg in read_topic(settings, "booster.reports", from_beginning=True, idle_timeout=0.5):
+    async for msg in read_topic(settings, "booster.reports", until_end=True):
         report = codec().decode("booster.reports", msg.value)
         latest[report["campaign_id"]] = (report, msg.timestamp)
     return latest

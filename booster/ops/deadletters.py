@@ -12,6 +12,8 @@ from booster.errors import BoosterError
 from booster.ops.clients import produce_raw, read_topic, schema_topic
 from booster.schemas import codec
 
+REPLAY_BATCH = 10_000  # dead letters per progress line of a replay
+
 
 @dataclass(frozen=True)
 class DeadLetter:
@@ -44,9 +46,9 @@ class Selection:
         return not (self.sources and d.source not in self.sources)
 
 
-async def dead_letters(settings: Settings, idle: float = 2.0) -> list[DeadLetter]:
+async def dead_letters(settings: Settings) -> list[DeadLetter]:
     out = []
-    async for msg in read_topic(settings, "booster.dead-letter", from_beginning=True, idle_timeout=idle):
+    async for msg in read_topic(settings, "booster.dead-letter", until_end=True):
         out.append(DeadLetter(msg.offset, msg.partition, codec().decode("booster.dead-letter", msg.value)))
     return out
 
@@ -68,12 +70,12 @@ async def replay(
         schema_topic(d.record["source_topic"])  # refuses a source that is not one of our topics
     if dry_run or not chosen:
         return chosen
-    by_topic: dict[str, list[tuple[bytes | None, bytes | None]]] = {}
-    for d in chosen:
-        by_topic.setdefault(d.record["source_topic"], []).append((d.record["key"], d.record["value"]))
     done = 0
-    for topic, records in by_topic.items():
-        done += await produce_raw(settings, topic, records)
+    for start in range(0, len(chosen), REPLAY_BATCH):
+        part = chosen[start : start + REPLAY_BATCH]
+        done += await produce_raw(
+            settings, [(d.record["source_topic"], d.record["key"], d.record["value"]) for d in part]
+        )
         if progress is not None:
             print(f"replayed {done}/{len(chosen)} dead letters ...", file=progress, flush=True)
     return chosen

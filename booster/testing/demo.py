@@ -63,9 +63,10 @@ async def wait_for_report(
     return None
 
 
-async def commands_for(settings: Settings, booster_id: str, idle: float = 2.0) -> list[dict[str, Any]]:
+async def commands_for(settings: Settings, booster_id: str) -> list[dict[str, Any]]:
+    """Every committed command of a booster (read once its final report exists: they are all in)."""
     out = []
-    async for msg in read_topic(settings, "booster.commands", from_beginning=True, idle_timeout=idle):
+    async for msg in read_topic(settings, "booster.commands", until_end=True):
         value = codec().decode("booster.commands", msg.value)
         if value["booster_id"] == booster_id:
             out.append(value)

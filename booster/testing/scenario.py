@@ -13,6 +13,16 @@ from typing import Any
 
 HOUR_MS = 3600 * 1000
 
+
+def launched_for_deadline(deadline: int, delay_seconds: int = 2 * 3600) -> int:
+    """The launch time that gives a booster of this delay this deadline.
+
+    Tests that are not about timing use a deadline already past: the facts are published first, the
+    launch last, and the lag gate guarantees every fact published before the launch counts.
+    """
+    return deadline - delay_seconds * 1000
+
+
 # role -> (expected exclusion reason or None for eligible)
 ROLES: dict[str, str | None] = {
     "eligible": None,

@@ -1,67 +1,21 @@
-"""What the fault tests share: ordered publishing, group lag, the commands' high watermark, the verifier."""
+"""What the fault tests share: the commands' uncommitted end, and the verifier of one booster's
+commands and report against its known audience (G2)."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from booster.config import Settings
 from booster.ops import clients
 from booster.ops.clients import read_topic
 from booster.processors.boosters import booster_id_of, command_id_of
 from booster.schemas import codec
-from booster.streams.gate import LagGate
 from booster.testing.scenario import Scenario
-
-
-def scenario_records(sc: Scenario, launch: bool = True) -> list[tuple[str, dict[str, Any]]]:
-    out = [(topic, r) for topic, records in sc.records.items() for r in records]
-    if launch:
-        out.append(("campaign.launched", sc.launch_record()))
-    return out
-
-
-def account_record(sc: Scenario) -> tuple[str, dict[str, Any]]:
-    return (
-        "account.channels",
-        {"account_id": sc.account_id, "channels": ["EMAIL", "SMS", "PUSH"], "updated_at": sc.launched_at - 3_600_000},
-    )
-
-
-async def publish_records(settings: Settings, records: list[tuple[str, dict[str, Any]]]) -> int:
-    """Produce records in exactly this order (across topics), keyed as the contract says."""
-    from booster.schemas import spec_for
-
-    producer = AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all", linger_ms=5, enable_idempotence=True)
-    await producer.start()
-    try:
-        futures = []
-        for topic, record in records:
-            key = str(record[spec_for(topic).key_field or "contact_id"]).encode()
-            futures.append(await producer.send(settings.topic(topic), codec().encode(topic, record), key=key))
-        await producer.flush()
-        for f in futures:
-            await f
-    finally:
-        await producer.stop()
-    return len(records)
-
-
-def group_lag(settings: Settings, topics: list[str]) -> int:
-    async def go() -> int:
-        gate = LagGate(settings.broker, settings.group_id)
-        try:
-            tps = [TopicPartition(settings.topic(t), p) for t in topics for p in range(settings.partitions)]
-            return sum((await gate.lagging(tps)).values())
-        finally:
-            await gate.stop()
-
-    return asyncio.run(go())
 
 
 def uncommitted_high_watermark(settings: Settings, topic: str = "booster.commands") -> int:
@@ -110,7 +64,7 @@ def verify(settings: Settings, sc: Scenario) -> Verification:
     async def commands() -> list[dict[str, Any]]:
         booster_id = booster_id_of(sc.campaign_id)
         out = []
-        async for msg in read_topic(settings, "booster.commands", from_beginning=True, idle_timeout=2.0):
+        async for msg in read_topic(settings, "booster.commands", until_end=True):
             value = codec().decode("booster.commands", msg.value)
             if value["booster_id"] == booster_id:
                 out.append(value)
@@ -149,12 +103,3 @@ def fired(settings: Settings, sc: Scenario) -> Verification | None:
     """The verification of a booster once its final report exists, else None (for wait_for)."""
     v = verify(settings, sc)
     return v if v.report is not None else None
-
-
-def wait_until(check: Any, timeout: float, interval: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(interval)
-    return False

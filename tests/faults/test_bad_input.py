@@ -7,31 +7,37 @@ import copy
 import json
 import random
 import struct
-import urllib.request
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
 from fastavro import parse_schema, schemaless_writer
 
 from booster.broker.local import LocalKafka
 from booster.config import Settings
-from booster.schemas import CATALOG, codec, spec_for
+from booster.ops import admin
+from booster.ops.clients import produce_raw, read_topic
+from booster.schemas import CATALOG, codec
 from booster.schemas.catalog import INPUT_TOPICS
 from booster.schemas.codec import strip_logical_types
-from booster.testing.scenario import HOUR_MS, build
+from booster.testing.scenario import build, launched_for_deadline
 from booster.testing.workers import WorkerProcess
 from tests.conftest import fresh_settings
-from tests.faults.harness import account_record, fired, scenario_records
-from tests.helpers import booster, read_all, wait_for
+from tests.faults.harness import fired
+from tests.helpers import (
+    account_record,
+    booster,
+    encoded,
+    key_of,
+    read_all,
+    scenario_records,
+    scrape_metrics,
+    wait_for,
+)
 from tests.samples import SAMPLES
 
 Raw = tuple[str, bytes | None, bytes | None]  # topic, key, value
-
-
-def _key_of(topic: str, record: dict[str, Any]) -> bytes:
-    return str(record[spec_for(topic).key_field or "contact_id"]).encode()
 
 
 def _encode_with(schema: dict[str, Any], value: dict[str, Any], schema_id: int) -> bytes:
@@ -46,7 +52,7 @@ def _encode_with(schema: dict[str, Any], value: dict[str, Any], schema_id: int) 
 def bad_records(topic: str, rng: random.Random) -> list[Raw]:
     """One record of every kind of G4's list for a topic."""
     sample = SAMPLES[topic]
-    key = _key_of(topic, sample)
+    key = key_of(topic, sample)
     good = codec().encode(topic, sample)
     spec = CATALOG[topic]
     schema = strip_logical_types(codec().raw_schemas[topic])
@@ -109,33 +115,12 @@ def _add_symbol(node: Any, symbol: str) -> None:
             _add_symbol(v, symbol)
 
 
-async def produce_ordered(settings: Settings, records: list[Raw]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all", enable_idempotence=True, linger_ms=5)
-    await producer.start()
-    try:
-        futures = [await producer.send(settings.topic(t), value=v, key=k) for t, k, v in records]
-        await producer.flush()
-        for f in futures:
-            await f
-    finally:
-        await producer.stop()
-
-
-def scrape(port: int) -> dict[str, float]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    values: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, number = line.rpartition(" ")
-            values[name] = float(number)
-    return values
-
-
 def test_bad_records_go_to_the_dead_letter_topic_and_the_worker_goes_on(kafka: LocalKafka, tmp_path: Path) -> None:
     settings = fresh_settings()
     rng = random.Random(4)
-    sc = build("g4", 300, launched_at=int(__import__("time").time() * 1000) - 2 * HOUR_MS + 20_000)
-    good: list[Raw] = [(t, _key_of(t, r), codec().encode(t, r)) for t, r in [account_record(sc), *scenario_records(sc)]]
+    # not about timing: the deadline is already due, and the launch comes after every fact
+    sc = build("g4", 300, launched_at=launched_for_deadline(int(time.time() * 1000) - 60_000))
+    good: list[Raw] = encoded([account_record(sc), *scenario_records(sc, launch=False)])
     bad: list[Raw] = []
     while len(bad) < 1000:
         for topic in INPUT_TOPICS:
@@ -143,21 +128,20 @@ def test_bad_records_go_to_the_dead_letter_topic_and_the_worker_goes_on(kafka: L
     assert {t for t, _, _ in bad} == set(INPUT_TOPICS)
     mixed = good + bad
     rng.shuffle(mixed)
-    asyncio.run(__import__("booster.ops.admin", fromlist=["create"]).create(settings))
+    launch = encoded([("campaign.launched", sc.launch_record())])
+    asyncio.run(admin.create(settings))
     worker = WorkerProcess(settings, tmp_path / "w").start()
     try:
-        asyncio.run(produce_ordered(settings, mixed))
-        wait_for(
-            "the dead letters", lambda: len(read_all(settings, "booster.dead-letter", idle=1.0)) >= len(bad), 120, 1.0
-        )
-        v = wait_for("the booster to fire", lambda: fired(settings, sc), 120, 1.0)
+        asyncio.run(produce_raw(settings, [*mixed, *launch]))
+        wait_for("the dead letters", lambda: len(read_all(settings, "booster.dead-letter")) >= len(bad), 120, 0.5)
+        v = wait_for("the booster to fire", lambda: fired(settings, sc), 120, 0.5)
         assert worker.alive()
         assert v.ok, v.problems  # every good record counted: the audience and the report are exact
 
-        letters = read_all(settings, "booster.dead-letter", idle=1.0)
+        letters = read_all(settings, "booster.dead-letter")
         got = Counter((d["source_topic"], d["key"], d["value"]) for _, d, _ in letters)
         assert got == Counter(bad), "dead letters differ from the bad records"
-        assert all(d["error"] and d["kind"] for _, d, _ in letters)
+        assert letters and all(d["error"] and d["kind"] for _, d, _ in letters)
         kinds = Counter(d["kind"] for _, d, _ in letters)
         assert {"not_wire_format", "unknown_schema", "wrong_schema", "corrupt", "bad_timestamp", "bad_key"} <= set(
             kinds
@@ -167,9 +151,11 @@ def test_bad_records_go_to_the_dead_letter_topic_and_the_worker_goes_on(kafka: L
         for topic in INPUT_TOPICS:
             for msg in _raw_topic(settings, topic):
                 originals[(topic, msg.partition, msg.offset)] = msg.value
-        assert all(originals[(d["source_topic"], d["partition"], d["offset"])] == d["value"] for _, d, _ in letters)
+        assert [originals[(d["source_topic"], d["partition"], d["offset"])] for _, d, _ in letters] == [
+            d["value"] for _, d, _ in letters
+        ]
 
-        metrics = scrape(worker.port)
+        metrics = scrape_metrics(worker.port)
         dead = sum(v for k, v in metrics.items() if k.startswith("booster_dead_letters_total{"))
         assert dead == len(bad)
         good_per_topic = Counter(t for t, _, _ in good)
@@ -194,12 +180,10 @@ def test_bad_records_go_to_the_dead_letter_topic_and_the_worker_goes_on(kafka: L
 
 
 def _raw_topic(settings: Settings, topic: str) -> list[Any]:
-    from booster.ops.clients import read_topic
+    """Every record of a topic, in the order it was produced (by timestamp, then where it landed)."""
 
     async def go() -> list[Any]:
-        out = []
-        async for msg in read_topic(settings, topic, from_beginning=True, idle_timeout=1.0):
-            out.append(msg)
+        out = [msg async for msg in read_topic(settings, topic, until_end=True)]
         return sorted(out, key=lambda m: (m.timestamp, m.partition, m.offset))
 
     return asyncio.run(go())

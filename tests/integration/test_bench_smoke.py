@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from bench.__main__ import main
 from booster.broker.local import LocalKafka
 
 
-def test_bench_smoke(kafka: LocalKafka, tmp_path: Path) -> None:
+def test_bench_smoke(kafka: LocalKafka, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the restart after kill -9 waits for the session timeout: the broker's shortest one
+    monkeypatch.setenv("BOOSTER_SESSION_TIMEOUT_SECONDS", "6")
     out = tmp_path / "bench.json"
     assert (
         main(
@@ -22,6 +26,8 @@ def test_bench_smoke(kafka: LocalKafka, tmp_path: Path) -> None:
                 "3000",
                 "--naive-cap",
                 "2000",
+                "--lead",
+                "3",
                 "--out",
                 str(out),
             ]
@@ -30,7 +36,7 @@ def test_bench_smoke(kafka: LocalKafka, tmp_path: Path) -> None:
     )
     results = json.loads(out.read_text())
     ratios = results["ratios"]
-    assert all("ratio" in key for key in ratios)
+    assert ratios and all("ratio" in key for key in ratios)
     assert {"ingest_vs_naive_faust_ratio", "ingest_vs_do_nothing_faust_ratio", "fanout_vs_plain_producer_ratio"} <= set(
         ratios
     )

@@ -52,15 +52,12 @@ def test_a_port_taken_by_something_else_is_a_clear_error(kafka: LocalKafka, sett
 
 def test_avro_round_trip_through_kafka(settings: Settings) -> None:
     value = codec().encode("message.clicked", SAMPLES["message.clicked"])
-    asyncio.run(produce_raw(settings, "message.clicked", [(b"k", value)]))
+    asyncio.run(produce_raw(settings, [("message.clicked", b"k", value)]))
 
-    async def first() -> Any:
-        async for msg in read_topic(settings, "message.clicked", from_beginning=True, idle_timeout=5):
-            return msg
-        return None
+    async def everything() -> list[Any]:
+        return [msg async for msg in read_topic(settings, "message.clicked", until_end=True)]
 
-    msg = asyncio.run(first())
-    assert msg is not None
+    [msg] = asyncio.run(everything())
     assert msg.key == b"k"
     assert msg.value == value  # the exact bytes
     assert codec().decode("message.clicked", msg.value) == SAMPLES["message.clicked"]
@@ -73,7 +70,7 @@ def test_publish_then_tail_every_input_topic(settings: Settings) -> None:
         result = booster(settings, "publish", topic, input=lines)
         assert result.returncode == 0, result.stderr
         assert "published 2 record(s)" in result.stderr
-        tail = booster(settings, "tail", topic, "--from-beginning", "--idle-timeout", "2", "--epoch-ms")
+        tail = booster(settings, "tail", topic, "--from-beginning", "--until-end", "--epoch-ms")
         assert tail.returncode == 0, tail.stderr
         out = [json.loads(line) for line in tail.stdout.splitlines()]
         assert [o["value"] for o in out] == [SAMPLES[topic], SAMPLES[topic]], topic
@@ -86,7 +83,7 @@ def test_publish_then_tail_every_input_topic(settings: Settings) -> None:
 
 def test_tail_shows_iso_timestamps_by_default(settings: Settings) -> None:
     booster(settings, "publish", "contact.deleted", input=json.dumps(SAMPLES["contact.deleted"]))
-    tail = booster(settings, "tail", "contact.deleted", "--from-beginning", "--idle-timeout", "2")
+    tail = booster(settings, "tail", "contact.deleted", "--from-beginning", "--until-end")
     assert json.loads(tail.stdout.splitlines()[0])["value"]["deleted_at"] == "2026-01-01T00:00:05.000Z"
 
 
@@ -102,7 +99,7 @@ def test_publish_refuses_a_bad_line_naming_it_and_keeps_what_came_before(setting
     assert result.returncode == 1
     assert "line 3" in result.stderr and "PIGEON" in result.stderr
     assert "2 record(s) before it were published" in result.stderr
-    tail = booster(settings, "tail", "message.sent", "--from-beginning", "--idle-timeout", "2")
+    tail = booster(settings, "tail", "message.sent", "--from-beginning", "--until-end")
     assert sorted(json.loads(line)["key"] for line in tail.stdout.splitlines()) == ["a", "b"]
 
 
@@ -149,6 +146,7 @@ def test_topics_create_is_idempotent_and_describe_is_clean(settings: Settings) -
     described = booster(settings, "topics", "describe", "--json")
     assert described.returncode == 0
     states = json.loads(described.stdout)
+    assert len(states) == len(admin.wanted_topics())
     assert all(s["exists"] and s["partitions"] == settings.partitions and not s["problems"] for s in states)
     policies = {s["topic"].removeprefix(settings.topic_prefix): s["cleanup_policy"] for s in states}
     assert policies["booster.reports"] == "compact" and policies["account.channels"] == "compact"

@@ -1,7 +1,9 @@
-"""Issue 3 end to end: a real worker process, scenarios fed through the contract, outputs checked exactly.
+"""Every rule end to end: a real worker process, scenarios fed through the contract, outputs checked
+exactly.
 
 One worker serves every scenario of this module (they use different campaigns and accounts), so the
-broker and the worker start once and every booster fires in the same minute.
+broker and the worker start once. Every booster but one is already due when it is launched; `late` has
+its deadline a few seconds ahead, for R5 and the timing checks.
 """
 
 from __future__ import annotations
@@ -24,15 +26,14 @@ from booster.ops import admin
 from booster.ops.clients import publish_lines
 from booster.processors.boosters import booster_id_of, command_id_of
 from booster.schemas.catalog import CONTACT_INPUT_TOPICS
-from booster.streams.gate import LagGate
 from booster.streams.store import recipient_prefix
 from booster.testing.demo import publish_scenario
-from booster.testing.scenario import HOUR_MS, Scenario, build
+from booster.testing.scenario import HOUR_MS, Scenario, build, launched_for_deadline
 from booster.testing.workers import WorkerProcess
 from tests.conftest import fresh_settings
-from tests.helpers import read_all, reports_by_campaign, wait_for
+from tests.helpers import decisions, group_lag, read_all, reports_by_campaign, wait_for
 
-LEAD_MS = 25_000  # deadlines fall this long after the scenarios start being published
+LATE_LEAD_MS = 8_000  # the one booster about timing: its deadline falls this long after it is published
 FINAL = {"SENT", "CANCELLED", "REJECTED"}
 
 
@@ -64,20 +65,6 @@ class Run:
         return [c["contact_id"] for c in self.commands if c["booster_id"] == booster_id]
 
 
-def caught_up(settings: Settings, topics: list[str]) -> bool:
-    """The worker's group has committed everything on these topics."""
-
-    async def check() -> bool:
-        gate = LagGate(settings.broker, settings.group_id)
-        try:
-            tps = [TopicPartition(settings.topic(t), p) for t in topics for p in range(settings.partitions)]
-            return not await gate.lagging(tps)
-        finally:
-            await gate.stop()
-
-    return asyncio.run(check())
-
-
 @pytest.fixture(scope="module")
 def run(kafka: LocalKafka, tmp_path_factory: pytest.TempPathFactory) -> Any:
     settings = fresh_settings()
@@ -86,10 +73,12 @@ def run(kafka: LocalKafka, tmp_path_factory: pytest.TempPathFactory) -> Any:
     worker = WorkerProcess(settings, base / "w1").start()
     tag = uuid.uuid4().hex[:6]
     start = int(time.time() * 1000)
-    launched_at = start - 2 * HOUR_MS + LEAD_MS  # with the minimum delay, the deadline is LEAD_MS away
+    # every booster but `late` is already due: its facts are published first and its launch last, and
+    # the lag gate makes every fact published before the launch count
+    due = launched_for_deadline(start - 60_000)
 
     def sc(short: str, n: int, **kw: Any) -> Scenario:
-        return build(f"{tag}-{short}", n, launched_at=launched_at, account_id=f"acct-{tag}", **kw)
+        return build(f"{tag}-{short}", n, launched_at=due, account_id=f"acct-{tag}", **kw)
 
     scenarios = {
         "email": sc("email", 1300, name="Spring sale"),
@@ -100,7 +89,6 @@ def run(kafka: LocalKafka, tmp_path_factory: pytest.TempPathFactory) -> Any:
         "cancelled": sc("cancelled", 60, roles=["eligible"]),
         "shared-a": sc("shared-a", 80, roles=["clicked", "eligible"], contact_prefix=f"{tag}-shared-"),
         "shared-b": sc("shared-b", 50, roles=["eligible"], contact_prefix=f"{tag}-shared-"),
-        "late": sc("late", 40, roles=["eligible"]),
         "early-events": sc("early-events", 40, roles=["eligible", "opened"]),
         "no-booster": sc("no-booster", 30, roles=["eligible"]),
         "exact-7d": build(f"{tag}-exact-7d", 5, launched_at=start, delay_seconds=7 * 86400, account_id=f"acct-{tag}"),
@@ -108,6 +96,9 @@ def run(kafka: LocalKafka, tmp_path_factory: pytest.TempPathFactory) -> Any:
     r = Run(settings, scenarios, extra={"run": tag})
 
     async def publish_all() -> None:
+        # R9: cancelled before its deadline, published before its launch
+        cancel = {"campaign_id": f"{tag}-cancelled", "cancelled_at": scenarios["cancelled"].deadline - 1000}
+        await publish_lines(settings, "campaign.booster-cancelled", lines([cancel]))
         for name, scenario in scenarios.items():
             if name == "no-booster":  # R1: launched without Booster settings
                 await publish_scenario(settings, scenario, launch=False)
@@ -120,7 +111,7 @@ def run(kafka: LocalKafka, tmp_path_factory: pytest.TempPathFactory) -> Any:
         await publish_scenario(settings, scenarios["early-events"], launch=False)
 
     asyncio.run(publish_all())
-    wait_for("the early events to be processed", lambda: caught_up(settings, CONTACT_INPUT_TOPICS), 60)
+    wait_for("the early events to be processed", lambda: group_lag(settings, CONTACT_INPUT_TOPICS) == 0, 60, 0.2)
     asyncio.run(publish_lines(settings, "campaign.launched", lines([scenarios["early-events"].launch_record()])))
 
     # launches that are refused or cancelled at once
@@ -134,7 +125,7 @@ def run(kafka: LocalKafka, tmp_path_factory: pytest.TempPathFactory) -> Any:
     ) -> dict[str, Any]:
         return {
             "campaign_id": f"{tag}-{name}", "account_id": account or f"acct-{tag}", "name": name, "channel": "EMAIL",
-            "group_size": group_size, "launched_at": launched_at,
+            "group_size": group_size, "launched_at": due,
             "booster": {"delay_seconds": delay, "channel": booster_channel, "criterion": None, "content_ref": "x"},
         }  # fmt: skip
 
@@ -149,43 +140,25 @@ def run(kafka: LocalKafka, tmp_path_factory: pytest.TempPathFactory) -> Any:
     asyncio.run(publish_lines(settings, "account.channels", lines([email_only])))
     asyncio.run(publish_lines(settings, "campaign.launched", lines(list(refused.values()))))
 
-    # R9: cancelled well before its deadline
-    cancel = {"campaign_id": f"{tag}-cancelled", "cancelled_at": start}
-    asyncio.run(publish_lines(settings, "campaign.booster-cancelled", lines([cancel])))
-
-    # R5: a click and a deletion published shortly before the deadline
-    deadline = scenarios["late"].deadline
-    wait_for("3 s before the deadline", lambda: time.time() * 1000 >= deadline - 3000, LEAD_MS / 1000 + 30, 0.1)
-    late = scenarios["late"]
+    # R5 and timing: a booster whose deadline is ahead, and a click and a deletion published shortly before it
+    late = build(
+        f"{tag}-late", 40, roles=["eligible"], account_id=f"acct-{tag}",
+        launched_at=int(time.time() * 1000) - 2 * HOUR_MS + LATE_LEAD_MS,
+    )  # fmt: skip
+    scenarios["late"] = late
+    asyncio.run(publish_scenario(settings, late))
+    deadline = late.deadline
+    wait_for("3 s before the deadline", lambda: time.time() * 1000 >= deadline - 3000, LATE_LEAD_MS / 1000 + 30, 0.1)
+    assert time.time() * 1000 < deadline - 1000, "publishing the late booster took longer than its lead"
     contacts = sorted(late.roles)
     clicker, deleted = contacts[0], contacts[1]
     just_before = deadline - 1000
-    asyncio.run(
-        publish_lines(
-            settings,
-            "message.clicked",
-            lines(
-                [
-                    {
-                        "campaign_id": late.campaign_id,
-                        "contact_id": clicker,
-                        "message_id": "m",
-                        "clicked_at": just_before,
-                        "url": "u",
-                    }
-                ]
-            ),
-        )
-    )
-    asyncio.run(
-        publish_lines(
-            settings,
-            "contact.deleted",
-            lines([{"contact_id": deleted, "account_id": late.account_id, "deleted_at": just_before}]),
-        )
-    )
+    click = {"campaign_id": late.campaign_id, "contact_id": clicker, "message_id": "m", "clicked_at": just_before,
+             "url": "u"}  # fmt: skip
+    asyncio.run(publish_lines(settings, "message.clicked", lines([click])))
+    deletion = {"contact_id": deleted, "account_id": late.account_id, "deleted_at": just_before}
+    asyncio.run(publish_lines(settings, "contact.deleted", lines([deletion])))
     r.extra["late_excluded"] = {clicker: "CLICKED", deleted: "DELETED"}
-    r.extra["published_done_at"] = int(time.time() * 1000)
 
     firing = [n for n in scenarios if n not in ("exact-7d", "no-booster")]
 
@@ -196,9 +169,9 @@ def run(kafka: LocalKafka, tmp_path_factory: pytest.TempPathFactory) -> Any:
             raise AssertionError("the worker died:\n" + worker.log_text()[-4000:])
         return done
 
-    wait_for("every booster's final report", all_final, 180, 1.0)
+    wait_for("every booster's final report", all_final, 180, 0.5)
     r.reports = reports_by_campaign(settings)
-    for key, value, _ts in read_all(settings, "booster.commands", idle=2.0):
+    for key, value, _ts in read_all(settings, "booster.commands"):
         r.command_keys.append(key)
         r.commands.append(value)
     r.extra["changelog"] = _changelog(settings)
@@ -260,6 +233,7 @@ def test_email_command_fields(run: Run) -> None:
     sc = run.scenarios["email"]
     booster_id = booster_id_of(sc.campaign_id)
     commands = [c for c in run.commands if c["booster_id"] == booster_id]
+    assert len(commands) == len(sc.expected_audience) > 0
     for c in commands:
         assert c["command_id"] == command_id_of(booster_id, c["contact_id"])
         assert c["campaign_id"] == sc.campaign_id and c["account_id"] == sc.account_id
@@ -369,13 +343,23 @@ def test_r12_events_before_the_launch_count(run: Run) -> None:
 
 def test_fires_after_deadline_plus_lateness_and_within_seconds(run: Run) -> None:
     lateness = run.settings.allowed_lateness_ms
-    for name in ("email", "sms", "late"):
-        sc = run.scenarios[name]
-        sent_at = next(ts for rep, ts in run.reports[sc.campaign_id] if rep["status"] == "SENT")
-        assert sent_at >= sc.deadline + lateness, f"{name} fired early"
-        assert sent_at <= sc.deadline + lateness + 30_000, f"{name} fired {sent_at - sc.deadline} ms after its deadline"
-        booster_id = booster_id_of(sc.campaign_id)
-        assert all(c["issued_at"] >= sc.deadline + lateness for c in run.commands if c["booster_id"] == booster_id)
+    sc = run.scenarios["late"]
+    sent_at = next(ts for rep, ts in run.reports[sc.campaign_id] if rep["status"] == "SENT")
+    assert sent_at >= sc.deadline + lateness, "fired early"
+    assert sent_at <= sc.deadline + lateness + 30_000, f"fired {sent_at - sc.deadline} ms after its deadline"
+    booster_id = booster_id_of(sc.campaign_id)
+    issued = [c["issued_at"] for c in run.commands if c["booster_id"] == booster_id]
+    assert issued and min(issued) >= sc.deadline + lateness
+
+
+def test_an_already_due_booster_fires_at_once_with_every_fact_published_before_its_launch(run: Run) -> None:
+    sc = run.scenarios["email"]
+    scheduled, sent = (
+        next(ts for rep, ts in run.reports[sc.campaign_id] if rep["status"] == status)
+        for status in ("SCHEDULED", "SENT")
+    )
+    assert sc.deadline < scheduled <= sent <= scheduled + 60_000
+    assert set(run.commanded("email")) == sc.expected_audience
 
 
 def test_recipient_rows_are_gone_after_the_booster_fired(run: Run) -> None:
@@ -391,10 +375,10 @@ def test_recipient_rows_are_gone_after_the_booster_fired(run: Run) -> None:
 
 
 def test_one_decision_line_per_booster(run: Run) -> None:
-    decisions = [json.loads(line[line.index("{") :]) for line in run.worker_log.splitlines() if '"event": ' in line]
-    sent = [d for d in decisions if d["event"] == "sent" and d["campaign_id"] == run.cid("email")]
+    lines = decisions(run.worker_log)
+    sent = [d for d in lines if d["event"] == "sent" and d["campaign_id"] == run.cid("email")]
     assert len(sent) == 1 and sent[0]["audience"] == len(run.scenarios["email"].expected_audience)
-    rejected = Counter(d["campaign_id"] for d in decisions if d["event"] == "rejected")
+    rejected = Counter(d["campaign_id"] for d in lines if d["event"] == "rejected")
     assert rejected[run.cid("too-short")] == 1
 
 
@@ -403,6 +387,6 @@ def test_r1_a_campaign_without_booster_gets_no_report_no_command_and_its_rows_go
     assert run.commanded("no-booster") == []
     changelog: dict[bytes, bytes | None] = run.extra["changelog"]
     prefix = recipient_prefix(run.cid("no-booster"))
-    assert all(changelog[k] is None for k in changelog if k.startswith(prefix)), (
-        "rows of a campaign without booster stayed"
-    )
+    rows = [k for k in changelog if k.startswith(prefix)]
+    assert len(rows) == len(run.scenarios["no-booster"].roles)
+    assert all(changelog[k] is None for k in rows), "rows of a campaign without booster stayed"

@@ -8,10 +8,10 @@ from typing import Any, cast
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from booster.processors.audience import Tally
+from booster.processors.audience import Tally, decide
 from booster.processors.boosters import default_criterion
 from booster.processors.events import contact_event_from_record, message_event_from_record
-from booster.processors.recipients import ContactState, RecipientState, evolve_contact, evolve_recipient, exclusion
+from booster.processors.recipients import fold
 from booster.testing.scenario import Scenario, build
 
 T0 = 1_767_225_600_000
@@ -26,29 +26,18 @@ def events(sc: Scenario) -> list[tuple[str, dict[str, Any]]]:
 
 
 def audience(sc: Scenario, evs: list[tuple[str, dict[str, Any]]]) -> tuple[set[str], Tally]:
-    recipients: dict[str, RecipientState] = {}
-    contacts: dict[str, ContactState] = {}
-    for topic, record in evs:
-        if topic.startswith("message."):
-            ev = message_event_from_record(topic, record)
-            recipients[ev.contact_id] = evolve_recipient(recipients.get(ev.contact_id), ev)
-        else:
-            cev = contact_event_from_record(topic, record)
-            contacts[cev.contact_id] = evolve_contact(contacts.get(cev.contact_id), cev)
-    chosen, tally = set(), Tally()
+    """What a worker decides at the deadline after folding these events, in this order."""
+    folded = fold(
+        message_event_from_record(topic, r) if topic.startswith("message.") else contact_event_from_record(topic, r)
+        for topic, r in evs
+    )
     channel: Any = sc.booster_channel or sc.channel
-    for contact, r in recipients.items():
-        if r.sent_at is None:
-            continue
-        reason = exclusion(
-            r,
-            contacts.get(contact),
-            channel=channel,
-            criterion=default_criterion(cast(Any, sc.channel)),
-            deadline=sc.deadline,
-        )
-        tally = tally.add(reason)
-        if reason is None:
+    criterion = default_criterion(cast(Any, sc.channel))
+    chosen, tally = set(), Tally()
+    for (_campaign, contact), recipient in folded.recipients.items():
+        decision = decide(recipient, folded.contacts.get(contact), channel=channel, criterion=criterion, at=sc.deadline)
+        tally = tally.count(decision)
+        if decision is None:
             chosen.add(contact)
     return chosen, tally
 

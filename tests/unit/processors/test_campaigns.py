@@ -1,0 +1,118 @@
+"""A partition's campaign state folded from control events; summaries folded into one report; the
+launch steps; the tally shared by the fan-out and the preview."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from booster.processors.audience import NOT_A_RECIPIENT, Tally, decide, tally_of
+from booster.processors.boosters import (
+    Accepted,
+    AwaitAccount,
+    Duplicate,
+    NoBooster,
+    Schedule,
+    booster_id_of,
+    launch_status,
+    on_account,
+    on_launch,
+)
+from booster.processors.campaigns import (
+    CampaignEvent,
+    CampaignPartition,
+    NoBoosterFor,
+    Scheduled,
+    accepts_events,
+    evolve_campaign,
+    evolve_campaign_fired,
+)
+from booster.processors.events import AccountChannels, BoosterCancelled, BoosterSettings, CampaignLaunched
+from booster.processors.packing import pack_summaries, unpack_summaries
+from booster.processors.recipients import Exclusion, RecipientState
+from booster.processors.summaries import PartitionSummary, SummaryState, evolve_summaries
+
+T0 = 1_767_225_600_000
+SCHEDULE = Schedule("cmp", booster_id_of("cmp"), "Booster for X", "acct", "EMAIL", "NOT_OPENED", "t", T0 + 7_200_000)
+
+EVENTS: list[CampaignEvent] = [
+    Scheduled(SCHEDULE, T0),
+    BoosterCancelled("cmp", T0 + 10),
+    BoosterCancelled("cmp", T0 + 5),
+    Scheduled(SCHEDULE, T0 + 1),
+]
+
+
+@given(st.permutations(EVENTS))
+def test_control_events_fold_the_same_in_any_order(events: list[CampaignEvent]) -> None:
+    state = None
+    for event in events:
+        state = evolve_campaign(state, event)
+    assert state == CampaignPartition(schedule=SCHEDULE, cancelled_at=T0 + 5)
+
+
+def test_no_booster_and_fired_stop_accepting_events() -> None:
+    assert accepts_events(None) and accepts_events(evolve_campaign(None, Scheduled(SCHEDULE, T0)))
+    none = evolve_campaign(None, NoBoosterFor("cmp", T0 + 3))
+    assert none == CampaignPartition(no_booster=True, first_seen_at=T0 + 3) and not accepts_events(none)
+    earlier = evolve_campaign(CampaignPartition(first_seen_at=T0), NoBoosterFor("cmp", T0 + 3))
+    assert earlier.first_seen_at == T0  # the rows appeared earlier: they age from then
+    fired = evolve_campaign_fired(evolve_campaign(None, Scheduled(SCHEDULE, T0)))
+    assert fired.fired and fired.schedule == SCHEDULE and not accepts_events(fired)
+
+
+def summary(p: int, audience: int, partitions: int = 3) -> PartitionSummary:
+    return PartitionSummary("cmp", p, partitions, SCHEDULE, None, Tally(audience, {"OPENED": 1}))
+
+
+def test_summaries_fold_into_one_report_once() -> None:
+    state, report = evolve_summaries(None, summary(0, 2))
+    assert report is None and set(state.parts) == {0}
+    state, report = evolve_summaries(state, summary(0, 99))  # a replayed summary counts once
+    assert report is None and state.parts[0].tally.audience == 2
+    state, report = evolve_summaries(state, summary(1, 0))
+    state, report = evolve_summaries(state, summary(2, 3))
+    assert report is not None and report.status == "SENT" and report.audience == 5 and report.excluded["OPENED"] == 3
+    assert state == SummaryState(done=True)
+    again, late = evolve_summaries(state, summary(1, 0))
+    assert late is None and again == state
+
+
+def test_summary_state_packs_in_the_shape_kept_so_far() -> None:
+    state, _ = evolve_summaries(None, summary(1, 4))
+    raw = pack_summaries(state)
+    assert raw.startswith(b'{"done":false,"parts":{"1":{"campaign_id":"cmp"')
+    assert unpack_summaries(raw) == state
+    assert unpack_summaries(pack_summaries(SummaryState(done=True))) == SummaryState(done=True)
+
+
+def launch(campaign_id: str = "cmp", booster: bool = True) -> CampaignLaunched:
+    settings = BoosterSettings(7200, None, None, "t") if booster else None
+    return CampaignLaunched(campaign_id, "acct", "X", "EMAIL", 10, T0, settings)
+
+
+ACCOUNT = AccountChannels("acct", frozenset({"EMAIL"}), T0)
+
+
+def test_launch_steps() -> None:
+    assert on_launch("SCHEDULED", ACCOUNT, launch()) == Duplicate("cmp")
+    assert on_launch(None, None, launch()) == AwaitAccount(launch())
+    decided = on_launch(None, ACCOUNT, launch())
+    assert isinstance(decided, Accepted) and launch_status(decided) == "SCHEDULED"
+    assert launch_status(NoBooster("cmp", T0)) == "NONE"
+    newer = AccountChannels("acct", frozenset({"SMS"}), T0 + 1)
+    account, decisions = on_account(ACCOUNT, newer, [launch("a"), launch("b", booster=False)])
+    assert account == newer
+    assert [launch_status(d) for d in decisions] == ["REJECTED", "NONE"]  # EMAIL is no longer enabled
+
+
+def test_the_tally_counts_recipients_only() -> None:
+    delivered = RecipientState(sent_at=T0, delivered_at=T0 + 1)
+    decisions = [
+        decide(delivered, None, channel="EMAIL", criterion="NOT_OPENED", at=T0 + 5),
+        decide(RecipientState(opened_at=T0), None, channel="EMAIL", criterion="NOT_OPENED", at=T0 + 5),
+        decide(RecipientState(sent_at=T0), None, channel="EMAIL", criterion="NOT_OPENED", at=T0 + 5),
+    ]
+    assert decisions == [None, NOT_A_RECIPIENT, Exclusion.WAITING]
+    tally = tally_of(decisions)
+    assert tally == Tally(1, {"WAITING": 1}) and tally.recipients == 2
