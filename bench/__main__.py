@@ -204,10 +204,27 @@ def run_faust_baseline(mode: str, settings: Settings, workdir: Path, cap: int, t
 
 
 def measure_size(
-    n: int, partitions: int, workdir: Path, baselines: bool, caps: dict[str, int], timeout: float, lead_s: float
+    n: int,
+    partitions: int,
+    workdir: Path,
+    baselines: bool,
+    caps: dict[str, int],
+    timeout: float,
+    lead_s: float,
+    keep_topics: bool = False,
 ) -> dict[str, Any]:
     settings = fresh_settings(partitions)
     asyncio.run(admin.create(settings))
+    try:
+        return _measure_size(settings, n, workdir, baselines, caps, timeout, lead_s)
+    finally:
+        if not keep_topics:  # a large workload's topics take disk, and every client reads their metadata
+            asyncio.run(admin.delete_topics(settings, lambda t: t.startswith(settings.topic_prefix)))
+
+
+def _measure_size(
+    settings: Settings, n: int, workdir: Path, baselines: bool, caps: dict[str, int], timeout: float, lead_s: float
+) -> dict[str, Any]:
     figures: dict[str, Any] = {"recipients": n, "topic_prefix": settings.topic_prefix}
     campaign_id = f"bench-{n}"
     launched_at = int(time.time() * 1000) - 2 * HOUR_MS  # moved to the real launch below
@@ -362,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--naive-cap", type=int, default=150_000, help="events the naive Faust agent is timed on")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds any one step may take")
+    parser.add_argument("--keep-topics", action="store_true", help="leave each run's topics on the broker")
     parser.add_argument(
         "--lead", type=float, default=8.0, help="seconds from the launch to the deadline (the worker waits for it)"
     )
@@ -374,8 +392,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="booster-bench-") as tmp:
             caps = {"nothing": args.nothing_cap, "naive": args.naive_cap}
-            small = measure_size(small_n, args.partitions, Path(tmp), False, caps, args.timeout, args.lead)
-            large = measure_size(n, args.partitions, Path(tmp), True, caps, args.timeout, args.lead)
+            common = (caps, args.timeout, args.lead, args.keep_topics)
+            small = measure_size(small_n, args.partitions, Path(tmp), False, *common)
+            large = measure_size(n, args.partitions, Path(tmp), True, *common)
     finally:
         if started_kafka:
             kafka.stop(say=say)

@@ -22,6 +22,8 @@ if ! .venv/bin/booster kafka status >/dev/null 2>&1; then
 fi
 cleanup() { if [ "$started" = 1 ]; then .venv/bin/booster kafka stop || true; fi; }
 trap cleanup EXIT
+# topics that earlier runs left behind slow every client down (each reads the broker's metadata)
+.venv/bin/python -m tests.cleanup
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy

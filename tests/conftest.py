@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import re
 import uuid
 from collections.abc import Iterator
 
@@ -43,17 +44,34 @@ def kafka() -> Iterator[LocalKafka]:
         broker.stop(say=print)
 
 
+TEST_PREFIX = re.compile(r"^t[0-9a-f]{10}\.")  # every topic of a test starts so, changelogs included
+_prefixes: list[str] = []  # made by this process, deleted when their module is done
+
+
 def fresh_settings(partitions: int = 4, **env: str) -> Settings:
     """Settings with a topic prefix no other test uses, so tests never see each other's records."""
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    _prefixes.append(prefix)
     values = {
         **os.environ,
-        "BOOSTER_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:10]}.",
+        "BOOSTER_TOPIC_PREFIX": prefix,
         "BOOSTER_PARTITIONS": str(partitions),
         "BOOSTER_ALLOWED_LATENESS_SECONDS": "2",
         "BOOSTER_TICK_INTERVAL_SECONDS": "0.5",
         **env,
     }
     return Settings.from_env(values)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def delete_the_modules_topics() -> Iterator[None]:
+    """Every client reads the broker's metadata, which grows with its topics: a module's topics go
+    when it is done (after its workers have stopped: autouse fixtures are torn down last)."""
+    first = len(_prefixes)
+    yield
+    mine = tuple(_prefixes[first:])
+    if mine:
+        asyncio.run(admin.delete_topics(Settings.from_env(), lambda name: name.startswith(mine)))
 
 
 @pytest.fixture

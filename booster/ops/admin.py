@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
 from booster.config import Settings
 from booster.errors import TopologyError
@@ -123,6 +125,21 @@ async def _until_listed(admin: AIOKafkaAdminClient, names: set[str], timeout: fl
         if time.monotonic() > deadline:
             raise TopologyError(f"topics created but not listed after {timeout:.0f} s: {', '.join(sorted(missing))}")
         await asyncio.sleep(0.1)
+
+
+async def delete_topics(settings: Settings, matching: Callable[[str], bool]) -> list[str]:
+    """Delete every topic whose name `matching` accepts (the tests' and the benchmark's own prefixes:
+    a broker's metadata, which every client reads, grows with its topics). Returns the names."""
+    admin = admin_client(settings)
+    await admin.start()
+    try:
+        doomed = sorted(t for t in await admin.list_topics() if matching(t))
+        for start in range(0, len(doomed), 500):
+            with contextlib.suppress(UnknownTopicOrPartitionError):  # deleted by someone else meanwhile
+                await admin.delete_topics(doomed[start : start + 500])
+        return doomed
+    finally:
+        await admin.close()
 
 
 def copartition_problems(states: list[TopicState]) -> list[str]:

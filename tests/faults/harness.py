@@ -100,6 +100,8 @@ def verify(settings: Settings, sc: Scenario) -> Verification:
 
 
 def fired(settings: Settings, sc: Scenario) -> Verification | None:
-    """The verification of a booster once its final report exists, else None (for wait_for)."""
-    v = verify(settings, sc)
-    return v if v.report is not None else None
+    """The verification of a booster once its final report exists, else None (for wait_for): the
+    commands are read only then."""
+    if final_report(settings, sc.campaign_id) is None:
+        return None
+    return verify(settings, sc)
