@@ -16,17 +16,23 @@ for tool in kcat curl; do
 done
 export BOOSTER_HOME="${BOOSTER_HOME:-$HOME/.cache/booster}"
 started=0
+kafka_pid=""
 if ! .venv/bin/booster kafka status >/dev/null 2>&1; then
-  .venv/bin/booster kafka start
+  # the broker starts (fetching its jars the first time) while ruff and mypy run
+  .venv/bin/booster kafka start &
+  kafka_pid=$!
   started=1
 fi
 cleanup() { if [ "$started" = 1 ]; then .venv/bin/booster kafka stop || true; fi; }
 trap cleanup EXIT
-# topics that earlier runs left behind slow every client down (each reads the broker's metadata)
-.venv/bin/python -m tests.cleanup
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
+if [ -n "$kafka_pid" ]; then
+  wait "$kafka_pid" || { echo "test: the local Kafka broker did not start" >&2; exit 1; }
+fi
+# topics that earlier runs left behind slow every client down (each reads the broker's metadata)
+.venv/bin/python -m tests.cleanup
 set +e
 .venv/bin/pytest "$@"
 status=$?

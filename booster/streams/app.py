@@ -152,7 +152,11 @@ class BoosterApp:
 
         async def agent(stream: Any) -> None:
             async for event in stream.events():
-                await guard(Incoming.of(event.message, self.contract_name(event.message.topic)), handler)
+                try:
+                    await guard(Incoming.of(event.message, self.contract_name(event.message.topic)), handler)
+                except BaseException:  # cancelled (stop, rebalance) or failed: done again by the next owner
+                    compat.leave_unacked([event])
+                    raise
 
         self.app.agent(self._topic(*topics), name=name)(agent)
 

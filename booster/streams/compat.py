@@ -7,6 +7,7 @@ Nothing else in the project reaches into those libraries' internals.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
@@ -71,6 +72,21 @@ def read_committed_consumer() -> type:
             return ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
 
     return ReadCommittedConsumer
+
+
+def leave_unacked(events: Iterable[Any]) -> None:
+    """Keep these events' offsets from being committed: their processing did not finish.
+
+    Why: Faust acks an event its stream yielded in the iterator's `finally`, also when the agent is
+    cancelled (the worker stops, a rebalance) or fails half-way through it; `take_events` acks a whole
+    batch so. Their offsets would be committed although their effects never reached the changelog,
+    and the next owner of the partition would skip them (seen: recipients counted WAITING after a
+    worker left mid-batch). `Message.ack` does nothing for a message whose `acked` is already set, and
+    the consumer's wait for unacked messages skips such messages, so they stay uncommitted and are
+    processed again by whoever consumes the partition next (the folds are idempotent).
+    """
+    for event in events:
+        event.message.acked = True
 
 
 async def refresh_metadata(consumer: Any) -> None:

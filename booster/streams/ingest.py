@@ -17,6 +17,7 @@ from booster.processors.campaigns import accepts_events, evolve_campaign_seen
 from booster.processors.events import contact_event_from_record, message_event_from_record
 from booster.processors.packing import pack_contact, pack_recipient, unpack_contact, unpack_recipient
 from booster.processors.recipients import evolve_contact, evolve_recipient
+from booster.streams import compat
 from booster.streams.campaigns import CampaignStates
 from booster.streams.metrics import Metrics
 from booster.streams.records import DeadLetters, Flushable, Incoming, Progress, refusal
@@ -60,7 +61,11 @@ class Ingestion:
         # one take of up to INGEST_BATCH events still costs Faust's per-event overhead, but lets us
         # decode, fold and write without a table round trip per event
         async for events in stream.take_events(INGEST_BATCH, within=INGEST_WITHIN):
-            await self.ingest([Incoming.of(e.message, contract_name(e.message.topic)) for e in events])
+            try:
+                await self.ingest([Incoming.of(e.message, contract_name(e.message.topic)) for e in events])
+            except BaseException:  # cancelled (stop, rebalance) or failed before the changelog flush
+                compat.leave_unacked(events)
+                raise
 
     async def ingest(self, batch: Sequence[Incoming]) -> Folded:
         folded = self.fold(batch)

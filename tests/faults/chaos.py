@@ -135,9 +135,9 @@ async def chaos(
                     if await watch.commands_written() > written_at_kill:
                         break
                     polls += 1
-                    if polls % 50 == 0 and await final_report_async(settings, sc.campaign_id) is not None:
+                    if polls % 20 == 0 and await final_report_async(settings, sc.campaign_id) is not None:
                         break
-                    await asyncio.sleep(0.01)
+                    await asyncio.sleep(0.05)
                 if await final_report_async(settings, sc.campaign_id) is not None:
                     say("the fan-out finished before the next kill")
                     break
