@@ -12,9 +12,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from booster.config import Settings
 from booster.ops import clients
-from booster.ops.clients import read_topic
 from booster.processors.boosters import booster_id_of, command_id_of
-from booster.schemas import codec
+from booster.testing.demo import commands_for
 from booster.testing.scenario import Scenario
 
 
@@ -61,18 +60,9 @@ class Verification:
 def verify(settings: Settings, sc: Scenario) -> Verification:
     """Read committed commands and reports; check G2 for one booster against its expected audience."""
 
-    async def commands() -> list[dict[str, Any]]:
-        booster_id = booster_id_of(sc.campaign_id)
-        out = []
-        async for msg in read_topic(settings, "booster.commands", until_end=True):
-            value = codec().decode("booster.commands", msg.value)
-            if value["booster_id"] == booster_id:
-                out.append(value)
-        return out
-
     # the report first: every command of a booster is committed before its final report exists
     report = final_report(settings, sc.campaign_id)
-    got = asyncio.run(commands())
+    got = asyncio.run(commands_for(settings, booster_id_of(sc.campaign_id)))
     ids = Counter(c["command_id"] for c in got)
     contacts = {c["contact_id"] for c in got}
     booster_id = booster_id_of(sc.campaign_id)
