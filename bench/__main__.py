@@ -160,7 +160,7 @@ async def fanout_figures(settings: Settings, w: Workload, deadline: int, timeout
     while time.monotonic() - started < timeout and report is None:
         report = await final_report(settings, campaign_id)
         if report is None:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(0.2)
     if report is None:
         raise RuntimeError(f"no final report for {campaign_id} within {timeout:.0f} s")
     booster_id = booster_id_of(campaign_id).encode()
@@ -380,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--naive-cap", type=int, default=150_000, help="events the naive Faust agent is timed on")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds any one step may take")
     parser.add_argument("--keep-topics", action="store_true", help="leave each run's topics on the broker")
+    parser.add_argument("--workdir", help="keep the workers' state and logs here (default: a temporary directory)")
     parser.add_argument(
         "--lead", type=float, default=8.0, help="seconds from the launch to the deadline (the worker waits for it)"
     )
@@ -391,10 +392,11 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     try:
         with tempfile.TemporaryDirectory(prefix="booster-bench-") as tmp:
+            workdir = Path(args.workdir) if args.workdir else Path(tmp)
             caps = {"nothing": args.nothing_cap, "naive": args.naive_cap}
             common = (caps, args.timeout, args.lead, args.keep_topics)
-            small = measure_size(small_n, args.partitions, Path(tmp), False, *common)
-            large = measure_size(n, args.partitions, Path(tmp), True, *common)
+            small = measure_size(small_n, args.partitions, workdir, False, *common)
+            large = measure_size(n, args.partitions, workdir, True, *common)
     finally:
         if started_kafka:
             kafka.stop(say=say)

@@ -20,11 +20,30 @@ from booster.broker.local import LocalKafka
 from booster.config import Settings
 from booster.ops import admin
 
+# The longest files first, so the parallel processes finish together (pytest-xdist hands out files
+# in collection order with --no-loadscope-reorder): each is a minute or more on a 2-core machine.
+LONGEST_FIRST = [
+    "faults/test_kill9.py",
+    "integration/test_bench_smoke.py",
+    "faults/test_lag.py",
+    "integration/test_engine.py",
+    "faults/test_rebalance.py",
+    "integration/test_operations_doc.py",
+    "integration/test_operators.py",
+    "integration/test_broker.py",
+]
+
+
+def _rank(item: pytest.Item) -> int:
+    path = item.nodeid.split("::")[0]
+    return next((i for i, name in enumerate(LONGEST_FIRST) if path.endswith(name)), len(LONGEST_FIRST))
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "kafka" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.broker)
+    items.sort(key=_rank)  # stable: the order within a file stays
 
 
 @pytest.fixture(scope="session")

@@ -28,6 +28,10 @@ def test_bench_smoke(kafka: LocalKafka, tmp_path: Path, monkeypatch: pytest.Monk
                 "2000",
                 "--lead",
                 "3",
+                "--timeout",
+                "600",
+                "--workdir",
+                str(tmp_path),
                 "--out",
                 str(out),
             ]
