@@ -8,7 +8,7 @@ import hashlib
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 from booster.processors.events import AccountChannels, CampaignLaunched, Channel, Criterion
 from booster.processors.text import human_duration
@@ -170,6 +170,15 @@ class AwaitAccount:
 LaunchStep = LaunchDecision | Duplicate | AwaitAccount
 
 LaunchStatus = Literal["NONE", "SCHEDULED", "REJECTED", "CANCELLED"]
+LAUNCH_STATUSES: dict[str, LaunchStatus] = {s: s for s in get_args(LaunchStatus)}
+
+
+def launch_status_of(text: str) -> LaunchStatus:
+    """A remembered launch status read back (ValueError for anything else)."""
+    try:
+        return LAUNCH_STATUSES[text]
+    except KeyError:
+        raise ValueError(f"not a launch status: {text!r}") from None
 
 
 def on_launch(decided: LaunchStatus | None, account: AccountChannels | None, launch: CampaignLaunched) -> LaunchStep:

@@ -67,6 +67,10 @@ def control_kind(event: ControlEvent) -> ControlKind:
             assert_never(event)
 
 
+def campaign_of(event: ControlEvent) -> str:
+    return event.schedule.campaign_id if isinstance(event, Scheduled) else event.campaign_id
+
+
 @dataclass(frozen=True, slots=True)
 class CampaignPartition:
     """What one partition knows about one campaign's booster.

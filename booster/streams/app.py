@@ -21,11 +21,12 @@ from booster.config import Settings
 from booster.schemas.catalog import CONTACT_INPUT_TOPICS, LAUNCHES_BY_ACCOUNT
 from booster.streams import compat
 from booster.streams.campaigns import CampaignStates
+from booster.streams.control import Control
 from booster.streams.deadlines import Deadlines
 from booster.streams.fanout import Fanout
 from booster.streams.gate import LagGate
 from booster.streams.ingest import Ingestion
-from booster.streams.launches import Control, Launches
+from booster.streams.launches import Launches
 from booster.streams.metrics import Metrics
 from booster.streams.records import DeadLetters, Guard, Handler, Incoming
 from booster.streams.reports import Reports

@@ -34,9 +34,9 @@ from booster.processors.events import BoosterCancelled
 from booster.schemas.catalog import CONTACT_INPUT_TOPICS
 from booster.streams.audience import delete_rows
 from booster.streams.campaigns import CampaignStates
+from booster.streams.control import Control
 from booster.streams.fanout import Fanout
 from booster.streams.gate import LagGate
-from booster.streams.launches import Control
 from booster.streams.metrics import Metrics
 from booster.streams.records import Incoming, log_decision, now_ms
 from booster.streams.store import Table

@@ -16,42 +16,22 @@ from booster.processors.boosters import (
     AwaitAccount,
     Duplicate,
     LaunchDecision,
-    LaunchStatus,
     NoBooster,
     Refused,
     launch_status,
+    launch_status_of,
     on_account,
     on_launch,
 )
-from booster.processors.campaigns import ControlEvent, NoBoosterFor, Scheduled
+from booster.processors.campaigns import NoBoosterFor, Scheduled
 from booster.processors.events import AccountChannels, BoosterCancelled, launch_from_record
 from booster.processors.packing import pack_account, unpack_account
 from booster.schemas import codec
+from booster.streams.control import Control
 from booster.streams.metrics import Metrics
 from booster.streams.records import Incoming, Topic, log_decision
 from booster.streams.reports import Reports
 from booster.streams.store import Table, pending_key, pending_prefix
-from booster.streams.wire import control_record
-
-
-class Control:
-    """Sends control records: a broadcast to every partition, or a tick into one."""
-
-    def __init__(self, topic: Topic, partitions: int) -> None:
-        self.topic = topic
-        self.partitions = partitions
-
-    async def send(self, event: ControlEvent, partition: int) -> None:
-        value = codec().encode("booster.control", control_record(event))
-        await self.topic.send(key=event_campaign(event).encode(), value=value, partition=partition)
-
-    async def broadcast(self, event: ControlEvent) -> None:
-        for p in range(self.partitions):
-            await self.send(event, p)
-
-
-def event_campaign(event: ControlEvent) -> str:
-    return event.schedule.campaign_id if isinstance(event, Scheduled) else event.campaign_id
 
 
 class Launches:
@@ -113,7 +93,7 @@ class Launches:
         raw_status = self.decided.partition(p).get(launch.campaign_id.encode())
         raw_account = self.accounts.partition(p).get(account_id.encode())
         step = on_launch(
-            None if raw_status is None else _status(raw_status),
+            None if raw_status is None else launch_status_of(raw_status.decode()),
             None if raw_account is None else unpack_account(account_id, raw_account),
             launch,
         )
@@ -141,9 +121,3 @@ class Launches:
                 assert_never(decision)
         campaign_id = decision.campaign_id
         self.decided.partition(partition).write({campaign_id.encode(): launch_status(decision).encode()})
-
-
-def _status(raw: bytes) -> LaunchStatus:
-    status = raw.decode()
-    assert status in ("NONE", "SCHEDULED", "REJECTED", "CANCELLED"), status
-    return status  # type: ignore[return-value]

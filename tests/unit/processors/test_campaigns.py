@@ -3,6 +3,7 @@ launch steps; the tally shared by the fan-out and the preview."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -15,6 +16,7 @@ from booster.processors.boosters import (
     Schedule,
     booster_id_of,
     launch_status,
+    launch_status_of,
     on_account,
     on_launch,
 )
@@ -23,7 +25,9 @@ from booster.processors.campaigns import (
     CampaignPartition,
     NoBoosterFor,
     Scheduled,
+    Tick,
     accepts_events,
+    campaign_of,
     evolve_campaign,
     evolve_campaign_fired,
 )
@@ -100,6 +104,9 @@ def test_launch_steps() -> None:
     decided = on_launch(None, ACCOUNT, launch())
     assert isinstance(decided, Accepted) and launch_status(decided) == "SCHEDULED"
     assert launch_status(NoBooster("cmp", T0)) == "NONE"
+    assert launch_status_of("SCHEDULED") == "SCHEDULED"
+    with pytest.raises(ValueError, match="not a launch status"):
+        launch_status_of("SENT")
     newer = AccountChannels("acct", frozenset({"SMS"}), T0 + 1)
     account, decisions = on_account(ACCOUNT, newer, [launch("a"), launch("b", booster=False)])
     assert account == newer
@@ -116,3 +123,8 @@ def test_the_tally_counts_recipients_only() -> None:
     assert decisions == [None, NOT_A_RECIPIENT, Exclusion.WAITING]
     tally = tally_of(decisions)
     assert tally == Tally(1, {"WAITING": 1}) and tally.recipients == 2
+
+
+def test_every_control_event_names_its_campaign() -> None:
+    events = [Scheduled(SCHEDULE, T0), BoosterCancelled("cmp", T0), NoBoosterFor("cmp", T0), Tick("cmp", T0)]
+    assert {campaign_of(e) for e in events} == {"cmp"}

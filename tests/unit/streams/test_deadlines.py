@@ -16,8 +16,8 @@ from booster.processors.packing import pack_recipient
 from booster.processors.recipients import RecipientState
 from booster.schemas import codec
 from booster.streams.campaigns import CampaignStates
+from booster.streams.control import Control
 from booster.streams.deadlines import Deadlines
-from booster.streams.launches import Control
 from booster.streams.metrics import Metrics
 from booster.streams.store import MemoryTable, recipient_key
 from booster.streams.wire import control_record

@@ -7,7 +7,8 @@ import asyncio
 from typing import Any
 
 from booster.schemas.catalog import LAUNCHES_BY_ACCOUNT
-from booster.streams.launches import Control, Launches
+from booster.streams.control import Control
+from booster.streams.launches import Launches
 from booster.streams.metrics import Metrics
 from booster.streams.reports import Reports
 from booster.streams.store import MemoryTable
