@@ -23,6 +23,7 @@ from booster.processors.boosters import (
 from booster.processors.campaigns import (
     CampaignEvent,
     CampaignPartition,
+    ControlEvent,
     NoBoosterFor,
     Scheduled,
     Tick,
@@ -126,5 +127,10 @@ def test_the_tally_counts_recipients_only() -> None:
 
 
 def test_every_control_event_names_its_campaign() -> None:
-    events = [Scheduled(SCHEDULE, T0), BoosterCancelled("cmp", T0), NoBoosterFor("cmp", T0), Tick("cmp", T0)]
+    events: list[ControlEvent] = [
+        Scheduled(SCHEDULE, T0),
+        BoosterCancelled("cmp", T0),
+        NoBoosterFor("cmp", T0),
+        Tick("cmp", T0),
+    ]
     assert {campaign_of(e) for e in events} == {"cmp"}
