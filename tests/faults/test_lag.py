@@ -21,7 +21,7 @@ from tests.conftest import fresh_settings
 from tests.faults.harness import fired
 from tests.helpers import account_record, decisions, publish_records, reports_by_campaign, scenario_records, wait_for
 
-LEAD_MS = 10_000  # from the launch to the deadline: the worker schedules the booster and stops within it
+LEAD_MS = 20_000  # from the launch to the deadline: the worker schedules the booster and stops within it
 
 
 def test_g1_lag_never_changes_the_audience(kafka: LocalKafka, tmp_path: Path) -> None:

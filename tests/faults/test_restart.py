@@ -16,7 +16,7 @@ from tests.conftest import fresh_settings
 from tests.faults.harness import fired
 from tests.helpers import account_record, group_lag, publish_records, scenario_records, wait_for
 
-LEAD_MS = 15_000  # from the launch to the deadline: the first worker ingests and stops within it
+LEAD_MS = 20_000  # from the launch to the deadline: the first worker ingests and stops within it
 
 
 def test_g3_restart_between_ingestion_and_deadline_and_recovery_on_a_new_machine(
