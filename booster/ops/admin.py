@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -84,7 +84,7 @@ async def _describe(admin: AIOKafkaAdminClient, settings: Settings) -> list[Topi
         else:
             if n != settings.partitions:
                 problems.append(f"has {n} partitions, BOOSTER_PARTITIONS is {settings.partitions}")
-            want_policy = "compact" if w.compacted else "delete"
+            want_policy = _policy(w.compacted)
             if policy is not None and policy != want_policy:
                 problems.append(f"cleanup.policy is {policy}, should be {want_policy}")
         states.append(TopicState(w, real, exists, n, policy, tuple(problems)))
@@ -93,18 +93,22 @@ async def _describe(admin: AIOKafkaAdminClient, settings: Settings) -> list[Topi
 
 async def create(settings: Settings) -> list[str]:
     """Create every missing topic; returns the names created. Existing topics are left as they are."""
+    return await create_named(settings, {settings.topic(w.name): w.compacted for w in wanted_topics()})
+
+
+async def create_named(settings: Settings, topics: Mapping[str, bool]) -> list[str]:
+    """Create the missing ones of these topics (real name: compacted or not) with BOOSTER_PARTITIONS
+    partitions, and wait until the broker lists them; returns the names created."""
     admin = admin_client(settings)
     await admin.start()
     created = []
     try:
         existing = set(await admin.list_topics())
-        new = []
-        for w in wanted_topics():
-            real = settings.topic(w.name)
-            if real in existing:
-                continue
-            configs = {"cleanup.policy": "compact" if w.compacted else "delete"}
-            new.append(NewTopic(real, settings.partitions, 1, topic_configs=configs))
+        new = [
+            NewTopic(name, settings.partitions, 1, topic_configs={"cleanup.policy": _policy(compacted)})
+            for name, compacted in topics.items()
+            if name not in existing
+        ]
         for topic in new:
             try:
                 await admin.create_topics([topic])
@@ -115,6 +119,10 @@ async def create(settings: Settings) -> list[str]:
     finally:
         await admin.close()
     return created
+
+
+def _policy(compacted: bool) -> str:
+    return "compact" if compacted else "delete"
 
 
 async def _until_listed(admin: AIOKafkaAdminClient, names: set[str], timeout: float = 30.0) -> None:

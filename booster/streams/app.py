@@ -153,11 +153,9 @@ class BoosterApp:
 
         async def agent(stream: Any) -> None:
             async for event in stream.events():
-                try:
-                    await guard(Incoming.of(event.message, self.contract_name(event.message.topic)), handler)
-                except BaseException:  # cancelled (stop, rebalance) or failed: done again by the next owner
-                    compat.leave_unacked([event])
-                    raise
+                compat.hold_acks([event])  # acked only once its effects are written
+                await guard(Incoming.of(event.message, self.contract_name(event.message.topic)), handler)
+                compat.release_acks([event])
 
         self.app.agent(self._topic(*topics), name=name)(agent)
 

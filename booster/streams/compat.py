@@ -74,19 +74,27 @@ def read_committed_consumer() -> type:
     return ReadCommittedConsumer
 
 
-def leave_unacked(events: Iterable[Any]) -> None:
-    """Keep these events' offsets from being committed: their processing did not finish.
+def hold_acks(events: Iterable[Any]) -> None:
+    """Keep these events from being acked (and their offsets committed) until `release_acks`.
 
-    Why: Faust acks an event its stream yielded in the iterator's `finally`, also when the agent is
-    cancelled (the worker stops, a rebalance) or fails half-way through it; `take_events` acks a whole
-    batch so. Their offsets would be committed although their effects never reached the changelog,
-    and the next owner of the partition would skip them (seen: recipients counted WAITING after a
-    worker left mid-batch). `Message.ack` does nothing for a message whose `acked` is already set, and
-    the consumer's wait for unacked messages skips such messages, so they stay uncommitted and are
-    processed again by whoever consumes the partition next (the folds are idempotent).
+    Why: Faust acks an event its stream yielded in the iterator's `finally`, and `Stream.on_stop`
+    closes a `take()` generator suspended at its yield, so a batch can be acked while the agent is
+    still processing it, or after the agent was cancelled (a stop, a rebalance) half-way. Offsets whose
+    rows never reached the changelog were committed, and the partition's next owner skipped them (seen:
+    recipients counted WAITING after a worker left). A message is acked when its reference count
+    reaches zero (`Message.ack`), as for a message several streams share; one more reference per
+    event, dropped only once its effects are written, leaves an interrupted event uncommitted, to be
+    processed again by whoever consumes the partition next (the folds are idempotent). Faust's wait
+    for unacked messages at a rebalance waits for it, as it should.
     """
     for event in events:
-        event.message.acked = True
+        event.message.incref()
+
+
+def release_acks(events: Iterable[Any]) -> None:
+    """Drop the reference `hold_acks` took: the stream's own ack now completes each event."""
+    for event in events:
+        event.ack()
 
 
 async def refresh_metadata(consumer: Any) -> None:

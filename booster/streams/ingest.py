@@ -61,11 +61,10 @@ class Ingestion:
         # one take of up to INGEST_BATCH events still costs Faust's per-event overhead, but lets us
         # decode, fold and write without a table round trip per event
         async for events in stream.take_events(INGEST_BATCH, within=INGEST_WITHIN):
-            try:
-                await self.ingest([Incoming.of(e.message, contract_name(e.message.topic)) for e in events])
-            except BaseException:  # cancelled (stop, rebalance) or failed before the changelog flush
-                compat.leave_unacked(events)
-                raise
+            # acked only once their rows are in the changelog, even if the stream stops meanwhile
+            compat.hold_acks(events)
+            await self.ingest([Incoming.of(e.message, contract_name(e.message.topic)) for e in events])
+            compat.release_acks(events)
 
     async def ingest(self, batch: Sequence[Incoming]) -> Folded:
         folded = self.fold(batch)
