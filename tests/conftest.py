@@ -20,23 +20,30 @@ from booster.broker.local import LocalKafka
 from booster.config import Settings
 from booster.ops import admin
 
-# The longest files first, so the parallel processes finish together (pytest-xdist hands out files
-# in collection order with --no-loadscope-reorder): each is a minute or more on a 2-core machine.
-LONGEST_FIRST = [
+# The order pytest-xdist hands files out in (with --no-loadscope-reorder): the minute-long files first,
+# one per process. xdist also queues a second file on a process that has two tests or fewer left, so
+# the three one-test files get a quick many-test unit file behind them (not another minute-long one),
+# and the rest go to whichever process frees up first.
+SCHEDULE = [
     "faults/test_kill9.py",
     "integration/test_bench_smoke.py",
     "faults/test_lag.py",
     "integration/test_engine.py",
+    "unit/schemas/test_codec.py",
+    "unit/processors/test_recipients.py",
+    "unit/processors/test_boosters.py",
     "faults/test_rebalance.py",
     "integration/test_operations_doc.py",
     "integration/test_operators.py",
     "integration/test_broker.py",
+    "faults/test_restart.py",
+    "faults/test_bad_input.py",
 ]
 
 
 def _rank(item: pytest.Item) -> int:
     path = item.nodeid.split("::")[0]
-    return next((i for i, name in enumerate(LONGEST_FIRST) if path.endswith(name)), len(LONGEST_FIRST))
+    return next((i for i, name in enumerate(SCHEDULE) if path.endswith(name)), len(SCHEDULE))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
