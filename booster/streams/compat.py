@@ -1,8 +1,8 @@
 """Every use of a private API of Faust, aiokafka or rocksdict, each with why we need it.
 
 Checked against faust-streaming 0.15.3, aiokafka 0.14.0 and rocksdict 0.3.29 (pinned in
-pyproject.toml); `tests/unit/test_compat.py` fails when one of these assumptions stops holding.
-Nothing else in the project reaches into those libraries' internals.
+pyproject.toml); `tests/unit/streams/test_compat.py` fails when one of these assumptions stops
+holding. Nothing else in the project reaches into those libraries' internals.
 """
 
 from __future__ import annotations

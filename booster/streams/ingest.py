@@ -9,7 +9,7 @@ dropped; the first one of an unknown campaign marks when its rows appeared (R12)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,7 +57,7 @@ class Ingestion:
         self.progress = progress
         self.metrics = metrics
 
-    async def agent(self, stream: Any, contract_name: Any) -> None:
+    async def agent(self, stream: Any, contract_name: Callable[[str], str]) -> None:
         # one take of up to INGEST_BATCH events still costs Faust's per-event overhead, but lets us
         # decode, fold and write without a table round trip per event
         async for events in stream.take_events(INGEST_BATCH, within=INGEST_WITHIN):
