@@ -2,20 +2,6 @@
 # The whole test run on a fresh machine: install, fetch and start Kafka, lint, type-check, pytest, stop Kafka.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export BOOSTER_HOME="${BOOSTER_HOME:-$HOME/.cache/booster}"
-PYTHON="${PYTHON:-python3.11}"
-command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
-started=0
-kafka_pid=""
-# `booster kafka` needs only the standard library: the broker starts (fetching its jars the first
-# time) while the venv is installed and ruff and mypy run
-if ! "$PYTHON" -m booster kafka status >/dev/null 2>&1; then
-  "$PYTHON" -m booster kafka start &
-  kafka_pid=$!
-  started=1
-fi
-cleanup() { if [ "$started" = 1 ]; then "$PYTHON" -m booster kafka stop || true; fi; }
-trap cleanup EXIT
 ./scripts/setup.sh
 # the operations guide's test runs kcat and curl as an operator would
 for tool in kcat curl; do
@@ -28,6 +14,17 @@ for tool in kcat curl; do
     fi
   fi
 done
+export BOOSTER_HOME="${BOOSTER_HOME:-$HOME/.cache/booster}"
+started=0
+kafka_pid=""
+if ! .venv/bin/booster kafka status >/dev/null 2>&1; then
+  # the broker starts (fetching its jars the first time) while ruff and mypy run
+  .venv/bin/booster kafka start &
+  kafka_pid=$!
+  started=1
+fi
+cleanup() { if [ "$started" = 1 ]; then .venv/bin/booster kafka stop || true; fi; }
+trap cleanup EXIT
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
