@@ -72,10 +72,7 @@ def scenario_records(sc: Scenario, launch: bool = True) -> list[Record]:
 
 
 def account_record(sc: Scenario) -> Record:
-    return (
-        "account.channels",
-        {"account_id": sc.account_id, "channels": ["EMAIL", "SMS", "PUSH"], "updated_at": sc.launched_at - 3_600_000},
-    )
+    return ("account.channels", sc.account_channels())
 
 
 def encoded(records: list[Record]) -> list[RawRecord]:

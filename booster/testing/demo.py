@@ -31,12 +31,7 @@ def _lines(records: list[dict[str, Any]]) -> list[str]:
 async def publish_scenario(settings: Settings, sc: Scenario, *, launch: bool = True) -> int:
     """Publish the account's channels, every message and contact fact, then the launch."""
     sent = 0
-    channels = {
-        "account_id": sc.account_id,
-        "channels": ["EMAIL", "SMS", "PUSH"],
-        "updated_at": sc.launched_at - HOUR_MS,
-    }
-    sent += await publish_lines(settings, "account.channels", _lines([channels]))
+    sent += await publish_lines(settings, "account.channels", _lines([sc.account_channels()]))
     for topic, records in sc.records.items():
         sent += await publish_lines(settings, topic, _lines(records))
     if launch:

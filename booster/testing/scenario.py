@@ -82,6 +82,14 @@ class Scenario:
             },
         }
 
+    def account_channels(self) -> dict[str, Any]:
+        """The account.channels record that enables every channel for the scenario's account."""
+        return {
+            "account_id": self.account_id,
+            "channels": ["EMAIL", "SMS", "PUSH"],
+            "updated_at": self.launched_at - HOUR_MS,
+        }
+
     @property
     def event_count(self) -> int:
         return sum(len(v) for v in self.records.values())

@@ -57,11 +57,13 @@ class Verification:
         return not self.problems
 
 
-def verify(settings: Settings, sc: Scenario) -> Verification:
-    """Read committed commands and reports; check G2 for one booster against its expected audience."""
+def verify(settings: Settings, sc: Scenario, report: dict[str, Any] | None = None) -> Verification:
+    """Read committed commands and reports; check G2 for one booster against its expected audience.
+    `report` is the booster's final report when the caller has just read it."""
 
     # the report first: every command of a booster is committed before its final report exists
-    report = final_report(settings, sc.campaign_id)
+    if report is None:
+        report = final_report(settings, sc.campaign_id)
     got = asyncio.run(commands_for(settings, booster_id_of(sc.campaign_id)))
     ids = Counter(c["command_id"] for c in got)
     contacts = {c["contact_id"] for c in got}
@@ -92,6 +94,5 @@ def verify(settings: Settings, sc: Scenario) -> Verification:
 def fired(settings: Settings, sc: Scenario) -> Verification | None:
     """The verification of a booster once its final report exists, else None (for wait_for): the
     commands are read only then."""
-    if final_report(settings, sc.campaign_id) is None:
-        return None
-    return verify(settings, sc)
+    report = final_report(settings, sc.campaign_id)
+    return None if report is None else verify(settings, sc, report)

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from booster.processors.audience import Tally
+from booster.processors.audience import tally_of
 from booster.processors.campaigns import CampaignPartition
 from booster.processors.summaries import PartitionSummary
 from booster.schemas import codec
@@ -96,9 +96,7 @@ class Fanout:
 
         assert state.schedule is not None
         self.runs.append((state.schedule.campaign_id, partition))
-        tally = Tally()
-        for _, decision in decide_rows(recipients, contacts, state.schedule, state.schedule.deadline):
-            tally = tally.count(decision)
+        tally = tally_of(d for _, d in decide_rows(recipients, contacts, state.schedule, state.schedule.deadline))
         summary = PartitionSummary(state.schedule.campaign_id, partition, 1, state.schedule, None, tally)
         return FanoutResult(summary, tally.audience)
 
