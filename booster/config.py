@@ -105,3 +105,7 @@ class Settings:
     def topic(self, name: str) -> str:
         """The real topic name of a contract topic, with the configured prefix."""
         return f"{self.topic_prefix}{name}"
+
+    def changelog_topic(self, table: str) -> str:
+        """The real name of a worker table's changelog topic (Faust's `<app id>-<table>-changelog`)."""
+        return f"{self.group_id}-{table}-changelog"

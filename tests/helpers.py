@@ -13,8 +13,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from aiokafka import TopicPartition
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
 from booster.config import Settings
+from booster.ops import admin
 from booster.ops.clients import RawRecord, produce_raw, read_topic
 from booster.schemas import codec, spec_for
 from booster.streams.gate import LagGate
@@ -116,6 +118,30 @@ def group_lag(settings: Settings, topics: list[str]) -> int:
             return sum((await gate.lagging(tps)).values())
         finally:
             await gate.stop()
+
+    return asyncio.run(go())
+
+
+def group_assignment(settings: Settings) -> dict[str, set[int]]:
+    """The partitions the workers' group leader assigned, by topic, over every member (Faust puts
+    its tables' changelog partitions in the Kafka assignment too)."""
+
+    async def go() -> dict[str, set[int]]:
+        client = admin.admin_client(settings)
+        await client.start()
+        try:
+            [response] = await client.describe_consumer_groups([settings.group_id])
+        finally:
+            await client.close()
+        assigned: dict[str, set[int]] = {}
+        for group in response.groups:
+            for member in group[5]:  # (member id, client id, host, metadata, assignment)
+                raw = member[-1]
+                if not raw:
+                    continue
+                for topic, partitions in ConsumerProtocolMemberAssignment.decode(raw).assignment:
+                    assigned.setdefault(topic, set()).update(partitions)
+        return assigned
 
     return asyncio.run(go())
 

@@ -15,7 +15,7 @@ from aiokafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionErro
 
 from booster.config import Settings
 from booster.errors import TopologyError
-from booster.schemas.catalog import CATALOG, LAUNCHES_BY_ACCOUNT
+from booster.schemas.catalog import CATALOG, LAUNCHES_BY_ACCOUNT, STATE_TABLES
 
 log = logging.getLogger(__name__)
 
@@ -91,21 +91,48 @@ async def _describe(admin: AIOKafkaAdminClient, settings: Settings) -> list[Topi
     return states
 
 
+def changelog_topics(settings: Settings) -> dict[str, bool]:
+    """The workers' table changelogs (real name: compacted), one partition per input partition."""
+    return {settings.changelog_topic(table): True for table in STATE_TABLES}
+
+
+def leader_topic(settings: Settings) -> str:
+    """Faust's one-partition topic whose owner is the group's leader (it is never written)."""
+    return f"{settings.group_id}-__assignor-__leader"
+
+
+def all_topics(settings: Settings) -> list[str]:
+    """Every topic the workers use: the contract's, then the internal ones."""
+    return [*(settings.topic(w.name) for w in wanted_topics()), *changelog_topics(settings), leader_topic(settings)]
+
+
 async def create(settings: Settings) -> list[str]:
     """Create every missing topic; returns the names created. Existing topics are left as they are."""
-    return await create_named(settings, {settings.topic(w.name): w.compacted for w in wanted_topics()})
+    contract = await create_named(settings, {settings.topic(w.name): w.compacted for w in wanted_topics()})
+    return contract + await create_internal(settings)
 
 
-async def create_named(settings: Settings, topics: Mapping[str, bool]) -> list[str]:
-    """Create the missing ones of these topics (real name: compacted or not) with BOOSTER_PARTITIONS
-    partitions, and wait until the broker lists them; returns the names created."""
+async def create_internal(settings: Settings) -> list[str]:
+    """The worker's own topics, created by `booster worker` before it joins its group (Faust's own
+    topic creation is off). Left to Faust, the changelogs are created as its tables start, racing
+    its consumer's first metadata request; the group leader's assignor leaves out, with a warning,
+    any subscribed topic its metadata does not list, and metadata is refreshed every 5 minutes. A
+    changelog left out is not restored by the worker that takes its partitions over: it runs
+    without that table's state."""
+    created = await create_named(settings, changelog_topics(settings))
+    return created + await create_named(settings, {leader_topic(settings): False}, partitions=1)
+
+
+async def create_named(settings: Settings, topics: Mapping[str, bool], partitions: int | None = None) -> list[str]:
+    """Create the missing ones of these topics (real name: compacted or not) with `partitions`
+    (default BOOSTER_PARTITIONS), and wait until the broker lists them; returns the names created."""
     admin = admin_client(settings)
     await admin.start()
     created = []
     try:
         existing = set(await admin.list_topics())
         new = [
-            NewTopic(name, settings.partitions, 1, topic_configs={"cleanup.policy": _policy(compacted)})
+            NewTopic(name, partitions or settings.partitions, 1, topic_configs={"cleanup.policy": _policy(compacted)})
             for name, compacted in topics.items()
             if name not in existing
         ]

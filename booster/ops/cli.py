@@ -66,7 +66,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
         for name in created:
             print(f"created {name}", file=sys.stderr)
         print(
-            f"{len(created)} topic(s) created, {len(admin.wanted_topics()) - len(created)} already there",
+            f"{len(created)} topic(s) created, {len(admin.all_topics(settings)) - len(created)} already there",
             file=sys.stderr,
         )
     states = _run(admin.describe(settings))
@@ -223,6 +223,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     loop.run_until_complete(admin.check_ready(settings))
+    loop.run_until_complete(admin.create_internal(settings))
     booster = BoosterApp(settings, Path(args.data_dir) if args.data_dir else None)
     print(
         f"booster worker {booster.app_id}: broker {settings.broker}, {settings.partitions} partitions, "

@@ -53,6 +53,11 @@ BY_ID: dict[int, TopicSpec] = {spec.schema_id: spec for spec in _SPECS}
 # Launches re-keyed by account so they meet account.channels in one partition; same schema.
 LAUNCHES_BY_ACCOUNT = "booster.launches-by-account"
 
+# The worker's tables. Each has a compacted changelog topic, `<group id>-<table>-changelog`, which must
+# exist before a worker joins the group: Faust's assignor silently leaves out a topic its metadata does
+# not list, and a table left out is never restored on the worker that takes its partitions over.
+STATE_TABLES = ("recipients", "contacts", "campaigns", "summaries", "accounts", "pending-launches", "launch-decisions")
+
 INPUT_TOPICS = [s.name for s in _SPECS if s.role == "input"]
 CONTACT_INPUT_TOPICS = [s.name for s in _SPECS if s.role == "input" and s.contact_keyed]
 

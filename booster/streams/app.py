@@ -18,7 +18,8 @@ import faust
 from aiokafka import TopicPartition
 
 from booster.config import Settings
-from booster.schemas.catalog import CONTACT_INPUT_TOPICS, LAUNCHES_BY_ACCOUNT
+from booster.errors import BoosterError
+from booster.schemas.catalog import CONTACT_INPUT_TOPICS, LAUNCHES_BY_ACCOUNT, STATE_TABLES
 from booster.streams import compat
 from booster.streams.campaigns import CampaignStates
 from booster.streams.control import Control
@@ -73,6 +74,8 @@ class BoosterApp:
             # bigger fetches and buffers: fewer wake-ups per event on the hot ingest path
             broker_max_poll_records=CONSUMER_MAX_POLL_RECORDS,
             stream_buffer_maxsize=CONSUMER_BUFFER,
+            # topics are created before the worker starts (`booster.ops.admin.create_internal`)
+            topic_allow_declare=False,
         )
         app.transport.Consumer = compat.read_committed_consumer()  # type: ignore[misc]
 
@@ -139,6 +142,8 @@ class BoosterApp:
         self.web.register(app)
 
     def _table(self, name: str, options: dict[str, int]) -> FaustTable:
+        if name not in STATE_TABLES:  # `booster topics create` and the worker's start make its changelog
+            raise BoosterError(f"table {name!r} is not in catalog.STATE_TABLES; add it there")
         # key_type/value_type bytes make Faust store and changelog our bytes as they are
         table = self.app.Table(
             name, partitions=self.settings.partitions, key_type=bytes, value_type=bytes, options=options

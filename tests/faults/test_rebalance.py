@@ -1,4 +1,5 @@
-"""G2 and G3 through a rebalance: a worker joins during ingestion, another leaves during the fan-out."""
+"""G2 and G3 through a rebalance: a worker joins during ingestion, another leaves during the fan-out;
+every table's changelog is in the assignment, so its state follows its partitions."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from booster.testing.scenario import build, launched_for_deadline
 from booster.testing.workers import WorkerProcess
 from tests.conftest import fresh_settings
 from tests.faults.harness import fired, uncommitted_high_watermark
-from tests.helpers import account_record, publish_records, scenario_records, wait_for
+from tests.helpers import account_record, group_assignment, publish_records, scenario_records, wait_for
 
 
 def test_rebalance_join_during_ingestion_leave_during_fanout(kafka: LocalKafka, tmp_path: Path) -> None:
@@ -41,3 +42,23 @@ def test_rebalance_join_during_ingestion_leave_during_fanout(kafka: LocalKafka, 
         b.stop()
     assert v.ok, v.problems
     assert v.commands == len(sc.expected_audience) >= 7000
+
+
+def test_every_table_changelog_is_assigned_even_when_only_the_contract_topics_exist(
+    kafka: LocalKafka, tmp_path: Path
+) -> None:
+    """A changelog the group leader's metadata does not list is left out of the assignment, and the
+    worker that takes its partitions over runs without that table's state (a launch then waited for
+    an account it had been sent). Faust creates the changelogs while its consumer joins, so the
+    worker creates them first."""
+    settings = fresh_settings()
+    contract = {settings.topic(w.name): w.compacted for w in admin.wanted_topics()}
+    asyncio.run(admin.create_named(settings, contract))
+    worker = WorkerProcess(settings, tmp_path / "w").start()
+    try:
+        assigned = wait_for("the group's assignment", lambda: group_assignment(settings), 60, 0.2)
+    finally:
+        worker.stop()
+    every_partition = set(range(settings.partitions))
+    want = {topic: every_partition for topic in admin.changelog_topics(settings)}
+    assert {topic: assigned.get(topic) for topic in want} == want
