@@ -18,6 +18,7 @@ from booster.errors import BoosterError
 from booster.ops.clients import latest_reports
 from booster.processors.text import format_timestamp, human_duration
 from booster.schemas.catalog import CONTACT_INPUT_TOPICS, LAUNCHES_BY_ACCOUNT
+from booster.streams.gate import only_markers_left
 
 # every topic the workers consume, in the order an operator reads them
 CONSUMED = [
@@ -69,30 +70,32 @@ async def lag(settings: Settings, lateness_ms: int | None = None) -> dict[str, A
     and the due boosters that have no final report yet (held by the lag gate, or firing)."""
     group = settings.group_id
     tps = [TopicPartition(settings.topic(t), p) for t in CONSUMED for p in range(settings.partitions)]
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, isolation_level="read_committed")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.broker, isolation_level="read_committed", fetch_max_wait_ms=50
+    )
     client = AIOKafkaAdminClient(bootstrap_servers=settings.broker)
     await consumer.start()
     await client.start()
     try:
         ends = await consumer.end_offsets(tps)
         committed = await client.list_consumer_group_offsets(group, partitions=tps)
+        positions = {tp: max(0, meta.offset) if (meta := committed.get(tp)) is not None else 0 for tp in tps}
+        # transaction markers and aborted records take offsets no consumer processes
+        settled = await only_markers_left(consumer, positions, ends)
     finally:
         await consumer.stop()
         await client.close()
     names = {settings.topic(t): t for t in CONSUMED}
-    partitions = []
-    for tp in tps:
-        meta = committed.get(tp)
-        position = meta.offset if meta is not None and meta.offset >= 0 else 0
-        partitions.append(
-            {
-                "topic": names[tp.topic],
-                "partition": tp.partition,
-                "end_offset": ends[tp],
-                "committed": position,
-                "lag": max(0, ends[tp] - position),
-            }
-        )
+    partitions = [
+        {
+            "topic": names[tp.topic],
+            "partition": tp.partition,
+            "end_offset": ends[tp],
+            "committed": positions[tp],
+            "lag": 0 if tp in settled else max(0, ends[tp] - positions[tp]),
+        }
+        for tp in tps
+    ]
     lateness = settings.allowed_lateness_ms if lateness_ms is None else lateness_ms
     now = int(time.time() * 1000)
     waiting = [

@@ -101,9 +101,10 @@ class Fanout(Service):
             await self._progress_reader.start()
         consumer = self._progress_reader
         latest: dict[str, dict[str, Any]] = {}
-        # the end first: once a partition is assigned, a long-polling fetch on the same connection
-        # would hold the offsets request behind it
-        consumer.unsubscribe()
+        # the end first: a long-polling fetch of the partition assigned last would hold the offsets
+        # request behind it on the same connection, so it is paused (unsubscribe() or assign([])
+        # instead can leave a group-less consumer whose stop() never returns, aiokafka 0.14.0)
+        consumer.pause(*consumer.assignment())
         end = (await consumer.end_offsets([tp]))[tp]
         if end == 0:
             return latest

@@ -6,16 +6,56 @@ published before that moment lies below them. The deadline fires once the positi
 partition (this worker's processed offset, or the group's committed offset, whichever is further)
 has reached its end offset in that snapshot, however much has been published since. Record
 timestamps are not trusted for this: a producer may stamp a record with any time.
+
+Offsets are not records. A transaction ends with a commit or abort marker, which takes an offset but
+is never delivered, and an aborted transaction's records are never delivered either: after a
+transactional producer's last record the end offset stays one past what any consumer can process.
+So a partition that looks behind is probed: a read-committed fetch from its position that returns
+no record below the end offset, and moves past it, shows that only markers and aborted records are
+left, and the partition counts as processed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from mode import Service
+
+PROBE_SECONDS = 2.0  # a partition the probe has not settled by then stays behind until the next look
+
+
+async def only_markers_left(
+    consumer: AIOKafkaConsumer, positions: Mapping[TopicPartition, int], ends: Mapping[TopicPartition, int]
+) -> set[TopicPartition]:
+    """Of these partitions, those with no deliverable record from `positions` up to `ends`.
+    `consumer` must be read-committed with no group; its assignment is taken over and left paused."""
+    undecided = {tp for tp in positions if positions[tp] < ends.get(tp, 0)}
+    if not undecided:
+        return set()
+    done: set[TopicPartition] = set()
+    consumer.assign(sorted(undecided, key=lambda tp: (tp.topic, tp.partition)))
+    try:
+        for tp in undecided:
+            consumer.seek(tp, positions[tp])
+        deadline = asyncio.get_running_loop().time() + PROBE_SECONDS
+        while undecided and asyncio.get_running_loop().time() < deadline:
+            fetched = await consumer.getmany(*undecided, timeout_ms=200)
+            for tp, records in fetched.items():
+                if any(r.offset < ends[tp] for r in records):
+                    undecided.discard(tp)  # a real record not processed yet: behind
+            for tp in list(undecided):
+                if await consumer.position(tp) >= ends[tp]:
+                    undecided.discard(tp)
+                    done.add(tp)
+    finally:
+        # paused, an assignment is not fetched: a long-polling fetch would delay offset requests
+        # (unsubscribe() or assign([]) instead can leave a consumer whose stop() never returns)
+        consumer.pause(*consumer.assignment())
+    return done
 
 
 class LagGate(Service):
@@ -28,6 +68,7 @@ class LagGate(Service):
         self.processed: dict[TopicPartition, int] = {}  # next offset to process, per input partition
         self._consumer: AIOKafkaConsumer | None = None
         self._admin: AIOKafkaAdminClient | None = None
+        self._probing = asyncio.Lock()  # the timer and the web pages share the probe's assignment
 
     def record(self, topic: str, partition: int, offset: int) -> None:
         """Called by the agents after a record's effects are in the tables."""
@@ -46,6 +87,7 @@ class LagGate(Service):
                 group_id=None,
                 enable_auto_commit=False,
                 isolation_level="read_committed",
+                fetch_max_wait_ms=50,
             )
             await self._consumer.start()
         if self._admin is None:
@@ -64,7 +106,8 @@ class LagGate(Service):
         """The snapshot: last stable offsets of these partitions, now."""
         await self._clients()
         assert self._consumer is not None
-        ends: dict[TopicPartition, int] = await self._consumer.end_offsets(tps)
+        async with self._probing:
+            ends: dict[TopicPartition, int] = await self._consumer.end_offsets(tps)
         return ends
 
     async def lagging(
@@ -78,11 +121,14 @@ class LagGate(Service):
         # the group's committed offsets count too: they cover partitions another worker consumes
         # and offsets this worker processed before a restart
         committed = await self._admin.list_consumer_group_offsets(self.group_id, partitions=tps)
-        lag = {}
+        positions = {}
         for tp in tps:
             meta = committed.get(tp)
-            position = max(meta.offset if meta is not None else 0, self.processed.get(tp, 0))
-            behind = ends.get(tp, 0) - position
-            if behind > 0:
-                lag[tp] = behind
-        return lag
+            positions[tp] = max(meta.offset if meta is not None else 0, self.processed.get(tp, 0))
+        async with self._probing:
+            settled = await only_markers_left(self._consumer, positions, ends)
+        return {
+            tp: ends.get(tp, 0) - position
+            for tp, position in positions.items()
+            if position < ends.get(tp, 0) and tp not in settled
+        }
