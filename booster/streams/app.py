@@ -22,6 +22,7 @@ from booster.errors import BoosterError
 from booster.schemas.catalog import CONTACT_INPUT_TOPICS, LAUNCHES_BY_ACCOUNT, STATE_TABLES
 from booster.streams import compat
 from booster.streams.campaigns import CampaignStates
+from booster.streams.clocks import Clocks
 from booster.streams.control import Control
 from booster.streams.deadlines import Deadlines
 from booster.streams.fanout import Fanout
@@ -92,10 +93,13 @@ class BoosterApp:
         self.campaigns = CampaignStates(self._table("campaigns", ROCKSDB_SMALL))
 
         dead_letters = DeadLetters(self._topic("booster.dead-letter"), metrics)
-        self.guard = Guard(sink, dead_letters, gate, metrics)
+        clocks = Clocks(metrics, s.allowed_lateness_ms)
+        self.guard = Guard(sink, dead_letters, gate, metrics, clocks)
         control = Control(self._topic("booster.control"), s.partitions)
         self.reports = Reports(self._topic("booster.reports"), self._table("summaries", ROCKSDB_SMALL), metrics)
-        self.ingestion = Ingestion(self.recipients, self.contacts, self.campaigns, sink, dead_letters, gate, metrics)
+        self.ingestion = Ingestion(
+            self.recipients, self.contacts, self.campaigns, sink, dead_letters, gate, metrics, clocks
+        )
         self.launches = Launches(
             by_account=self._topic(LAUNCHES_BY_ACCOUNT),
             control=control,

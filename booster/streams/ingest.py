@@ -20,7 +20,7 @@ from booster.processors.recipients import evolve_contact, evolve_recipient
 from booster.streams import compat
 from booster.streams.campaigns import CampaignStates
 from booster.streams.metrics import Metrics
-from booster.streams.records import DeadLetters, Flushable, Incoming, Progress, refusal
+from booster.streams.records import ClockWatch, DeadLetters, Flushable, Incoming, Progress, now_ms, refusal
 from booster.streams.store import Table, recipient_key
 
 INGEST_BATCH = 2000  # events folded per batch; their changelog is flushed before they are acked
@@ -48,6 +48,7 @@ class Ingestion:
         dead_letters: DeadLetters,
         progress: Progress,
         metrics: Metrics,
+        clocks: ClockWatch,
     ) -> None:
         self.recipients = recipients
         self.contacts = contacts
@@ -56,6 +57,7 @@ class Ingestion:
         self.dead_letters = dead_letters
         self.progress = progress
         self.metrics = metrics
+        self.clocks = clocks
 
     async def agent(self, stream: Any, contract_name: Callable[[str], str]) -> None:
         # one take of up to INGEST_BATCH events still costs Faust's per-event overhead, but lets us
@@ -75,8 +77,10 @@ class Ingestion:
             self.metrics.inc("booster_events_total", n, topic=topic)
         if folded.dropped:
             self.metrics.inc("booster_events_dropped_total", folded.dropped)
+        now = now_ms()
         for incoming in batch:  # only now are their effects in the tables and the changelog
             self.progress.record(incoming.real_topic, incoming.partition, incoming.offset)
+            self.clocks.observe(incoming, now)
         return folded
 
     def fold(self, batch: Sequence[Incoming]) -> Folded:

@@ -46,6 +46,10 @@ class Progress(Protocol):
     def record(self, topic: str, partition: int, offset: int) -> None: ...
 
 
+class ClockWatch(Protocol):
+    def observe(self, incoming: Incoming, now: int) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Incoming:
     """One consumed record: its contract topic (without the prefix), where it was, key and value bytes."""
@@ -125,13 +129,17 @@ class Guard:
     """Runs one record's handler; its table writes reach the changelog before the record counts as
     processed, and a failure sends it to the dead-letter topic instead of stopping its partition."""
 
-    def __init__(self, sink: Flushable, dead_letters: DeadLetters, progress: Progress, metrics: Metrics) -> None:
+    def __init__(
+        self, sink: Flushable, dead_letters: DeadLetters, progress: Progress, metrics: Metrics, clocks: ClockWatch
+    ) -> None:
         self.sink = sink
         self.dead_letters = dead_letters
         self.progress = progress
         self.metrics = metrics
+        self.clocks = clocks
 
     async def __call__(self, incoming: Incoming, handler: Handler) -> None:
+        self.clocks.observe(incoming, now_ms())
         try:
             await handler(incoming)
             await self.sink.flush()

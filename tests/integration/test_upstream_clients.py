@@ -22,7 +22,7 @@ from booster.testing.scenario import build, launched_for_deadline
 from booster.testing.workers import WorkerProcess
 from tests.conftest import fresh_settings
 from tests.faults.harness import fired
-from tests.helpers import account_record, booster, encoded, scenario_records, wait_for
+from tests.helpers import account_record, booster, encoded, scenario_records, scrape_metrics, wait_for
 
 TRANSACTION = 200  # records per committed transaction
 
@@ -130,5 +130,15 @@ def test_transactional_upstreams_with_aborted_transactions_fire_on_time_with_the
 
         # transaction markers (upstream's, and the fan-out's on booster.summaries) are not lag
         wait_for("`booster lag` to show nothing behind", caught_up, 30, 0.5)
+
+        # a producer whose clock runs an hour ahead: shown by a gauge and a warning, nothing refused
+        stranger = {"campaign_id": f"late-{tag}", "contact_id": "z", "message_id": "z", "status": "DELIVERED"}
+        [(topic, key, value)] = encoded([("message.delivered", {**stranger, "reported_at": sc.launched_at})])
+        ahead = Producer({"bootstrap.servers": settings.broker, "partitioner": "murmur2_random"})
+        ahead.produce(settings.topic(topic), value=value, key=key, timestamp=int(time.time() * 1000) + 3_600_000)
+        ahead.flush(30)
+        series = 'booster_record_clock_ahead_seconds{topic="message.delivered"}'
+        wait_for("the skew gauge", lambda: scrape_metrics(worker.port).get(series, 0) > 3500, 30, 0.5)
+        assert "ahead of this worker's clock" in worker.log_path.read_text()
     finally:
         worker.stop()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from typing import Any
 
 from booster.processors.campaigns import CampaignPartition
 from booster.processors.packing import unpack_contact, unpack_recipient
 from booster.processors.recipients import ContactState, RecipientState
 from booster.streams.campaigns import CampaignStates
+from booster.streams.clocks import Clocks
 from booster.streams.ingest import Ingestion
 from booster.streams.metrics import Metrics
 from booster.streams.records import DeadLetters
@@ -34,7 +37,7 @@ class World:
         self.flushes, self.positions, self.metrics = Flushes(), Positions(), Metrics()
         self.ingestion = Ingestion(
             self.recipients, self.contacts, self.campaigns, self.flushes,
-            DeadLetters(self.dead, self.metrics), self.positions, self.metrics,
+            DeadLetters(self.dead, self.metrics), self.positions, self.metrics, Clocks(self.metrics, 60_000),
         )  # fmt: skip
 
     def recipient(self, contact: str, campaign: str = "c1", partition: int = 0) -> RecipientState | None:
@@ -94,3 +97,23 @@ def test_bad_records_go_to_the_dead_letter_topic_and_the_rest_of_the_batch_count
     assert letters[1]["value"] == b"not avro" and letters[1]["source_topic"] == "message.sent"
     assert w.recipient("k3") is not None and w.recipient("k1") is None
     assert w.positions.processed[("t.message.sent", 0)] == 3  # refused records do not hold the gate
+
+
+def test_records_stamped_ahead_of_the_worker_clock_set_the_gauge_and_warn_once(caplog: Any) -> None:
+    w = World()
+    now = int(time.time() * 1000)
+    ahead = [incoming("message.sent", sent(f"k{i}"), offset=i, timestamp_ms=now + 600_000) for i in range(3)]
+    with caplog.at_level(logging.WARNING, logger="booster.worker"):
+        asyncio.run(w.ingestion.ingest(ahead))
+    assert w.metrics.get("booster_record_clock_ahead_seconds", topic="message.sent") >= 599
+    warnings = [r.getMessage() for r in caplog.records if "ahead of this worker's clock" in r.getMessage()]
+    assert len(warnings) == 1 and "message.sent" in warnings[0] and "NTP" in warnings[0]
+
+
+def test_records_stamped_before_processing_give_a_negative_gauge_and_no_warning(caplog: Any) -> None:
+    w = World()
+    old = int(time.time() * 1000) - 3_600_000  # an hour of lag is not a clock problem
+    with caplog.at_level(logging.WARNING, logger="booster.worker"):
+        asyncio.run(w.ingestion.ingest([incoming("message.sent", sent("k1"), timestamp_ms=old)]))
+    assert w.metrics.get("booster_record_clock_ahead_seconds", topic="message.sent") <= -3599
+    assert not [r for r in caplog.records if "ahead of this worker's clock" in r.getMessage()]
