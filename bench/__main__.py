@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from booster.ops import admin
 from booster.ops.clients import final_report, read_topic
 from booster.processors.boosters import booster_id_of
 from booster.schemas import codec
-from booster.schemas.catalog import CONTACT_INPUT_TOPICS
+from booster.schemas.catalog import CONTACT_INPUT_TOPICS, REROUTED
 from booster.schemas.templates import CommandTemplate
 from booster.testing.workers import WorkerProcess, free_port, worker_env
 
@@ -51,7 +52,8 @@ def fresh_settings(partitions: int) -> Settings:
 
 @dataclass
 class Progress:
-    """Committed offsets of a consumer group over the contact-keyed input topics, sampled over time."""
+    """Committed offsets of a consumer group over the contact-keyed input topics (and booster.rerouted),
+    sampled over time."""
 
     settings: Settings
     group: str
@@ -60,7 +62,7 @@ class Progress:
     async def sample(self, admin_client: AIOKafkaAdminClient) -> int:
         tps = [
             TopicPartition(self.settings.topic(t), p)
-            for t in CONTACT_INPUT_TOPICS
+            for t in [*CONTACT_INPUT_TOPICS, REROUTED]
             for p in range(self.settings.partitions)
         ]
         committed = await admin_client.list_consumer_group_offsets(self.group, partitions=tps)
@@ -315,6 +317,36 @@ def _measure_size(
     return figures
 
 
+def own_topics(settings: Settings) -> Callable[[str], bool]:
+    """The topics of one run's prefix."""
+    return lambda topic: topic.startswith(settings.topic_prefix)
+
+
+def measure_misrouting(n: int, partitions: int, workdir: Path, timeout: float) -> dict[str, Any]:
+    """Ingestion of the same workload with every fact in its contact's partition, then with every fact
+    in another one (each forwarded through booster.rerouted and consumed twice): facts per second."""
+    figures: dict[str, Any] = {"recipients": n}
+    for label, misroute in (("home", False), ("misrouted", True)):
+        settings = fresh_settings(partitions)
+        asyncio.run(admin.create(settings))
+        try:
+            say(f"misrouting, {label}: producing {n:,} recipients' facts ...")
+            w = asyncio.run(produce(settings, f"route-{label}-{n}", n, int(time.time() * 1000), misroute=misroute))
+            worker = WorkerProcess(settings, workdir / f"route-{label}", name=f"route-{label}").start(timeout=timeout)
+            try:
+                target = w.events * (2 if misroute else 1)  # a forwarded fact is consumed again
+                progress = asyncio.run(follow(settings, settings.group_id, target, timeout, worker.alive))
+            finally:
+                worker.stop()
+            figures[f"{label}_facts_per_s"] = round(progress.rate() * w.events / target, 1)
+            say(f"misrouting, {label}: {figures[f'{label}_facts_per_s']:,.0f} facts/s")
+        finally:
+            asyncio.run(admin.delete_topics(settings, own_topics(settings)))
+    home = figures["home_facts_per_s"]
+    figures["misrouted_to_home"] = round(figures["misrouted_facts_per_s"] / home, 3) if home else 0.0
+    return figures
+
+
 def ratios(big: dict[str, Any], small: dict[str, Any]) -> dict[str, float]:
     def r(a: float, b: float) -> float:
         return round(a / b, 3) if b else 0.0
@@ -393,12 +425,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--lead", type=float, default=8.0, help="seconds from the launch to the deadline (the worker waits for it)"
     )
+    parser.add_argument(
+        "--misrouting",
+        type=int,
+        metavar="N",
+        help="also ingest N recipients' facts all in their contact's partition, then all in another (the cost "
+        "of booster.rerouted)",
+    )
     args = parser.parse_args(argv)
     n = args.recipients
     small_n = args.small or max(1000, n // 10)
     kafka = LocalKafka(Settings.from_env())
     started_kafka = kafka.start(say=say)
     began = time.monotonic()
+    misrouting: dict[str, Any] | None = None
     try:
         with tempfile.TemporaryDirectory(prefix="booster-bench-") as tmp:
             workdir = Path(args.workdir) if args.workdir else Path(tmp)
@@ -406,6 +446,8 @@ def main(argv: list[str] | None = None) -> int:
             common = (caps, args.timeout, args.lead, args.keep_topics)
             small = measure_size(small_n, args.partitions, workdir, False, *common)
             large = measure_size(n, args.partitions, workdir, True, *common)
+            if args.misrouting:
+                misrouting = measure_misrouting(args.misrouting, args.partitions, workdir, args.timeout)
     finally:
         if started_kafka:
             kafka.stop(say=say)
@@ -427,6 +469,8 @@ def main(argv: list[str] | None = None) -> int:
             ),
         },
     }
+    if misrouting is not None:
+        results["misrouting"] = misrouting
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

@@ -96,9 +96,15 @@ def eligible_count(n: int) -> int:
 
 
 async def produce(
-    settings: Settings, campaign_id: str, n: int, launched_at: int, account_id: str = "bench-account"
+    settings: Settings,
+    campaign_id: str,
+    n: int,
+    launched_at: int,
+    account_id: str = "bench-account",
+    misroute: bool = False,
 ) -> Workload:
-    """Encode and produce the workload with batch builders, partitioned by contact like any producer."""
+    """Encode and produce the workload with batch builders, partitioned by contact like any producer;
+    with `misroute`, every fact goes to the partition after its contact's (a foreign partitioner at worst)."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.broker, acks=1, linger_ms=20, max_batch_size=1024 * 1024)
     await producer.start()
     partitioner = DefaultPartitioner()
@@ -123,7 +129,8 @@ async def produce(
             key = contact.encode()
             p = by_key_partition.get(contact)
             if p is None:
-                p = by_key_partition[contact] = partitioner(key, partitions, partitions)
+                p = partitioner(key, partitions, partitions)
+                p = by_key_partition[contact] = (p + 1) % len(partitions) if misroute else p
             builder = builders.get((topic, p))
             if builder is None:
                 builder = builders[(topic, p)] = producer.create_batch()

@@ -15,7 +15,7 @@ from aiokafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionErro
 
 from booster.config import Settings
 from booster.errors import TopologyError
-from booster.schemas.catalog import CATALOG, LAUNCHES_BY_ACCOUNT, STATE_TABLES
+from booster.schemas.catalog import CATALOG, LAUNCHES_BY_ACCOUNT, REROUTED, STATE_TABLES
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ class TopicState:
 def wanted_topics() -> list[WantedTopic]:
     topics = [WantedTopic(s.name, s.compacted, s.contact_keyed) for s in CATALOG.values()]
     topics.append(WantedTopic(LAUNCHES_BY_ACCOUNT, False, False))
+    topics.append(WantedTopic(REROUTED, False, True))
     return topics
 
 

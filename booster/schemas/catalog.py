@@ -53,6 +53,11 @@ BY_ID: dict[int, TopicSpec] = {spec.schema_id: spec for spec in _SPECS}
 # Launches re-keyed by account so they meet account.channels in one partition; same schema.
 LAUNCHES_BY_ACCOUNT = "booster.launches-by-account"
 
+# Contact-keyed facts found in another partition than their contact's (a producer with another
+# partitioner, such as librdkafka's default CRC32), forwarded to the contact's partition as they came:
+# the value's schema id says which input topic each one is from.
+REROUTED = "booster.rerouted"
+
 # The worker's tables. Each has a compacted changelog topic, `<group id>-<table>-changelog`, which must
 # exist before a worker joins the group: Faust's assignor silently leaves out a topic its metadata does
 # not list, and a table left out is never restored on the worker that takes its partitions over.

@@ -2,7 +2,8 @@
 the work. Nothing is decided here.
 
 One record's way, from a fact to a command:
-  ingest.py     message.* / contact.*  -> recipients, contacts (and the campaign first seen)
+  ingest.py     message.* / contact.*  -> recipients, contacts (and the campaign first seen); a fact in
+                                          another partition than its contact's -> booster.rerouted
   launches.py   campaign.launched      -> launches-by-account -> validated -> booster.control (SCHEDULE)
   deadlines.py  booster.control        -> campaign state; the timer's TICK -> fanout.py -> booster.commands
   reports.py    booster.summaries      -> the final report on booster.reports
@@ -19,7 +20,7 @@ from aiokafka import TopicPartition
 
 from booster.config import Settings
 from booster.errors import BoosterError
-from booster.schemas.catalog import CONTACT_INPUT_TOPICS, LAUNCHES_BY_ACCOUNT, STATE_TABLES
+from booster.schemas.catalog import CONTACT_INPUT_TOPICS, LAUNCHES_BY_ACCOUNT, REROUTED, STATE_TABLES
 from booster.streams import compat
 from booster.streams.campaigns import CampaignStates
 from booster.streams.clocks import Clocks
@@ -98,8 +99,9 @@ class BoosterApp:
         control = Control(self._topic("booster.control"), s.partitions)
         self.reports = Reports(self._topic("booster.reports"), self._table("summaries", ROCKSDB_SMALL), metrics)
         self.ingestion = Ingestion(
-            self.recipients, self.contacts, self.campaigns, sink, dead_letters, gate, metrics, clocks
-        )
+            self.recipients, self.contacts, self.campaigns, sink, dead_letters, gate, metrics, clocks,
+            partitions=s.partitions, rerouted_topic=s.topic(REROUTED),
+        )  # fmt: skip
         self.launches = Launches(
             by_account=self._topic(LAUNCHES_BY_ACCOUNT),
             control=control,
@@ -136,7 +138,7 @@ class BoosterApp:
         async def ingest(stream: Any) -> None:
             await self.ingestion.agent(stream, self.contract_name)
 
-        app.agent(self._topic(*CONTACT_INPUT_TOPICS), name="booster.ingest")(ingest)
+        app.agent(self._topic(*CONTACT_INPUT_TOPICS, REROUTED), name="booster.ingest")(ingest)
         self._agent("booster.launches", ("campaign.launched", "campaign.booster-cancelled"), self.launches.route)
         self._agent("booster.accounts", ("account.channels", LAUNCHES_BY_ACCOUNT), self.launches.decide)
         self._agent("booster.control", ("booster.control",), self.deadlines.on_control)

@@ -31,7 +31,7 @@ from booster.processors.campaigns import (
     evolve_campaign_fired,
 )
 from booster.processors.events import BoosterCancelled
-from booster.schemas.catalog import CONTACT_INPUT_TOPICS
+from booster.schemas.catalog import CONTACT_INPUT_TOPICS, REROUTED
 from booster.streams.audience import delete_rows
 from booster.streams.campaigns import CampaignStates
 from booster.streams.control import Control
@@ -54,6 +54,7 @@ class _Watch:
 
     ticked_at: float | None = None  # monotonic time of the last tick sent
     snapshot: dict[TopicPartition, int] | None = None  # the gate's end offsets, taken once
+    rerouted: dict[TopicPartition, int] | None = None  # then booster.rerouted's, once those are reached
     logged_at: float | None = None  # monotonic time of the last waiting-for-lag line
 
 
@@ -113,11 +114,19 @@ class Deadlines:
         self.metrics.set("booster_deadlines_waiting", waiting)
 
     async def _gate_open(self, campaign_id: str, p: int, watch: _Watch) -> bool:
-        """G1: every input this partition's deadline depends on is processed up to the snapshot."""
+        """G1: every input this partition's deadline depends on is processed up to the snapshot, and
+        then booster.rerouted, where that processing forwarded this partition's misrouted facts, up to
+        a second snapshot taken once the first is reached."""
         deps = self.gate_inputs(p)
         if watch.snapshot is None:  # taken once, at a moment after deadline + lateness (due() says so)
             watch.snapshot = await self.gate.end_offsets(deps)
-        behind = await self.gate.lagging(deps, watch.snapshot)
+        if watch.rerouted is None:
+            behind = await self.gate.lagging(deps, watch.snapshot)
+            if behind:
+                self._log_waiting(campaign_id, p, watch, behind)
+                return False
+            watch.rerouted = await self.gate.end_offsets(self.rerouted_input(p))
+        behind = await self.gate.lagging(self.rerouted_input(p), watch.rerouted)
         if behind:
             self._log_waiting(campaign_id, p, watch, behind)
             return False
@@ -125,11 +134,16 @@ class Deadlines:
 
     def gate_inputs(self, partition: int) -> list[TopicPartition]:
         s = self.settings
-        tps = [TopicPartition(s.topic(t), partition) for t in CONTACT_INPUT_TOPICS]
+        every = range(s.partitions)
+        # a misrouted fact of this partition's contacts may sit in any partition of its topic
+        tps = [TopicPartition(s.topic(t), q) for t in CONTACT_INPUT_TOPICS for q in every]
         tps.append(TopicPartition(s.topic("booster.control"), partition))
         # a cancellation reaches this partition through one of these, then booster.control
-        tps += [TopicPartition(s.topic("campaign.booster-cancelled"), q) for q in range(s.partitions)]
+        tps += [TopicPartition(s.topic("campaign.booster-cancelled"), q) for q in every]
         return tps
+
+    def rerouted_input(self, partition: int) -> list[TopicPartition]:
+        return [TopicPartition(self.settings.topic(REROUTED), partition)]
 
     def _watch(self, campaign_id: str, p: int) -> _Watch:
         return self._watches.setdefault((campaign_id, p), _Watch())

@@ -5,35 +5,59 @@ A batch of records is decoded and folded with the processors' `evolve_*`, each c
 once, the changelog flushed, and only then are the records counted as processed (the lag gate's
 position moves, Faust acks them). A message event of a campaign that fired here or has no booster is
 dropped; the first one of an unknown campaign marks when its rows appeared (R12).
+
+A fact found in another partition than its contact's (its producer partitions by another hash) is
+not folded there: it is forwarded, as it came, to the contact's partition of booster.rerouted, which
+this agent also consumes, and counts as processed once the forward is on the broker. The lag gate
+covers that detour (deadlines.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
+from booster.errors import DecodeError
 from booster.processors.campaigns import accepts_events, evolve_campaign_seen
 from booster.processors.events import contact_event_from_record, message_event_from_record
 from booster.processors.packing import pack_contact, pack_recipient, unpack_contact, unpack_recipient
 from booster.processors.recipients import evolve_contact, evolve_recipient
+from booster.schemas import codec
+from booster.schemas.catalog import CONTACT_INPUT_TOPICS, REROUTED
 from booster.streams import compat
 from booster.streams.campaigns import CampaignStates
 from booster.streams.metrics import Metrics
-from booster.streams.records import ClockWatch, DeadLetters, Flushable, Incoming, Progress, now_ms, refusal
+from booster.streams.records import (
+    ClockWatch,
+    DeadLetters,
+    Flushable,
+    Incoming,
+    Progress,
+    contact_partition,
+    now_ms,
+    refusal,
+)
 from booster.streams.store import Table, recipient_key
 
 INGEST_BATCH = 2000  # events folded per batch; their changelog is flushed before they are acked
 INGEST_WITHIN = 0.05  # seconds a partial batch waits for more events
 
 
+class Forwarder(Flushable, Protocol):
+    def forward(
+        self, topic: str, partition: int, key: bytes | None, value: bytes | None, timestamp_ms: int
+    ) -> None: ...
+
+
 @dataclass
 class Folded:
-    """What one batch did: rows to write per partition, refused records, counts."""
+    """What one batch did: rows to write per partition, refused and misrouted records, counts."""
 
     recipients: dict[int, dict[bytes, bytes | None]] = field(default_factory=dict)
     contacts: dict[int, dict[bytes, bytes | None]] = field(default_factory=dict)
     refused: list[tuple[Incoming, str, str]] = field(default_factory=list)
+    misrouted: list[tuple[Incoming, int]] = field(default_factory=list)  # with the contact's partition
     counted: dict[str, int] = field(default_factory=dict)
     dropped: int = 0
 
@@ -44,11 +68,14 @@ class Ingestion:
         recipients: Table,
         contacts: Table,
         campaigns: CampaignStates,
-        sink: Flushable,
+        sink: Forwarder,
         dead_letters: DeadLetters,
         progress: Progress,
         metrics: Metrics,
         clocks: ClockWatch,
+        *,
+        partitions: int,
+        rerouted_topic: str,
     ) -> None:
         self.recipients = recipients
         self.contacts = contacts
@@ -58,6 +85,8 @@ class Ingestion:
         self.progress = progress
         self.metrics = metrics
         self.clocks = clocks
+        self.partitions = partitions
+        self.rerouted_topic = rerouted_topic  # its real name
 
     async def agent(self, stream: Any, contract_name: Callable[[str], str]) -> None:
         # one take of up to INGEST_BATCH events still costs Faust's per-event overhead, but lets us
@@ -70,6 +99,9 @@ class Ingestion:
 
     async def ingest(self, batch: Sequence[Incoming]) -> Folded:
         folded = self.fold(batch)
+        for incoming, partition in folded.misrouted:
+            self.sink.forward(self.rerouted_topic, partition, incoming.key, incoming.value, incoming.timestamp_ms)
+            self.metrics.inc("booster_misrouted_records_total", topic=incoming.topic)
         await self.sink.flush()
         for incoming, reason, kind in folded.refused:
             await self.dead_letters.send(incoming, reason, kind)
@@ -99,9 +131,17 @@ class Ingestion:
         return folded
 
     def _fold_one(self, incoming: Incoming, folded: Folded) -> None:
+        if incoming.topic == REROUTED:
+            incoming = replace(incoming, topic=rerouted_source(incoming.value))
         record = incoming.decode()
-        incoming.key_text(record, "contact_id")
+        contact_id = incoming.key_text(record, "contact_id")
         p = incoming.partition
+        home = contact_partition(contact_id, self.partitions)
+        if p != home:
+            if incoming.real_topic == self.rerouted_topic:  # forwarded there by us: never again
+                raise DecodeError(f"rerouted to partition {p}, the contact's is {home}", kind="bad_key")
+            folded.misrouted.append((incoming, home))
+            return
         if incoming.topic.startswith("message."):
             event = message_event_from_record(incoming.topic, record)
             state = self.campaigns.get(event.campaign_id, p)
@@ -122,3 +162,11 @@ class Ingestion:
             new = pack_contact(evolve_contact(None if old is None else unpack_contact(old), contact_event))
         if new != old:
             rows[key] = new
+
+
+def rerouted_source(value: bytes | None) -> str:
+    """The input topic a record of booster.rerouted came from, named by its schema id."""
+    topic = codec().schema_of(value).name
+    if topic not in CONTACT_INPUT_TOPICS:
+        raise DecodeError(f"booster.rerouted holds only contact-keyed facts, not {topic}", kind="wrong_schema")
+    return topic

@@ -8,6 +8,11 @@ Labels = tuple[tuple[str, str], ...]
 
 HELP: dict[str, tuple[str, str]] = {
     "booster_events_total": ("counter", "Records processed, per source topic."),
+    "booster_misrouted_records_total": (
+        "counter",
+        "Contact-keyed facts found in another partition than their contact's (another partitioner), "
+        "forwarded to it through booster.rerouted, per source topic.",
+    ),
     "booster_events_dropped_total": ("counter", "Message events of campaigns whose booster fired or that have none."),
     "booster_dead_letters_total": ("counter", "Records sent to the dead-letter topic, per source topic and kind."),
     "booster_commands_total": ("counter", "Send commands committed."),

@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from aiokafka.partitioner import murmur2
+
 from booster.errors import DecodeError
 from booster.schemas import codec
 from booster.streams.metrics import Metrics
@@ -25,6 +27,13 @@ decisions = logging.getLogger("booster.decisions")
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def contact_partition(contact_id: str, partitions: int) -> int:
+    """The partition where a contact's state is kept: murmur2 of its id, as the contract says and as
+    Java's and aiokafka's default partitioners pick it."""
+    hashed: int = murmur2(contact_id.encode())
+    return (hashed & 0x7FFFFFFF) % partitions
 
 
 def log_decision(event: str, campaign_id: str, **fields: Any) -> None:

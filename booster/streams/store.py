@@ -192,10 +192,11 @@ class FaustTable:
 
 
 class ChangelogSink(Service):
-    """Changelog records of the tables we write directly, produced in batches by our own producer.
+    """Changelog records of the tables we write directly, and records forwarded to another partition,
+    produced in batches by our own producer.
 
-    Records are appended to one batch per changelog partition; `flush` sends them, waits for the
-    broker, and then records each partition's last offset as Faust does, so a restart reads only what
+    Records are appended to one batch per topic partition; `flush` sends them, waits for the broker,
+    and then records each changelog partition's last offset as Faust does, so a restart reads only what
     it missed. One flush at a time, in the order of the appends: the changelog's order is the table's.
     """
 
@@ -203,8 +204,8 @@ class ChangelogSink(Service):
         super().__init__(**kwargs)
         self.bootstrap = bootstrap
         self._producer: AIOKafkaProducer | None = None
-        self._pending: dict[tuple[str, int], list[tuple[bytes, bytes | None]]] = {}
-        self._tables: dict[tuple[str, int], Any] = {}
+        self._pending: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, int | None]]] = {}
+        self._tables: dict[tuple[str, int], Any] = {}  # changelog partitions only
         self._lock = asyncio.Lock()
 
     async def on_start(self) -> None:
@@ -230,11 +231,18 @@ class ChangelogSink(Service):
 
     def append(self, table: Any, partition: int, key: bytes, value: bytes | None) -> None:
         topic = table.changelog_topic.get_topic_name()
+        self._tables[(topic, partition)] = table
+        self._batch(topic, partition).append((key, value, None))
+
+    def forward(self, topic: str, partition: int, key: bytes | None, value: bytes | None, timestamp_ms: int) -> None:
+        """A record for another partition (real topic name), sent with its original timestamp."""
+        self._batch(topic, partition).append((key, value, timestamp_ms))
+
+    def _batch(self, topic: str, partition: int) -> list[tuple[bytes | None, bytes | None, int | None]]:
         records = self._pending.get((topic, partition))
         if records is None:
             records = self._pending[(topic, partition)] = []
-            self._tables[(topic, partition)] = table
-        records.append((key, value))
+        return records
 
     async def flush(self) -> None:
         """Every record appended before this call is on the broker when it returns."""
@@ -248,14 +256,14 @@ class ChangelogSink(Service):
             for (topic, partition), records in pending.items():
                 batch = producer.create_batch()
                 count = 0
-                for key, value in records:
-                    if batch.append(key=key, value=value, timestamp=None) is None:
+                for key, value, timestamp in records:
+                    if batch.append(key=key, value=value, timestamp=timestamp) is None:
                         sent.append(
                             (await producer.send_batch(batch, topic, partition=partition), topic, partition, count)
                         )
                         batch = producer.create_batch()
                         count = 0
-                        batch.append(key=key, value=value, timestamp=None)
+                        batch.append(key=key, value=value, timestamp=timestamp)
                     count += 1
                 if count:
                     sent.append((await producer.send_batch(batch, topic, partition=partition), topic, partition, count))
@@ -265,4 +273,5 @@ class ChangelogSink(Service):
                 end = metadata.offset + count - 1
                 last[(topic, partition)] = max(end, last.get((topic, partition), -1))
             for (topic, partition), offset in last.items():
-                compat.set_persisted_offset(tables[(topic, partition)], topic, partition, offset)
+                if (topic, partition) in tables:
+                    compat.set_persisted_offset(tables[(topic, partition)], topic, partition, offset)

@@ -9,7 +9,6 @@ from typing import Any
 
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import DefaultPartitioner
 
 from booster.config import Settings
 from booster.processors.audience import full_exclusions, tally_of
@@ -20,17 +19,10 @@ from booster.streams.audience import decide_rows, facts_of
 from booster.streams.campaigns import CampaignStates
 from booster.streams.gate import LagGate
 from booster.streams.metrics import Metrics
-from booster.streams.records import now_ms
+from booster.streams.records import contact_partition, now_ms
 from booster.streams.store import Table
 
 log = logging.getLogger("booster.worker")
-
-
-def contact_partition(contact_id: str, partitions: int) -> int:
-    """The partition of a contact's records, as Java's and aiokafka's default partitioner picks it."""
-    everything = list(range(partitions))
-    partition: int = DefaultPartitioner()(contact_id.encode(), everything, everything)
-    return partition
 
 
 class Web:

@@ -16,7 +16,7 @@ from confluent_kafka import Producer
 from booster.broker.local import LocalKafka
 from booster.config import Settings
 from booster.ops import admin
-from booster.ops.clients import RawRecord
+from booster.ops.clients import RawRecord, produce_raw
 from booster.streams.gate import only_markers_left
 from booster.testing.scenario import build, launched_for_deadline
 from booster.testing.workers import WorkerProcess
@@ -142,3 +142,32 @@ def test_transactional_upstreams_with_aborted_transactions_fire_on_time_with_the
         assert "ahead of this worker's clock" in worker.log_path.read_text()
     finally:
         worker.stop()
+
+
+def test_facts_partitioned_by_librdkafkas_default_partitioner_count_for_their_contacts(
+    kafka: LocalKafka, tmp_path: Path
+) -> None:
+    """librdkafka partitions by CRC32 unless told otherwise; the contract and the Java client by
+    murmur2. Half of every contact-keyed topic comes one way and half the other, for the same contacts:
+    a click in the wrong partition once left its clicker in the audience."""
+    settings = fresh_settings()
+    asyncio.run(admin.create(settings))
+    sc = build(f"crc-{uuid.uuid4().hex[:6]}", 600, launched_at=launched_for_deadline(int(time.time() * 1000)))
+    facts = encoded(scenario_records(sc, launch=False))
+    librdkafka = Producer({"bootstrap.servers": settings.broker})  # its defaults: consistent_random
+    worker = WorkerProcess(settings, tmp_path / "w").start()
+    try:
+        asyncio.run(produce_raw(settings, encoded([account_record(sc)]) + facts[1::2]))  # murmur2
+        for topic, key, value in facts[::2]:
+            librdkafka.produce(settings.topic(topic), value=value, key=key)
+        librdkafka.flush(30)
+        asyncio.run(produce_raw(settings, encoded([("campaign.launched", sc.launch_record())])))
+        v = wait_for("the booster to fire", lambda: fired(settings, sc), 90, 0.5)
+        metrics = scrape_metrics(worker.port)
+    finally:
+        worker.stop()
+    assert v.ok, v.problems
+    assert v.commands == len(sc.expected_audience) > 0
+    contact_topics = {topic for topic, _, _ in facts[::2]}
+    misrouted = {t: metrics.get(f'booster_misrouted_records_total{{topic="{t}"}}', 0) for t in contact_topics}
+    assert all(n > 0 for n in misrouted.values()), misrouted

@@ -40,11 +40,20 @@ class SentRecords:
 
 
 class Flushes:
+    """The changelog sink: flushes counted, forwarded records kept (on the broker once flushed)."""
+
     def __init__(self) -> None:
         self.count = 0
+        self.forwarded: list[tuple[str, int, bytes | None, bytes | None, int]] = []
+        self._unflushed: list[tuple[str, int, bytes | None, bytes | None, int]] = []
+
+    def forward(self, topic: str, partition: int, key: bytes | None, value: bytes | None, timestamp_ms: int) -> None:
+        self._unflushed.append((topic, partition, key, value, timestamp_ms))
 
     async def flush(self) -> None:
         self.count += 1
+        self.forwarded += self._unflushed
+        self._unflushed = []
 
 
 @dataclass

@@ -30,7 +30,7 @@ def delivered(contact: str, at: int) -> dict[str, Any]:
 
 
 class World:
-    def __init__(self) -> None:
+    def __init__(self, partitions: int = 1) -> None:
         self.recipients, self.contacts = MemoryTable("recipients"), MemoryTable("contacts")
         self.campaigns = CampaignStates(MemoryTable("campaigns"))
         self.dead = SentRecords("booster.dead-letter")
@@ -38,6 +38,7 @@ class World:
         self.ingestion = Ingestion(
             self.recipients, self.contacts, self.campaigns, self.flushes,
             DeadLetters(self.dead, self.metrics), self.positions, self.metrics, Clocks(self.metrics, 60_000),
+            partitions=partitions, rerouted_topic="t.booster.rerouted",
         )  # fmt: skip
 
     def recipient(self, contact: str, campaign: str = "c1", partition: int = 0) -> RecipientState | None:
@@ -46,17 +47,17 @@ class World:
 
 
 def test_facts_fold_into_rows_and_count_once_flushed() -> None:
-    w = World()
+    w = World(partitions=2)  # k3's partition is 0, k2's is 1
     batch = [
-        incoming("message.sent", sent("k1"), offset=0),
-        incoming("message.sent", sent("k1", at=T0 - 5), offset=1),  # the earliest fact wins (G5)
-        incoming("message.delivered", delivered("k1", T0 + 10), offset=2),
+        incoming("message.sent", sent("k3"), offset=0),
+        incoming("message.sent", sent("k3", at=T0 - 5), offset=1),  # the earliest fact wins (G5)
+        incoming("message.delivered", delivered("k3", T0 + 10), offset=2),
         incoming(
             "contact.deleted", {"contact_id": "k2", "account_id": "a", "deleted_at": T0 + 1}, partition=1, offset=3
         ),
     ]
     folded = asyncio.run(w.ingestion.ingest(batch))
-    assert w.recipient("k1") == RecipientState(sent_at=T0 - 5, delivered_at=T0 + 10)
+    assert w.recipient("k3") == RecipientState(sent_at=T0 - 5, delivered_at=T0 + 10)
     raw_contact = w.contacts.partition(1).get(b"k2")
     assert raw_contact is not None and unpack_contact(raw_contact) == ContactState(deleted_at=T0 + 1)
     assert folded.counted == {"message.sent": 2, "message.delivered": 1, "contact.deleted": 1}
@@ -117,3 +118,31 @@ def test_records_stamped_before_processing_give_a_negative_gauge_and_no_warning(
         asyncio.run(w.ingestion.ingest([incoming("message.sent", sent("k1"), timestamp_ms=old)]))
     assert w.metrics.get("booster_record_clock_ahead_seconds", topic="message.sent") <= -3599
     assert not [r for r in caplog.records if "ahead of this worker's clock" in r.getMessage()]
+
+
+def test_a_fact_in_another_partition_than_its_contacts_is_forwarded_there_not_folded() -> None:
+    w = World(partitions=2)  # k3 lives in partition 0
+    stray = incoming("message.sent", sent("k3"), partition=1, offset=7, timestamp_ms=T0 + 3)
+    folded = asyncio.run(w.ingestion.ingest([stray]))
+    assert w.recipient("k3", partition=1) is None and w.recipient("k3", partition=0) is None
+    assert w.flushes.forwarded == [("t.booster.rerouted", 0, b"k3", stray.value, T0 + 3)]
+    assert w.metrics.get("booster_misrouted_records_total", topic="message.sent") == 1
+    assert w.positions.processed == {("t.message.sent", 1): 8}  # processed once the forward is flushed
+    assert folded.refused == []
+
+
+def test_a_rerouted_fact_is_folded_as_the_topic_its_schema_names() -> None:
+    w = World(partitions=2)
+    value = incoming("message.sent", sent("k3")).value
+    arrived = incoming("message.sent", sent("k3"), value=value, read_from="booster.rerouted", offset=4)
+    asyncio.run(w.ingestion.ingest([arrived]))
+    assert w.recipient("k3", partition=0) == RecipientState(sent_at=T0)
+    assert w.flushes.forwarded == []
+
+
+def test_a_rerouted_fact_in_the_wrong_partition_is_refused_not_forwarded_again() -> None:
+    w = World(partitions=2)
+    value = incoming("message.sent", sent("k3")).value
+    wrong = incoming("message.sent", sent("k3"), value=value, read_from="booster.rerouted", partition=1)
+    folded = asyncio.run(w.ingestion.ingest([wrong]))
+    assert w.flushes.forwarded == [] and [kind for _, _, kind in folded.refused] == ["bad_key"]

@@ -10,8 +10,9 @@ from booster.processors.packing import pack_contact, pack_recipient
 from booster.processors.recipients import ContactState, RecipientState
 from booster.streams.campaigns import CampaignStates
 from booster.streams.metrics import Metrics
+from booster.streams.records import contact_partition
 from booster.streams.store import MemoryTable, recipient_key
-from booster.streams.web import Web, contact_partition
+from booster.streams.web import Web
 from tests.unit.streams.fakes import Gate
 from tests.unit.streams.test_deadlines import HOUR, schedule
 
