@@ -52,6 +52,7 @@ class MessageSent:
     campaign_id: str
     contact_id: str
     sent_at: int
+    message_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,7 @@ class MessageDelivered:
     contact_id: str
     error: bool
     reported_at: int
+    message_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,9 +122,11 @@ def launch_from_record(r: Mapping[str, Any]) -> CampaignLaunched:
 
 def message_event_from_record(topic: str, r: Mapping[str, Any]) -> MessageEvent:
     if topic == "message.sent":
-        return MessageSent(r["campaign_id"], r["contact_id"], r["sent_at"])
+        return MessageSent(r["campaign_id"], r["contact_id"], r["sent_at"], r["message_id"])
     if topic == "message.delivered":
-        return MessageDelivered(r["campaign_id"], r["contact_id"], r["status"] == "ERROR", r["reported_at"])
+        return MessageDelivered(
+            r["campaign_id"], r["contact_id"], r["status"] == "ERROR", r["reported_at"], r["message_id"]
+        )
     if topic == "message.opened":
         return MessageOpened(r["campaign_id"], r["contact_id"], r["opened_at"])
     if topic == "message.clicked":

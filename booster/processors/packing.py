@@ -2,7 +2,7 @@
 Avro records of the internal topics are made of.
 
 Recipient rows are the bulk of the state (one per recipient of every live campaign), so they are a
-fixed 40-byte struct; the rarer values use JSON.
+compact struct: about 56 bytes for one message with one report; the rarer values use JSON.
 """
 
 from __future__ import annotations
@@ -20,7 +20,11 @@ from booster.processors.recipients import ContactState, RecipientState
 from booster.processors.summaries import PartitionSummary, SummaryState
 
 _NONE = -1
-_RECIPIENT = struct.Struct("<5q")
+_RECIPIENT_V1 = struct.Struct("<5q")  # sent, earliest delivered, earliest error, opened, clicked: 40 bytes
+_RECIPIENT_HEAD = struct.Struct("<B3qHHH")  # version, sent, opened, clicked, ids, messages, reports
+_RECIPIENT_V2 = 2
+_ID_LEN = struct.Struct("<H")
+_REPORT = struct.Struct("<Hq?")  # message id index, reported_at, error
 _CONTACT_HEAD = struct.Struct("<qBB")
 _UNSUB = struct.Struct("<Bq")
 _BLOCK = struct.Struct("<q?")
@@ -37,14 +41,54 @@ def _unopt(v: int) -> int | None:
 
 
 def pack_recipient(s: RecipientState) -> bytes:
-    return _RECIPIENT.pack(
-        _opt(s.sent_at), _opt(s.delivered_at), _opt(s.error_at), _opt(s.opened_at), _opt(s.clicked_at)
-    )
+    ids = sorted({*s.messages, *(m for m, _, _ in s.reports)})
+    index = {m: i for i, m in enumerate(ids)}
+    parts = [
+        _RECIPIENT_HEAD.pack(
+            _RECIPIENT_V2, _opt(s.sent_at), _opt(s.opened_at), _opt(s.clicked_at), len(ids), len(s.messages),
+            len(s.reports),
+        )
+    ]  # fmt: skip
+    for m in ids:
+        raw = m.encode()
+        parts += [_ID_LEN.pack(len(raw)), raw]
+    parts += [_ID_LEN.pack(index[m]) for m in s.messages]
+    parts += [_REPORT.pack(index[m], at, error) for m, at, error in s.reports]
+    data = b"".join(parts)
+    # 40 bytes is the length of the first layout, still read from older tables and changelogs
+    return data + b"\0" if len(data) == _RECIPIENT_V1.size else data
 
 
 def unpack_recipient(data: bytes) -> RecipientState:
-    a, b, c, d, e = _RECIPIENT.unpack(data)
-    return RecipientState(_unopt(a), _unopt(b), _unopt(c), _unopt(d), _unopt(e))
+    if len(data) == _RECIPIENT_V1.size:
+        return _unpack_recipient_v1(data)
+    _, sent, opened, clicked, n_ids, n_messages, n_reports = _RECIPIENT_HEAD.unpack_from(data, 0)
+    pos = _RECIPIENT_HEAD.size
+    ids = []
+    for _ in range(n_ids):
+        (length,) = _ID_LEN.unpack_from(data, pos)
+        pos += _ID_LEN.size
+        ids.append(data[pos : pos + length].decode())
+        pos += length
+    messages = []
+    for _ in range(n_messages):
+        messages.append(ids[_ID_LEN.unpack_from(data, pos)[0]])
+        pos += _ID_LEN.size
+    reports = []
+    for _ in range(n_reports):
+        i, at, error = _REPORT.unpack_from(data, pos)
+        reports.append((ids[i], at, error))
+        pos += _REPORT.size
+    return RecipientState(_unopt(sent), _unopt(opened), _unopt(clicked), tuple(messages), tuple(reports))
+
+
+def _unpack_recipient_v1(data: bytes) -> RecipientState:
+    """The first layout kept only the earliest DELIVERED and the earliest ERROR, without message ids:
+    read as one message with those reports, which decides as that layout did."""
+    sent, delivered, error, opened, clicked = _RECIPIENT_V1.unpack(data)
+    reports = [("", at, err) for at, err in ((delivered, False), (error, True)) if at != _NONE]
+    messages = ("",) if sent != _NONE else ()
+    return RecipientState(_unopt(sent), _unopt(opened), _unopt(clicked), messages, tuple(sorted(reports)))
 
 
 def pack_contact(s: ContactState) -> bytes:

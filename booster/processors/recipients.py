@@ -1,8 +1,14 @@
 """Per-recipient and per-contact state, folded from events, and the eligibility decision.
 
-`evolve_*` keep the earliest timestamp of each fact and ignore duplicates, so any order and any
+`evolve_*` keep the earliest timestamp of each fact, or every distinct fact where the latest one
+at a moment decides (delivery reports, blocks), and ignore duplicates, so any order and any
 repetition of the same events gives the same state (G5). `exclusion` reads the state as of a
 deadline: only facts whose event time is at or before the deadline count (R5, G1).
+
+Delivery (R6): each message's status is its latest report at or before the deadline (at a tie,
+ERROR). A recipient sent several messages of the campaign (multipart SMS, resends) is delivered if
+any message's status is DELIVERED; otherwise Waiting while any message it was sent has no report,
+or when it has no report at all; otherwise (every message ended in ERROR) Error.
 """
 
 from __future__ import annotations
@@ -48,15 +54,38 @@ def _earliest(a: int | None, b: int) -> int:
     return b if a is None or b < a else a
 
 
+class Delivery(StrEnum):
+    DELIVERED = "DELIVERED"
+    ERROR = "ERROR"
+    WAITING = "WAITING"
+
+
+Report = tuple[str, int, bool]  # (message_id, reported_at, error)
+
+
 @dataclass(frozen=True, slots=True)
 class RecipientState:
     """One contact as a recipient of one campaign."""
 
-    sent_at: int | None = None
-    delivered_at: int | None = None  # earliest DELIVERED report
-    error_at: int | None = None  # earliest ERROR report
+    sent_at: int | None = None  # the earliest `sent` fact
     opened_at: int | None = None
     clicked_at: int | None = None
+    messages: tuple[str, ...] = ()  # ids of the messages with a `sent` fact, sorted
+    reports: tuple[Report, ...] = ()  # every distinct delivery report, sorted
+
+
+def delivery(state: RecipientState, deadline: int) -> tuple[Delivery, int | None]:
+    """The recipient's delivery status at the deadline (R6), and when its deciding report came."""
+    latest: dict[str, tuple[int, bool]] = {}
+    for message_id, at, error in state.reports:  # sorted: a message's later reports (ERROR at a tie) win
+        if at <= deadline:
+            latest[message_id] = (at, error)
+    delivered = [at for at, error in latest.values() if not error]
+    if delivered:
+        return Delivery.DELIVERED, min(delivered)
+    if not latest or any(m not in latest for m in state.messages):
+        return Delivery.WAITING, None
+    return Delivery.ERROR, max(at for at, _ in latest.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +103,13 @@ def evolve_recipient(state: RecipientState | None, event: MessageEvent) -> Recip
     s = state or RecipientState()
     match event:
         case MessageSent():
-            return replace(s, sent_at=_earliest(s.sent_at, event.sent_at))
-        case MessageDelivered(error=True):
-            return replace(s, error_at=_earliest(s.error_at, event.reported_at))
+            messages = s.messages if event.message_id in s.messages else tuple(sorted((*s.messages, event.message_id)))
+            return replace(s, sent_at=_earliest(s.sent_at, event.sent_at), messages=messages)
         case MessageDelivered():
-            return replace(s, delivered_at=_earliest(s.delivered_at, event.reported_at))
+            report = (event.message_id, event.reported_at, event.error)
+            if report in s.reports:
+                return s
+            return replace(s, reports=tuple(sorted((*s.reports, report))))
         case MessageOpened():
             return replace(s, opened_at=_earliest(s.opened_at, event.opened_at))
         case MessageClicked():
@@ -167,12 +198,10 @@ def exclusion(
             return Exclusion.BLOCKED
         if contact.unsubscribed and is_unsubscribed(contact, channel, deadline):
             return Exclusion.UNSUBSCRIBED
-    delivered = _at_or_before(recipient.delivered_at, deadline)
-    errored = _at_or_before(recipient.error_at, deadline)
-    if errored and (not delivered or (recipient.error_at or 0) >= (recipient.delivered_at or 0)):
-        # the final report is the latest one; a tie counts as an error
+    status, _ = delivery(recipient, deadline)
+    if status is Delivery.ERROR:
         return Exclusion.ERROR
-    if not delivered:
+    if status is Delivery.WAITING:
         return Exclusion.WAITING
     if _at_or_before(recipient.clicked_at, deadline):
         return Exclusion.CLICKED
@@ -201,8 +230,9 @@ def explain(
     reason = exclusion(recipient, contact, channel=channel, criterion=criterion, deadline=at)
     c = contact or ContactState()
     r = recipient
+    _, reported_at = delivery(r, at)
     if reason is None:
-        return None, True, f"eligible: delivered at {format_timestamp(r.delivered_at or 0)}, no exclusion applies"
+        return None, True, f"eligible: delivered at {format_timestamp(reported_at or 0)}, no exclusion applies"
     if reason is Exclusion.DELETED:
         why = f"deleted at {format_timestamp(c.deleted_at or 0)}"
     elif reason is Exclusion.BLOCKED:
@@ -214,7 +244,7 @@ def explain(
         where = "every channel" if ch == ALL_CHANNELS else ch
         why = f"unsubscribed from {where} at {format_timestamp(t)}"
     elif reason is Exclusion.ERROR:
-        why = f"the original message ended in Error at {format_timestamp(r.error_at or 0)}"
+        why = f"the original message ended in Error at {format_timestamp(reported_at or 0)}"
     elif reason is Exclusion.WAITING:
         why = "the original message has no final delivery report (Waiting)"
     elif reason is Exclusion.CLICKED:

@@ -115,11 +115,11 @@ def test_launch_steps() -> None:
 
 
 def test_the_tally_counts_recipients_only() -> None:
-    delivered = RecipientState(sent_at=T0, delivered_at=T0 + 1)
+    delivered = RecipientState(sent_at=T0, messages=("m",), reports=(("m", T0 + 1, False),))
     decisions = [
         decide(delivered, None, channel="EMAIL", criterion="NOT_OPENED", at=T0 + 5),
         decide(RecipientState(opened_at=T0), None, channel="EMAIL", criterion="NOT_OPENED", at=T0 + 5),
-        decide(RecipientState(sent_at=T0), None, channel="EMAIL", criterion="NOT_OPENED", at=T0 + 5),
+        decide(RecipientState(sent_at=T0, messages=("m",)), None, channel="EMAIL", criterion="NOT_OPENED", at=T0 + 5),
     ]
     assert decisions == [None, NOT_A_RECIPIENT, Exclusion.WAITING]
     tally = tally_of(decisions)

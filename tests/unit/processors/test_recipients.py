@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import struct
 from collections.abc import Sequence
 
 import pytest
@@ -16,6 +18,7 @@ from booster.processors.events import (
     MessageEvent,
     MessageOpened,
     MessageSent,
+    message_event_from_record,
 )
 from booster.processors.packing import pack_contact, pack_recipient, unpack_contact, unpack_recipient
 from booster.processors.recipients import (
@@ -147,6 +150,62 @@ def test_the_final_delivery_report_is_the_latest() -> None:
     )
 
 
+def report(error: bool, at: int, message_id: str = "") -> MessageDelivered:
+    return MessageDelivered(C, K, error, at, message_id)
+
+
+@pytest.mark.parametrize(
+    ("reports", "expected"),
+    [
+        ([report(False, T0 + 1), report(True, T0 + 2), report(False, T0 + 3)], None),  # DELIVERED, ERROR, DELIVERED
+        ([report(True, T0 + 1), report(False, T0 + 2), report(True, T0 + 3)], Exclusion.ERROR),
+        ([report(False, T0 + 1), report(True, T0 + 1)], Exclusion.ERROR),  # a tie is an error
+        ([report(True, T0 + 1), report(False, DEADLINE + 1)], Exclusion.ERROR),  # a report after the deadline
+    ],
+)
+def test_each_message_status_is_its_latest_report_at_or_before_the_deadline(
+    reports: list[MessageDelivered], expected: Exclusion | None
+) -> None:
+    for order in itertools.permutations(reports):
+        assert decide([SENT, *order]) == expected
+
+
+SECOND = MessageSent(C, K, T0 + 60_000, "m-2")
+
+
+@pytest.mark.parametrize(
+    ("events", "expected"),
+    [
+        # multipart: one part delivered, another failed: the contact received the campaign
+        ([SENT, SECOND, report(False, T0 + 1), report(True, T0 + 2, "m-2")], None),
+        # a resend after an error, not reported yet: Waiting
+        ([SENT, SECOND, report(True, T0 + 1)], Exclusion.WAITING),
+        # every message failed: Error
+        ([SENT, SECOND, report(True, T0 + 1), report(True, T0 + 2, "m-2")], Exclusion.ERROR),
+        # the second message's reports do not overrule the first's
+        ([SENT, SECOND, report(False, T0 + 1), report(True, T0 + 5, "m-2")], None),
+        (
+            [SENT, SECOND, report(True, T0 + 1), report(False, T0 + 2, "m-2"), report(True, T0 + 3, "m-2")],
+            Exclusion.ERROR,
+        ),
+    ],
+)
+def test_several_messages_of_one_recipient_combine(events: list[MessageEvent], expected: Exclusion | None) -> None:
+    for order in itertools.permutations(events):
+        assert decide(list(order)) == expected
+
+
+def test_message_ids_come_from_the_records() -> None:
+    sent = message_event_from_record(
+        "message.sent", {"campaign_id": C, "contact_id": K, "message_id": "m-9", "channel": "SMS", "sent_at": T0}
+    )
+    delivered = message_event_from_record(
+        "message.delivered",
+        {"campaign_id": C, "contact_id": K, "message_id": "m-9", "status": "ERROR", "reported_at": T0 + 1},
+    )
+    assert sent == MessageSent(C, K, T0, "m-9") and delivered == MessageDelivered(C, K, True, T0 + 1, "m-9")
+
+
 def test_folding_keeps_the_earliest_fact_and_ignores_duplicates() -> None:
     a = one([SENT, MessageOpened(C, K, T0 + 50), MessageOpened(C, K, T0 + 20), SENT])[0]
     b = one([MessageOpened(C, K, T0 + 20), SENT, MessageOpened(C, K, T0 + 50)])[0]
@@ -163,7 +222,27 @@ def test_state_packs_and_unpacks() -> None:
     assert unpack_recipient(pack_recipient(r)) == r
     assert c is not None and unpack_contact(pack_contact(c)) == c
     assert unpack_recipient(pack_recipient(RecipientState())) == RecipientState()
-    assert len(pack_recipient(r)) == 40
+    assert len(pack_recipient(r)) <= 64  # one message, two reports: the bulk of the state stays small
+    several = one([SENT, MessageSent(C, K, T0 + 1, "m-2"), MessageDelivered(C, K, True, T0 + 9, "m-2")])[0]
+    assert unpack_recipient(pack_recipient(several)) == several
+
+
+def test_rows_of_the_first_layout_still_decide_as_they_did() -> None:
+    """40-byte rows (earliest DELIVERED and earliest ERROR, no message ids) stay in older tables and
+    changelogs; they read as one message with those reports."""
+
+    def v1(sent: int, delivered: int, error: int) -> bytes:
+        return struct.pack("<5q", sent, delivered, error, -1, -1)
+
+    delivered_then_error = unpack_recipient(v1(T0, T0 + 1, T0 + 2))
+    assert exclusion(delivered_then_error, None, channel="EMAIL", criterion="NOT_OPENED", deadline=DEADLINE) == (
+        Exclusion.ERROR
+    )
+    error_then_delivered = unpack_recipient(v1(T0, T0 + 2, T0 + 1))
+    assert exclusion(error_then_delivered, None, channel="EMAIL", criterion="NOT_OPENED", deadline=DEADLINE) is None
+    waiting = unpack_recipient(v1(T0, -1, -1))
+    assert exclusion(waiting, None, channel="EMAIL", criterion="NOT_OPENED", deadline=DEADLINE) == Exclusion.WAITING
+    assert pack_recipient(waiting) != v1(T0, -1, -1) and len(pack_recipient(waiting)) != 40
 
 
 @pytest.mark.parametrize(

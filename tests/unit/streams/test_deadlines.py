@@ -49,7 +49,7 @@ class World:
         asyncio.run(self.deadlines.on_control(incoming("booster.control", record, partition=partition)))
 
     def add_recipient(self, contact: str, partition: int = 0, delivered: bool = True) -> None:
-        state = RecipientState(sent_at=1, delivered_at=2 if delivered else None)
+        state = RecipientState(sent_at=1, messages=("m",), reports=(("m", 2, False),) if delivered else ())
         self.recipients.partition(partition).write({recipient_key("c1", contact): pack_recipient(state)})
 
     def ticks(self) -> list[tuple[str, int | None]]:

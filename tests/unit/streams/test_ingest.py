@@ -57,7 +57,7 @@ def test_facts_fold_into_rows_and_count_once_flushed() -> None:
         ),
     ]
     folded = asyncio.run(w.ingestion.ingest(batch))
-    assert w.recipient("k3") == RecipientState(sent_at=T0 - 5, delivered_at=T0 + 10)
+    assert w.recipient("k3") == RecipientState(sent_at=T0 - 5, messages=("m",), reports=(("m", T0 + 10, False),))
     raw_contact = w.contacts.partition(1).get(b"k2")
     assert raw_contact is not None and unpack_contact(raw_contact) == ContactState(deleted_at=T0 + 1)
     assert folded.counted == {"message.sent": 2, "message.delivered": 1, "contact.deleted": 1}
@@ -136,7 +136,7 @@ def test_a_rerouted_fact_is_folded_as_the_topic_its_schema_names() -> None:
     value = incoming("message.sent", sent("k3")).value
     arrived = incoming("message.sent", sent("k3"), value=value, read_from="booster.rerouted", offset=4)
     asyncio.run(w.ingestion.ingest([arrived]))
-    assert w.recipient("k3", partition=0) == RecipientState(sent_at=T0)
+    assert w.recipient("k3", partition=0) == RecipientState(sent_at=T0, messages=("m",))
     assert w.flushes.forwarded == []
 
 

@@ -21,7 +21,7 @@ def test_preview_counts_like_the_fan_out_and_explains_a_contact() -> None:
     settings = Settings.from_env({"BOOSTER_PARTITIONS": "2"})
     recipients, contacts, campaigns = MemoryTable("recipients"), MemoryTable("contacts"), CampaignStates(MemoryTable())
     deadline = int(time.time() * 1000) + HOUR
-    delivered = pack_recipient(RecipientState(sent_at=1, delivered_at=2))
+    delivered = pack_recipient(RecipientState(sent_at=1, messages=("m",), reports=(("m", 2, False),)))
     people = {"eligible": delivered, "waiting": pack_recipient(RecipientState(sent_at=1)),
               "deleted": delivered, "stranger": pack_recipient(RecipientState(opened_at=3))}  # fmt: skip
     for contact, row in people.items():
