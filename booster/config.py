@@ -21,6 +21,7 @@ DEFAULTS: dict[str, str] = {
     "BOOSTER_TICK_INTERVAL_SECONDS": "1.0",
     "BOOSTER_FANOUT_CHUNK": "5000",
     "BOOSTER_SESSION_TIMEOUT_SECONDS": "10",
+    "BOOSTER_LAUNCH_STALENESS_SECONDS": "3600",
 }
 
 DOCS: dict[str, str] = {
@@ -36,6 +37,7 @@ DOCS: dict[str, str] = {
     "BOOSTER_TICK_INTERVAL_SECONDS": "How often a worker looks for due deadlines.",
     "BOOSTER_FANOUT_CHUNK": "Commands per fan-out transaction.",
     "BOOSTER_SESSION_TIMEOUT_SECONDS": "How soon the group notices a dead worker and moves its partitions.",
+    "BOOSTER_LAUNCH_STALENESS_SECONDS": "A launch decided later than this after its deadline is CANCELLED (stale).",
 }
 
 
@@ -73,6 +75,7 @@ class Settings:
     tick_interval: float
     fanout_chunk: int
     session_timeout: float
+    launch_staleness_ms: int = 3_600_000
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -95,6 +98,9 @@ class Settings:
             tick_interval=_float("BOOSTER_TICK_INTERVAL_SECONDS", get("BOOSTER_TICK_INTERVAL_SECONDS"), 0.05),
             fanout_chunk=_int("BOOSTER_FANOUT_CHUNK", get("BOOSTER_FANOUT_CHUNK"), 1),
             session_timeout=_float("BOOSTER_SESSION_TIMEOUT_SECONDS", get("BOOSTER_SESSION_TIMEOUT_SECONDS"), 6.0),
+            launch_staleness_ms=int(
+                _float("BOOSTER_LAUNCH_STALENESS_SECONDS", get("BOOSTER_LAUNCH_STALENESS_SECONDS"), 0.0) * 1000
+            ),
         )
 
     @property

@@ -33,11 +33,14 @@ SCHEDULE = [
     "unit/processors/test_recipients.py",
     "unit/processors/test_boosters.py",
     "faults/test_rebalance.py",
+    "integration/test_upstream_clients.py",
     "integration/test_operations_doc.py",
     "integration/test_operators.py",
     "integration/test_broker.py",
     "faults/test_restart.py",
     "faults/test_bad_input.py",
+    "integration/test_delivery_status.py",
+    "integration/test_launch_decisions.py",
 ]
 
 

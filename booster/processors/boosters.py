@@ -105,8 +105,19 @@ class NoBooster:
 LaunchDecision = Accepted | Refused | NoBooster
 
 
-def decide_launch(launch: CampaignLaunched, account: AccountChannels | None) -> LaunchDecision:
-    """R1: no settings, no booster. R2: delay in [2h, 7d]. R3: booster channel enabled. R7: empty group."""
+DEFAULT_STALENESS_MS = 3_600_000  # BOOSTER_LAUNCH_STALENESS_SECONDS
+
+
+def decide_launch(
+    launch: CampaignLaunched,
+    account: AccountChannels | None,
+    *,
+    now: int | None = None,
+    staleness_ms: int = DEFAULT_STALENESS_MS,
+) -> LaunchDecision:
+    """R1: no settings, no booster. R2: delay in [2h, 7d]. R3: booster channel enabled. R7: empty group.
+    R15: decided at `now`, later than the deadline plus `staleness_ms`, it is cancelled as stale (a
+    launch replayed or held back that long would send its follow-up days late)."""
     b = launch.booster
     if b is None:
         return NoBooster(launch.campaign_id, launch.launched_at)
@@ -130,6 +141,14 @@ def decide_launch(launch: CampaignLaunched, account: AccountChannels | None) -> 
         return Refused(report("REJECTED", f"channel not enabled for this account ({channel})"))
     if launch.group_size <= 0:
         return Refused(report("CANCELLED", "the campaign's group has 0 contacts"))
+    if now is not None and now > deadline + staleness_ms:
+        return Refused(
+            report(
+                "CANCELLED",
+                f"stale: the launch was decided {human_duration((now - deadline) // 1000)} after its deadline, "
+                f"more than the {human_duration(staleness_ms // 1000)} allowed; a follow-up this late is not sent",
+            )
+        )
     schedule = Schedule(
         campaign_id=launch.campaign_id,
         booster_id=booster_id,
@@ -181,22 +200,34 @@ def launch_status_of(text: str) -> LaunchStatus:
         raise ValueError(f"not a launch status: {text!r}") from None
 
 
-def on_launch(decided: LaunchStatus | None, account: AccountChannels | None, launch: CampaignLaunched) -> LaunchStep:
+def on_launch(
+    decided: LaunchStatus | None,
+    account: AccountChannels | None,
+    launch: CampaignLaunched,
+    *,
+    now: int | None = None,
+    staleness_ms: int = DEFAULT_STALENESS_MS,
+) -> LaunchStep:
     """What a launch event does, given what was decided for its campaign and the account's channels."""
     if decided is not None:
         return Duplicate(launch.campaign_id)
     if account is None:
         return AwaitAccount(launch)
-    return decide_launch(launch, account)
+    return decide_launch(launch, account, now=now, staleness_ms=staleness_ms)
 
 
 def on_account(
-    state: AccountChannels | None, event: AccountChannels, waiting: Iterable[CampaignLaunched]
+    state: AccountChannels | None,
+    event: AccountChannels,
+    waiting: Iterable[CampaignLaunched],
+    *,
+    now: int | None = None,
+    staleness_ms: int = DEFAULT_STALENESS_MS,
 ) -> tuple[AccountChannels, list[LaunchDecision]]:
     """The account's channels after an account.channels record, and the decisions of the launches
     that were waiting for them."""
     account = evolve_account(state, event)
-    return account, [decide_launch(launch, account) for launch in waiting]
+    return account, [decide_launch(launch, account, now=now, staleness_ms=staleness_ms) for launch in waiting]
 
 
 def launch_status(decision: LaunchDecision) -> LaunchStatus:

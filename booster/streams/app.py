@@ -110,6 +110,7 @@ class BoosterApp:
             pending=self._table("pending-launches", ROCKSDB_SMALL),
             decided=self._table("launch-decisions", ROCKSDB_SMALL),
             metrics=metrics,
+            staleness_ms=s.launch_staleness_ms,
         )
         self.deadlines = Deadlines(
             settings=s,

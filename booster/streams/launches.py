@@ -29,7 +29,7 @@ from booster.processors.packing import pack_account, unpack_account
 from booster.schemas import codec
 from booster.streams.control import Control
 from booster.streams.metrics import Metrics
-from booster.streams.records import Incoming, Topic, log_decision
+from booster.streams.records import Incoming, Topic, log_decision, now_ms
 from booster.streams.reports import Reports
 from booster.streams.store import Table, pending_key, pending_prefix
 
@@ -45,6 +45,7 @@ class Launches:
         pending: Table,
         decided: Table,
         metrics: Metrics,
+        staleness_ms: int,
     ) -> None:
         self.by_account = by_account
         self.control = control
@@ -53,6 +54,7 @@ class Launches:
         self.pending = pending
         self.decided = decided
         self.metrics = metrics
+        self.staleness_ms = staleness_ms
 
     async def route(self, incoming: Incoming) -> None:
         """campaign.launched goes to its account's partition; a cancellation to every partition."""
@@ -79,7 +81,13 @@ class Launches:
         raw = accounts.get(account_id.encode())
         waiting = list(pending.items(pending_prefix(account_id)))
         launches = [launch_from_record(codec().decode("campaign.launched", value)) for _, value in waiting]
-        account, decisions = on_account(None if raw is None else unpack_account(account_id, raw), event, launches)
+        account, decisions = on_account(
+            None if raw is None else unpack_account(account_id, raw),
+            event,
+            launches,
+            now=now_ms(),
+            staleness_ms=self.staleness_ms,
+        )
         accounts.write({account_id.encode(): pack_account(account)})
         pending.write(dict.fromkeys(key for key, _ in waiting))
         for decision in decisions:
@@ -96,6 +104,8 @@ class Launches:
             None if raw_status is None else launch_status_of(raw_status.decode()),
             None if raw_account is None else unpack_account(account_id, raw_account),
             launch,
+            now=now_ms(),
+            staleness_ms=self.staleness_ms,
         )
         match step:
             case Duplicate():

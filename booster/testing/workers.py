@@ -34,6 +34,7 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
             "BOOSTER_TICK_INTERVAL_SECONDS": str(settings.tick_interval),
             "BOOSTER_FANOUT_CHUNK": str(settings.fanout_chunk),
             "BOOSTER_SESSION_TIMEOUT_SECONDS": str(settings.session_timeout),
+            "BOOSTER_LAUNCH_STALENESS_SECONDS": str(settings.launch_staleness_ms / 1000),
             "BOOSTER_APP_ID": settings.app_id,
             "BOOSTER_HOME": str(settings.home),
         }

@@ -17,6 +17,7 @@ from booster.processors.boosters import (
     command_id_of,
     decide_launch,
     evolve_account,
+    on_account,
 )
 from booster.processors.campaigns import (
     CampaignPartition,
@@ -91,6 +92,29 @@ def test_default_criterion_follows_the_original_message() -> None:
     assert crit == {"EMAIL": "NOT_OPENED", "PUSH": "NOT_OPENED", "SMS": "NOT_CLICKED"}
     d = decide_launch(launch(channel="EMAIL", criterion="NOT_CLICKED"), ALL)
     assert isinstance(d, Accepted) and d.schedule.criterion == "NOT_CLICKED"
+
+
+def test_r15_a_launch_decided_past_its_deadline_plus_the_staleness_bound_is_cancelled_as_stale() -> None:
+    deadline = T0 + 7200 * 1000
+    hour = 3_600_000
+    on_time = decide_launch(launch(), ALL, now=deadline + hour, staleness_ms=hour)  # at the bound: still fires
+    assert isinstance(on_time, Accepted)
+    stale = decide_launch(launch(), ALL, now=deadline + hour + 1, staleness_ms=hour)
+    assert isinstance(stale, Refused) and stale.report.status == "CANCELLED"
+    assert (stale.report.reason or "").startswith("stale:") and "1h allowed" in (stale.report.reason or "")
+    # configuration errors are still reported as such
+    misconfigured = decide_launch(launch(delay=60), ALL, now=deadline * 2, staleness_ms=hour)
+    assert isinstance(misconfigured, Refused) and misconfigured.report.status == "REJECTED"
+    # the bound counts from the deadline, whenever the launch was published
+    assert isinstance(
+        decide_launch(launch(delay=7 * 24 * 3600), ALL, now=deadline + 2 * hour, staleness_ms=hour), Accepted
+    )
+
+
+def test_r15_a_launch_that_waited_for_its_account_past_the_bound_is_stale() -> None:
+    waited = launch()
+    _, [decision] = on_account(None, ALL, [waited], now=T0 + 7200 * 1000 + 2 * 3_600_000, staleness_ms=3_600_000)
+    assert isinstance(decision, Refused) and (decision.report.reason or "").startswith("stale:")
 
 
 def test_r7_empty_group_is_cancelled_and_r8_name() -> None:
