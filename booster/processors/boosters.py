@@ -90,6 +90,7 @@ class Accepted:
 @dataclass(frozen=True, slots=True)
 class Refused:
     report: Report  # REJECTED or CANCELLED, final at once
+    launched_at: int  # its rows go as a campaign without booster's do (R12)
 
     @property
     def campaign_id(self) -> str:
@@ -135,19 +136,21 @@ def decide_launch(
                 "REJECTED",
                 f"delay {human_duration(b.delay_seconds)} ({b.delay_seconds} s) is outside "
                 "the allowed window of 2 hours to 7 days",
-            )
+            ),
+            launch.launched_at,
         )
     if account is None or channel not in account.channels:
-        return Refused(report("REJECTED", f"channel not enabled for this account ({channel})"))
+        return Refused(report("REJECTED", f"channel not enabled for this account ({channel})"), launch.launched_at)
     if launch.group_size <= 0:
-        return Refused(report("CANCELLED", "the campaign's group has 0 contacts"))
+        return Refused(report("CANCELLED", "the campaign's group has 0 contacts"), launch.launched_at)
     if now is not None and now > deadline + staleness_ms:
         return Refused(
             report(
                 "CANCELLED",
                 f"stale: the launch was decided {human_duration((now - deadline) // 1000)} after its deadline, "
                 f"more than the {human_duration(staleness_ms // 1000)} allowed; a follow-up this late is not sent",
-            )
+            ),
+            launch.launched_at,
         )
     schedule = Schedule(
         campaign_id=launch.campaign_id,

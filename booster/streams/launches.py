@@ -123,6 +123,8 @@ class Launches:
             case NoBooster():
                 await self.control.broadcast(NoBoosterFor(decision.campaign_id, decision.launched_at))
             case Refused():
+                # its rows and later events go as for a launch without booster (R12), not in 7 days
+                await self.control.broadcast(NoBoosterFor(decision.campaign_id, decision.launched_at))
                 await self.reports.send(decision.report)
             case Accepted():
                 await self.control.broadcast(Scheduled(decision.schedule, decision.launched_at))

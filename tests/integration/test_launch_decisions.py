@@ -14,7 +14,14 @@ from booster.testing.demo import commands_for
 from booster.testing.scenario import build, launched_for_deadline
 from booster.testing.workers import WorkerProcess
 from tests.conftest import fresh_settings
-from tests.helpers import account_record, publish_records, reports_by_campaign, scenario_records, wait_for
+from tests.helpers import (
+    account_record,
+    publish_records,
+    reports_by_campaign,
+    scenario_records,
+    scrape_metrics,
+    wait_for,
+)
 
 HOUR_MS = 3_600_000
 
@@ -43,3 +50,34 @@ def test_a_launch_seen_after_its_deadline_plus_the_staleness_bound_is_cancelled_
     assert str(cancelled["reason"]).startswith("stale:")
     assert asyncio.run(commands_for(settings, booster_id_of(stale.campaign_id))) == []
     assert sent["audience"] == len(recent.expected_audience) > 0
+
+
+def test_a_rejected_boosters_rows_and_later_facts_are_dropped_at_once(kafka: LocalKafka, tmp_path: Path) -> None:
+    """R12 for refused launches: a booster REJECTED at launch has no use for its campaign's rows."""
+    settings = fresh_settings()
+    asyncio.run(admin.create(settings))
+    tag = uuid.uuid4().hex[:6]
+    sc = build(f"rejected-{tag}", 20, channel="SMS", launched_at=launched_for_deadline(int(time.time() * 1000)))
+    emails_only = ("account.channels", {**sc.account_channels(), "channels": ["EMAIL"]})
+    worker = WorkerProcess(settings, tmp_path / "w").start()
+    try:
+        publish_records(settings, [emails_only, *scenario_records(sc)])
+        wait_for("the REJECTED report", lambda: reports_by_campaign(settings).get(sc.campaign_id), 60, 0.5)
+        later = [
+            (
+                "message.opened",
+                {"campaign_id": sc.campaign_id, "contact_id": c, "message_id": "x", "opened_at": sc.launched_at + 1},
+            )
+            for c in sorted(sc.roles)
+        ]
+        publish_records(settings, later)
+
+        def dropped() -> float | None:
+            n = scrape_metrics(worker.port).get("booster_events_dropped_total", 0)
+            return n if n >= len(later) else None
+
+        wait_for("the later facts to be dropped", dropped, 60, 0.5)
+    finally:
+        worker.stop()
+    [(report, _)] = reports_by_campaign(settings)[sc.campaign_id]
+    assert report["status"] == "REJECTED"
