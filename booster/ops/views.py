@@ -18,7 +18,7 @@ from booster.errors import BoosterError
 from booster.ops.clients import latest_reports
 from booster.processors.text import format_timestamp, human_duration
 from booster.schemas.catalog import CONTACT_INPUT_TOPICS, LAUNCHES_BY_ACCOUNT
-from booster.streams.gate import only_markers_left
+from booster.streams.gate import PROBE_FETCH_BYTES, only_markers_left
 
 # every topic the workers consume, in the order an operator reads them
 CONSUMED = [
@@ -71,7 +71,10 @@ async def lag(settings: Settings, lateness_ms: int | None = None) -> dict[str, A
     group = settings.group_id
     tps = [TopicPartition(settings.topic(t), p) for t in CONSUMED for p in range(settings.partitions)]
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.broker, isolation_level="read_committed", fetch_max_wait_ms=50
+        bootstrap_servers=settings.broker,
+        isolation_level="read_committed",
+        fetch_max_wait_ms=50,
+        max_partition_fetch_bytes=PROBE_FETCH_BYTES,
     )
     client = AIOKafkaAdminClient(bootstrap_servers=settings.broker)
     await consumer.start()

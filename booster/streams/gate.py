@@ -26,6 +26,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from mode import Service
 
 PROBE_SECONDS = 2.0  # a partition the probe has not settled by then stays behind until the next look
+PROBE_FETCH_BYTES = 64 * 1024  # the broker still returns a first batch larger than this
 
 
 async def only_markers_left(
@@ -88,6 +89,8 @@ class LagGate(Service):
                 enable_auto_commit=False,
                 isolation_level="read_committed",
                 fetch_max_wait_ms=50,
+                # a probe needs one record, not a megabyte per partition while a worker catches up
+                max_partition_fetch_bytes=PROBE_FETCH_BYTES,
             )
             await self._consumer.start()
         if self._admin is None:
