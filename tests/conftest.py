@@ -41,6 +41,7 @@ SCHEDULE = [
     "faults/test_bad_input.py",
     "integration/test_delivery_status.py",
     "integration/test_launch_decisions.py",
+    "integration/test_fanout_progress.py",
 ]
 
 

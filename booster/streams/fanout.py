@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -34,6 +34,16 @@ from booster.streams.wire import progress_record
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class ProgressLog:
+    """What this worker has read of one partition's booster.fanout-progress while it owns the
+    partition: where to read on from, and the latest progress of each booster not fired since."""
+
+    next_offset: int = 0
+    latest: dict[str, dict[str, Any]] = field(default_factory=dict)
+    records_read: int = 0
+
+
 @dataclass(frozen=True)
 class FanoutResult:
     summary: PartitionSummary | None  # None when an earlier run had already finished
@@ -52,6 +62,9 @@ class Fanout(Service):
         self._lock = asyncio.Lock()
         # one reader for the worker's life instead of a consumer started per fan-out
         self._progress_reader: AIOKafkaConsumer | None = None
+        # read once per owned partition, then only what is new: the topic holds every booster ever
+        # run there, and re-reading it at each fan-out made fire latency grow with uptime
+        self.progress: dict[int, ProgressLog] = {}
 
     def _transactional_id(self, partition: int) -> str:
         return f"{self.app_id}-fanout-{partition}"
@@ -73,6 +86,7 @@ class Fanout(Service):
 
     async def release(self, partitions: set[int]) -> None:
         for p in partitions:
+            self.progress.pop(p, None)  # another owner may write it meanwhile
             prod = self._producers.pop(p, None)
             if prod is not None:
                 try:
@@ -87,7 +101,8 @@ class Fanout(Service):
             self._progress_reader = None
 
     async def load_progress(self, partition: int) -> dict[str, dict[str, Any]]:
-        """The latest committed progress of every booster in a partition."""
+        """The latest committed progress of every booster in a partition that has not fired since this
+        worker took the partition."""
         topic = self.settings.topic("booster.fanout-progress")
         tp = TopicPartition(topic, partition)
         if self._progress_reader is None:
@@ -100,22 +115,39 @@ class Fanout(Service):
             )
             await self._progress_reader.start()
         consumer = self._progress_reader
-        latest: dict[str, dict[str, Any]] = {}
+        known = self.progress.setdefault(partition, ProgressLog())
         # the end first: a long-polling fetch of the partition assigned last would hold the offsets
         # request behind it on the same connection, so it is paused (unsubscribe() or assign([])
         # instead can leave a group-less consumer whose stop() never returns, aiokafka 0.14.0)
         consumer.pause(*consumer.assignment())
         end = (await consumer.end_offsets([tp]))[tp]
-        if end == 0:
-            return latest
+        if end <= known.next_offset:
+            return known.latest
         consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
+        if known.next_offset == 0:
+            await consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, known.next_offset)
         while await consumer.position(tp) < end:
             batch = await consumer.getmany(tp, timeout_ms=500)
             for msg in batch.get(tp, []):
                 record = codec().decode("booster.fanout-progress", msg.value)
-                latest[record["campaign_id"]] = record
-        return latest
+                known.latest[record["campaign_id"]] = record
+                known.records_read += 1
+        known.next_offset = await consumer.position(tp)
+        return known.latest
+
+    def _forget_progress(self, partition: int, campaign_id: str, last_offset: int) -> None:
+        """A booster fired here: its progress is not needed again while this worker owns the
+        partition (the campaign's state says fired), nor are the records this fan-out wrote up to
+        `last_offset`, the only ones written meanwhile (the partition's transactional id fences any
+        other writer). The end offset is no substitute: a transaction's markers, which move it, are
+        written after the commit returns."""
+        known = self.progress.get(partition)
+        if known is None:
+            return
+        known.latest.pop(campaign_id, None)
+        known.next_offset = max(known.next_offset, last_offset + 1)
 
     async def run(
         self,
@@ -198,7 +230,8 @@ class Fanout(Service):
         )
         commands += len(batch)
         done = progress_record(cid, partition, last_contact, True, tally)
-        await self._commit(prod, partition, cid, batch, done, summary)
+        last_offset = await self._commit(prod, partition, cid, batch, done, summary)
+        self._forget_progress(partition, cid, last_offset)
         return FanoutResult(summary, commands)
 
     async def _commit(
@@ -209,7 +242,8 @@ class Fanout(Service):
         batch: list[tuple[bytes, bytes]],
         progress: dict[str, Any],
         summary: PartitionSummary | None = None,
-    ) -> None:
+    ) -> int:
+        """Commands, progress and summary in one transaction; returns the progress record's offset."""
         s = self.settings
         c = codec()
         topic = s.topic("booster.commands")
@@ -224,7 +258,7 @@ class Fanout(Service):
                     builder.append(key=key, value=value, timestamp=None)
             if builder.record_count():
                 await prod.send_batch(builder, topic, partition=partition)
-            await prod.send(
+            progress_sent = await prod.send(
                 s.topic("booster.fanout-progress"),
                 value=c.encode("booster.fanout-progress", progress),
                 key=campaign_id.encode(),
@@ -236,3 +270,5 @@ class Fanout(Service):
                     value=c.encode("booster.summaries", summary_to_dict(summary)),
                     key=campaign_id.encode(),
                 )
+        offset: int = (await progress_sent).offset  # delivered: the transaction is committed
+        return offset
