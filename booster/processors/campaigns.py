@@ -154,7 +154,8 @@ def due(state: CampaignPartition, now: int, allowed_lateness_ms: int) -> Due | N
     fire: a scheduled booster, once `now` is past its deadline plus the allowed lateness (the caller
     then checks the lag gate, G1, against `gate_at`). expire: rows of a campaign that never got a
     booster, after the longest possible window (R12). forget: the small marker kept after a booster
-    fired or a launch said "no booster", once no event of that campaign can matter any more.
+    fired or a launch said "no booster", or a cancellation of a campaign never launched here, once no
+    event of that campaign can matter any more.
     """
     horizon = MAX_DELAY_MS + allowed_lateness_ms
     if state.fired or state.no_booster:
@@ -167,4 +168,6 @@ def due(state: CampaignPartition, now: int, allowed_lateness_ms: int) -> Due | N
         return Due("fire", gate_at) if now >= gate_at else None
     if state.first_seen_at is not None and now >= state.first_seen_at + horizon:
         return Due("expire", None)
+    if state.first_seen_at is None and state.cancelled_at is not None and now >= state.cancelled_at + horizon:
+        return Due("forget", None)  # only a cancellation: it was kept for ever
     return None

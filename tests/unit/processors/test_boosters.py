@@ -153,6 +153,18 @@ def test_r12_rows_of_campaigns_without_booster_expire_after_the_longest_window()
     assert expire is not None and expire.kind == "expire"
 
 
+def test_the_state_a_cancel_of_an_unknown_campaign_leaves_is_forgotten_after_the_longest_window() -> None:
+    only_cancelled = evolve_campaign_cancel(None, BoosterCancelled("ghost", T0))
+    assert due(only_cancelled, T0 + 7 * 86_400_000 + 4999, 5000) is None
+    forget = due(only_cancelled, T0 + 7 * 86_400_000 + 5000, 5000)
+    assert forget is not None and forget.kind == "forget"
+    # a cancel that came before its launch's schedule still waits for the booster's own deadline
+    scheduled = evolve_campaign_schedule(only_cancelled, SCHEDULE)
+    assert due(scheduled, T0 + 7 * 86_400_000 + 5000, 5000) == due(
+        evolve_campaign_schedule(None, SCHEDULE), T0 + 7 * 86_400_000 + 5000, 5000
+    )
+
+
 def test_r9_cancel_counts_until_the_window_expires() -> None:
     state = evolve_campaign_schedule(None, SCHEDULE)
     assert is_cancelled(evolve_campaign_cancel(state, BoosterCancelled("cmp", SCHEDULE.deadline)))
