@@ -75,6 +75,7 @@ async def lag(settings: Settings, lateness_ms: int | None = None) -> dict[str, A
         isolation_level="read_committed",
         fetch_max_wait_ms=50,
         max_partition_fetch_bytes=PROBE_FETCH_BYTES,
+        auto_offset_reset="earliest",  # see LagGate
     )
     client = AIOKafkaAdminClient(bootstrap_servers=settings.broker)
     await consumer.start()

@@ -33,7 +33,8 @@ async def only_markers_left(
     consumer: AIOKafkaConsumer, positions: Mapping[TopicPartition, int], ends: Mapping[TopicPartition, int]
 ) -> set[TopicPartition]:
     """Of these partitions, those with no deliverable record from `positions` up to `ends`.
-    `consumer` must be read-committed with no group; its assignment is taken over and left paused."""
+    `consumer` must be read-committed with no group and reset to the earliest offset; its assignment
+    is taken over and left paused."""
     undecided = {tp for tp in positions if positions[tp] < ends.get(tp, 0)}
     if not undecided:
         return set()
@@ -91,6 +92,9 @@ class LagGate(Service):
                 fetch_max_wait_ms=50,
                 # a probe needs one record, not a megabyte per partition while a worker catches up
                 max_partition_fetch_bytes=PROBE_FETCH_BYTES,
+                # a position below the log start (retention) must read the oldest records, which
+                # are not processed yet, not jump to the end and pass for caught up
+                auto_offset_reset="earliest",
             )
             await self._consumer.start()
         if self._admin is None:

@@ -10,14 +10,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import RecordsToDelete
 from confluent_kafka import Producer
 
 from booster.broker.local import LocalKafka
 from booster.config import Settings
 from booster.ops import admin
 from booster.ops.clients import RawRecord, produce_raw
-from booster.streams.gate import only_markers_left
+from booster.streams.gate import LagGate, only_markers_left
 from booster.testing.scenario import build, launched_for_deadline
 from booster.testing.workers import WorkerProcess
 from tests.conftest import fresh_settings
@@ -78,6 +79,36 @@ def test_the_gate_tells_markers_and_aborted_records_from_records_not_processed(s
     assert asyncio.run(settled(2))  # past the last record: only markers and an aborted record left
     assert not asyncio.run(settled(1))  # the second record is not processed yet
     assert not asyncio.run(settled(0))
+
+
+def test_a_position_below_the_log_start_is_behind_not_caught_up(settings: Settings) -> None:
+    """Retention deleted the oldest records a worker never processed: the probe must not jump to the
+    end of the partition (a consumer's default reset) and call it caught up."""
+    tp = TopicPartition(settings.topic("message.opened"), 0)
+
+    async def go() -> set[TopicPartition]:
+        producer = AIOKafkaProducer(bootstrap_servers=settings.broker)
+        await producer.start()
+        try:
+            for i in range(6):
+                await producer.send_and_wait(tp.topic, b"v%d" % i, key=b"k", partition=0)
+        finally:
+            await producer.stop()
+        client = admin.admin_client(settings)
+        await client.start()
+        try:
+            await client.delete_records({tp: RecordsToDelete(before_offset=3)})
+        finally:
+            await client.close()
+        gate = LagGate(settings.broker, settings.group_id)
+        try:
+            ends = await gate.end_offsets([tp])
+            assert ends[tp] == 6
+            return set(await gate.lagging([tp], ends))
+        finally:
+            await gate.stop()
+
+    assert asyncio.run(go()) == {tp}  # nothing processed: offsets 3 to 5 are still to do
 
 
 def test_transactional_upstreams_with_aborted_transactions_fire_on_time_with_the_exact_audience(
