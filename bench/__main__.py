@@ -230,7 +230,7 @@ def measure_size(
         return _measure_size(settings, n, workdir, baselines, caps, timeout, lead_s)
     finally:
         if not keep_topics:  # a large workload's topics take disk, and every client reads their metadata
-            asyncio.run(admin.delete_topics(settings, lambda t: t.startswith(settings.topic_prefix)))
+            asyncio.run(admin.delete_topics(settings, own_topics(settings)))
 
 
 def _measure_size(

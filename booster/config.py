@@ -75,7 +75,7 @@ class Settings:
     tick_interval: float
     fanout_chunk: int
     session_timeout: float
-    launch_staleness_ms: int = 3_600_000
+    launch_staleness_ms: int
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:

@@ -10,7 +10,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from booster.config import Settings
@@ -18,7 +18,7 @@ from booster.errors import BoosterError
 from booster.ops.clients import latest_reports
 from booster.processors.text import format_timestamp, human_duration
 from booster.schemas.catalog import CONTACT_INPUT_TOPICS, LAUNCHES_BY_ACCOUNT
-from booster.streams.gate import PROBE_FETCH_BYTES, only_markers_left
+from booster.streams.gate import only_markers_left, probe_consumer
 
 # every topic the workers consume, in the order an operator reads them
 CONSUMED = [
@@ -70,13 +70,7 @@ async def lag(settings: Settings, lateness_ms: int | None = None) -> dict[str, A
     and the due boosters that have no final report yet (held by the lag gate, or firing)."""
     group = settings.group_id
     tps = [TopicPartition(settings.topic(t), p) for t in CONSUMED for p in range(settings.partitions)]
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.broker,
-        isolation_level="read_committed",
-        fetch_max_wait_ms=50,
-        max_partition_fetch_bytes=PROBE_FETCH_BYTES,
-        auto_offset_reset="earliest",  # see LagGate
-    )
+    consumer = probe_consumer(settings.broker)
     client = AIOKafkaAdminClient(bootstrap_servers=settings.broker)
     await consumer.start()
     await client.start()

@@ -29,12 +29,27 @@ PROBE_SECONDS = 2.0  # a partition the probe has not settled by then stays behin
 PROBE_FETCH_BYTES = 64 * 1024  # the broker still returns a first batch larger than this
 
 
+def probe_consumer(bootstrap: str) -> AIOKafkaConsumer:
+    """The consumer `only_markers_left` needs (not started)."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        fetch_max_wait_ms=50,
+        # a probe needs one record, not a megabyte per partition while a worker catches up
+        max_partition_fetch_bytes=PROBE_FETCH_BYTES,
+        # a position below the log start (retention) must read the oldest records, which are not
+        # processed yet, not jump to the end and pass for caught up
+        auto_offset_reset="earliest",
+    )
+
+
 async def only_markers_left(
     consumer: AIOKafkaConsumer, positions: Mapping[TopicPartition, int], ends: Mapping[TopicPartition, int]
 ) -> set[TopicPartition]:
     """Of these partitions, those with no deliverable record from `positions` up to `ends`.
-    `consumer` must be read-committed with no group and reset to the earliest offset; its assignment
-    is taken over and left paused."""
+    `consumer` is a `probe_consumer`; its assignment is taken over and left paused."""
     undecided = {tp for tp in positions if positions[tp] < ends.get(tp, 0)}
     if not undecided:
         return set()
@@ -84,18 +99,7 @@ class LagGate(Service):
 
     async def _clients(self) -> None:
         if self._consumer is None:
-            self._consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap,
-                group_id=None,
-                enable_auto_commit=False,
-                isolation_level="read_committed",
-                fetch_max_wait_ms=50,
-                # a probe needs one record, not a megabyte per partition while a worker catches up
-                max_partition_fetch_bytes=PROBE_FETCH_BYTES,
-                # a position below the log start (retention) must read the oldest records, which
-                # are not processed yet, not jump to the end and pass for caught up
-                auto_offset_reset="earliest",
-            )
+            self._consumer = probe_consumer(self.bootstrap)
             await self._consumer.start()
         if self._admin is None:
             self._admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)

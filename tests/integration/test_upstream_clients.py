@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import RecordsToDelete
 from confluent_kafka import Producer
 
@@ -18,7 +18,7 @@ from booster.broker.local import LocalKafka
 from booster.config import Settings
 from booster.ops import admin
 from booster.ops.clients import RawRecord, produce_raw
-from booster.streams.gate import LagGate, only_markers_left
+from booster.streams.gate import LagGate, only_markers_left, probe_consumer
 from booster.testing.scenario import build, launched_for_deadline
 from booster.testing.workers import WorkerProcess
 from tests.conftest import fresh_settings
@@ -67,7 +67,7 @@ def test_the_gate_tells_markers_and_aborted_records_from_records_not_processed(s
     producer.abort_transaction(30)  # a record at 3, the abort marker at 4
 
     async def settled(position: int) -> bool:
-        consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, isolation_level="read_committed")
+        consumer = probe_consumer(settings.broker)
         await consumer.start()
         try:
             ends = await consumer.end_offsets([tp])
