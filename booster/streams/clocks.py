@@ -1,5 +1,6 @@
-"""The producers' clocks seen from this worker: per input topic, how far record timestamps run ahead
-of the worker's clock (a gauge), and a warning when that passes the allowed lateness."""
+"""The producers' clocks seen from this worker: per consumed topic (the internal ones are stamped by
+the workers themselves), how far record timestamps run ahead of the worker's clock (a gauge), and a
+warning when that passes the allowed lateness."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ class Clocks:
     def __init__(self, metrics: Metrics, allowed_lateness_ms: int) -> None:
         self.metrics = metrics
         self.allowed_lateness_ms = allowed_lateness_ms
-        self._windows: dict[str, ClockWindow] = {}  # one per input topic: bounded by the contract
+        self._windows: dict[str, ClockWindow] = {}  # one per consumed topic: bounded by the contract
         self._warned_at: dict[str, int] = {}
 
     def observe(self, incoming: Incoming, now: int) -> None:
