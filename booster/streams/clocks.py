@@ -1,6 +1,6 @@
-"""The producers' clocks seen from this worker: per consumed topic (the internal ones are stamped by
-the workers themselves), how far record timestamps run ahead of the worker's clock (a gauge), and a
-warning when that passes the allowed lateness."""
+"""The producers' clocks seen from this worker: per consumed topic, how far record timestamps run
+ahead of the worker's clock (a gauge), and a warning when that passes the allowed lateness.
+booster.control and the like are stamped by the workers; booster.rerouted keeps the upstream stamps."""
 
 from __future__ import annotations
 

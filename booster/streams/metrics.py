@@ -26,7 +26,7 @@ HELP: dict[str, tuple[str, str]] = {
     "booster_table_keys": ("gauge", "Estimated keys per table in this worker's active partitions."),
     "booster_record_clock_ahead_seconds": (
         "gauge",
-        "Per consumed topic (internal ones are stamped by the workers), the largest record timestamp "
+        "Per consumed topic (booster.control and the like are stamped by workers), the largest record timestamp "
         "minus this worker's clock over the current minute: "
         "above 0, a producer's clock runs ahead of the worker's; below 0, records are processed that long "
         "after they were stamped at the soonest (lag, or a producer's clock behind).",
