@@ -42,6 +42,7 @@ SCHEDULE = [
     "integration/test_delivery_status.py",
     "integration/test_launch_decisions.py",
     "integration/test_fanout_progress.py",
+    "integration/test_notices.py",
 ]
 
 

@@ -26,8 +26,13 @@ SAMPLES: dict[str, dict[str, Any]] = {
     },
     "booster.reports": {
         "booster_id": "c1:booster", "booster_name": "Booster for X", "campaign_id": "c1", "account_id": "acct-1",
-        "status": "SENT", "reason": None, "deadline": 1767232800000, "audience": 7,
-        "excluded": {"OPENED": 3, "CLICKED": 1}, "billable": 7,
+        "status": "CANCELLED", "reason": "cancelled before its window expired", "deadline": 1767232800000,
+        "audience": 0, "excluded": {"OPENED": 3, "CLICKED": 1}, "billable": 0, "reason_code": "CANCEL_REQUESTED",
+    },
+    "booster.notices": {
+        "notice_id": "0b7c2c9e-7d1e-5f3a-9c43-2f7a4f6f0d11", "account_id": "acct-1", "campaign_id": "c1",
+        "booster_id": "c1:booster", "kind": "BOOSTER_CANCELLED", "reason_code": "CANCEL_REQUESTED",
+        "text": "Booster for X was cancelled: cancelled before its window expired", "at": 1767232800000,
     },
     "booster.dead-letter": {
         "source_topic": "message.sent", "partition": 3, "offset": 42, "key": b"k", "value": b"\x01\x02",

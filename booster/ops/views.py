@@ -58,7 +58,9 @@ def render_boosters(rows: list[dict[str, Any]]) -> str:
     lines = [header]
     for r in rows:
         deadline = "-" if r["deadline"] is None else format_timestamp(r["deadline"])
-        detail = r["booster_name"] + (f" ({r['reason']})" if r["reason"] else "")
+        code = r.get("reason_code")
+        why = f"{code}: {r['reason']}" if code and r["reason"] else r["reason"]
+        detail = r["booster_name"] + (f" ({why})" if why else "")
         lines.append(
             f"{r['campaign_id']:<28} {r['status']:<10} {deadline:<25} {r['when']:<16} {r['audience']:>9}  {detail}"
         )

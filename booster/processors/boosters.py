@@ -8,6 +8,7 @@ import hashlib
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Literal, get_args
 
 from booster.processors.events import AccountChannels, CampaignLaunched, Channel, Criterion
@@ -62,6 +63,25 @@ class Schedule:
     deadline: int
 
 
+class ReasonCode(StrEnum):
+    """Why a booster was REJECTED or CANCELLED, or what a notice is about (the Avro enum ReasonCode of
+    booster.reports v2 and booster.notices; a test keeps the two the same)."""
+
+    DELAY_OUT_OF_RANGE = "DELAY_OUT_OF_RANGE"  # R2
+    CHANNEL_NOT_ENABLED = "CHANNEL_NOT_ENABLED"  # R3
+    ACCOUNT_UNKNOWN = "ACCOUNT_UNKNOWN"  # R15: the account's channels never came
+    EMPTY_GROUP = "EMPTY_GROUP"  # R7: 0 contacts
+    FULL_OPEN_RATE = "FULL_OPEN_RATE"  # R7: everyone opened the original
+    EMPTY_AUDIENCE = "EMPTY_AUDIENCE"  # R7: every recipient engaged or was excluded
+    CANCEL_REQUESTED = "CANCEL_REQUESTED"  # R9
+    STALE_LAUNCH = "STALE_LAUNCH"  # R15: first seen long after its deadline
+    CHANNEL_REVOKED = "CHANNEL_REVOKED"  # R15
+    CANCEL_TOO_LATE = "CANCEL_TOO_LATE"  # R13: the cancel came after the booster started firing
+    ACCOUNT_PENDING = "ACCOUNT_PENDING"  # R15: the launch waits for its account's channels
+    DUPLICATE_LAUNCH = "DUPLICATE_LAUNCH"  # G5: the campaign's launch was decided already
+    OTHER = "OTHER"  # what a reader gets for a code newer than its schema
+
+
 @dataclass(frozen=True, slots=True)
 class Report:
     booster_id: str
@@ -74,6 +94,7 @@ class Report:
     audience: int = 0
     excluded: Mapping[str, int] = field(default_factory=dict)
     billable: int = 0
+    reason_code: ReasonCode | None = None  # set on every REJECTED and CANCELLED report (R14)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,26 +148,35 @@ def decide_launch(
     name = booster_name_of(launch.name)
     deadline = launch.launched_at + b.delay_seconds * 1000
 
-    def report(status: Status, reason: str | None) -> Report:
-        return Report(booster_id, name, launch.campaign_id, launch.account_id, status, reason, deadline)
+    def report(status: Status, code: ReasonCode | None, reason: str | None) -> Report:
+        return Report(
+            booster_id, name, launch.campaign_id, launch.account_id, status, reason, deadline, reason_code=code
+        )
 
     if not MIN_DELAY_SECONDS <= b.delay_seconds <= MAX_DELAY_SECONDS:
         return Refused(
             report(
                 "REJECTED",
+                ReasonCode.DELAY_OUT_OF_RANGE,
                 f"delay {human_duration(b.delay_seconds)} ({b.delay_seconds} s) is outside "
                 "the allowed window of 2 hours to 7 days",
             ),
             launch.launched_at,
         )
     if account is None or channel not in account.channels:
-        return Refused(report("REJECTED", f"channel not enabled for this account ({channel})"), launch.launched_at)
+        return Refused(
+            report("REJECTED", ReasonCode.CHANNEL_NOT_ENABLED, f"channel not enabled for this account ({channel})"),
+            launch.launched_at,
+        )
     if launch.group_size <= 0:
-        return Refused(report("CANCELLED", "the campaign's group has 0 contacts"), launch.launched_at)
+        return Refused(
+            report("CANCELLED", ReasonCode.EMPTY_GROUP, "the campaign's group has 0 contacts"), launch.launched_at
+        )
     if now is not None and now > deadline + staleness_ms:
         return Refused(
             report(
                 "CANCELLED",
+                ReasonCode.STALE_LAUNCH,
                 f"stale: the launch was decided {human_duration((now - deadline) // 1000)} after its deadline, "
                 f"more than the {human_duration(staleness_ms // 1000)} allowed; a follow-up this late is not sent",
             ),
@@ -162,7 +192,7 @@ def decide_launch(
         content_ref=b.content_ref,
         deadline=deadline,
     )
-    return Accepted(schedule, report("SCHEDULED", None), launch.launched_at)
+    return Accepted(schedule, report("SCHEDULED", None, None), launch.launched_at)
 
 
 def evolve_account(state: AccountChannels | None, event: AccountChannels) -> AccountChannels:
@@ -179,6 +209,7 @@ class Duplicate:
     """The campaign's launch was decided already: a later launch of the same id changes nothing."""
 
     campaign_id: str
+    decided: LaunchStatus  # what was decided for it
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +244,7 @@ def on_launch(
 ) -> LaunchStep:
     """What a launch event does, given what was decided for its campaign and the account's channels."""
     if decided is not None:
-        return Duplicate(launch.campaign_id)
+        return Duplicate(launch.campaign_id, decided)
     if account is None:
         return AwaitAccount(launch)
     return decide_launch(launch, account, now=now, staleness_ms=staleness_ms)

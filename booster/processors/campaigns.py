@@ -133,6 +133,15 @@ def accepts_events(state: CampaignPartition | None) -> bool:
     return state is None or not (state.no_booster or state.fired)
 
 
+def refuses_cancel(state: CampaignPartition | None, cancel: BoosterCancelled) -> bool:
+    """R13: a cancel of a booster that fired here, or one made after its window expired, changes
+    nothing, and the account is told. (Known only where the schedule is: a cancel of a booster
+    launched later, or forgotten, says nothing.)"""
+    if state is None or state.schedule is None:
+        return False
+    return state.fired or cancel.cancelled_at > state.schedule.deadline
+
+
 def is_cancelled(state: CampaignPartition) -> bool:
     """R9: a cancellation counts until the window expires."""
     return (

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from booster.processors.audience import Tally
-from booster.processors.boosters import Schedule
+from booster.processors.boosters import LaunchStatus, Schedule, launch_status_of
 from booster.processors.campaigns import CampaignPartition
 from booster.processors.events import AccountChannels
 from booster.processors.recipients import ContactState, RecipientState
@@ -214,3 +214,15 @@ def pack_account(a: AccountChannels) -> bytes:
 def unpack_account(account_id: str, raw: bytes) -> AccountChannels:
     d = json.loads(raw)
     return AccountChannels(account_id, frozenset(d["channels"]), d["updated_at"])
+
+
+def pack_launch_decision(status: LaunchStatus, fingerprint: str) -> bytes:
+    """What is kept of a decided launch: its status, and its fingerprint to tell a retry of it from
+    another launch of the same campaign."""
+    return f"{status}:{fingerprint}".encode()
+
+
+def unpack_launch_decision(raw: bytes) -> tuple[LaunchStatus, str | None]:
+    """(status, fingerprint); a row written before fingerprints were kept has the status alone."""
+    status, _, fingerprint = raw.decode().partition(":")
+    return launch_status_of(status), fingerprint or None

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from booster.processors.audience import Tally, full_exclusions
-from booster.processors.boosters import Report, Schedule, Status
+from booster.processors.boosters import ReasonCode, Report, Schedule, Status
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +64,7 @@ def final_report(summaries: Iterable[PartitionSummary]) -> Report | None:
     cancelled = [s.cancelled_at for s in by_partition.values() if s.cancelled_at is not None]
     sch = first.schedule
 
-    def report(status: Status, reason: str | None, audience: int, billable: int) -> Report:
+    def report(status: Status, code: ReasonCode | None, reason: str | None, audience: int, billable: int) -> Report:
         return Report(
             sch.booster_id,
             sch.booster_name,
@@ -76,15 +76,17 @@ def final_report(summaries: Iterable[PartitionSummary]) -> Report | None:
             audience,
             full_exclusions(total.excluded),
             billable,
+            reason_code=code,
         )
 
     if cancelled:
-        return report("CANCELLED", "cancelled before its window expired", 0, 0)
+        return report("CANCELLED", ReasonCode.CANCEL_REQUESTED, "cancelled before its window expired", 0, 0)
     if total.audience == 0:
         return report(
             "CANCELLED",
+            ReasonCode.EMPTY_AUDIENCE,
             "the audience came out empty: every recipient engaged or was excluded",
             0,
             0,
         )
-    return report("SENT", None, total.audience, total.audience)
+    return report("SENT", None, None, total.audience, total.audience)

@@ -1,7 +1,8 @@
 """The topics of the contract: schema file, stable schema id, key field and shape.
 
 Schema ids are part of the wire format (bytes 1-4 of every value). They never change and are never
-reused: a new schema version gets a new id.
+reused: a new schema version gets a new id. Writers use a topic's latest version; readers decode every
+version of it into the latest one's shape (Avro schema resolution: a field added with a default).
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ class TopicSpec:
     contact_keyed: bool  # co-partitioned by contact_id
     compacted: bool
     role: str  # "input", "output" or "internal"
+    version: int = 1  # file `<name>.avsc` for version 1, `<name>.v<N>.avsc` after that
 
     @property
     def schema_path(self) -> Path:
-        return AVRO_DIR / f"{self.name}.avsc"
+        suffix = "" if self.version == 1 else f".v{self.version}"
+        return AVRO_DIR / f"{self.name}{suffix}.avsc"
 
 
 _SPECS = [
@@ -45,10 +48,14 @@ _SPECS = [
     TopicSpec("booster.control", 14, "campaign_id", True, False, "internal"),
     TopicSpec("booster.summaries", 15, "campaign_id", False, False, "internal"),
     TopicSpec("booster.fanout-progress", 16, "campaign_id", True, True, "internal"),
+    # v2: every REJECTED and CANCELLED report carries a machine-readable reason code (R14)
+    TopicSpec("booster.reports", 17, "campaign_id", False, True, "output", version=2),
+    TopicSpec("booster.notices", 18, "account_id", False, False, "output"),
 ]
 
-CATALOG: dict[str, TopicSpec] = {spec.name: spec for spec in _SPECS}
+# every schema version ever written, by id; and each topic's latest version, which writers use
 BY_ID: dict[int, TopicSpec] = {spec.schema_id: spec for spec in _SPECS}
+CATALOG: dict[str, TopicSpec] = {spec.name: spec for spec in sorted(_SPECS, key=lambda s: s.version)}
 
 # Launches re-keyed by account so they meet account.channels in one partition; same schema.
 LAUNCHES_BY_ACCOUNT = "booster.launches-by-account"

@@ -63,14 +63,17 @@ class _StrictReader(io.BytesIO):
 
 class Codec:
     def __init__(self) -> None:
-        self.raw_schemas: dict[str, Any] = {}  # as written in the .avsc file
-        self._parsed: dict[str, Any] = {}  # without logical types: timestamps are ints
+        self.raw_schemas: dict[str, Any] = {}  # each topic's latest version, as written in its .avsc file
+        self._parsed: dict[str, Any] = {}  # the latest versions, without logical types: timestamps are ints
         self._timestamps: dict[str, list[str]] = {}
-        for name, spec in CATALOG.items():
+        self._writers: dict[int, Any] = {}  # every version by schema id, to read old records with
+        for spec in BY_ID.values():
             raw = json.loads(spec.schema_path.read_text())
-            self.raw_schemas[name] = raw
-            self._parsed[name] = parse_schema(strip_logical_types(raw))
-            self._timestamps[name] = _timestamp_fields(raw)
+            self._writers[spec.schema_id] = parse_schema(strip_logical_types(raw))
+            if CATALOG[spec.name] is spec:
+                self.raw_schemas[spec.name] = raw
+                self._parsed[spec.name] = self._writers[spec.schema_id]
+                self._timestamps[spec.name] = _timestamp_fields(raw)
 
     def header(self, topic: str) -> bytes:
         return HEADER.pack(MAGIC, CATALOG[topic].schema_id)
@@ -112,7 +115,8 @@ class Codec:
         return spec
 
     def decode(self, topic: str, data: bytes | None) -> Record:
-        """Decode a value read from `topic` (contract name). Raises DecodeError for bad bytes."""
+        """Decode a value read from `topic` (contract name), of any version of its schema, into the shape
+        of the latest version. Raises DecodeError for bad bytes."""
         spec = self.schema_of(data)
         assert data is not None
         if spec.name != topic:
@@ -121,8 +125,10 @@ class Codec:
             )
         reader = _StrictReader(data)
         reader.seek(HEADER.size)
+        latest = self._parsed[spec.name]
+        writer = self._writers[spec.schema_id]
         try:
-            value = cast(Record, schemaless_reader(reader, self._parsed[spec.name], None))
+            value = cast(Record, schemaless_reader(reader, writer, None if writer is latest else latest))
         except Exception as exc:  # corrupt input makes fastavro raise anything
             raise DecodeError(f"corrupt Avro for {spec.name}: {type(exc).__name__}: {exc}") from exc
         if reader.tell() != len(data):

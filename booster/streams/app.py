@@ -7,6 +7,7 @@ One record's way, from a fact to a command:
   launches.py   campaign.launched      -> launches-by-account -> validated -> booster.control (SCHEDULE)
   deadlines.py  booster.control        -> campaign state; the timer's TICK -> fanout.py -> booster.commands
   reports.py    booster.summaries      -> the final report on booster.reports
+  notices.py    refused, cancelled, pending, duplicate launches, late cancels -> booster.notices
   web.py        /metrics and the audience preview
 """
 
@@ -31,6 +32,7 @@ from booster.streams.gate import LagGate
 from booster.streams.ingest import Ingestion
 from booster.streams.launches import Launches
 from booster.streams.metrics import Metrics
+from booster.streams.notices import Notices
 from booster.streams.records import DeadLetters, Guard, Handler, Incoming
 from booster.streams.reports import Reports
 from booster.streams.store import ChangelogSink, FaustTable
@@ -97,7 +99,10 @@ class BoosterApp:
         clocks = Clocks(metrics, s.allowed_lateness_ms)
         self.guard = Guard(sink, dead_letters, gate, metrics, clocks)
         control = Control(self._topic("booster.control"), s.partitions)
-        self.reports = Reports(self._topic("booster.reports"), self._table("summaries", ROCKSDB_SMALL), metrics)
+        notices = Notices(self._topic("booster.notices"), metrics)
+        self.reports = Reports(
+            self._topic("booster.reports"), self._table("summaries", ROCKSDB_SMALL), notices, metrics
+        )
         self.ingestion = Ingestion(
             self.recipients, self.contacts, self.campaigns, sink, dead_letters, gate, metrics, clocks,
             partitions=s.partitions, rerouted_topic=s.topic(REROUTED),
@@ -106,6 +111,7 @@ class BoosterApp:
             by_account=self._topic(LAUNCHES_BY_ACCOUNT),
             control=control,
             reports=self.reports,
+            notices=notices,
             accounts=self._table("accounts", ROCKSDB_SMALL),
             pending=self._table("pending-launches", ROCKSDB_SMALL),
             decided=self._table("launch-decisions", ROCKSDB_SMALL),
@@ -120,6 +126,7 @@ class BoosterApp:
             control=control,
             gate=gate,
             fanout=fanout,
+            notices=notices,
             metrics=metrics,
             active_partitions=self.active_partitions,
         )

@@ -31,6 +31,7 @@ from booster.processors.campaigns import (
     evolve_campaign_fired,
 )
 from booster.processors.events import BoosterCancelled
+from booster.processors.notices import cancel_refused_notice
 from booster.schemas.catalog import CONTACT_INPUT_TOPICS, REROUTED
 from booster.streams.audience import delete_rows
 from booster.streams.campaigns import CampaignStates
@@ -38,6 +39,7 @@ from booster.streams.control import Control
 from booster.streams.fanout import Fanout
 from booster.streams.gate import LagGate
 from booster.streams.metrics import Metrics
+from booster.streams.notices import Notices
 from booster.streams.records import Incoming, log_decision, now_ms
 from booster.streams.store import Table
 from booster.streams.wire import control_event
@@ -46,6 +48,9 @@ log = logging.getLogger("booster.worker")
 
 RETICK_SECONDS = 15.0  # a tick not done by then (lost, failed fan-out) is sent again
 WAITING_LOG_SECONDS = 10.0  # a deadline held by the gate is logged this often
+# A cancellation reaches every partition; this one speaks for the booster when it refuses one (R13),
+# so the account is told once.
+NOTICE_PARTITION = 0
 
 
 @dataclass
@@ -69,6 +74,7 @@ class Deadlines:
         control: Control,
         gate: LagGate,
         fanout: Fanout,
+        notices: Notices,
         metrics: Metrics,
         active_partitions: Callable[[], list[int]],
     ) -> None:
@@ -79,6 +85,7 @@ class Deadlines:
         self.control = control
         self.gate = gate
         self.fanout = fanout
+        self.notices = notices
         self.metrics = metrics
         self.active_partitions = active_partitions
         self._watches: dict[tuple[str, int], _Watch] = {}
@@ -176,7 +183,10 @@ class Deadlines:
                 return
             case NoBoosterFor():
                 delete_rows(self.recipients.partition(p), campaign_id)
-            case Scheduled() | BoosterCancelled():
+            case BoosterCancelled():
+                if p == NOTICE_PARTITION:
+                    await self.notices.send(cancel_refused_notice(state, event))
+            case Scheduled():
                 pass
             case _:
                 assert_never(event)

@@ -19,16 +19,17 @@ from booster.processors.boosters import (
     NoBooster,
     Refused,
     launch_status,
-    launch_status_of,
     on_account,
     on_launch,
 )
 from booster.processors.campaigns import NoBoosterFor, Scheduled
 from booster.processors.events import AccountChannels, BoosterCancelled, launch_from_record
-from booster.processors.packing import pack_account, unpack_account
+from booster.processors.notices import duplicate_notice, launch_fingerprint, pending_notice
+from booster.processors.packing import pack_account, pack_launch_decision, unpack_account, unpack_launch_decision
 from booster.schemas import codec
 from booster.streams.control import Control
 from booster.streams.metrics import Metrics
+from booster.streams.notices import Notices
 from booster.streams.records import Incoming, Topic, log_decision, now_ms
 from booster.streams.reports import Reports
 from booster.streams.store import Table, pending_key, pending_prefix
@@ -41,6 +42,7 @@ class Launches:
         by_account: Topic,
         control: Control,
         reports: Reports,
+        notices: Notices,
         accounts: Table,
         pending: Table,
         decided: Table,
@@ -50,6 +52,7 @@ class Launches:
         self.by_account = by_account
         self.control = control
         self.reports = reports
+        self.notices = notices
         self.accounts = accounts
         self.pending = pending
         self.decided = decided
@@ -90,18 +93,20 @@ class Launches:
         )
         accounts.write({account_id.encode(): pack_account(account)})
         pending.write(dict.fromkeys(key for key, _ in waiting))
-        for decision in decisions:
-            await self._apply(decision, incoming.partition)
+        for (_, value), decision in zip(waiting, decisions, strict=True):
+            await self._apply(decision, incoming.partition, launch_fingerprint(value))
 
     async def _launch(self, incoming: Incoming) -> None:
         record = codec().decode("campaign.launched", incoming.value)
         account_id = incoming.key_text(record, "account_id")
         launch = launch_from_record(record)
         p = incoming.partition
-        raw_status = self.decided.partition(p).get(launch.campaign_id.encode())
+        fingerprint = launch_fingerprint(incoming.value or b"")  # decoded above: never None here
+        raw_decided = self.decided.partition(p).get(launch.campaign_id.encode())
+        decided, decided_fingerprint = (None, None) if raw_decided is None else unpack_launch_decision(raw_decided)
         raw_account = self.accounts.partition(p).get(account_id.encode())
         step = on_launch(
-            None if raw_status is None else launch_status_of(raw_status.decode()),
+            decided,
             None if raw_account is None else unpack_account(account_id, raw_account),
             launch,
             now=now_ms(),
@@ -110,26 +115,31 @@ class Launches:
         match step:
             case Duplicate():
                 self.metrics.inc("booster_duplicate_launches_total")
+                await self.notices.send(duplicate_notice(launch, fingerprint, step.decided, decided_fingerprint))
             case AwaitAccount():
-                self.pending.partition(p).write({pending_key(account_id, launch.campaign_id): incoming.value})
+                pending, key = self.pending.partition(p), pending_key(account_id, launch.campaign_id)
+                told = pending.get(key) is not None  # the launch sent again while it waits
+                pending.write({key: incoming.value})
                 log_decision("pending-account", launch.campaign_id, account_id=account_id)
+                if not told:
+                    await self.notices.send(pending_notice(launch))
             case Accepted() | Refused() | NoBooster():
-                await self._apply(step, p)
+                await self._apply(step, p, fingerprint)
             case _:
                 assert_never(step)
 
-    async def _apply(self, decision: LaunchDecision, partition: int) -> None:
+    async def _apply(self, decision: LaunchDecision, partition: int, fingerprint: str) -> None:
         match decision:
             case NoBooster():
                 await self.control.broadcast(NoBoosterFor(decision.campaign_id, decision.launched_at))
             case Refused():
                 # its rows and later events go as for a launch without booster (R12), not in 7 days
                 await self.control.broadcast(NoBoosterFor(decision.campaign_id, decision.launched_at))
-                await self.reports.send(decision.report)
+                await self.reports.send(decision.report, at=decision.launched_at)
             case Accepted():
                 await self.control.broadcast(Scheduled(decision.schedule, decision.launched_at))
-                await self.reports.send(decision.report)
+                await self.reports.send(decision.report, at=decision.launched_at)
             case _:
                 assert_never(decision)
-        campaign_id = decision.campaign_id
-        self.decided.partition(partition).write({campaign_id.encode(): launch_status(decision).encode()})
+        row = pack_launch_decision(launch_status(decision), fingerprint)
+        self.decided.partition(partition).write({decision.campaign_id.encode(): row})

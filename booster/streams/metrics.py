@@ -18,6 +18,7 @@ HELP: dict[str, tuple[str, str]] = {
     "booster_commands_total": ("counter", "Send commands committed."),
     "booster_duplicate_launches_total": ("counter", "Launch events of campaigns already decided (ignored)."),
     "booster_boosters_total": ("counter", "Booster decisions, per status (scheduled, rejected, cancelled, sent)."),
+    "booster_notices_total": ("counter", "Notices sent to booster.notices, per kind (R14)."),
     "booster_fanouts_total": ("counter", "Partition fan-outs completed."),
     "booster_fire_delay_seconds_sum": ("counter", "Seconds from deadline to a partition's fan-out start, summed."),
     "booster_fire_delay_seconds_count": ("counter", "Partition fan-outs measured in booster_fire_delay_seconds_sum."),

@@ -10,6 +10,7 @@ from booster.processors.audience import Tally
 from booster.processors.boosters import Report
 from booster.processors.campaigns import ControlEvent, ControlKind, NoBoosterFor, Scheduled, Tick, control_kind
 from booster.processors.events import BoosterCancelled
+from booster.processors.notices import Notice
 from booster.processors.packing import schedule_from_dict, schedule_record
 
 
@@ -25,6 +26,20 @@ def report_record(r: Report) -> dict[str, Any]:
         "audience": r.audience,
         "excluded": dict(r.excluded),
         "billable": r.billable,
+        "reason_code": None if r.reason_code is None else r.reason_code.value,
+    }
+
+
+def notice_record(n: Notice) -> dict[str, Any]:
+    return {
+        "notice_id": n.notice_id,
+        "account_id": n.account_id,
+        "campaign_id": n.campaign_id,
+        "booster_id": n.booster_id,
+        "kind": n.kind.value,
+        "reason_code": n.reason_code.value,
+        "text": n.text,
+        "at": n.at,
     }
 
 

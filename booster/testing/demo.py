@@ -58,6 +58,20 @@ async def wait_for_report(
     return None
 
 
+async def notices_for(settings: Settings, campaign_id: str, timeout: float) -> list[dict[str, Any]]:
+    """The notices of a campaign on booster.notices, polling until there is one or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [
+            codec().decode("booster.notices", msg.value)
+            async for msg in read_topic(settings, "booster.notices", until_end=True)
+        ]
+        mine = [n for n in found if n["campaign_id"] == campaign_id]
+        if mine or time.monotonic() >= deadline:
+            return mine
+        await asyncio.sleep(1.0)
+
+
 async def commands_for(settings: Settings, booster_id: str) -> list[dict[str, Any]]:
     """Every committed command of a booster (read once its final report exists: they are all in)."""
     out = []
@@ -88,6 +102,10 @@ def run_demo(settings: Settings, *, recipients: int = 300, wait_seconds: float =
         )
         say(f"publishing campaign {campaign_id}: {recipients} recipients, {sc.event_count} events ...")
         asyncio.run(publish_scenario(settings, sc))
+        # and one whose booster asks for a 1-hour delay: REJECTED at once (R2), and the account is told (R14)
+        too_soon = build(f"{campaign_id}-too-soon", 3, launched_at=now, delay_seconds=3600, name="Flash sale")
+        say(f"publishing campaign {too_soon.campaign_id}, whose booster is set 1 hour after it ...")
+        asyncio.run(publish_scenario(settings, too_soon))
         wait = DEMO_LEAD_SECONDS + settings.allowed_lateness_ms / 1000
         say(
             f"the booster's deadline is in {DEMO_LEAD_SECONDS} s "
@@ -104,8 +122,18 @@ def run_demo(settings: Settings, *, recipients: int = 300, wait_seconds: float =
         print(f"commands sent: {len(commands)} (expected {len(sc.expected_audience)})")
         print("final report:")
         print(json.dumps(record_to_json("booster.reports", report), indent=2))
+        notices = asyncio.run(notices_for(settings, too_soon.campaign_id, wait_seconds))
+        print(f"notice to account {too_soon.account_id} (booster.notices):")
+        for notice in notices:
+            print(json.dumps(record_to_json("booster.notices", notice), indent=2))
         ok = got == sc.expected_audience and len(commands) == len(got) and report["status"] == "SENT"
-        print("demo OK" if ok else "demo FAILED: the audience differs from the expected one")
-        return 0 if ok else 1
+        told = [n["reason_code"] for n in notices] == ["DELAY_OUT_OF_RANGE"]
+        if not ok:
+            print("demo FAILED: the audience differs from the expected one")
+        elif not told:
+            print("demo FAILED: the rejected booster's account was not told exactly once")
+        else:
+            print("demo OK")
+        return 0 if ok and told else 1
     finally:
         worker.stop()

@@ -100,7 +100,7 @@ ACCOUNT = AccountChannels("acct", frozenset({"EMAIL"}), T0)
 
 
 def test_launch_steps() -> None:
-    assert on_launch("SCHEDULED", ACCOUNT, launch()) == Duplicate("cmp")
+    assert on_launch("SCHEDULED", ACCOUNT, launch()) == Duplicate("cmp", "SCHEDULED")
     assert on_launch(None, None, launch()) == AwaitAccount(launch())
     decided = on_launch(None, ACCOUNT, launch())
     assert isinstance(decided, Accepted) and launch_status(decided) == "SCHEDULED"

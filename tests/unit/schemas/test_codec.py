@@ -12,31 +12,89 @@ from typing import Any
 import avro.io
 import avro.schema
 import pytest
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from booster.errors import DecodeError
+from booster.processors.boosters import ReasonCode
+from booster.processors.notices import NoticeKind
 from booster.schemas import CATALOG, codec
 from booster.schemas.catalog import BY_ID
+from booster.schemas.codec import strip_logical_types
 from tests.samples import SAMPLES
 
 
 def test_every_topic_has_a_schema_and_a_sample() -> None:
     assert set(SAMPLES) == set(CATALOG)
-    for spec in CATALOG.values():
+    for spec in BY_ID.values():  # every version
         json.loads(spec.schema_path.read_text())  # parses as JSON
         avro.schema.parse(spec.schema_path.read_text())  # and as Avro, by Apache's implementation
 
 
 def test_schema_ids_are_unique_and_stable() -> None:
-    assert len(BY_ID) == len(CATALOG)
     # ids are on the wire: changing one breaks every reader of old records
-    assert {n: s.schema_id for n, s in CATALOG.items()} == {
-        "campaign.launched": 1, "campaign.booster-cancelled": 2, "account.channels": 3, "message.sent": 4,
-        "message.delivered": 5, "message.opened": 6, "message.clicked": 7, "contact.unsubscribed": 8,
-        "contact.deleted": 9, "contact.blocked": 10, "booster.commands": 11, "booster.reports": 12,
-        "booster.dead-letter": 13, "booster.control": 14, "booster.summaries": 15, "booster.fanout-progress": 16,
+    assert {i: (s.name, s.version) for i, s in BY_ID.items()} == {
+        1: ("campaign.launched", 1), 2: ("campaign.booster-cancelled", 1), 3: ("account.channels", 1),
+        4: ("message.sent", 1), 5: ("message.delivered", 1), 6: ("message.opened", 1), 7: ("message.clicked", 1),
+        8: ("contact.unsubscribed", 1), 9: ("contact.deleted", 1), 10: ("contact.blocked", 1),
+        11: ("booster.commands", 1), 12: ("booster.reports", 1), 13: ("booster.dead-letter", 1),
+        14: ("booster.control", 1), 15: ("booster.summaries", 1), 16: ("booster.fanout-progress", 1),
+        17: ("booster.reports", 2), 18: ("booster.notices", 1),
     }  # fmt: skip
+    # writers use each topic's latest version
+    assert {n: s.schema_id for n, s in CATALOG.items() if s.version > 1} == {"booster.reports": 17}
+
+
+def _write(schema_id: int, value: dict[str, Any]) -> bytes:
+    """A record written with an older (or newer) version of a topic's schema, by Apache's writer."""
+    schema = avro.schema.parse(BY_ID[schema_id].schema_path.read_text())
+    out = io.BytesIO()
+    avro.io.DatumWriter(schema).write(value, avro.io.BinaryEncoder(out))
+    return b"\x00" + struct.pack(">I", schema_id) + out.getvalue()
+
+
+def test_a_version_1_report_decodes_as_the_latest_version() -> None:
+    v1 = {k: v for k, v in SAMPLES["booster.reports"].items() if k != "reason_code"}
+    decoded = codec().decode("booster.reports", _write(12, {**v1, "deadline": None}))
+    assert decoded == {**v1, "deadline": None, "reason_code": None}
+
+
+def _enum(schema: dict[str, Any], name: str) -> dict[str, Any]:
+    """The named enum defined somewhere in a schema's fields."""
+    for field in schema["fields"]:
+        for t in field["type"] if isinstance(field["type"], list) else [field["type"]]:
+            if isinstance(t, dict) and t.get("name") == name:
+                return t
+    raise AssertionError(f"no enum {name}")
+
+
+def test_the_reason_codes_and_notice_kinds_are_the_cores() -> None:
+    for schema_id in (17, 18):
+        reasons = _enum(json.loads(BY_ID[schema_id].schema_path.read_text()), "ReasonCode")
+        assert reasons["symbols"] == [c.value for c in ReasonCode]
+    kinds = _enum(json.loads(BY_ID[18].schema_path.read_text()), "NoticeKind")
+    assert kinds["symbols"] == [k.value for k in NoticeKind]
+
+
+def test_a_reason_code_newer_than_the_reader_reads_as_other() -> None:
+    """A newer worker may add codes: an older reader gets OTHER (the enum's default), not an error."""
+    raw = json.loads(BY_ID[18].schema_path.read_text())
+    fields = [
+        {**f, "type": {**f["type"], "symbols": [*f["type"]["symbols"], "NEW_RULE"]}}
+        if f["name"] == "reason_code"
+        else f
+        for f in raw["fields"]
+    ]
+    newer = {**raw, "fields": fields}
+    out = io.BytesIO()
+    schemaless_writer(
+        out, parse_schema(strip_logical_types(newer)), {**SAMPLES["booster.notices"], "reason_code": "NEW_RULE"}
+    )
+    value = schemaless_reader(
+        io.BytesIO(out.getvalue()), parse_schema(strip_logical_types(newer)), parse_schema(strip_logical_types(raw))
+    )
+    assert value == {**SAMPLES["booster.notices"], "reason_code": "OTHER"}
 
 
 @pytest.mark.parametrize("topic", sorted(SAMPLES))

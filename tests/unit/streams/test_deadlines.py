@@ -19,6 +19,7 @@ from booster.streams.campaigns import CampaignStates
 from booster.streams.control import Control
 from booster.streams.deadlines import Deadlines
 from booster.streams.metrics import Metrics
+from booster.streams.notices import Notices
 from booster.streams.store import MemoryTable, recipient_key
 from booster.streams.wire import control_record
 from tests.unit.streams.fakes import Fanout, Gate, SentRecords, incoming
@@ -38,10 +39,11 @@ class World:
         self.campaigns = CampaignStates(MemoryTable("campaigns"))
         self.control_topic = SentRecords("booster.control")
         self.gate, self.fanout, self.metrics = Gate(), Fanout(), Metrics()
+        self.notices = SentRecords("booster.notices")
         self.deadlines = Deadlines(
             settings=self.settings, campaigns=self.campaigns, recipients=self.recipients, contacts=self.contacts,
             control=Control(self.control_topic, 2), gate=self.gate, fanout=self.fanout,  # type: ignore[arg-type]
-            metrics=self.metrics, active_partitions=lambda: [0, 1],
+            notices=Notices(self.notices, self.metrics), metrics=self.metrics, active_partitions=lambda: [0, 1],
         )  # fmt: skip
 
     def control(self, event: Any, partition: int = 0) -> None:
@@ -69,6 +71,25 @@ def test_schedule_and_cancel_fold_into_the_partitions_state() -> None:
     w.control(BoosterCancelled("c1", sch.deadline - 9))
     assert w.campaigns.get("c1", 0) == CampaignPartition(schedule=sch, cancelled_at=sch.deadline - 9)
     assert w.campaigns.get("c1", 1) is None  # each partition has its own
+
+
+def test_a_cancel_after_firing_or_after_the_window_is_refused_with_one_notice() -> None:
+    w = World()
+    sch = schedule(now() - HOUR)
+    for p in (0, 1):
+        w.control(Scheduled(sch, T0), partition=p)
+    w.control(BoosterCancelled("c1", sch.deadline - 5), partition=1)  # in time: applied, nothing to tell
+    w.control(BoosterCancelled("c1", sch.deadline + 5), partition=0)  # after the window: refused
+    w.control(BoosterCancelled("c1", sch.deadline + 5), partition=1)  # the same cancel elsewhere: told once
+    w.control(Tick("c1", now()), partition=0)
+    w.control(BoosterCancelled("c1", sch.deadline - 7), partition=0)  # in time, but after the fan-out
+    notices = w.notices.decoded()
+    assert [(n["kind"], n["reason_code"], n["at"]) for n in notices] == [
+        ("CANCEL_REFUSED", "CANCEL_TOO_LATE", sch.deadline + 5),
+        ("CANCEL_REFUSED", "CANCEL_TOO_LATE", sch.deadline - 7),
+    ]
+    assert "window expired" in notices[0]["text"] and "started sending" in notices[1]["text"]
+    assert [s.key for s in w.notices.sent] == [b"a", b"a"]
 
 
 def test_no_booster_deletes_the_campaigns_rows() -> None:

@@ -10,6 +10,7 @@ from booster.schemas.catalog import LAUNCHES_BY_ACCOUNT
 from booster.streams.control import Control
 from booster.streams.launches import Launches
 from booster.streams.metrics import Metrics
+from booster.streams.notices import Notices
 from booster.streams.reports import Reports
 from booster.streams.store import MemoryTable
 from tests.samples import SAMPLES
@@ -23,12 +24,15 @@ class World:
         self.by_account = SentRecords("campaign.launched")
         self.control = SentRecords("booster.control")
         self.reports = SentRecords("booster.reports")
+        self.notices = SentRecords("booster.notices")
         self.metrics = Metrics()
         self.pending = MemoryTable("pending-launches")
+        notices = Notices(self.notices, self.metrics)
         self.launches = Launches(
             by_account=self.by_account,
             control=Control(self.control, PARTITIONS),
-            reports=Reports(self.reports, MemoryTable("summaries"), self.metrics),
+            reports=Reports(self.reports, MemoryTable("summaries"), notices, self.metrics),
+            notices=notices,
             accounts=MemoryTable("accounts"),
             pending=self.pending,
             decided=MemoryTable("launch-decisions"),
@@ -87,3 +91,53 @@ def test_refused_and_booster_less_launches() -> None:
     # a refused booster's rows go as a booster-less campaign's do (R12), not after the longest window
     controls = [(c["campaign_id"], c["kind"]) for c in w.control.decoded()]
     assert controls == [("sms", "NO_BOOSTER")] * PARTITIONS + [("none", "NO_BOOSTER")] * PARTITIONS
+
+
+def test_a_refused_launch_tells_its_account_why() -> None:
+    w = World()
+    w.account(["EMAIL"])
+    w.launch({**LAUNCH, "campaign_id": "sms", "booster": {**LAUNCH["booster"], "channel": "SMS"}})
+    [report] = w.reports.decoded()
+    assert report["reason_code"] == "CHANNEL_NOT_ENABLED"
+    [notice] = w.notices.decoded()
+    assert (notice["kind"], notice["reason_code"], notice["campaign_id"]) == (
+        "BOOSTER_REJECTED",
+        "CHANNEL_NOT_ENABLED",
+        "sms",
+    )
+    assert notice["at"] == LAUNCH["launched_at"] and "SMS" in notice["text"]
+    assert [s.key for s in w.notices.sent] == [b"acct-1"]  # keyed by account
+    assert w.metrics.get("booster_notices_total", kind="booster_rejected") == 1
+
+
+def test_a_waiting_launch_is_told_once_however_often_it_is_sent() -> None:
+    w = World()
+    w.launch(LAUNCH)
+    w.launch(LAUNCH)  # a producer's retry while it waits
+    assert [(n["kind"], n["reason_code"]) for n in w.notices.decoded()] == [("LAUNCH_PENDING", "ACCOUNT_PENDING")]
+    w.account(["EMAIL"])
+    assert len(w.notices.sent) == 1  # scheduled: nothing more to tell
+
+
+def test_a_launch_sent_again_is_silent_and_another_launch_of_the_campaign_is_told() -> None:
+    w = World()
+    w.account(["EMAIL"])
+    w.launch(LAUNCH)
+    w.launch(LAUNCH)  # the same bytes: a retry
+    assert w.notices.sent == []
+    w.launch({**LAUNCH, "name": "relaunched"})
+    w.launch({**LAUNCH, "name": "relaunched"})  # that one sent twice: the same notice id
+    w.launch({**LAUNCH, "name": "relaunched", "booster": None})  # asked for no booster: nothing to tell
+    notices = w.notices.decoded()
+    assert [(n["kind"], n["reason_code"]) for n in notices] == [("LAUNCH_DUPLICATE", "DUPLICATE_LAUNCH")] * 2
+    assert notices[0]["notice_id"] == notices[1]["notice_id"]
+    assert "scheduled" in notices[0]["text"]
+    assert w.metrics.get("booster_duplicate_launches_total") == 4
+
+
+def test_a_decision_kept_by_an_older_worker_still_recognises_duplicates() -> None:
+    w = World()
+    w.launches.decided.partition(0).write({b"cmp-1": b"SCHEDULED"})  # no fingerprint
+    w.launch({**LAUNCH, "name": "relaunched"})
+    assert w.reports.sent == [] and w.notices.sent == []
+    assert w.metrics.get("booster_duplicate_launches_total") == 1

@@ -8,6 +8,7 @@ from booster.processors.audience import Tally
 from booster.processors.packing import summary_to_dict, unpack_summaries
 from booster.processors.summaries import PartitionSummary
 from booster.streams.metrics import Metrics
+from booster.streams.notices import Notices
 from booster.streams.reports import Reports
 from booster.streams.store import MemoryTable
 from tests.unit.streams.fakes import SentRecords, incoming
@@ -20,7 +21,7 @@ def summary(p: int, audience: int) -> PartitionSummary:
 
 def test_the_last_partitions_summary_makes_one_final_report() -> None:
     topic, table, metrics = SentRecords("booster.reports"), MemoryTable("summaries"), Metrics()
-    reports = Reports(topic, table, metrics)
+    reports = Reports(topic, table, Notices(SentRecords("booster.notices"), metrics), metrics)
     for s in [summary(0, 2), summary(0, 2), summary(1, 0), summary(2, 5), summary(1, 0)]:
         asyncio.run(reports.on_summary(incoming("booster.summaries", summary_to_dict(s), partition=1)))
     [report] = topic.decoded()

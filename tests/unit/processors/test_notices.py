@@ -1,0 +1,106 @@
+"""Notices and reason codes in the core (R14): which outcomes tell the account, with which code, and
+ids that are the same for the same thing told."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from booster.processors.audience import Tally
+from booster.processors.boosters import ReasonCode, Refused, Report, Schedule, decide_launch
+from booster.processors.campaigns import CampaignPartition, refuses_cancel
+from booster.processors.events import AccountChannels, BoosterCancelled, BoosterSettings, CampaignLaunched
+from booster.processors.notices import (
+    NoticeKind,
+    cancel_refused_notice,
+    duplicate_notice,
+    launch_fingerprint,
+    pending_notice,
+    report_notice,
+)
+from booster.processors.packing import pack_launch_decision, unpack_launch_decision
+from booster.processors.summaries import PartitionSummary, final_report
+
+T0 = 1_767_225_600_000
+HOUR = 3_600_000
+LAUNCH = CampaignLaunched("c1", "a1", "Spring", "EMAIL", 10, T0, BoosterSettings(2 * 3600, None, None, "tpl"))
+EMAIL = AccountChannels("a1", frozenset({"EMAIL"}), T0 - HOUR)
+SCHEDULE = Schedule("c1", "c1:booster", "Booster for Spring", "a1", "EMAIL", "NOT_OPENED", "tpl", T0 + 2 * HOUR)
+
+
+@pytest.mark.parametrize(
+    ("launch", "account", "now", "code"),
+    [
+        (replace(LAUNCH, booster=BoosterSettings(60, None, None, "t")), EMAIL, None, ReasonCode.DELAY_OUT_OF_RANGE),
+        (LAUNCH, AccountChannels("a1", frozenset({"SMS"}), T0), None, ReasonCode.CHANNEL_NOT_ENABLED),
+        (replace(LAUNCH, group_size=0), EMAIL, None, ReasonCode.EMPTY_GROUP),
+        (LAUNCH, EMAIL, T0 + 4 * HOUR, ReasonCode.STALE_LAUNCH),
+    ],
+)
+def test_every_refused_launch_has_its_code_and_a_notice(
+    launch: CampaignLaunched, account: AccountChannels, now: int | None, code: ReasonCode
+) -> None:
+    decision = decide_launch(launch, account, now=now, staleness_ms=HOUR)
+    assert isinstance(decision, Refused) and decision.report.reason_code is code
+    notice = report_notice(decision.report, decision.launched_at)
+    assert notice is not None and notice.reason_code is code and notice.account_id == "a1"
+    expected = NoticeKind.BOOSTER_REJECTED if decision.report.status == "REJECTED" else NoticeKind.BOOSTER_CANCELLED
+    assert notice.kind is expected and notice.at == T0
+
+
+def _summary(p: int, audience: int, cancelled_at: int | None = None) -> PartitionSummary:
+    return PartitionSummary("c1", p, 2, SCHEDULE, cancelled_at, Tally(audience, {"OPENED": 1}))
+
+
+def test_final_reports_carry_their_code_and_only_sent_has_none() -> None:
+    cancelled = final_report([_summary(0, 0, T0), _summary(1, 3)])
+    empty = final_report([_summary(0, 0), _summary(1, 0)])
+    sent = final_report([_summary(0, 2), _summary(1, 3)])
+    assert cancelled is not None and cancelled.reason_code is ReasonCode.CANCEL_REQUESTED
+    assert empty is not None and empty.reason_code is ReasonCode.EMPTY_AUDIENCE
+    assert sent is not None and sent.reason_code is None and report_notice(sent, T0) is None
+
+
+def test_a_notice_id_is_the_same_for_the_same_thing_and_differs_otherwise() -> None:
+    report = Report("c1:booster", "Booster for Spring", "c1", "a1", "CANCELLED", "r", T0, reason_code=ReasonCode.OTHER)
+    a, b = report_notice(report, T0), report_notice(replace(report, reason="other words"), T0 + 5)
+    rejected = report_notice(replace(report, status="REJECTED"), T0)
+    assert a is not None and b is not None and rejected is not None
+    assert a.notice_id == b.notice_id != rejected.notice_id
+    assert report_notice(replace(report, status="SCHEDULED"), T0) is None
+    fired = CampaignPartition(schedule=SCHEDULE, fired=True)
+    late1 = cancel_refused_notice(fired, BoosterCancelled("c1", T0 + 3 * HOUR))
+    late2 = cancel_refused_notice(fired, BoosterCancelled("c1", T0 + 4 * HOUR))
+    assert late1 is not None and late2 is not None
+    assert late1.notice_id != late2.notice_id and late1.reason_code is ReasonCode.CANCEL_TOO_LATE
+
+
+def test_pending_and_duplicate_notices_only_for_launches_that_asked_for_a_booster() -> None:
+    pending = pending_notice(LAUNCH)
+    assert pending is not None and pending.kind is NoticeKind.LAUNCH_PENDING
+    assert pending_notice(replace(LAUNCH, booster=None)) is None
+    first, other = launch_fingerprint(b"first"), launch_fingerprint(b"other")
+    assert duplicate_notice(LAUNCH, first, "SCHEDULED", first) is None  # the same launch again
+    assert duplicate_notice(LAUNCH, other, "SCHEDULED", None) is None  # kept by an older worker
+    assert duplicate_notice(replace(LAUNCH, booster=None), other, "SCHEDULED", first) is None
+    lost = duplicate_notice(LAUNCH, other, "NONE", first)
+    assert lost is not None and lost.kind is NoticeKind.LAUNCH_DUPLICATE and "no booster" in lost.text
+
+
+def test_a_cancel_is_refused_after_firing_or_after_the_window() -> None:
+    state = CampaignPartition(schedule=SCHEDULE)
+    in_time, late = BoosterCancelled("c1", SCHEDULE.deadline), BoosterCancelled("c1", SCHEDULE.deadline + 1)
+    assert not refuses_cancel(state, in_time) and refuses_cancel(state, late)
+    assert refuses_cancel(replace(state, fired=True), in_time)
+    assert not refuses_cancel(None, late) and not refuses_cancel(CampaignPartition(), late)
+    assert cancel_refused_notice(state, in_time) is None and cancel_refused_notice(None, late) is None
+    notice = cancel_refused_notice(state, late)
+    assert notice is not None and notice.kind is NoticeKind.CANCEL_REFUSED and notice.at == late.cancelled_at
+
+
+def test_a_launch_decision_keeps_its_fingerprint_and_old_rows_still_read() -> None:
+    assert unpack_launch_decision(pack_launch_decision("SCHEDULED", "ab12")) == ("SCHEDULED", "ab12")
+    assert unpack_launch_decision(b"REJECTED") == ("REJECTED", None)
+    with pytest.raises(ValueError, match="not a launch status"):
+        unpack_launch_decision(b"SENT:ab")
