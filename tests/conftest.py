@@ -43,6 +43,7 @@ SCHEDULE = [
     "integration/test_launch_decisions.py",
     "integration/test_fanout_progress.py",
     "integration/test_notices.py",
+    "integration/test_one_decision.py",
 ]
 
 

@@ -4,6 +4,11 @@ the deadline timer should do with it.
 A campaign's schedule, cancellation and "no booster" are broadcast to every partition; each partition
 folds them into its own `CampaignPartition`, fires its share of the booster once, and forgets the
 campaign when no event of it can matter any more (R12, G8).
+
+One booster, one decision (R13): when the window expires, the deciding partition alone decides
+whether the booster is sent or cancelled, and broadcasts that; every partition fans out its share
+as decided, so either every partition sends or none does, and a cancel that reaches the deciding
+partition after the decision is refused.
 """
 
 from __future__ import annotations
@@ -23,6 +28,12 @@ class ControlKind(StrEnum):
     CANCEL = "CANCEL"
     NO_BOOSTER = "NO_BOOSTER"
     TICK = "TICK"
+    DECIDED = "DECIDED"
+
+
+# The partition of booster.control that takes every booster's fire-or-cancel decision (R13). One
+# decision per booster is little work, and a fixed partition needs no agreement on a hash.
+DECIDING_PARTITION = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +60,17 @@ class Tick:
     at: int
 
 
-CampaignEvent = Scheduled | BoosterCancelled | NoBoosterFor
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """The booster's one decision, taken by the deciding partition once its window expired and its
+    inputs were processed: sent (`cancelled_at` None) or cancelled by the cancel made at `cancelled_at`."""
+
+    campaign_id: str
+    at: int
+    cancelled_at: int | None
+
+
+CampaignEvent = Scheduled | BoosterCancelled | NoBoosterFor | Decided
 ControlEvent = CampaignEvent | Tick
 
 
@@ -63,6 +84,8 @@ def control_kind(event: ControlEvent) -> ControlKind:
             return ControlKind.NO_BOOSTER
         case Tick():
             return ControlKind.TICK
+        case Decided():
+            return ControlKind.DECIDED
         case _:
             assert_never(event)
 
@@ -75,9 +98,9 @@ def campaign_of(event: ControlEvent) -> str:
 class CampaignPartition:
     """What one partition knows about one campaign's booster.
 
-    Broadcast facts (schedule, cancellation, no booster) arrive in every partition; `fired` is set
-    once this partition's fan-out is complete and its rows are gone; `first_seen_at` ages out the
-    rows of campaigns whose launch never says they have a booster (R12).
+    Broadcast facts (schedule, cancellation, no booster, the decision) arrive in every partition;
+    `fired` is set once this partition's fan-out is complete and its rows are gone; `first_seen_at`
+    ages out the rows of campaigns whose launch never says they have a booster (R12).
     """
 
     schedule: Schedule | None = None
@@ -85,6 +108,7 @@ class CampaignPartition:
     no_booster: bool = False
     fired: bool = False
     first_seen_at: int | None = None
+    decision: Decided | None = None  # the deciding partition's, the first that arrived
 
 
 def evolve_campaign_schedule(state: CampaignPartition | None, schedule: Schedule) -> CampaignPartition:
@@ -111,6 +135,18 @@ def evolve_campaign_no_booster(state: CampaignPartition | None, at: int) -> Camp
     return replace(evolve_campaign_seen(state, at), no_booster=True)
 
 
+def evolve_campaign_decided(state: CampaignPartition | None, decision: Decided) -> CampaignPartition:
+    """The first decision counts: the deciding partition may send it again (a retried tick), never
+    another one."""
+    s = state or CampaignPartition()
+    return s if s.decision is not None else replace(s, decision=decision)
+
+
+def decide_booster(state: CampaignPartition, campaign_id: str, now: int) -> Decided:
+    """R9 and R13: cancelled when a cancel made before the window expired has arrived, else sent."""
+    return Decided(campaign_id, now, cancelled_by(state))
+
+
 def evolve_campaign_fired(state: CampaignPartition) -> CampaignPartition:
     """This partition's fan-out is committed and its rows deleted: later events are dropped."""
     return replace(state, fired=True)
@@ -124,6 +160,8 @@ def evolve_campaign(state: CampaignPartition | None, event: CampaignEvent) -> Ca
             return evolve_campaign_cancel(state, event)
         case NoBoosterFor():
             return evolve_campaign_no_booster(state, event.at)
+        case Decided():
+            return evolve_campaign_decided(state, event)
         case _:
             assert_never(event)
 
@@ -134,12 +172,20 @@ def accepts_events(state: CampaignPartition | None) -> bool:
 
 
 def refuses_cancel(state: CampaignPartition | None, cancel: BoosterCancelled) -> bool:
-    """R13: a cancel of a booster that fired here, or one made after its window expired, changes
-    nothing, and the account is told. (Known only where the schedule is: a cancel of a booster
-    launched later, or forgotten, says nothing.)"""
-    if state is None or state.schedule is None:
-        return False
-    return state.fired or cancel.cancelled_at > state.schedule.deadline
+    """R13: a cancel that comes after the booster's decision to send it, or one made after its window
+    expired, changes nothing, and the account is told. (Known only where the schedule is: a cancel of a
+    booster launched later, or forgotten, says nothing.)"""
+    if state is None or state.schedule is None or cancelled_by(state) is not None:
+        return False  # (a booster called off by an earlier cancel is cancelled: nothing to refuse)
+    return state.decision is not None or state.fired or cancel.cancelled_at > state.schedule.deadline
+
+
+def cancelled_by(state: CampaignPartition) -> int | None:
+    """The `cancelled_at` of the cancel that calls the booster off, None when it is sent: as decided,
+    or before the decision (the preview) as it would be decided now."""
+    if state.decision is not None:
+        return state.decision.cancelled_at
+    return state.cancelled_at if is_cancelled(state) else None
 
 
 def is_cancelled(state: CampaignPartition) -> bool:
@@ -153,18 +199,19 @@ def is_cancelled(state: CampaignPartition) -> bool:
 class Due:
     """What the timer should do for a campaign in a partition at a moment."""
 
-    kind: Literal["fire", "expire", "forget"]
-    gate_at: int | None  # for "fire": inputs must be processed past this event time first
+    kind: Literal["decide", "fire", "expire", "forget"]
+    gate_at: int | None  # for "decide" and "fire": inputs must be processed past this event time first
 
 
-def due(state: CampaignPartition, now: int, allowed_lateness_ms: int) -> Due | None:
+def due(state: CampaignPartition, now: int, allowed_lateness_ms: int, *, deciding: bool) -> Due | None:
     """Whether a partition's campaign needs a tick now.
 
-    fire: a scheduled booster, once `now` is past its deadline plus the allowed lateness (the caller
-    then checks the lag gate, G1, against `gate_at`). expire: rows of a campaign that never got a
-    booster, after the longest possible window (R12). forget: the small marker kept after a booster
-    fired or a launch said "no booster", or a cancellation of a campaign never launched here, once no
-    event of that campaign can matter any more.
+    decide (in the deciding partition) and then fire (in every partition, once the decision has
+    arrived): a scheduled booster, once `now` is past its deadline plus the allowed lateness (the
+    caller then checks the lag gate, G1, against `gate_at`). expire: rows of a campaign that never
+    got a booster, after the longest possible window (R12). forget: the small marker kept after a
+    booster fired or a launch said "no booster", or a cancellation of a campaign never launched
+    here, once no event of that campaign can matter any more.
     """
     horizon = MAX_DELAY_MS + allowed_lateness_ms
     if state.fired or state.no_booster:
@@ -174,7 +221,11 @@ def due(state: CampaignPartition, now: int, allowed_lateness_ms: int) -> Due | N
         return None
     if state.schedule is not None:
         gate_at = state.schedule.deadline + allowed_lateness_ms
-        return Due("fire", gate_at) if now >= gate_at else None
+        if now < gate_at:
+            return None
+        if state.decision is not None:
+            return Due("fire", gate_at)
+        return Due("decide", gate_at) if deciding else None  # the others wait for the decision
     if state.first_seen_at is not None and now >= state.first_seen_at + horizon:
         return Due("expire", None)
     if state.first_seen_at is None and state.cancelled_at is not None and now >= state.cancelled_at + horizon:

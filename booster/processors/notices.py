@@ -125,7 +125,8 @@ def cancel_refused_notice(state: CampaignPartition | None, cancel: BoosterCancel
     if state is None or state.schedule is None or not refuses_cancel(state, cancel):
         return None
     schedule = state.schedule
-    when = "after the booster started sending" if state.fired else "after its window expired"
+    sending = state.decision is not None or state.fired
+    when = "after the booster started sending" if sending else "after its window expired"
     return Notice(
         notice_id_of(schedule.booster_id, NoticeKind.CANCEL_REFUSED, str(cancel.cancelled_at)),
         schedule.account_id,

@@ -14,7 +14,7 @@ from typing import Any
 
 from booster.processors.audience import Tally
 from booster.processors.boosters import LaunchStatus, Schedule, launch_status_of
-from booster.processors.campaigns import CampaignPartition
+from booster.processors.campaigns import CampaignPartition, Decided
 from booster.processors.events import AccountChannels
 from booster.processors.recipients import ContactState, RecipientState
 from booster.processors.summaries import PartitionSummary, SummaryState
@@ -149,19 +149,22 @@ def pack_campaign(s: CampaignPartition) -> bytes:
             "no_booster": s.no_booster,
             "fired": s.fired,
             "first_seen_at": s.first_seen_at,
+            "decision": None if s.decision is None else [s.decision.at, s.decision.cancelled_at],
         },
         separators=(",", ":"),
     ).encode()
 
 
-def unpack_campaign(data: bytes) -> CampaignPartition:
+def unpack_campaign(data: bytes, campaign_id: str) -> CampaignPartition:
     d = json.loads(data)
+    decision = d.get("decision")  # absent in rows written before decisions were kept
     return CampaignPartition(
         schedule=None if d["schedule"] is None else schedule_from_dict(d["schedule"]),
         cancelled_at=d["cancelled_at"],
         no_booster=d["no_booster"],
         fired=d["fired"],
         first_seen_at=d["first_seen_at"],
+        decision=None if decision is None else Decided(campaign_id, decision[0], decision[1]),
     )
 
 

@@ -25,7 +25,7 @@ class CampaignStates:
         if key in self._cache:
             return self._cache[key]
         raw = self.table.partition(partition).get(campaign_key(campaign_id, partition))
-        state = None if raw is None else unpack_campaign(raw)
+        state = None if raw is None else unpack_campaign(raw, campaign_id)
         self._remember(key, state)
         return state
 
@@ -46,7 +46,7 @@ class CampaignStates:
         for key, value in self.table.partition(partition).items():
             campaign_id, p = split_campaign_key(key)
             if p == partition:  # the memory store walks every partition's rows
-                yield campaign_id, unpack_campaign(value)
+                yield campaign_id, unpack_campaign(value, campaign_id)
 
     def forget_partitions(self, partitions: Iterable[int]) -> None:
         gone = set(partitions)

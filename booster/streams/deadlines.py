@@ -1,9 +1,11 @@
 """Deadlines: the timer that finds due boosters of this worker's active partitions, the control agent
-that folds schedules, cancellations and "no booster" into each partition's campaign state, and the
-tick that fans a partition's share of a booster out.
+that folds schedules, cancellations, "no booster" and decisions into each partition's campaign state,
+and the ticks that decide a booster and fan a partition's share of it out.
 
 timer (every BOOSTER_TICK_INTERVAL_SECONDS) -> due(state)? -> lag gate open (G1)? -> TICK into the partition
-booster.control -> `on_control`: SCHEDULE / CANCEL / NO_BOOSTER fold into the state; TICK fans out
+booster.control -> `on_control`: SCHEDULE / CANCEL / NO_BOOSTER / DECIDED fold into the state; TICK:
+  in the deciding partition, an undecided booster is decided and DECIDED broadcast (R13);
+  in every partition, a decided booster fans out as decided
 
 The fan-out runs inside the control agent's stream iteration, so it may delete the campaign's rows
 after its commands are committed.
@@ -22,12 +24,17 @@ from aiokafka.errors import KafkaError
 
 from booster.config import Settings
 from booster.processors.campaigns import (
+    DECIDING_PARTITION,
     CampaignPartition,
+    Decided,
+    Due,
     NoBoosterFor,
     Scheduled,
     Tick,
+    decide_booster,
     due,
     evolve_campaign,
+    evolve_campaign_decided,
     evolve_campaign_fired,
 )
 from booster.processors.events import BoosterCancelled
@@ -48,9 +55,6 @@ log = logging.getLogger("booster.worker")
 
 RETICK_SECONDS = 15.0  # a tick not done by then (lost, failed fan-out) is sent again
 WAITING_LOG_SECONDS = 10.0  # a deadline held by the gate is logged this often
-# A cancellation reaches every partition; this one speaks for the booster when it refuses one (R13),
-# so the account is told once.
-NOTICE_PARTITION = 0
 
 
 @dataclass
@@ -107,13 +111,13 @@ class Deadlines:
             due_here = [
                 (campaign_id, d)
                 for campaign_id, state in self.campaigns.in_partition(p)
-                if (d := due(state, now, self.settings.allowed_lateness_ms)) is not None
+                if (d := self._due(state, p, now)) is not None
             ]
             for campaign_id, d in due_here:
                 watch = self._watch(campaign_id, p)
                 if watch.ticked_at is not None and time.monotonic() - watch.ticked_at < RETICK_SECONDS:
                     continue
-                if d.kind == "fire" and not await self._gate_open(campaign_id, p, watch):
+                if d.kind in ("decide", "fire") and not await self._gate_open(campaign_id, p, watch):
                     waiting += 1
                     continue
                 await self.control.send(Tick(campaign_id, now), p)
@@ -138,6 +142,9 @@ class Deadlines:
             self._log_waiting(campaign_id, p, watch, behind)
             return False
         return True
+
+    def _due(self, state: CampaignPartition, partition: int, now: int) -> Due | None:
+        return due(state, now, self.settings.allowed_lateness_ms, deciding=partition == DECIDING_PARTITION)
 
     def gate_inputs(self, partition: int) -> list[TopicPartition]:
         s = self.settings
@@ -184,9 +191,9 @@ class Deadlines:
             case NoBoosterFor():
                 delete_rows(self.recipients.partition(p), campaign_id)
             case BoosterCancelled():
-                if p == NOTICE_PARTITION:
+                if p == DECIDING_PARTITION:  # there a cancel after the decision is refused, once
                     await self.notices.send(cancel_refused_notice(state, event))
-            case Scheduled():
+            case Scheduled() | Decided():
                 pass
             case _:
                 assert_never(event)
@@ -198,8 +205,11 @@ class Deadlines:
         if state is None:
             return
         now = now_ms()
-        d = due(state, now, self.settings.allowed_lateness_ms)
+        d = self._due(state, p, now)
         if d is None:
+            return
+        if d.kind == "decide":
+            await self._decide(campaign_id, p, state, now)
             return
         if d.kind == "forget":
             self._done(campaign_id, p, None)
@@ -210,6 +220,15 @@ class Deadlines:
             log_decision("expired-without-booster", campaign_id, partition=p, rows=dropped)
             return
         await self._fire(campaign_id, p, state, now)
+
+    async def _decide(self, campaign_id: str, p: int, state: CampaignPartition, now: int) -> None:
+        """R13: the one decision, kept here at once (a cancel that comes after it is refused) and
+        broadcast; every partition, this one included, fans out as it says."""
+        decision = decide_booster(state, campaign_id, now)
+        self.campaigns.put(campaign_id, p, evolve_campaign_decided(state, decision))
+        await self.control.broadcast(decision)
+        self._watch(campaign_id, p).ticked_at = None  # this partition's fire tick comes next, not in 15 s
+        log_decision("decided", campaign_id, send=decision.cancelled_at is None, cancelled_at=decision.cancelled_at)
 
     async def _fire(self, campaign_id: str, p: int, state: CampaignPartition, now: int) -> None:
         started = time.monotonic()

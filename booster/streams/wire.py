@@ -8,7 +8,15 @@ from typing import Any, assert_never
 from booster.errors import DecodeError
 from booster.processors.audience import Tally
 from booster.processors.boosters import Report
-from booster.processors.campaigns import ControlEvent, ControlKind, NoBoosterFor, Scheduled, Tick, control_kind
+from booster.processors.campaigns import (
+    ControlEvent,
+    ControlKind,
+    Decided,
+    NoBoosterFor,
+    Scheduled,
+    Tick,
+    control_kind,
+)
 from booster.processors.events import BoosterCancelled
 from booster.processors.notices import Notice
 from booster.processors.packing import schedule_from_dict, schedule_record
@@ -45,6 +53,7 @@ def notice_record(n: Notice) -> dict[str, Any]:
 
 def control_record(event: ControlEvent) -> dict[str, Any]:
     schedule = None
+    cancelled_at = None
     match event:
         case Scheduled():
             campaign_id, at, schedule = event.schedule.campaign_id, event.at, schedule_record(event.schedule)
@@ -52,9 +61,12 @@ def control_record(event: ControlEvent) -> dict[str, Any]:
             campaign_id, at = event.campaign_id, event.cancelled_at
         case NoBoosterFor() | Tick():
             campaign_id, at = event.campaign_id, event.at
+        case Decided():
+            campaign_id, at, cancelled_at = event.campaign_id, event.at, event.cancelled_at
         case _:
             assert_never(event)
-    return {"kind": control_kind(event).value, "campaign_id": campaign_id, "at": at, "schedule": schedule}
+    kind = control_kind(event).value
+    return {"kind": kind, "campaign_id": campaign_id, "at": at, "schedule": schedule, "cancelled_at": cancelled_at}
 
 
 def control_event(record: Mapping[str, Any]) -> ControlEvent:
@@ -72,6 +84,8 @@ def control_event(record: Mapping[str, Any]) -> ControlEvent:
             return NoBoosterFor(campaign_id, at)
         case ControlKind.TICK:
             return Tick(campaign_id, at)
+        case ControlKind.DECIDED:
+            return Decided(campaign_id, at, record["cancelled_at"])
         case _:
             assert_never(kind)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -21,6 +23,7 @@ from booster.processors.boosters import (
 )
 from booster.processors.campaigns import (
     CampaignPartition,
+    Decided,
     due,
     evolve_campaign_cancel,
     evolve_campaign_schedule,
@@ -135,33 +138,38 @@ SCHEDULE = Schedule(
 )
 
 
-def test_due_fires_only_after_deadline_plus_lateness() -> None:
+def test_due_decides_then_fires_only_after_deadline_plus_lateness() -> None:
     state = evolve_campaign_schedule(None, SCHEDULE)
-    assert due(state, SCHEDULE.deadline + 4999, 5000) is None
-    fire = due(state, SCHEDULE.deadline + 5000, 5000)
-    assert fire is not None and fire.kind == "fire" and fire.gate_at == SCHEDULE.deadline + 5000
+    assert due(state, SCHEDULE.deadline + 4999, 5000, deciding=True) is None
+    decide = due(state, SCHEDULE.deadline + 5000, 5000, deciding=True)
+    assert decide is not None and decide.kind == "decide" and decide.gate_at == SCHEDULE.deadline + 5000
+    assert due(state, SCHEDULE.deadline + 5000, 5000, deciding=False) is None  # waits for the decision
+    decided = replace(state, decision=Decided("cmp", SCHEDULE.deadline + 6000, None))
+    for deciding in (True, False):
+        fire = due(decided, SCHEDULE.deadline + 5000, 5000, deciding=deciding)
+        assert fire is not None and fire.kind == "fire" and fire.gate_at == SCHEDULE.deadline + 5000
     fired = CampaignPartition(schedule=SCHEDULE, fired=True)
-    assert due(fired, SCHEDULE.deadline + 5000, 5000) is None
-    forget = due(fired, SCHEDULE.deadline + 7 * 86_400_000 + 5000, 5000)
+    assert due(fired, SCHEDULE.deadline + 5000, 5000, deciding=True) is None
+    forget = due(fired, SCHEDULE.deadline + 7 * 86_400_000 + 5000, 5000, deciding=True)
     assert forget is not None and forget.kind == "forget"
 
 
 def test_r12_rows_of_campaigns_without_booster_expire_after_the_longest_window() -> None:
     seen = CampaignPartition(first_seen_at=T0)
-    assert due(seen, T0 + 7 * 86_400_000, 5000) is None
-    expire = due(seen, T0 + 7 * 86_400_000 + 5000, 5000)
+    assert due(seen, T0 + 7 * 86_400_000, 5000, deciding=True) is None
+    expire = due(seen, T0 + 7 * 86_400_000 + 5000, 5000, deciding=True)
     assert expire is not None and expire.kind == "expire"
 
 
 def test_the_state_a_cancel_of_an_unknown_campaign_leaves_is_forgotten_after_the_longest_window() -> None:
     only_cancelled = evolve_campaign_cancel(None, BoosterCancelled("ghost", T0))
-    assert due(only_cancelled, T0 + 7 * 86_400_000 + 4999, 5000) is None
-    forget = due(only_cancelled, T0 + 7 * 86_400_000 + 5000, 5000)
+    assert due(only_cancelled, T0 + 7 * 86_400_000 + 4999, 5000, deciding=True) is None
+    forget = due(only_cancelled, T0 + 7 * 86_400_000 + 5000, 5000, deciding=True)
     assert forget is not None and forget.kind == "forget"
     # a cancel that came before its launch's schedule still waits for the booster's own deadline
     scheduled = evolve_campaign_schedule(only_cancelled, SCHEDULE)
-    assert due(scheduled, T0 + 7 * 86_400_000 + 5000, 5000) == due(
-        evolve_campaign_schedule(None, SCHEDULE), T0 + 7 * 86_400_000 + 5000, 5000
+    assert due(scheduled, T0 + 7 * 86_400_000 + 5000, 5000, deciding=True) == due(
+        evolve_campaign_schedule(None, SCHEDULE), T0 + 7 * 86_400_000 + 5000, 5000, deciding=True
     )
 
 
@@ -176,7 +184,12 @@ def test_r9_cancel_counts_until_the_window_expires() -> None:
 
 def test_campaign_state_packs() -> None:
     state = CampaignPartition(schedule=SCHEDULE, cancelled_at=T0, fired=True, first_seen_at=T0 - 5)
-    assert unpack_campaign(pack_campaign(state)) == state
+    assert unpack_campaign(pack_campaign(state), "cmp") == state
+    decided = replace(state, decision=Decided("cmp", T0 + 9, T0))
+    assert unpack_campaign(pack_campaign(decided), "cmp") == decided
+    # a row written before decisions were kept
+    old = b'{"schedule":null,"cancelled_at":null,"no_booster":true,"fired":false,"first_seen_at":5}'
+    assert unpack_campaign(old, "cmp") == CampaignPartition(no_booster=True, first_seen_at=5)
 
 
 def summary(p: int, audience: int, excluded: dict[str, int], cancelled_at: int | None = None) -> PartitionSummary:

@@ -24,13 +24,17 @@ from booster.processors.campaigns import (
     CampaignEvent,
     CampaignPartition,
     ControlEvent,
+    Decided,
     NoBoosterFor,
     Scheduled,
     Tick,
     accepts_events,
     campaign_of,
+    cancelled_by,
+    decide_booster,
     evolve_campaign,
     evolve_campaign_fired,
+    refuses_cancel,
 )
 from booster.processors.events import AccountChannels, BoosterCancelled, BoosterSettings, CampaignLaunched
 from booster.processors.packing import pack_summaries, unpack_summaries
@@ -45,6 +49,7 @@ EVENTS: list[CampaignEvent] = [
     BoosterCancelled("cmp", T0 + 10),
     BoosterCancelled("cmp", T0 + 5),
     Scheduled(SCHEDULE, T0 + 1),
+    Decided("cmp", T0 + 20, T0 + 5),
 ]
 
 
@@ -53,7 +58,20 @@ def test_control_events_fold_the_same_in_any_order(events: list[CampaignEvent]) 
     state = None
     for event in events:
         state = evolve_campaign(state, event)
-    assert state == CampaignPartition(schedule=SCHEDULE, cancelled_at=T0 + 5)
+    assert state == CampaignPartition(schedule=SCHEDULE, cancelled_at=T0 + 5, decision=Decided("cmp", T0 + 20, T0 + 5))
+
+
+def test_the_first_decision_counts_and_a_cancel_after_it_is_refused() -> None:
+    state = evolve_campaign(None, Scheduled(SCHEDULE, T0))
+    assert decide_booster(state, "cmp", T0 + 1) == Decided("cmp", T0 + 1, None)
+    sent = evolve_campaign(state, Decided("cmp", T0 + 1, None))
+    assert evolve_campaign(sent, Decided("cmp", T0 + 2, T0)) == sent  # a retried tick's: ignored
+    in_time = BoosterCancelled("cmp", SCHEDULE.deadline - 1)
+    assert refuses_cancel(sent, in_time) and cancelled_by(evolve_campaign(sent, in_time)) is None
+    called_off = evolve_campaign(state, in_time)
+    assert decide_booster(called_off, "cmp", T0 + 1).cancelled_at == in_time.cancelled_at
+    # a booster called off already: a later cancel, even a late one, has nothing to refuse
+    assert not refuses_cancel(called_off, BoosterCancelled("cmp", SCHEDULE.deadline + 1))
 
 
 def test_no_booster_and_fired_stop_accepting_events() -> None:
@@ -132,5 +150,6 @@ def test_every_control_event_names_its_campaign() -> None:
         BoosterCancelled("cmp", T0),
         NoBoosterFor("cmp", T0),
         Tick("cmp", T0),
+        Decided("cmp", T0, None),
     ]
     assert {campaign_of(e) for e in events} == {"cmp"}

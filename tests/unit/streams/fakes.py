@@ -10,7 +10,7 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from booster.processors.audience import tally_of
-from booster.processors.campaigns import CampaignPartition
+from booster.processors.campaigns import CampaignPartition, cancelled_by
 from booster.processors.summaries import PartitionSummary
 from booster.schemas import codec
 from booster.streams.fanout import FanoutResult
@@ -91,6 +91,7 @@ class Fanout:
 
     def __init__(self) -> None:
         self.runs: list[tuple[str, int]] = []
+        self.cancelled_at: dict[tuple[str, int], int | None] = {}  # per run: the cancel it followed
 
     async def run(
         self,
@@ -105,6 +106,7 @@ class Fanout:
 
         assert state.schedule is not None
         self.runs.append((state.schedule.campaign_id, partition))
+        self.cancelled_at[(state.schedule.campaign_id, partition)] = cancelled_by(state)
         tally = tally_of(d for _, d in decide_rows(recipients, contacts, state.schedule, state.schedule.deadline))
         summary = PartitionSummary(state.schedule.campaign_id, partition, 1, state.schedule, None, tally)
         return FanoutResult(summary, tally.audience)

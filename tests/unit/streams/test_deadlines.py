@@ -10,7 +10,7 @@ from aiokafka import TopicPartition
 
 from booster.config import Settings
 from booster.processors.boosters import Schedule, booster_id_of
-from booster.processors.campaigns import CampaignPartition, ControlEvent, NoBoosterFor, Scheduled, Tick
+from booster.processors.campaigns import CampaignPartition, ControlEvent, Decided, NoBoosterFor, Scheduled, Tick
 from booster.processors.events import BoosterCancelled
 from booster.processors.packing import pack_recipient
 from booster.processors.recipients import RecipientState
@@ -21,7 +21,7 @@ from booster.streams.deadlines import Deadlines
 from booster.streams.metrics import Metrics
 from booster.streams.notices import Notices
 from booster.streams.store import MemoryTable, recipient_key
-from booster.streams.wire import control_record
+from booster.streams.wire import control_event, control_record
 from tests.unit.streams.fakes import Fanout, Gate, SentRecords, incoming
 
 HOUR = 3_600_000
@@ -53,6 +53,15 @@ class World:
     def add_recipient(self, contact: str, partition: int = 0, delivered: bool = True) -> None:
         state = RecipientState(sent_at=1, messages=("m",), reports=(("m", 2, False),) if delivered else ())
         self.recipients.partition(partition).write({recipient_key("c1", contact): pack_recipient(state)})
+
+    def deliver(self) -> None:
+        """Feed the broadcast records sent so far (not the ticks) to their partitions, once."""
+        sent, self.control_topic.sent = self.control_topic.sent, []
+        for record, s in zip([codec().decode("booster.control", x.value) for x in sent], sent, strict=True):
+            if record["kind"] != "TICK":
+                self.control(control_event(record), partition=s.partition or 0)
+            else:
+                self.control_topic.sent.append(s)
 
     def ticks(self) -> list[tuple[str, int | None]]:
         return [(r["campaign_id"], s.partition) for r, s in zip(self.control_topic.decoded(), self.control_topic.sent, strict=True)
@@ -105,6 +114,7 @@ def test_no_booster_deletes_the_campaigns_rows() -> None:
 def test_a_due_booster_waits_for_the_gate_then_ticks_once() -> None:
     w = World()
     w.control(Scheduled(schedule(now() - HOUR), T0), partition=1)
+    w.control(Decided("c1", now(), None), partition=1)
     lagging = TopicPartition("t.message.clicked", 1)
     w.gate.lag[lagging] = 7
     asyncio.run(w.deadlines.look_for_deadlines())
@@ -124,9 +134,30 @@ def test_a_future_deadline_does_not_tick() -> None:
     assert w.ticks() == [] and w.gate.snapshots == 0
 
 
+def test_one_partition_decides_and_every_partition_fans_out_as_decided() -> None:
+    for cancel_reaches in (0, 1):  # a cancel made in time, which reached only one partition so far
+        w = World()
+        sch = schedule(now() - HOUR)
+        for p in (0, 1):
+            w.control(Scheduled(sch, T0), partition=p)
+        w.control(BoosterCancelled("c1", sch.deadline - 5), partition=cancel_reaches)
+        asyncio.run(w.deadlines.look_for_deadlines())
+        assert w.ticks() == [("c1", 0)]  # only the deciding partition: the other waits for the decision
+        w.control(Tick("c1", now()), partition=0)
+        w.deliver()  # DECIDED, broadcast to both
+        w.control_topic.sent.clear()
+        asyncio.run(w.deadlines.look_for_deadlines())
+        assert sorted(w.ticks()) == [("c1", 0), ("c1", 1)]  # the deciding partition's own tick at once
+        for p in (0, 1):
+            w.control(Tick("c1", now()), partition=p)
+        decided = sch.deadline - 5 if cancel_reaches == 0 else None  # the deciding partition's view
+        assert w.fanout.cancelled_at == {("c1", 0): decided, ("c1", 1): decided}
+
+
 def test_a_tick_fans_out_deletes_the_rows_and_forgets_the_timers_memory() -> None:
     w = World()
     w.control(Scheduled(schedule(now() - HOUR), T0))
+    w.control(Decided("c1", now(), None))
     w.add_recipient("k1")
     w.add_recipient("k2", delivered=False)
     asyncio.run(w.deadlines.look_for_deadlines())

@@ -1,0 +1,77 @@
+"""R13, one booster, one decision: every partition of a booster fires, or none does, whichever
+partition a cancel reached first; the final report agrees with the commands; a cancel that comes after
+the decision is refused with a notice."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+
+from booster.broker.local import LocalKafka
+from booster.config import Settings
+from booster.ops import admin
+from booster.ops.clients import producer
+from booster.processors.boosters import booster_id_of
+from booster.processors.campaigns import DECIDING_PARTITION
+from booster.processors.events import BoosterCancelled
+from booster.schemas import codec
+from booster.streams.wire import control_record
+from booster.testing.demo import commands_for
+from booster.testing.scenario import build, launched_for_deadline
+from booster.testing.workers import WorkerProcess
+from tests.conftest import fresh_settings
+from tests.faults.harness import final_report, verify
+from tests.helpers import account_record, publish_records, read_all, scenario_records, wait_for
+
+OTHER_PARTITION = 1
+
+
+async def _cancel_reaches_one_partition(settings: Settings, cancel: BoosterCancelled, partition: int) -> None:
+    """A cancel as the launches agent broadcasts it, but so far in one partition only: the others are
+    behind, as a lagging partition is when a cancel comes late."""
+    prod = producer(settings)
+    await prod.start()
+    try:
+        value = codec().encode("booster.control", control_record(cancel))
+        await prod.send_and_wait(
+            settings.topic("booster.control"), value=value, key=cancel.campaign_id.encode(), partition=partition
+        )
+    finally:
+        await prod.stop()
+
+
+def test_a_cancel_seen_by_one_partition_cancels_every_partition_or_none(kafka: LocalKafka, tmp_path: Path) -> None:
+    settings = fresh_settings()
+    asyncio.run(admin.create(settings))
+    tag = uuid.uuid4().hex[:6]
+    due = launched_for_deadline(int(time.time() * 1000) - 60_000)
+    # A's cancel reached only a partition that does not decide; B's only the deciding partition
+    sent = build(f"a-{tag}", 40, launched_at=due)
+    cancelled = build(f"b-{tag}", 40, launched_at=due)
+    for sc, p in ((sent, OTHER_PARTITION), (cancelled, DECIDING_PARTITION)):
+        asyncio.run(_cancel_reaches_one_partition(settings, BoosterCancelled(sc.campaign_id, sc.deadline - 1000), p))
+    worker = WorkerProcess(settings, tmp_path / "w").start()
+    try:
+        publish_records(settings, [account_record(sent), *scenario_records(sent), *scenario_records(cancelled)])
+        a = wait_for("A's final report", lambda: final_report(settings, sent.campaign_id), 60, 0.5)
+        b = wait_for("B's final report", lambda: final_report(settings, cancelled.campaign_id), 60, 0.5)
+        # a cancel made in time that arrives after A's decision: refused, and the account is told
+        late = ("campaign.booster-cancelled", {"campaign_id": sent.campaign_id, "cancelled_at": sent.deadline - 500})
+        publish_records(settings, [late])
+        [(_, notice, _)] = wait_for(
+            "the refusal's notice",
+            lambda: [n for n in read_all(settings, "booster.notices") if n[1]["kind"] == "CANCEL_REFUSED"],
+            60,
+            0.5,
+        )
+    finally:
+        worker.stop()
+    v = verify(settings, sent, a)
+    assert v.ok, v.problems  # every partition sent: commands = audience = billable
+    assert a["billable"] == a["audience"] == v.commands == len(sent.expected_audience) > 0
+    assert (b["status"], b["reason_code"], b["audience"], b["billable"]) == ("CANCELLED", "CANCEL_REQUESTED", 0, 0)
+    assert asyncio.run(commands_for(settings, booster_id_of(cancelled.campaign_id))) == []
+    assert (notice["campaign_id"], notice["reason_code"]) == (sent.campaign_id, "CANCEL_TOO_LATE")
+    assert final_report(settings, sent.campaign_id) == a  # still SENT
