@@ -328,7 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_dead_letter)
 
     p = sub.add_parser("boosters", help="the known boosters: status, deadline, time left, audience")
-    p.add_argument("--status", choices=["SCHEDULED", "REJECTED", "CANCELLED", "SENT"], help="only this status")
+    p.add_argument(
+        "--status", choices=["PENDING", "SCHEDULED", "REJECTED", "CANCELLED", "SENT"], help="only this status"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_boosters)
 

@@ -43,13 +43,14 @@ async def boosters(settings: Settings) -> list[dict[str, Any]]:
     rows = []
     for report in sorted(latest.values(), key=lambda r: (r["deadline"] or 0, r["campaign_id"])):
         left = None if report["deadline"] is None else report["deadline"] - now
-        if report["status"] != "SCHEDULED":
+        waiting = report["status"] in ("SCHEDULED", "PENDING")
+        if not waiting:
             when = "-"
         elif left is not None and left > 0:
             when = f"in {_human_duration(left)}"
         else:
             when = f"due {_human_duration(-(left or 0))} ago"
-        rows.append({**report, "time_left_ms": left if report["status"] == "SCHEDULED" else None, "when": when})
+        rows.append({**report, "time_left_ms": left if waiting else None, "when": when})
     return rows
 
 

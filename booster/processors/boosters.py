@@ -18,7 +18,7 @@ MIN_DELAY_SECONDS = 2 * 3600
 MAX_DELAY_SECONDS = 7 * 24 * 3600
 MAX_DELAY_MS = MAX_DELAY_SECONDS * 1000
 
-Status = Literal["SCHEDULED", "REJECTED", "CANCELLED", "SENT"]
+Status = Literal["PENDING", "SCHEDULED", "REJECTED", "CANCELLED", "SENT"]
 
 # command_ids are uuid5 in this namespace: the same booster and contact always give the same id.
 COMMAND_NAMESPACE = uuid.UUID("6f1c4c36-1f0e-5c55-9d55-0b0057e40001")
@@ -246,8 +246,50 @@ def on_launch(
     if decided is not None:
         return Duplicate(launch.campaign_id, decided)
     if account is None:
+        early = decide_launch(launch, None, now=now, staleness_ms=staleness_ms)
+        # R1 and R2 do not need the account's channels: no reason to wait for them
+        if isinstance(early, NoBooster) or early.report.reason_code is ReasonCode.DELAY_OUT_OF_RANGE:
+            return early
         return AwaitAccount(launch)
     return decide_launch(launch, account, now=now, staleness_ms=staleness_ms)
+
+
+def pending_report(launch: CampaignLaunched) -> Report:
+    """R15: a launch with a booster waiting for its account's channels is visible as PENDING."""
+    b = launch.booster
+    assert b is not None, "a launch without booster settings never waits"
+    return Report(
+        booster_id_of(launch.campaign_id),
+        booster_name_of(launch.name),
+        launch.campaign_id,
+        launch.account_id,
+        "PENDING",
+        f"waits for the channels of account {launch.account_id}",
+        launch.launched_at + b.delay_seconds * 1000,
+        reason_code=ReasonCode.ACCOUNT_PENDING,
+    )
+
+
+def expire_pending(launch: CampaignLaunched, now: int) -> Refused | None:
+    """R15: a launch still waiting for its account's channels at its deadline is REJECTED (account
+    unknown); before that, None. A launch without booster settings never expires this way (R1)."""
+    b = launch.booster
+    if b is None:
+        return None
+    deadline = launch.launched_at + b.delay_seconds * 1000
+    if now < deadline:
+        return None
+    report = Report(
+        booster_id_of(launch.campaign_id),
+        booster_name_of(launch.name),
+        launch.campaign_id,
+        launch.account_id,
+        "REJECTED",
+        f"the channels of account {launch.account_id} (account.channels) never came before the deadline",
+        deadline,
+        reason_code=ReasonCode.ACCOUNT_UNKNOWN,
+    )
+    return Refused(report, launch.launched_at)
 
 
 def on_account(
@@ -269,5 +311,6 @@ def launch_status(decision: LaunchDecision) -> LaunchStatus:
     if isinstance(decision, NoBooster):
         return "NONE"
     status = decision.report.status
-    assert status != "SENT", "a launch is never decided as SENT"
+    if status == "SENT" or status == "PENDING":
+        raise AssertionError(f"a launch is never decided as {status}")
     return status

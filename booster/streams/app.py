@@ -117,6 +117,7 @@ class BoosterApp:
             decided=self._table("launch-decisions", ROCKSDB_SMALL),
             metrics=metrics,
             staleness_ms=s.launch_staleness_ms,
+            active_partitions=lambda: self.active_partitions(LAUNCHES_BY_ACCOUNT),
         )
         self.deadlines = Deadlines(
             settings=s,
@@ -152,6 +153,7 @@ class BoosterApp:
         self._agent("booster.control", ("booster.control",), self.deadlines.on_control)
         self._agent("booster.summaries", ("booster.summaries",), self.reports.on_summary)
         app.timer(s.tick_interval, name="booster.deadlines")(self.deadlines.timer)
+        app.timer(s.tick_interval, name="booster.pending-launches")(self.launches.timer)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         self.web.register(app)
 
@@ -182,9 +184,10 @@ class BoosterApp:
         prefix = self.settings.topic_prefix
         return real[len(prefix) :] if prefix and real.startswith(prefix) else real
 
-    def active_partitions(self) -> list[int]:
-        control = self.settings.topic("booster.control")
-        return sorted(tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == control)
+    def active_partitions(self, topic: str = "booster.control") -> list[int]:
+        """This worker's active partitions of a topic (contract name)."""
+        real = self.settings.topic(topic)
+        return sorted(tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == real)
 
     def _other_workers(self) -> set[str]:
         me = str(self.app.conf.canonical_url).rstrip("/")
@@ -195,5 +198,7 @@ class BoosterApp:
         gone = {tp.partition for tp in revoked if tp.topic == control}
         self.campaigns.forget_partitions(gone)
         self.deadlines.forget_partitions(gone)
+        by_account = self.settings.topic(LAUNCHES_BY_ACCOUNT)
+        self.launches.forget_partitions({tp.partition for tp in revoked if tp.topic == by_account})
         await self.fanout.release(gone)
         self.gate.forget(TopicPartition(tp.topic, tp.partition) for tp in revoked)

@@ -1,15 +1,22 @@
 """Launches and accounts: a launch is re-keyed by account to meet `account.channels` in one
 partition, validated once per campaign (R1-R3, R7), and an accepted schedule is broadcast to every
-partition of booster.control. A launch whose account's channels are not known yet waits for them.
-Cancellations are broadcast as they come.
+partition of booster.control. A launch whose account's channels are not known yet waits for them,
+reported PENDING, and is REJECTED at its deadline if they never come (R15). Cancellations are
+broadcast as they come.
 
 campaign.launched, campaign.booster-cancelled -> `route`  -> launches-by-account, booster.control
 account.channels, launches-by-account         -> `decide` -> booster.control, booster.reports
+timer: a pending launch past its deadline     -> a TICK into its launches-by-account partition -> `decide`
 """
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from typing import assert_never
+
+from aiokafka.errors import KafkaError
 
 from booster.processors.boosters import (
     Accepted,
@@ -18,11 +25,13 @@ from booster.processors.boosters import (
     LaunchDecision,
     NoBooster,
     Refused,
+    expire_pending,
     launch_status,
     on_account,
     on_launch,
+    pending_report,
 )
-from booster.processors.campaigns import NoBoosterFor, Scheduled
+from booster.processors.campaigns import NoBoosterFor, Scheduled, Tick
 from booster.processors.events import AccountChannels, BoosterCancelled, launch_from_record
 from booster.processors.notices import duplicate_notice, launch_fingerprint, pending_notice
 from booster.processors.packing import pack_account, pack_launch_decision, unpack_account, unpack_launch_decision
@@ -32,7 +41,12 @@ from booster.streams.metrics import Metrics
 from booster.streams.notices import Notices
 from booster.streams.records import Incoming, Topic, log_decision, now_ms
 from booster.streams.reports import Reports
-from booster.streams.store import Table, pending_key, pending_prefix
+from booster.streams.store import Table, pending_key, pending_prefix, split_pending_key
+from booster.streams.wire import control_record
+
+log = logging.getLogger("booster.worker")
+
+RETICK_SECONDS = 15.0  # a pending launch's expiry tick not done by then is sent again
 
 
 class Launches:
@@ -48,6 +62,7 @@ class Launches:
         decided: Table,
         metrics: Metrics,
         staleness_ms: int,
+        active_partitions: Callable[[], list[int]],
     ) -> None:
         self.by_account = by_account
         self.control = control
@@ -58,6 +73,8 @@ class Launches:
         self.decided = decided
         self.metrics = metrics
         self.staleness_ms = staleness_ms
+        self.active_partitions = active_partitions  # of launches-by-account, on this worker
+        self._expiring: dict[tuple[str, int], float] = {}  # (campaign, partition) -> monotonic time ticked
 
     async def route(self, incoming: Incoming) -> None:
         """campaign.launched goes to its account's partition; a cancellation to every partition."""
@@ -70,9 +87,12 @@ class Launches:
             log_decision("cancel-requested", campaign_id, cancelled_at=record["cancelled_at"])
 
     async def decide(self, incoming: Incoming) -> None:
-        """An account's channels, or a launch re-keyed by account: decide what can be decided."""
+        """An account's channels, a launch re-keyed by account, or the timer's tick for a pending launch
+        past its deadline: decide what can be decided."""
         if incoming.topic == "account.channels":
             await self._account(incoming)
+        elif codec().schema_of(incoming.value).name == "booster.control":
+            await self._expire(incoming)
         else:
             await self._launch(incoming)
 
@@ -122,6 +142,7 @@ class Launches:
                 pending.write({key: incoming.value})
                 log_decision("pending-account", launch.campaign_id, account_id=account_id)
                 if not told:
+                    await self.reports.send(pending_report(launch), at=launch.launched_at)
                     await self.notices.send(pending_notice(launch))
             case Accepted() | Refused() | NoBooster():
                 await self._apply(step, p, fingerprint)
@@ -143,3 +164,50 @@ class Launches:
                 assert_never(decision)
         row = pack_launch_decision(launch_status(decision), fingerprint)
         self.decided.partition(partition).write({decision.campaign_id.encode(): row})
+
+    # -- pending launches past their deadline (R15) ------------------------------------------------
+
+    async def timer(self) -> None:
+        try:
+            await self.look_for_expired_launches()
+        except KafkaError as exc:
+            log.warning("looking for expired pending launches failed (%s); trying again next time", exc)
+        except Exception:  # an exception escaping a Faust timer crashes the whole worker
+            log.exception("looking for expired pending launches failed; trying again next time")
+
+    async def look_for_expired_launches(self) -> None:
+        """A pending launch past its deadline gets a tick into its own partition, so its rejection is
+        decided by the agent that owns the partition's tables, in order with its other records."""
+        now = now_ms()
+        for p in self.active_partitions():
+            for key, value in self.pending.partition(p).items():
+                launch = launch_from_record(codec().decode("campaign.launched", value))
+                if expire_pending(launch, now) is None:
+                    continue
+                ticked = self._expiring.get((launch.campaign_id, p))
+                if ticked is not None and time.monotonic() - ticked < RETICK_SECONDS:
+                    continue
+                account_id, _ = split_pending_key(key)
+                tick = codec().encode("booster.control", control_record(Tick(launch.campaign_id, now)))
+                await self.by_account.send(key=account_id.encode(), value=tick, partition=p)
+                self._expiring[(launch.campaign_id, p)] = time.monotonic()
+
+    async def _expire(self, incoming: Incoming) -> None:
+        record = codec().decode("booster.control", incoming.value)
+        campaign_id, p = record["campaign_id"], incoming.partition
+        self._expiring.pop((campaign_id, p), None)
+        if not incoming.key:
+            return
+        pending, key = self.pending.partition(p), pending_key(incoming.key.decode(), campaign_id)
+        raw = pending.get(key)
+        if raw is None:
+            return  # decided meanwhile: its account's channels came
+        refused = expire_pending(launch_from_record(codec().decode("campaign.launched", raw)), now_ms())
+        if refused is None:
+            return
+        pending.write({key: None})
+        await self._apply(refused, p, launch_fingerprint(raw))
+
+    def forget_partitions(self, partitions: set[int]) -> None:
+        for key in [k for k in self._expiring if k[1] in partitions]:
+            del self._expiring[key]

@@ -17,7 +17,10 @@ HELP: dict[str, tuple[str, str]] = {
     "booster_dead_letters_total": ("counter", "Records sent to the dead-letter topic, per source topic and kind."),
     "booster_commands_total": ("counter", "Send commands committed."),
     "booster_duplicate_launches_total": ("counter", "Launch events of campaigns already decided (ignored)."),
-    "booster_boosters_total": ("counter", "Booster decisions, per status (scheduled, rejected, cancelled, sent)."),
+    "booster_boosters_total": (
+        "counter",
+        "Booster reports, per status (pending, scheduled, rejected, cancelled, sent).",
+    ),
     "booster_notices_total": ("counter", "Notices sent to booster.notices, per kind (R14)."),
     "booster_fanouts_total": ("counter", "Partition fan-outs completed."),
     "booster_fire_delay_seconds_sum": ("counter", "Seconds from deadline to a partition's fan-out start, summed."),

@@ -64,6 +64,12 @@ def pending_prefix(account_id: str) -> bytes:
     return f"{account_id}{SEP}".encode()
 
 
+def split_pending_key(key: bytes) -> tuple[str, str]:
+    """(account_id, campaign_id) of a pending launch's key."""
+    account_id, _, campaign_id = key.decode().partition(SEP)
+    return account_id, campaign_id
+
+
 def campaign_key(campaign_id: str, partition: int) -> bytes:
     # the same campaign has a state in every partition; the partition in the key keeps them apart
     return f"{campaign_id}@{partition}".encode()

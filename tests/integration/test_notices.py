@@ -1,6 +1,7 @@
 """Notices through the contract topics (R14): every REJECTED and CANCELLED booster, a launch that waits
 for its account, a launch that lost to an earlier one and a cancel that came too late are each one
-record on booster.notices, keyed by account, with a reason code; a booster that was sent says nothing."""
+record on booster.notices, keyed by account, with a reason code; a booster that was sent says nothing.
+A launch whose account's channels never come is PENDING, then REJECTED at its deadline (R15)."""
 
 from __future__ import annotations
 
@@ -67,9 +68,10 @@ def test_every_thing_an_account_must_be_told_is_one_notice(kafka: LocalKafka, tm
         )
 
         wait_for("the cancelled booster's report", lambda: _final(settings, cancelled.campaign_id), 60, 0.5)
+        wait_for("the pending launch's rejection", lambda: _final(settings, pending.campaign_id), 60, 0.5)
         # every record that could make a notice is processed (a retry that wrongly made one would be in)
         wait_for("the decisions", lambda: group_lag(settings, CONSUMED) == 0, 60, 0.2)
-        notices = wait_for("five notices", lambda: _at_least(read_all(settings, "booster.notices"), 5), 60, 0.5)
+        notices = wait_for("six notices", lambda: _at_least(read_all(settings, "booster.notices"), 6), 60, 0.5)
     finally:
         worker.stop()
     told = {(n["campaign_id"], n["kind"], n["reason_code"]) for _, n, _ in notices}
@@ -77,6 +79,7 @@ def test_every_thing_an_account_must_be_told_is_one_notice(kafka: LocalKafka, tm
         (rejected.campaign_id, "BOOSTER_REJECTED", "CHANNEL_NOT_ENABLED"),
         (cancelled.campaign_id, "BOOSTER_CANCELLED", "CANCEL_REQUESTED"),
         (pending.campaign_id, "LAUNCH_PENDING", "ACCOUNT_PENDING"),
+        (pending.campaign_id, "BOOSTER_REJECTED", "ACCOUNT_UNKNOWN"),  # its deadline passed
         (sent.campaign_id, "CANCEL_REFUSED", "CANCEL_TOO_LATE"),
         (sent.campaign_id, "LAUNCH_DUPLICATE", "DUPLICATE_LAUNCH"),
     }, notices
@@ -92,6 +95,8 @@ def test_every_thing_an_account_must_be_told_is_one_notice(kafka: LocalKafka, tm
     assert _final(settings, rejected.campaign_id) == ("REJECTED", "CHANNEL_NOT_ENABLED")
     assert _final(settings, cancelled.campaign_id) == ("CANCELLED", "CANCEL_REQUESTED")
     assert _final(settings, sent.campaign_id) == ("SENT", None)
+    assert _final(settings, pending.campaign_id) == ("REJECTED", "ACCOUNT_UNKNOWN")
+    assert [r["status"] for r, _ in reports_by_campaign(settings)[pending.campaign_id]] == ["PENDING", "REJECTED"]
 
 
 def _at_least(records: list[Any], n: int) -> list[Any] | None:
@@ -99,6 +104,9 @@ def _at_least(records: list[Any], n: int) -> list[Any] | None:
 
 
 def _final(settings: Any, campaign_id: str) -> tuple[str, str | None] | None:
-    """The booster's final report's (status, reason_code), None while it is only SCHEDULED or absent."""
-    reports = [r for r, _ in reports_by_campaign(settings).get(campaign_id, []) if r["status"] != "SCHEDULED"]
+    """The booster's final report's (status, reason_code), None while it is only PENDING, SCHEDULED or
+    absent."""
+    reports = [
+        r for r, _ in reports_by_campaign(settings).get(campaign_id, []) if r["status"] not in ("PENDING", "SCHEDULED")
+    ]
     return (reports[-1]["status"], reports[-1]["reason_code"]) if reports else None

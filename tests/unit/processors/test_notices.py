@@ -8,7 +8,18 @@ from dataclasses import replace
 import pytest
 
 from booster.processors.audience import Tally
-from booster.processors.boosters import ReasonCode, Refused, Report, Schedule, decide_launch
+from booster.processors.boosters import (
+    AwaitAccount,
+    NoBooster,
+    ReasonCode,
+    Refused,
+    Report,
+    Schedule,
+    decide_launch,
+    expire_pending,
+    on_launch,
+    pending_report,
+)
 from booster.processors.campaigns import CampaignPartition, refuses_cancel
 from booster.processors.events import AccountChannels, BoosterCancelled, BoosterSettings, CampaignLaunched
 from booster.processors.notices import (
@@ -104,3 +115,19 @@ def test_a_launch_decision_keeps_its_fingerprint_and_old_rows_still_read() -> No
     assert unpack_launch_decision(b"REJECTED") == ("REJECTED", None)
     with pytest.raises(ValueError, match="not a launch status"):
         unpack_launch_decision(b"SENT:ab")
+
+
+def test_r15_a_pending_launch_is_reported_and_rejected_at_its_deadline_if_its_account_never_comes() -> None:
+    deadline = T0 + 2 * HOUR
+    pending = pending_report(LAUNCH)
+    assert (pending.status, pending.reason_code, pending.deadline) == ("PENDING", ReasonCode.ACCOUNT_PENDING, deadline)
+    assert expire_pending(LAUNCH, deadline - 1) is None
+    rejected = expire_pending(LAUNCH, deadline)
+    assert rejected is not None and rejected.report.status == "REJECTED"
+    assert rejected.report.reason_code is ReasonCode.ACCOUNT_UNKNOWN and rejected.launched_at == T0
+    assert expire_pending(replace(LAUNCH, booster=None), deadline) is None
+    # what needs no account is decided without waiting for it
+    assert isinstance(on_launch(None, None, LAUNCH), AwaitAccount)
+    assert isinstance(on_launch(None, None, replace(LAUNCH, booster=None)), NoBooster)
+    too_soon = on_launch(None, None, replace(LAUNCH, booster=BoosterSettings(60, None, None, "t")))
+    assert isinstance(too_soon, Refused) and too_soon.report.reason_code is ReasonCode.DELAY_OUT_OF_RANGE

@@ -11,6 +11,7 @@ from booster.streams.control import Control
 from booster.streams.launches import Launches
 from booster.streams.metrics import Metrics
 from booster.streams.notices import Notices
+from booster.streams.records import Incoming
 from booster.streams.reports import Reports
 from booster.streams.store import MemoryTable
 from tests.samples import SAMPLES
@@ -38,11 +39,20 @@ class World:
             decided=MemoryTable("launch-decisions"),
             metrics=self.metrics,
             staleness_ms=10 * 365 * 24 * 3_600_000,  # these launches are dated 2026-01-01: not about staleness
+            active_partitions=lambda: [0],
         )
 
     def launch(self, record: dict[str, Any]) -> None:
         rekeyed = incoming("campaign.launched", record, key=record["account_id"], read_from=LAUNCHES_BY_ACCOUNT)
         asyncio.run(self.launches.decide(rekeyed))
+
+    def deliver_ticks(self) -> None:
+        """The timer's ticks sent to launches-by-account, consumed by the accounts agent."""
+        for sent in self.by_account.sent:
+            tick = Incoming(
+                LAUNCHES_BY_ACCOUNT, f"t.{LAUNCHES_BY_ACCOUNT}", sent.partition or 0, 0, sent.key, sent.value, 0
+            )
+            asyncio.run(self.launches.decide(tick))
 
     def account(self, channels: list[str], at: int = 1_767_225_600_000) -> None:
         record = {"account_id": "acct-1", "channels": channels, "updated_at": at}
@@ -65,11 +75,13 @@ def test_a_launch_is_rekeyed_by_account_and_a_cancel_is_broadcast() -> None:
 def test_a_launch_waits_for_its_account_then_is_scheduled_everywhere() -> None:
     w = World()
     w.launch(LAUNCH)
-    assert w.control.sent == [] and w.reports.sent == []
+    assert w.control.sent == []
+    [pending] = w.reports.decoded()  # R15: visible while it waits
+    assert (pending["status"], pending["reason_code"]) == ("PENDING", "ACCOUNT_PENDING")
     assert len(list(w.pending.partition(0).items())) == 1
     w.account(["EMAIL"])
     assert [c["kind"] for c in w.control.decoded()] == ["SCHEDULE"] * PARTITIONS
-    assert [r["status"] for r in w.reports.decoded()] == ["SCHEDULED"]
+    assert [r["status"] for r in w.reports.decoded()] == ["PENDING", "SCHEDULED"]
     assert list(w.pending.partition(0).items()) == []  # the join is done
 
 
@@ -141,3 +153,34 @@ def test_a_decision_kept_by_an_older_worker_still_recognises_duplicates() -> Non
     w.launch({**LAUNCH, "name": "relaunched"})
     assert w.reports.sent == [] and w.notices.sent == []
     assert w.metrics.get("booster_duplicate_launches_total") == 1
+
+
+def test_a_launch_whose_account_never_comes_is_rejected_at_its_deadline() -> None:
+    w = World()
+    deadline = LAUNCH["launched_at"] + LAUNCH["booster"]["delay_seconds"] * 1000  # long past (2026-01-01)
+    w.launch(LAUNCH)
+    asyncio.run(w.launches.look_for_expired_launches())
+    asyncio.run(w.launches.look_for_expired_launches())  # not again within RETICK_SECONDS
+    [tick] = w.by_account.sent
+    assert (tick.key, tick.partition) == (b"acct-1", 0)
+    w.deliver_ticks()
+    assert [(r["status"], r["reason_code"]) for r in w.reports.decoded()] == [
+        ("PENDING", "ACCOUNT_PENDING"),
+        ("REJECTED", "ACCOUNT_UNKNOWN"),
+    ]
+    assert w.reports.decoded()[-1]["deadline"] == deadline
+    assert [n["kind"] for n in w.notices.decoded()] == ["LAUNCH_PENDING", "BOOSTER_REJECTED"]
+    assert [c["kind"] for c in w.control.decoded()] == ["NO_BOOSTER"] * PARTITIONS  # its rows go at once
+    assert list(w.pending.partition(0).items()) == []
+    w.deliver_ticks()  # a tick sent twice (retick) finds nothing pending: nothing more
+    w.account(["EMAIL"])  # the channels come late: the campaign is decided already
+    w.launch(LAUNCH)
+    assert len(w.reports.sent) == 2 and w.metrics.get("booster_duplicate_launches_total") == 1
+
+
+def test_a_launch_with_a_delay_outside_the_window_is_rejected_without_waiting_for_its_account() -> None:
+    w = World()
+    w.launch({**LAUNCH, "booster": {**LAUNCH["booster"], "delay_seconds": 60}})
+    w.launch({**LAUNCH, "campaign_id": "none", "booster": None})  # and no booster: nothing to wait for
+    assert [(r["status"], r["reason_code"]) for r in w.reports.decoded()] == [("REJECTED", "DELAY_OUT_OF_RANGE")]
+    assert list(w.pending.partition(0).items()) == []
