@@ -19,7 +19,15 @@ from booster.testing.scenario import HOUR_MS, build
 from booster.testing.workers import WorkerProcess
 from tests.conftest import fresh_settings
 from tests.faults.harness import fired
-from tests.helpers import account_record, decisions, publish_records, reports_by_campaign, scenario_records, wait_for
+from tests.helpers import (
+    account_record,
+    decisions,
+    group_lag,
+    publish_records,
+    reports_by_campaign,
+    scenario_records,
+    wait_for,
+)
 
 LEAD_MS = 20_000  # from the launch to the deadline: the worker schedules the booster and stops within it
 
@@ -48,6 +56,8 @@ def test_g1_lag_never_changes_the_audience(kafka: LocalKafka, tmp_path: Path) ->
 
     publish_records(settings, [account_record(sc), ("campaign.launched", sc.launch_record())])
     wait_for("the booster to be scheduled", lambda: reports_by_campaign(settings).get(sc.campaign_id), 60, 0.2)
+    # every partition has folded the schedule: the deciding one finds it due as soon as it is back
+    wait_for("the schedule in every partition", lambda: group_lag(settings, ["booster.control"]) == 0, 60, 0.2)
     worker.stop()
     assert time.time() * 1000 < sc.deadline, "the worker was still running at the deadline; raise LEAD_MS"
     publish_records(settings, records)  # the worker is down: it will find all of these behind when it returns
