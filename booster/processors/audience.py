@@ -73,3 +73,23 @@ def tally_of(decisions: Iterable[Decision], start: Tally | None = None) -> Tally
 def full_exclusions(excluded: Mapping[str, int]) -> dict[str, int]:
     """Every reason of R11, zero where none, in R11's order."""
     return {reason.value: int(excluded.get(reason.value, 0)) for reason in EXCLUSION_ORDER}
+
+
+def all_opened(recipients: Iterable[RecipientState], deadline: int) -> bool | None:
+    """R7's 100 % open rate in one partition: whether every recipient (a `sent` fact) opened the
+    original campaign at or before the deadline; None when there is no recipient. It stops at the
+    first one who did not, so a campaign with a usual open rate costs a few rows, not a walk."""
+    seen = False
+    for r in recipients:
+        if r.sent_at is None:
+            continue
+        if r.opened_at is None or r.opened_at > deadline:
+            return False
+        seen = True
+    return True if seen else None
+
+
+def full_open_rate(counts: Iterable[bool | None]) -> bool:
+    """Every partition's recipients all opened, and there was at least one recipient."""
+    values = list(counts)
+    return any(v is True for v in values) and not any(v is False for v in values)

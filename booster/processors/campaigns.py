@@ -5,19 +5,22 @@ A campaign's schedule, cancellation and "no booster" are broadcast to every part
 folds them into its own `CampaignPartition`, fires its share of the booster once, and forgets the
 campaign when no event of it can matter any more (R12, G8).
 
-One booster, one decision (R13): when the window expires, the deciding partition alone decides
-whether the booster is sent or cancelled, and broadcasts that; every partition fans out its share
-as decided, so either every partition sends or none does, and a cancel that reaches the deciding
-partition after the decision is refused.
+One booster, one decision (R13): when the window expires, every partition counts whether all its
+recipients opened the original (R7) and tells the deciding partition; that one alone then decides
+whether the booster is sent or called off (cancelled on request, or a 100 % open rate), and
+broadcasts that; every partition fans out its share as decided, so either every partition sends or
+none does, and a cancel that reaches the deciding partition after the decision is refused.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Literal, assert_never
 
-from booster.processors.boosters import MAX_DELAY_MS, Schedule
+from booster.processors.audience import full_open_rate
+from booster.processors.boosters import MAX_DELAY_MS, ReasonCode, Schedule
 from booster.processors.events import BoosterCancelled
 
 
@@ -29,6 +32,7 @@ class ControlKind(StrEnum):
     NO_BOOSTER = "NO_BOOSTER"
     TICK = "TICK"
     DECIDED = "DECIDED"
+    COUNTED = "COUNTED"
 
 
 # The partition of booster.control that takes every booster's fire-or-cancel decision (R13). One
@@ -62,15 +66,28 @@ class Tick:
 
 @dataclass(frozen=True, slots=True)
 class Decided:
-    """The booster's one decision, taken by the deciding partition once its window expired and its
-    inputs were processed: sent (`cancelled_at` None) or cancelled by the cancel made at `cancelled_at`."""
+    """The booster's one decision, taken by the deciding partition once its window expired, its inputs
+    were processed and every partition had counted: sent (`reason` None), or called off, by the cancel
+    made at `cancelled_at` (CANCEL_REQUESTED) or because everyone opened the original (FULL_OPEN_RATE)."""
 
     campaign_id: str
     at: int
     cancelled_at: int | None
+    reason: ReasonCode | None = None
 
 
-CampaignEvent = Scheduled | BoosterCancelled | NoBoosterFor | Decided
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """One partition's part of R7's 100 % open rate, sent to the deciding partition (`all_opened`:
+    None when the partition has no recipient of the campaign)."""
+
+    campaign_id: str
+    at: int
+    partition: int
+    all_opened: bool | None
+
+
+CampaignEvent = Scheduled | BoosterCancelled | NoBoosterFor | Decided | Counted
 ControlEvent = CampaignEvent | Tick
 
 
@@ -86,6 +103,8 @@ def control_kind(event: ControlEvent) -> ControlKind:
             return ControlKind.TICK
         case Decided():
             return ControlKind.DECIDED
+        case Counted():
+            return ControlKind.COUNTED
         case _:
             assert_never(event)
 
@@ -109,6 +128,8 @@ class CampaignPartition:
     fired: bool = False
     first_seen_at: int | None = None
     decision: Decided | None = None  # the deciding partition's, the first that arrived
+    counted: bool = False  # this partition has sent its Counted
+    counts: Mapping[int, bool | None] = field(default_factory=dict)  # in the deciding partition: each one's
 
 
 def evolve_campaign_schedule(state: CampaignPartition | None, schedule: Schedule) -> CampaignPartition:
@@ -142,9 +163,27 @@ def evolve_campaign_decided(state: CampaignPartition | None, decision: Decided) 
     return s if s.decision is not None else replace(s, decision=decision)
 
 
+def evolve_campaign_counts(state: CampaignPartition | None, counted: Counted) -> CampaignPartition:
+    """The first count of each partition counts (a retried tick sends it again, with the same answer)."""
+    s = state or CampaignPartition()
+    if counted.partition in s.counts:
+        return s
+    return replace(s, counts={**s.counts, counted.partition: counted.all_opened})
+
+
+def evolve_campaign_counted(state: CampaignPartition) -> CampaignPartition:
+    """This partition has sent its count to the deciding partition."""
+    return replace(state, counted=True)
+
+
 def decide_booster(state: CampaignPartition, campaign_id: str, now: int) -> Decided:
-    """R9 and R13: cancelled when a cancel made before the window expired has arrived, else sent."""
-    return Decided(campaign_id, now, cancelled_by(state))
+    """R9, R7 and R13: cancelled when a cancel made before the window expired has arrived; else called
+    off when every recipient opened the original campaign, whatever the criterion; else sent."""
+    if (cancelled_at := cancelled_by(state)) is not None:
+        return Decided(campaign_id, now, cancelled_at, ReasonCode.CANCEL_REQUESTED)
+    if full_open_rate(state.counts.values()):
+        return Decided(campaign_id, now, None, ReasonCode.FULL_OPEN_RATE)
+    return Decided(campaign_id, now, None)
 
 
 def evolve_campaign_fired(state: CampaignPartition) -> CampaignPartition:
@@ -162,6 +201,8 @@ def evolve_campaign(state: CampaignPartition | None, event: CampaignEvent) -> Ca
             return evolve_campaign_no_booster(state, event.at)
         case Decided():
             return evolve_campaign_decided(state, event)
+        case Counted():
+            return evolve_campaign_counts(state, event)
         case _:
             assert_never(event)
 
@@ -175,17 +216,25 @@ def refuses_cancel(state: CampaignPartition | None, cancel: BoosterCancelled) ->
     """R13: a cancel that comes after the booster's decision to send it, or one made after its window
     expired, changes nothing, and the account is told. (Known only where the schedule is: a cancel of a
     booster launched later, or forgotten, says nothing.)"""
-    if state is None or state.schedule is None or cancelled_by(state) is not None:
-        return False  # (a booster called off by an earlier cancel is cancelled: nothing to refuse)
+    if state is None or state.schedule is None or called_off(state) is not None:
+        return False  # (a booster called off already is cancelled: nothing to refuse)
     return state.decision is not None or state.fired or cancel.cancelled_at > state.schedule.deadline
 
 
 def cancelled_by(state: CampaignPartition) -> int | None:
-    """The `cancelled_at` of the cancel that calls the booster off, None when it is sent: as decided,
-    or before the decision (the preview) as it would be decided now."""
+    """The `cancelled_at` of the cancel that calls the booster off, None when there is none: as
+    decided, or before the decision (the preview) as it would be decided now."""
     if state.decision is not None:
         return state.decision.cancelled_at
     return state.cancelled_at if is_cancelled(state) else None
+
+
+def called_off(state: CampaignPartition) -> ReasonCode | None:
+    """Why the booster is not sent, None when it is: as decided, or before the decision, as a cancel
+    would decide it (the open rate is known only to the decision)."""
+    if state.decision is not None:
+        return state.decision.reason
+    return ReasonCode.CANCEL_REQUESTED if is_cancelled(state) else None
 
 
 def is_cancelled(state: CampaignPartition) -> bool:
@@ -199,19 +248,20 @@ def is_cancelled(state: CampaignPartition) -> bool:
 class Due:
     """What the timer should do for a campaign in a partition at a moment."""
 
-    kind: Literal["decide", "fire", "expire", "forget"]
-    gate_at: int | None  # for "decide" and "fire": inputs must be processed past this event time first
+    kind: Literal["count", "decide", "fire", "expire", "forget"]
+    gate_at: int | None  # for count, decide and fire: inputs must be processed past this event time first
 
 
-def due(state: CampaignPartition, now: int, allowed_lateness_ms: int, *, deciding: bool) -> Due | None:
+def due(state: CampaignPartition, now: int, allowed_lateness_ms: int, *, deciding: bool, partitions: int) -> Due | None:
     """Whether a partition's campaign needs a tick now.
 
-    decide (in the deciding partition) and then fire (in every partition, once the decision has
-    arrived): a scheduled booster, once `now` is past its deadline plus the allowed lateness (the
-    caller then checks the lag gate, G1, against `gate_at`). expire: rows of a campaign that never
-    got a booster, after the longest possible window (R12). forget: the small marker kept after a
-    booster fired or a launch said "no booster", or a cancellation of a campaign never launched
-    here, once no event of that campaign can matter any more.
+    A scheduled booster, once `now` is past its deadline plus the allowed lateness (the caller then
+    checks the lag gate, G1, against `gate_at`): count (every partition, once), then decide (the
+    deciding partition, once all `partitions` have counted), then fire (every partition, once the
+    decision has arrived). expire: rows of a campaign that never got a booster, after the longest
+    possible window (R12). forget: the small marker kept after a booster fired or a launch said "no
+    booster", or a cancellation of a campaign never launched here, once no event of that campaign can
+    matter any more.
     """
     horizon = MAX_DELAY_MS + allowed_lateness_ms
     if state.fired or state.no_booster:
@@ -225,7 +275,11 @@ def due(state: CampaignPartition, now: int, allowed_lateness_ms: int, *, decidin
             return None
         if state.decision is not None:
             return Due("fire", gate_at)
-        return Due("decide", gate_at) if deciding else None  # the others wait for the decision
+        if not state.counted:
+            return Due("count", gate_at)
+        if deciding and len(state.counts) >= partitions:
+            return Due("decide", gate_at)
+        return None  # waiting for the other partitions' counts, or for the decision
     if state.first_seen_at is not None and now >= state.first_seen_at + horizon:
         return Due("expire", None)
     if state.first_seen_at is None and state.cancelled_at is not None and now >= state.cancelled_at + horizon:

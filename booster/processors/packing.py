@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from booster.processors.audience import Tally
-from booster.processors.boosters import LaunchStatus, Schedule, launch_status_of
+from booster.processors.boosters import LaunchStatus, ReasonCode, Schedule, launch_status_of
 from booster.processors.campaigns import CampaignPartition, Decided
 from booster.processors.events import AccountChannels
 from booster.processors.recipients import ContactState, RecipientState
@@ -149,7 +149,9 @@ def pack_campaign(s: CampaignPartition) -> bytes:
             "no_booster": s.no_booster,
             "fired": s.fired,
             "first_seen_at": s.first_seen_at,
-            "decision": None if s.decision is None else [s.decision.at, s.decision.cancelled_at],
+            "decision": None if s.decision is None else _decision_list(s.decision),
+            "counted": s.counted,
+            "counts": {str(p): v for p, v in s.counts.items()},
         },
         separators=(",", ":"),
     ).encode()
@@ -164,8 +166,18 @@ def unpack_campaign(data: bytes, campaign_id: str) -> CampaignPartition:
         no_booster=d["no_booster"],
         fired=d["fired"],
         first_seen_at=d["first_seen_at"],
-        decision=None if decision is None else Decided(campaign_id, decision[0], decision[1]),
+        decision=None if decision is None else _decision_of(campaign_id, decision),
+        counted=d.get("counted", False),
+        counts={int(p): v for p, v in d.get("counts", {}).items()},
     )
+
+
+def _decision_list(d: Decided) -> list[Any]:
+    return [d.at, d.cancelled_at, None if d.reason is None else d.reason.value]
+
+
+def _decision_of(campaign_id: str, d: list[Any]) -> Decided:
+    return Decided(campaign_id, d[0], d[1], _reason_code(d[2] if len(d) > 2 else None))
 
 
 def schedule_record(s: Schedule) -> dict[str, Any]:
@@ -185,6 +197,7 @@ def summary_to_dict(s: PartitionSummary) -> dict[str, Any]:
         "cancelled_at": s.cancelled_at,
         "audience": s.tally.audience,
         "excluded": dict(s.tally.excluded),
+        "cancel_reason": None if s.cancel_reason is None else s.cancel_reason.value,
     }
 
 
@@ -196,7 +209,17 @@ def summary_from_dict(r: Mapping[str, Any]) -> PartitionSummary:
         schedule=schedule_from_dict({"campaign_id": r["campaign_id"], **r["schedule"]}),
         cancelled_at=r["cancelled_at"],
         tally=Tally(r["audience"], dict(r["excluded"])),
+        cancel_reason=_reason_code(r.get("cancel_reason")),  # absent in rows of older versions
     )
+
+
+def _reason_code(text: str | None) -> ReasonCode | None:
+    if text is None:
+        return None
+    try:
+        return ReasonCode(text)
+    except ValueError:
+        return ReasonCode.OTHER  # a code of a newer worker
 
 
 def pack_summaries(s: SummaryState) -> bytes:

@@ -19,6 +19,7 @@ class PartitionSummary:
     schedule: Schedule
     cancelled_at: int | None
     tally: Tally
+    cancel_reason: ReasonCode | None = None  # why the booster's decision called it off
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,10 +46,17 @@ def evolve_summaries(state: SummaryState | None, summary: PartitionSummary) -> t
     return SummaryState(parts), None
 
 
+CALLED_OFF = {
+    ReasonCode.CANCEL_REQUESTED: "cancelled before its window expired",
+    ReasonCode.FULL_OPEN_RATE: "every recipient of the original campaign opened it (100% open rate)",
+}
+
+
 def final_report(summaries: Iterable[PartitionSummary]) -> Report | None:
     """The booster's final report once every partition has reported, else None.
 
-    Duplicated summaries of a partition count once. R9 cancelled, R7 empty audience, else SENT (R8).
+    Duplicated summaries of a partition count once. Called off by the booster's decision (R9 cancelled,
+    R7 100 % open rate), R7 empty audience, else SENT (R8).
     """
     by_partition: dict[int, PartitionSummary] = {}
     for s in summaries:
@@ -61,7 +69,12 @@ def final_report(summaries: Iterable[PartitionSummary]) -> Report | None:
     total = Tally()
     for s in by_partition.values():
         total = total.merge(s.tally)
-    cancelled = [s.cancelled_at for s in by_partition.values() if s.cancelled_at is not None]
+    # R13: every partition followed the one decision; a summary of an older worker has cancelled_at only
+    reasons = [
+        s.cancel_reason or ReasonCode.CANCEL_REQUESTED
+        for s in by_partition.values()
+        if s.cancel_reason is not None or s.cancelled_at is not None
+    ]
     sch = first.schedule
 
     def report(status: Status, code: ReasonCode | None, reason: str | None, audience: int, billable: int) -> Report:
@@ -79,8 +92,8 @@ def final_report(summaries: Iterable[PartitionSummary]) -> Report | None:
             reason_code=code,
         )
 
-    if cancelled:
-        return report("CANCELLED", ReasonCode.CANCEL_REQUESTED, "cancelled before its window expired", 0, 0)
+    if reasons:
+        return report("CANCELLED", reasons[0], CALLED_OFF.get(reasons[0], "cancelled"), 0, 0)
     if total.audience == 0:
         return report(
             "CANCELLED",

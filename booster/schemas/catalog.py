@@ -51,8 +51,10 @@ _SPECS = [
     # v2: every REJECTED and CANCELLED report carries a machine-readable reason code (R14)
     TopicSpec("booster.reports", 17, "campaign_id", False, True, "output", version=2),
     TopicSpec("booster.notices", 18, "account_id", False, False, "output"),
-    # v2: DECIDED, a booster's one fire-or-cancel decision (R13)
+    # v2: DECIDED, a booster's one fire-or-cancel decision (R13), and COUNTED, the open counts it needs (R7)
     TopicSpec("booster.control", 19, "campaign_id", True, False, "internal", version=2),
+    # v2: why the decision called the booster off
+    TopicSpec("booster.summaries", 20, "campaign_id", False, False, "internal", version=2),
 ]
 
 # every schema version ever written, by id; and each topic's latest version, which writers use

@@ -34,6 +34,12 @@ def decide_rows(
         )
 
 
+def recipient_states(recipients: PartitionStore, campaign_id: str) -> Iterator[RecipientState]:
+    """The campaign's recipient rows in this partition, in key order, read as they are needed."""
+    for _, value in recipients.items(recipient_prefix(campaign_id)):
+        yield unpack_recipient(value)
+
+
 def facts_of(
     recipients: PartitionStore, contacts: PartitionStore, campaign_id: str, contact_id: str
 ) -> tuple[RecipientState | None, ContactState | None]:

@@ -3,9 +3,11 @@ that folds schedules, cancellations, "no booster" and decisions into each partit
 and the ticks that decide a booster and fan a partition's share of it out.
 
 timer (every BOOSTER_TICK_INTERVAL_SECONDS) -> due(state)? -> lag gate open (G1)? -> TICK into the partition
-booster.control -> `on_control`: SCHEDULE / CANCEL / NO_BOOSTER / DECIDED fold into the state; TICK:
-  in the deciding partition, an undecided booster is decided and DECIDED broadcast (R13);
-  in every partition, a decided booster fans out as decided
+booster.control -> `on_control`: SCHEDULE / CANCEL / NO_BOOSTER / DECIDED / COUNTED fold into the state;
+TICK, in three steps (R13):
+  count:  every partition tells the deciding one whether all its recipients opened (COUNTED, R7)
+  decide: the deciding partition, once every partition has counted, decides and broadcasts DECIDED
+  fire:   every partition fans out as decided
 
 The fan-out runs inside the control agent's stream iteration, so it may delete the campaign's rows
 after its commands are committed.
@@ -23,9 +25,11 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
 from booster.config import Settings
+from booster.processors.audience import all_opened
 from booster.processors.campaigns import (
     DECIDING_PARTITION,
     CampaignPartition,
+    Counted,
     Decided,
     Due,
     NoBoosterFor,
@@ -34,13 +38,14 @@ from booster.processors.campaigns import (
     decide_booster,
     due,
     evolve_campaign,
+    evolve_campaign_counted,
     evolve_campaign_decided,
     evolve_campaign_fired,
 )
 from booster.processors.events import BoosterCancelled
 from booster.processors.notices import cancel_refused_notice
 from booster.schemas.catalog import CONTACT_INPUT_TOPICS, REROUTED
-from booster.streams.audience import delete_rows
+from booster.streams.audience import delete_rows, recipient_states
 from booster.streams.campaigns import CampaignStates
 from booster.streams.control import Control
 from booster.streams.fanout import Fanout
@@ -117,7 +122,7 @@ class Deadlines:
                 watch = self._watch(campaign_id, p)
                 if watch.ticked_at is not None and time.monotonic() - watch.ticked_at < RETICK_SECONDS:
                     continue
-                if d.kind in ("decide", "fire") and not await self._gate_open(campaign_id, p, watch):
+                if d.kind in ("count", "decide", "fire") and not await self._gate_open(campaign_id, p, watch):
                     waiting += 1
                     continue
                 await self.control.send(Tick(campaign_id, now), p)
@@ -144,7 +149,8 @@ class Deadlines:
         return True
 
     def _due(self, state: CampaignPartition, partition: int, now: int) -> Due | None:
-        return due(state, now, self.settings.allowed_lateness_ms, deciding=partition == DECIDING_PARTITION)
+        s = self.settings
+        return due(state, now, s.allowed_lateness_ms, deciding=partition == DECIDING_PARTITION, partitions=s.partitions)
 
     def gate_inputs(self, partition: int) -> list[TopicPartition]:
         s = self.settings
@@ -193,7 +199,7 @@ class Deadlines:
             case BoosterCancelled():
                 if p == DECIDING_PARTITION:  # there a cancel after the decision is refused, once
                     await self.notices.send(cancel_refused_notice(state, event))
-            case Scheduled() | Decided():
+            case Scheduled() | Decided() | Counted():
                 pass
             case _:
                 assert_never(event)
@@ -208,6 +214,9 @@ class Deadlines:
         d = self._due(state, p, now)
         if d is None:
             return
+        if d.kind == "count":
+            await self._count(campaign_id, p, state, now)
+            return
         if d.kind == "decide":
             await self._decide(campaign_id, p, state, now)
             return
@@ -221,6 +230,14 @@ class Deadlines:
             return
         await self._fire(campaign_id, p, state, now)
 
+    async def _count(self, campaign_id: str, p: int, state: CampaignPartition, now: int) -> None:
+        """R7: whether every recipient here opened the original, for the deciding partition."""
+        assert state.schedule is not None
+        opened = all_opened(recipient_states(self.recipients.partition(p), campaign_id), state.schedule.deadline)
+        await self.control.send(Counted(campaign_id, now, p, opened), DECIDING_PARTITION)
+        self.campaigns.put(campaign_id, p, evolve_campaign_counted(state))
+        self._watch(campaign_id, p).ticked_at = None  # the next step's tick comes when it is due, not in 15 s
+
     async def _decide(self, campaign_id: str, p: int, state: CampaignPartition, now: int) -> None:
         """R13: the one decision, kept here at once (a cancel that comes after it is refused) and
         broadcast; every partition, this one included, fans out as it says."""
@@ -228,7 +245,8 @@ class Deadlines:
         self.campaigns.put(campaign_id, p, evolve_campaign_decided(state, decision))
         await self.control.broadcast(decision)
         self._watch(campaign_id, p).ticked_at = None  # this partition's fire tick comes next, not in 15 s
-        log_decision("decided", campaign_id, send=decision.cancelled_at is None, cancelled_at=decision.cancelled_at)
+        reason = None if decision.reason is None else decision.reason.value
+        log_decision("decided", campaign_id, send=reason is None, reason=reason, cancelled_at=decision.cancelled_at)
 
     async def _fire(self, campaign_id: str, p: int, state: CampaignPartition, now: int) -> None:
         started = time.monotonic()

@@ -22,7 +22,7 @@ from mode import Service
 from booster.config import Settings
 from booster.processors.audience import Tally
 from booster.processors.boosters import Schedule, command_id_of
-from booster.processors.campaigns import CampaignPartition, cancelled_by
+from booster.processors.campaigns import CampaignPartition, called_off, cancelled_by
 from booster.processors.packing import summary_to_dict
 from booster.processors.summaries import PartitionSummary
 from booster.schemas import codec
@@ -205,8 +205,8 @@ class Fanout(Service):
         walked = 0
         commands = 0
         last_contact: str | None = progress["last_key"] if progress else None
-        cancelled_at = cancelled_by(state)  # as the booster's one decision says (R13)
-        if cancelled_at is None:
+        reason = called_off(state)  # as the booster's one decision says (R13)
+        if reason is None:
             rows = decide_rows(recipients, contacts, schedule, schedule.deadline, after)
             for contact_id, decision in rows:
                 last_contact = contact_id
@@ -226,7 +226,8 @@ class Fanout(Service):
             partition=partition,
             partitions=self.settings.partitions,
             schedule=schedule,
-            cancelled_at=cancelled_at,
+            cancelled_at=cancelled_by(state),
+            cancel_reason=reason,
             tally=tally,
         )
         commands += len(batch)

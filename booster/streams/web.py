@@ -12,7 +12,7 @@ from aiokafka.errors import KafkaError
 
 from booster.config import Settings
 from booster.processors.audience import full_exclusions, tally_of
-from booster.processors.campaigns import cancelled_by
+from booster.processors.campaigns import called_off
 from booster.processors.recipients import explain
 from booster.schemas.catalog import CONTACT_INPUT_TOPICS
 from booster.streams.audience import decide_rows, facts_of
@@ -106,7 +106,7 @@ class Web:
             "scheduled": schedule is not None,
             "deadline": None if schedule is None else schedule.deadline,
             "fired_partitions": sorted(p for p, st in states.items() if st is not None and st.fired),
-            "cancelled": any(st is not None and cancelled_by(st) is not None for st in states.values()),
+            "cancelled": any(st is not None and called_off(st) is not None for st in states.values()),
             "evaluated_at": now,
             "audience": 0,
             "recipients": 0,

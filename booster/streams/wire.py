@@ -7,10 +7,11 @@ from typing import Any, assert_never
 
 from booster.errors import DecodeError
 from booster.processors.audience import Tally
-from booster.processors.boosters import Report
+from booster.processors.boosters import ReasonCode, Report
 from booster.processors.campaigns import (
     ControlEvent,
     ControlKind,
+    Counted,
     Decided,
     NoBoosterFor,
     Scheduled,
@@ -52,21 +53,31 @@ def notice_record(n: Notice) -> dict[str, Any]:
 
 
 def control_record(event: ControlEvent) -> dict[str, Any]:
-    schedule = None
-    cancelled_at = None
+    record: dict[str, Any] = {
+        "schedule": None,
+        "cancelled_at": None,
+        "reason": None,
+        "from_partition": None,
+        "all_opened": None,
+    }
     match event:
         case Scheduled():
-            campaign_id, at, schedule = event.schedule.campaign_id, event.at, schedule_record(event.schedule)
+            campaign_id, at = event.schedule.campaign_id, event.at
+            record["schedule"] = schedule_record(event.schedule)
         case BoosterCancelled():
             campaign_id, at = event.campaign_id, event.cancelled_at
         case NoBoosterFor() | Tick():
             campaign_id, at = event.campaign_id, event.at
         case Decided():
-            campaign_id, at, cancelled_at = event.campaign_id, event.at, event.cancelled_at
+            campaign_id, at = event.campaign_id, event.at
+            record["cancelled_at"] = event.cancelled_at
+            record["reason"] = None if event.reason is None else event.reason.value
+        case Counted():
+            campaign_id, at = event.campaign_id, event.at
+            record["from_partition"], record["all_opened"] = event.partition, event.all_opened
         case _:
             assert_never(event)
-    kind = control_kind(event).value
-    return {"kind": kind, "campaign_id": campaign_id, "at": at, "schedule": schedule, "cancelled_at": cancelled_at}
+    return {"kind": control_kind(event).value, "campaign_id": campaign_id, "at": at, **record}
 
 
 def control_event(record: Mapping[str, Any]) -> ControlEvent:
@@ -85,9 +96,21 @@ def control_event(record: Mapping[str, Any]) -> ControlEvent:
         case ControlKind.TICK:
             return Tick(campaign_id, at)
         case ControlKind.DECIDED:
-            return Decided(campaign_id, at, record["cancelled_at"])
+            reason = record["reason"]
+            return Decided(campaign_id, at, record["cancelled_at"], None if reason is None else _reason_code(reason))
+        case ControlKind.COUNTED:
+            if record["from_partition"] is None:
+                raise DecodeError("a COUNTED control record without its partition", kind="corrupt")
+            return Counted(campaign_id, at, record["from_partition"], record["all_opened"])
         case _:
             assert_never(kind)
+
+
+def _reason_code(text: str) -> ReasonCode:
+    try:
+        return ReasonCode(text)
+    except ValueError:
+        return ReasonCode.OTHER  # a code of a newer worker
 
 
 def progress_record(campaign_id: str, partition: int, last_key: str | None, done: bool, tally: Tally) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """R13, one booster, one decision: every partition of a booster fires, or none does, whichever
 partition a cancel reached first; the final report agrees with the commands; a cancel that comes after
-the decision is refused with a notice."""
+the decision is refused with a notice. R7: a campaign everyone opened gets no booster, whatever its
+criterion."""
 
 from __future__ import annotations
 
@@ -50,13 +51,24 @@ def test_a_cancel_seen_by_one_partition_cancels_every_partition_or_none(kafka: L
     # A's cancel reached only a partition that does not decide; B's only the deciding partition
     sent = build(f"a-{tag}", 40, launched_at=due)
     cancelled = build(f"b-{tag}", 40, launched_at=due)
+    # C: every recipient opened the original; the criterion alone would send to all of them
+    everyone_opened = build(f"c-{tag}", 40, launched_at=due, criterion="NOT_CLICKED", roles=["opened"])
     for sc, p in ((sent, OTHER_PARTITION), (cancelled, DECIDING_PARTITION)):
         asyncio.run(_cancel_reaches_one_partition(settings, BoosterCancelled(sc.campaign_id, sc.deadline - 1000), p))
     worker = WorkerProcess(settings, tmp_path / "w").start()
     try:
-        publish_records(settings, [account_record(sent), *scenario_records(sent), *scenario_records(cancelled)])
+        publish_records(
+            settings,
+            [
+                account_record(sent),
+                *scenario_records(sent),
+                *scenario_records(cancelled),
+                *scenario_records(everyone_opened),
+            ],
+        )
         a = wait_for("A's final report", lambda: final_report(settings, sent.campaign_id), 60, 0.5)
         b = wait_for("B's final report", lambda: final_report(settings, cancelled.campaign_id), 60, 0.5)
+        c = wait_for("C's final report", lambda: final_report(settings, everyone_opened.campaign_id), 60, 0.5)
         # a cancel made in time that arrives after A's decision: refused, and the account is told
         late = ("campaign.booster-cancelled", {"campaign_id": sent.campaign_id, "cancelled_at": sent.deadline - 500})
         publish_records(settings, [late])
@@ -66,6 +78,7 @@ def test_a_cancel_seen_by_one_partition_cancels_every_partition_or_none(kafka: L
             60,
             0.5,
         )
+        told = {n["campaign_id"]: n["reason_code"] for _, n, _ in read_all(settings, "booster.notices")}
     finally:
         worker.stop()
     v = verify(settings, sent, a)
@@ -73,5 +86,8 @@ def test_a_cancel_seen_by_one_partition_cancels_every_partition_or_none(kafka: L
     assert a["billable"] == a["audience"] == v.commands == len(sent.expected_audience) > 0
     assert (b["status"], b["reason_code"], b["audience"], b["billable"]) == ("CANCELLED", "CANCEL_REQUESTED", 0, 0)
     assert asyncio.run(commands_for(settings, booster_id_of(cancelled.campaign_id))) == []
+    assert (c["status"], c["reason_code"], c["audience"], c["billable"]) == ("CANCELLED", "FULL_OPEN_RATE", 0, 0)
+    assert asyncio.run(commands_for(settings, booster_id_of(everyone_opened.campaign_id))) == []
+    assert told[everyone_opened.campaign_id] == "FULL_OPEN_RATE"  # and the account is told
     assert (notice["campaign_id"], notice["reason_code"]) == (sent.campaign_id, "CANCEL_TOO_LATE")
     assert final_report(settings, sent.campaign_id) == a  # still SENT

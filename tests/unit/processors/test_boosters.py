@@ -140,36 +140,42 @@ SCHEDULE = Schedule(
 
 def test_due_decides_then_fires_only_after_deadline_plus_lateness() -> None:
     state = evolve_campaign_schedule(None, SCHEDULE)
-    assert due(state, SCHEDULE.deadline + 4999, 5000, deciding=True) is None
-    decide = due(state, SCHEDULE.deadline + 5000, 5000, deciding=True)
-    assert decide is not None and decide.kind == "decide" and decide.gate_at == SCHEDULE.deadline + 5000
-    assert due(state, SCHEDULE.deadline + 5000, 5000, deciding=False) is None  # waits for the decision
+    assert due(state, SCHEDULE.deadline + 4999, 5000, deciding=True, partitions=1) is None
+    for deciding in (True, False):  # every partition counts first (R7)
+        count = due(state, SCHEDULE.deadline + 5000, 5000, deciding=deciding, partitions=2)
+        assert count is not None and count.kind == "count" and count.gate_at == SCHEDULE.deadline + 5000
+    counted = replace(state, counted=True, counts={0: True})
+    assert due(counted, SCHEDULE.deadline + 5000, 5000, deciding=True, partitions=2) is None  # one count missing
+    counted = replace(counted, counts={0: True, 1: None})
+    decide = due(counted, SCHEDULE.deadline + 5000, 5000, deciding=True, partitions=2)
+    assert decide is not None and decide.kind == "decide"
+    assert due(counted, SCHEDULE.deadline + 5000, 5000, deciding=False, partitions=2) is None  # waits for it
     decided = replace(state, decision=Decided("cmp", SCHEDULE.deadline + 6000, None))
     for deciding in (True, False):
-        fire = due(decided, SCHEDULE.deadline + 5000, 5000, deciding=deciding)
+        fire = due(decided, SCHEDULE.deadline + 5000, 5000, deciding=deciding, partitions=1)
         assert fire is not None and fire.kind == "fire" and fire.gate_at == SCHEDULE.deadline + 5000
     fired = CampaignPartition(schedule=SCHEDULE, fired=True)
-    assert due(fired, SCHEDULE.deadline + 5000, 5000, deciding=True) is None
-    forget = due(fired, SCHEDULE.deadline + 7 * 86_400_000 + 5000, 5000, deciding=True)
+    assert due(fired, SCHEDULE.deadline + 5000, 5000, deciding=True, partitions=1) is None
+    forget = due(fired, SCHEDULE.deadline + 7 * 86_400_000 + 5000, 5000, deciding=True, partitions=1)
     assert forget is not None and forget.kind == "forget"
 
 
 def test_r12_rows_of_campaigns_without_booster_expire_after_the_longest_window() -> None:
     seen = CampaignPartition(first_seen_at=T0)
-    assert due(seen, T0 + 7 * 86_400_000, 5000, deciding=True) is None
-    expire = due(seen, T0 + 7 * 86_400_000 + 5000, 5000, deciding=True)
+    assert due(seen, T0 + 7 * 86_400_000, 5000, deciding=True, partitions=1) is None
+    expire = due(seen, T0 + 7 * 86_400_000 + 5000, 5000, deciding=True, partitions=1)
     assert expire is not None and expire.kind == "expire"
 
 
 def test_the_state_a_cancel_of_an_unknown_campaign_leaves_is_forgotten_after_the_longest_window() -> None:
     only_cancelled = evolve_campaign_cancel(None, BoosterCancelled("ghost", T0))
-    assert due(only_cancelled, T0 + 7 * 86_400_000 + 4999, 5000, deciding=True) is None
-    forget = due(only_cancelled, T0 + 7 * 86_400_000 + 5000, 5000, deciding=True)
+    assert due(only_cancelled, T0 + 7 * 86_400_000 + 4999, 5000, deciding=True, partitions=1) is None
+    forget = due(only_cancelled, T0 + 7 * 86_400_000 + 5000, 5000, deciding=True, partitions=1)
     assert forget is not None and forget.kind == "forget"
     # a cancel that came before its launch's schedule still waits for the booster's own deadline
     scheduled = evolve_campaign_schedule(only_cancelled, SCHEDULE)
-    assert due(scheduled, T0 + 7 * 86_400_000 + 5000, 5000, deciding=True) == due(
-        evolve_campaign_schedule(None, SCHEDULE), T0 + 7 * 86_400_000 + 5000, 5000, deciding=True
+    assert due(scheduled, T0 + 7 * 86_400_000 + 5000, 5000, deciding=True, partitions=1) == due(
+        evolve_campaign_schedule(None, SCHEDULE), T0 + 7 * 86_400_000 + 5000, 5000, deciding=True, partitions=1
     )
 
 

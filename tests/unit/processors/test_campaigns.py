@@ -3,16 +3,20 @@ launch steps; the tally shared by the fan-out and the preview."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import replace
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from booster.processors.audience import NOT_A_RECIPIENT, Tally, decide, tally_of
+from booster.processors.audience import NOT_A_RECIPIENT, Tally, all_opened, decide, tally_of
 from booster.processors.boosters import (
     Accepted,
     AwaitAccount,
     Duplicate,
     NoBooster,
+    ReasonCode,
     Schedule,
     booster_id_of,
     launch_status,
@@ -24,6 +28,7 @@ from booster.processors.campaigns import (
     CampaignEvent,
     CampaignPartition,
     ControlEvent,
+    Counted,
     Decided,
     NoBoosterFor,
     Scheduled,
@@ -37,9 +42,9 @@ from booster.processors.campaigns import (
     refuses_cancel,
 )
 from booster.processors.events import AccountChannels, BoosterCancelled, BoosterSettings, CampaignLaunched
-from booster.processors.packing import pack_summaries, unpack_summaries
+from booster.processors.packing import pack_summaries, summary_from_dict, summary_to_dict, unpack_summaries
 from booster.processors.recipients import Exclusion, RecipientState
-from booster.processors.summaries import PartitionSummary, SummaryState, evolve_summaries
+from booster.processors.summaries import PartitionSummary, SummaryState, evolve_summaries, final_report
 
 T0 = 1_767_225_600_000
 SCHEDULE = Schedule("cmp", booster_id_of("cmp"), "Booster for X", "acct", "EMAIL", "NOT_OPENED", "t", T0 + 7_200_000)
@@ -153,3 +158,50 @@ def test_every_control_event_names_its_campaign() -> None:
         Decided("cmp", T0, None),
     ]
     assert {campaign_of(e) for e in events} == {"cmp"}
+
+
+def test_r7_all_opened_counts_recipients_only_and_stops_at_the_first_who_did_not() -> None:
+    deadline = T0 + 100
+    opened, late, never = (RecipientState(sent_at=T0, opened_at=at) for at in (T0 + 1, deadline + 1, None))
+    assert all_opened([], deadline) is None
+    assert all_opened([RecipientState(opened_at=T0)], deadline) is None  # no `sent` fact: not a recipient
+    assert all_opened([opened, opened], deadline) is True
+    assert all_opened([opened, late], deadline) is False  # opened after the deadline does not count (R5)
+
+    def rows() -> Iterator[RecipientState]:
+        yield never
+        raise AssertionError("read past the first recipient who did not open")
+
+    assert all_opened(rows(), deadline) is False
+
+
+def test_r7_a_full_open_rate_calls_the_booster_off_whatever_the_criterion() -> None:
+    state = evolve_campaign(None, Scheduled(replace(SCHEDULE, criterion="NOT_CLICKED"), T0))
+    cases: list[tuple[dict[int, bool | None], ReasonCode | None]] = [
+        ({0: True, 1: None}, ReasonCode.FULL_OPEN_RATE),
+        ({0: True, 1: False}, None),
+        ({0: None, 1: None}, None),  # no recipient at all: the audience is empty, not fully opened
+    ]
+    for counts, reason in cases:
+        counted = state
+        for p, v in counts.items():
+            counted = evolve_campaign(counted, Counted("cmp", T0, p, v))
+        assert decide_booster(counted, "cmp", T0 + 9).reason is reason
+    # a cancel in time wins over the open rate; the first count of a partition counts
+    both = evolve_campaign(evolve_campaign(state, Counted("cmp", T0, 0, True)), BoosterCancelled("cmp", T0))
+    assert decide_booster(both, "cmp", T0).reason is ReasonCode.CANCEL_REQUESTED
+    assert evolve_campaign(both, Counted("cmp", T0 + 1, 0, False)).counts == {0: True}
+
+
+def test_a_called_off_booster_reports_its_reason_and_old_summaries_read_as_cancel_requested() -> None:
+    def part(p: int, reason: ReasonCode | None, cancelled_at: int | None = None) -> PartitionSummary:
+        return PartitionSummary("cmp", p, 2, SCHEDULE, cancelled_at, Tally(), reason)
+
+    full = final_report([part(0, ReasonCode.FULL_OPEN_RATE), part(1, ReasonCode.FULL_OPEN_RATE)])
+    assert full is not None and (full.status, full.reason_code) == ("CANCELLED", ReasonCode.FULL_OPEN_RATE)
+    assert full.reason is not None and "100% open rate" in full.reason
+    old = final_report([part(0, None, T0), part(1, None, T0)])
+    assert old is not None and old.reason_code is ReasonCode.CANCEL_REQUESTED
+    record = summary_to_dict(part(0, ReasonCode.FULL_OPEN_RATE))
+    assert summary_from_dict(record) == part(0, ReasonCode.FULL_OPEN_RATE)
+    assert summary_from_dict({k: v for k, v in record.items() if k != "cancel_reason"}).cancel_reason is None

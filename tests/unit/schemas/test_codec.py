@@ -41,11 +41,13 @@ def test_schema_ids_are_unique_and_stable() -> None:
         11: ("booster.commands", 1), 12: ("booster.reports", 1), 13: ("booster.dead-letter", 1),
         14: ("booster.control", 1), 15: ("booster.summaries", 1), 16: ("booster.fanout-progress", 1),
         17: ("booster.reports", 2), 18: ("booster.notices", 1), 19: ("booster.control", 2),
+        20: ("booster.summaries", 2),
     }  # fmt: skip
     # writers use each topic's latest version
     assert {n: s.schema_id for n, s in CATALOG.items() if s.version > 1} == {
         "booster.reports": 17,
         "booster.control": 19,
+        "booster.summaries": 20,
     }
 
 
@@ -81,8 +83,14 @@ def test_the_reason_codes_and_notice_kinds_are_the_cores() -> None:
 
 
 def test_a_version_1_control_record_decodes_as_the_latest_version() -> None:
-    v1 = {k: v for k, v in SAMPLES["booster.control"].items() if k != "cancelled_at"}
-    assert codec().decode("booster.control", _write(14, v1)) == {**v1, "cancelled_at": None}
+    added = {"cancelled_at": None, "reason": None, "from_partition": None, "all_opened": None}
+    v1 = {k: v for k, v in SAMPLES["booster.control"].items() if k not in added}
+    assert codec().decode("booster.control", _write(14, v1)) == {**v1, **added}
+
+
+def test_a_version_1_summary_decodes_as_the_latest_version() -> None:
+    v1 = {k: v for k, v in SAMPLES["booster.summaries"].items() if k != "cancel_reason"}
+    assert codec().decode("booster.summaries", _write(15, v1)) == {**v1, "cancel_reason": None}
 
 
 def test_a_reason_code_newer_than_the_reader_reads_as_other() -> None:

@@ -40,6 +40,7 @@ class World:
         self.control_topic = SentRecords("booster.control")
         self.gate, self.fanout, self.metrics = Gate(), Fanout(), Metrics()
         self.notices = SentRecords("booster.notices")
+        self.control_log: list[dict[str, Any]] = []  # every control record delivered
         self.deadlines = Deadlines(
             settings=self.settings, campaigns=self.campaigns, recipients=self.recipients, contacts=self.contacts,
             control=Control(self.control_topic, 2), gate=self.gate, fanout=self.fanout,  # type: ignore[arg-type]
@@ -50,18 +51,36 @@ class World:
         record = control_record(event)
         asyncio.run(self.deadlines.on_control(incoming("booster.control", record, partition=partition)))
 
-    def add_recipient(self, contact: str, partition: int = 0, delivered: bool = True) -> None:
-        state = RecipientState(sent_at=1, messages=("m",), reports=(("m", 2, False),) if delivered else ())
+    def add_recipient(self, contact: str, partition: int = 0, delivered: bool = True, opened: bool = False) -> None:
+        state = RecipientState(
+            sent_at=1, opened_at=3 if opened else None, messages=("m",), reports=(("m", 2, False),) if delivered else ()
+        )
         self.recipients.partition(partition).write({recipient_key("c1", contact): pack_recipient(state)})
 
     def deliver(self) -> None:
-        """Feed the broadcast records sent so far (not the ticks) to their partitions, once."""
+        """Feed the records sent so far that are not ticks to their partitions, once."""
         sent, self.control_topic.sent = self.control_topic.sent, []
         for record, s in zip([codec().decode("booster.control", x.value) for x in sent], sent, strict=True):
+            self.control_log.append(record)
             if record["kind"] != "TICK":
                 self.control(control_event(record), partition=s.partition or 0)
             else:
                 self.control_topic.sent.append(s)
+
+    def run_ticks(self) -> None:
+        """Feed the ticks sent so far to their partitions, once."""
+        ticks = self.ticks()
+        self.control_topic.sent = []
+        for campaign_id, p in ticks:
+            self.control(Tick(campaign_id, now()), partition=p or 0)
+
+    def decide_all(self) -> None:
+        """Count, decide and fire as the timer would, with the records going where they are sent."""
+        for _ in range(3):
+            asyncio.run(self.deadlines.look_for_deadlines())
+            self.deliver()
+            self.run_ticks()
+            self.deliver()
 
     def ticks(self) -> list[tuple[str, int | None]]:
         return [(r["campaign_id"], s.partition) for r, s in zip(self.control_topic.decoded(), self.control_topic.sent, strict=True)
@@ -90,8 +109,8 @@ def test_a_cancel_after_firing_or_after_the_window_is_refused_with_one_notice() 
     w.control(BoosterCancelled("c1", sch.deadline - 5), partition=1)  # in time: applied, nothing to tell
     w.control(BoosterCancelled("c1", sch.deadline + 5), partition=0)  # after the window: refused
     w.control(BoosterCancelled("c1", sch.deadline + 5), partition=1)  # the same cancel elsewhere: told once
-    w.control(Tick("c1", now()), partition=0)
-    w.control(BoosterCancelled("c1", sch.deadline - 7), partition=0)  # in time, but after the fan-out
+    w.decide_all()
+    w.control(BoosterCancelled("c1", sch.deadline - 7), partition=0)  # in time, but after the decision
     notices = w.notices.decoded()
     assert [(n["kind"], n["reason_code"], n["at"]) for n in notices] == [
         ("CANCEL_REFUSED", "CANCEL_TOO_LATE", sch.deadline + 5),
@@ -142,16 +161,32 @@ def test_one_partition_decides_and_every_partition_fans_out_as_decided() -> None
             w.control(Scheduled(sch, T0), partition=p)
         w.control(BoosterCancelled("c1", sch.deadline - 5), partition=cancel_reaches)
         asyncio.run(w.deadlines.look_for_deadlines())
-        assert w.ticks() == [("c1", 0)]  # only the deciding partition: the other waits for the decision
-        w.control(Tick("c1", now()), partition=0)
-        w.deliver()  # DECIDED, broadcast to both
-        w.control_topic.sent.clear()
+        assert sorted(w.ticks()) == [("c1", 0), ("c1", 1)]  # every partition counts
+        w.run_ticks()
+        w.deliver()  # each COUNTED, to the deciding partition
         asyncio.run(w.deadlines.look_for_deadlines())
-        assert sorted(w.ticks()) == [("c1", 0), ("c1", 1)]  # the deciding partition's own tick at once
-        for p in (0, 1):
-            w.control(Tick("c1", now()), partition=p)
+        assert w.ticks() == [("c1", 0)]  # only the deciding partition: the other waits for the decision
+        w.run_ticks()
+        w.deliver()  # DECIDED, broadcast to both
+        asyncio.run(w.deadlines.look_for_deadlines())
+        assert sorted(w.ticks()) == [("c1", 0), ("c1", 1)]  # the fire ticks, at once
+        w.run_ticks()
         decided = sch.deadline - 5 if cancel_reaches == 0 else None  # the deciding partition's view
         assert w.fanout.cancelled_at == {("c1", 0): decided, ("c1", 1): decided}
+
+
+def test_a_booster_everyone_opened_is_called_off_in_every_partition() -> None:
+    for opened_in in ((0, 1), (0,)):  # every recipient opened, or those of partition 1 did not
+        w = World()
+        sch = schedule(now() - HOUR)
+        for p in (0, 1):
+            w.control(Scheduled(sch, T0), partition=p)
+            w.add_recipient(f"k{p}", partition=p, opened=p in opened_in)
+        w.decide_all()
+        reason = "FULL_OPEN_RATE" if opened_in == (0, 1) else None
+        decisions = [r for r in w.control_log if r["kind"] == "DECIDED"]
+        assert {r["reason"] for r in decisions} == {reason}
+        assert w.fanout.runs == [("c1", 0), ("c1", 1)]  # each partition follows it (no commands if called off)
 
 
 def test_a_tick_fans_out_deletes_the_rows_and_forgets_the_timers_memory() -> None:
