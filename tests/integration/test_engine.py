@@ -86,6 +86,7 @@ def run(kafka: LocalKafka, tmp_path_factory: pytest.TempPathFactory) -> Any:
         "push": sc("push", 140, channel="PUSH"),
         "email-sms": sc("email-sms", 140, channel="EMAIL", booster_channel="SMS"),
         "all-opened": sc("all-opened", 60, roles=["opened", "machine_open"]),
+        "empty": sc("empty", 60, roles=["opened", "deleted"]),
         "cancelled": sc("cancelled", 60, roles=["eligible"]),
         "shared-a": sc("shared-a", 80, roles=["clicked", "eligible"], contact_prefix=f"{tag}-shared-"),
         "shared-b": sc("shared-b", 50, roles=["eligible"], contact_prefix=f"{tag}-shared-"),
@@ -299,9 +300,16 @@ def test_exactly_seven_days_is_accepted_and_does_not_fire(run: Run) -> None:
 
 
 def test_an_empty_audience_is_cancelled_with_no_commands(run: Run) -> None:
+    report = run.final("empty")
+    assert (report["status"], report["reason_code"]) == ("CANCELLED", "EMPTY_AUDIENCE") and "empty" in report["reason"]
+    assert report["excluded"]["OPENED"] == 30 and report["excluded"]["DELETED"] == 30 and report["audience"] == 0
+    assert run.commanded("empty") == []
+
+
+def test_r7_a_campaign_everyone_opened_gets_no_booster(run: Run) -> None:
     report = run.final("all-opened")
-    assert report["status"] == "CANCELLED" and "empty" in report["reason"]
-    assert report["excluded"]["OPENED"] == 60 and report["audience"] == 0
+    assert (report["status"], report["reason_code"]) == ("CANCELLED", "FULL_OPEN_RATE")
+    assert report["audience"] == report["billable"] == 0
     assert run.commanded("all-opened") == []
 
 
