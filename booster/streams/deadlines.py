@@ -52,7 +52,7 @@ from booster.streams.fanout import Fanout
 from booster.streams.gate import LagGate
 from booster.streams.metrics import Metrics
 from booster.streams.notices import Notices
-from booster.streams.records import Incoming, log_decision, now_ms
+from booster.streams.records import Incoming, log_decision, now_ms, run_timer
 from booster.streams.store import Table
 from booster.streams.wire import control_event
 
@@ -102,12 +102,7 @@ class Deadlines:
     # -- the timer ---------------------------------------------------------------------------------
 
     async def timer(self) -> None:
-        try:
-            await self.look_for_deadlines()
-        except KafkaError as exc:
-            log.warning("looking for deadlines failed (%s); trying again next time", exc)
-        except Exception:  # an exception escaping a Faust timer crashes the whole worker
-            log.exception("looking for deadlines failed; trying again next time")
+        await run_timer("looking for deadlines", self.look_for_deadlines)
 
     async def look_for_deadlines(self) -> None:
         now = now_ms()

@@ -11,12 +11,9 @@ timer: a pending launch past its deadline     -> a TICK into its launches-by-acc
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from typing import assert_never
-
-from aiokafka.errors import KafkaError
 
 from booster.processors.boosters import (
     Accepted,
@@ -39,12 +36,10 @@ from booster.schemas import codec
 from booster.streams.control import Control
 from booster.streams.metrics import Metrics
 from booster.streams.notices import Notices
-from booster.streams.records import Incoming, Topic, log_decision, now_ms
+from booster.streams.records import Incoming, Topic, log_decision, now_ms, run_timer
 from booster.streams.reports import Reports
 from booster.streams.store import Table, pending_key, pending_prefix, split_pending_key
 from booster.streams.wire import control_record
-
-log = logging.getLogger("booster.worker")
 
 RETICK_SECONDS = 15.0  # a pending launch's expiry tick not done by then is sent again
 
@@ -168,12 +163,7 @@ class Launches:
     # -- pending launches past their deadline (R15) ------------------------------------------------
 
     async def timer(self) -> None:
-        try:
-            await self.look_for_expired_launches()
-        except KafkaError as exc:
-            log.warning("looking for expired pending launches failed (%s); trying again next time", exc)
-        except Exception:  # an exception escaping a Faust timer crashes the whole worker
-            log.exception("looking for expired pending launches failed; trying again next time")
+        await run_timer("looking for expired pending launches", self.look_for_expired_launches)
 
     async def look_for_expired_launches(self) -> None:
         """A pending launch past its deadline gets a tick into its own partition, so its rejection is

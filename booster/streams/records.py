@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
 from booster.errors import DecodeError
@@ -34,6 +35,17 @@ def contact_partition(contact_id: str, partitions: int) -> int:
     Java's and aiokafka's default partitioners pick it."""
     hashed: int = murmur2(contact_id.encode())
     return (hashed & 0x7FFFFFFF) % partitions
+
+
+async def run_timer(what: str, body: Callable[[], Awaitable[None]]) -> None:
+    """One run of a worker's timer: a failure is logged and the next run tries again, because an
+    exception escaping a Faust timer crashes the whole worker."""
+    try:
+        await body()
+    except KafkaError as exc:
+        log.warning("%s failed (%s); trying again next time", what, exc)
+    except Exception:
+        log.exception("%s failed; trying again next time", what)
 
 
 def log_decision(event: str, campaign_id: str, **fields: Any) -> None:
