@@ -128,7 +128,6 @@ class CampaignPartition:
     fired: bool = False
     first_seen_at: int | None = None
     decision: Decided | None = None  # the deciding partition's, the first that arrived
-    counted: bool = False  # this partition has sent its Counted
     counts: Mapping[int, bool | None] = field(default_factory=dict)  # in the deciding partition: each one's
 
 
@@ -169,11 +168,6 @@ def evolve_campaign_counts(state: CampaignPartition | None, counted: Counted) ->
     if counted.partition in s.counts:
         return s
     return replace(s, counts={**s.counts, counted.partition: counted.all_opened})
-
-
-def evolve_campaign_counted(state: CampaignPartition) -> CampaignPartition:
-    """This partition has sent its count to the deciding partition."""
-    return replace(state, counted=True)
 
 
 def decide_booster(state: CampaignPartition, campaign_id: str, now: int) -> Decided:
@@ -256,9 +250,11 @@ def due(state: CampaignPartition, now: int, allowed_lateness_ms: int, *, decidin
     """Whether a partition's campaign needs a tick now.
 
     A scheduled booster, once `now` is past its deadline plus the allowed lateness (the caller then
-    checks the lag gate, G1, against `gate_at`): count (every partition, once), then decide (the
-    deciding partition, once all `partitions` have counted), then fire (every partition, once the
-    decision has arrived). expire: rows of a campaign that never got a booster, after the longest
+    checks the lag gate, G1, against `gate_at`): count (every partition, again from time to time
+    until the decision arrives: a count or a decision lost on the way is sent again, and the deciding
+    partition answers a count with the decision once it has one), then decide (the deciding
+    partition, once all `partitions` have counted), then fire (every partition, once the decision has
+    arrived). expire: rows of a campaign that never got a booster, after the longest
     possible window (R12). forget: the small marker kept after a booster fired or a launch said "no
     booster", or a cancellation of a campaign never launched here, once no event of that campaign can
     matter any more.
@@ -275,11 +271,9 @@ def due(state: CampaignPartition, now: int, allowed_lateness_ms: int, *, decidin
             return None
         if state.decision is not None:
             return Due("fire", gate_at)
-        if not state.counted:
-            return Due("count", gate_at)
         if deciding and len(state.counts) >= partitions:
             return Due("decide", gate_at)
-        return None  # waiting for the other partitions' counts, or for the decision
+        return Due("count", gate_at)
     if state.first_seen_at is not None and now >= state.first_seen_at + horizon:
         return Due("expire", None)
     if state.first_seen_at is None and state.cancelled_at is not None and now >= state.cancelled_at + horizon:

@@ -150,7 +150,6 @@ def pack_campaign(s: CampaignPartition) -> bytes:
             "fired": s.fired,
             "first_seen_at": s.first_seen_at,
             "decision": None if s.decision is None else _decision_list(s.decision),
-            "counted": s.counted,
             "counts": {str(p): v for p, v in s.counts.items()},
         },
         separators=(",", ":"),
@@ -167,7 +166,6 @@ def unpack_campaign(data: bytes, campaign_id: str) -> CampaignPartition:
         fired=d["fired"],
         first_seen_at=d["first_seen_at"],
         decision=None if decision is None else _decision_of(campaign_id, decision),
-        counted=d.get("counted", False),
         counts={int(p): v for p, v in d.get("counts", {}).items()},
     )
 

@@ -5,7 +5,9 @@ and the ticks that decide a booster and fan a partition's share of it out.
 timer (every BOOSTER_TICK_INTERVAL_SECONDS) -> due(state)? -> lag gate open (G1)? -> TICK into the partition
 booster.control -> `on_control`: SCHEDULE / CANCEL / NO_BOOSTER / DECIDED / COUNTED fold into the state;
 TICK, in three steps (R13):
-  count:  every partition tells the deciding one whether all its recipients opened (COUNTED, R7)
+  count:  every partition tells the deciding one whether all its recipients opened (COUNTED, R7),
+          again every RETICK_SECONDS until the decision arrives; the deciding partition answers a
+          count that comes after its decision with the decision
   decide: the deciding partition, once every partition has counted, decides and broadcasts DECIDED
   fire:   every partition fans out as decided
 
@@ -38,7 +40,6 @@ from booster.processors.campaigns import (
     decide_booster,
     due,
     evolve_campaign,
-    evolve_campaign_counted,
     evolve_campaign_decided,
     evolve_campaign_fired,
 )
@@ -194,13 +195,18 @@ class Deadlines:
             case BoosterCancelled():
                 if p == DECIDING_PARTITION:  # there a cancel after the decision is refused, once
                     await self.notices.send(cancel_refused_notice(state, event))
-            case Scheduled() | Decided() | Counted():
+            case Counted():
+                if state is not None and state.decision is not None:  # its partition missed the decision
+                    await self.control.send(state.decision, event.partition)
+            case Scheduled() | Decided():
                 pass
             case _:
                 assert_never(event)
         new = evolve_campaign(state, event)
         if new != state:
             self.campaigns.put(campaign_id, p, new)
+            if isinstance(event, Decided | Counted):  # the next step may be due: tick for it at once
+                self._watch(campaign_id, p).ticked_at = None
 
     async def _tick(self, campaign_id: str, p: int, state: CampaignPartition | None) -> None:
         if state is None:
@@ -230,8 +236,6 @@ class Deadlines:
         assert state.schedule is not None
         opened = all_opened(recipient_states(self.recipients.partition(p), campaign_id), state.schedule.deadline)
         await self.control.send(Counted(campaign_id, now, p, opened), DECIDING_PARTITION)
-        self.campaigns.put(campaign_id, p, evolve_campaign_counted(state))
-        self._watch(campaign_id, p).ticked_at = None  # the next step's tick comes when it is due, not in 15 s
 
     async def _decide(self, campaign_id: str, p: int, state: CampaignPartition, now: int) -> None:
         """R13: the one decision, kept here at once (a cancel that comes after it is refused) and

@@ -6,6 +6,7 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
 from aiokafka import TopicPartition
 
 from booster.config import Settings
@@ -15,6 +16,7 @@ from booster.processors.events import BoosterCancelled
 from booster.processors.packing import pack_recipient
 from booster.processors.recipients import RecipientState
 from booster.schemas import codec
+from booster.streams import deadlines
 from booster.streams.campaigns import CampaignStates
 from booster.streams.control import Control
 from booster.streams.deadlines import Deadlines
@@ -173,6 +175,28 @@ def test_one_partition_decides_and_every_partition_fans_out_as_decided() -> None
         w.run_ticks()
         decided = sch.deadline - 5 if cancel_reaches == 0 else None  # the deciding partition's view
         assert w.fanout.cancelled_at == {("c1", 0): decided, ("c1", 1): decided}
+
+
+def test_a_partition_that_missed_the_decision_gets_it_when_it_counts_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(deadlines, "RETICK_SECONDS", 0.0)  # no waiting between ticks here
+    w = World()
+    sch = schedule(now() - HOUR)
+    for p in (0, 1):
+        w.control(Scheduled(sch, T0), partition=p)
+    asyncio.run(w.deadlines.look_for_deadlines())
+    w.run_ticks()  # both count
+    w.deliver()
+    asyncio.run(w.deadlines.look_for_deadlines())
+    assert ("c1", 0) in w.ticks()
+    w.run_ticks()  # partition 0 decides, and partition 1 counts again: the decision has not arrived
+    lost = [x for x in w.control_topic.sent if x.partition == 1]
+    w.control_topic.sent = [x for x in w.control_topic.sent if x.partition != 1]  # DECIDED to 1 is lost
+    assert lost
+    w.deliver()
+    state = w.campaigns.get("c1", 1)
+    assert state is not None and state.decision is None
+    w.decide_all()  # partition 1 counts again; partition 0 answers with its decision; both fire
+    assert sorted(w.fanout.runs) == [("c1", 0), ("c1", 1)]
 
 
 def test_a_booster_everyone_opened_is_called_off_in_every_partition() -> None:
