@@ -44,7 +44,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
             "booster_id": "c1:booster", "booster_name": "Booster for X", "account_id": "acct-1", "channel": "SMS",
             "criterion": "NOT_CLICKED", "content_ref": "tpl/1", "deadline": 1767232800000,
         },
-        "cancelled_at": None, "reason": None, "from_partition": None, "all_opened": None,
+        "cancelled_at": None, "reason": None, "from_partition": None, "all_opened": None, "enabled": None,
     },
     "booster.summaries": {
         "campaign_id": "c1", "partition": 2, "partitions": 4,

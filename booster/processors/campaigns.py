@@ -21,7 +21,7 @@ from typing import Literal, assert_never
 
 from booster.processors.audience import full_open_rate
 from booster.processors.boosters import MAX_DELAY_MS, ReasonCode, Schedule
-from booster.processors.events import BoosterCancelled
+from booster.processors.events import AccountChannels, BoosterCancelled, Channel
 
 
 class ControlKind(StrEnum):
@@ -33,6 +33,7 @@ class ControlKind(StrEnum):
     TICK = "TICK"
     DECIDED = "DECIDED"
     COUNTED = "COUNTED"
+    CHANNEL = "CHANNEL"
 
 
 # The partition of booster.control that takes every booster's fire-or-cancel decision (R13). One
@@ -87,7 +88,17 @@ class Counted:
     all_opened: bool | None
 
 
-CampaignEvent = Scheduled | BoosterCancelled | NoBoosterFor | Decided | Counted
+@dataclass(frozen=True, slots=True)
+class ChannelAccess:
+    """The account's access to the booster's channel changed at `at` (account.channels' updated_at):
+    revoked (`enabled` False) or given back (R15)."""
+
+    campaign_id: str
+    at: int
+    enabled: bool
+
+
+CampaignEvent = Scheduled | BoosterCancelled | NoBoosterFor | Decided | Counted | ChannelAccess
 ControlEvent = CampaignEvent | Tick
 
 
@@ -105,6 +116,8 @@ def control_kind(event: ControlEvent) -> ControlKind:
             return ControlKind.DECIDED
         case Counted():
             return ControlKind.COUNTED
+        case ChannelAccess():
+            return ControlKind.CHANNEL
         case _:
             assert_never(event)
 
@@ -129,6 +142,7 @@ class CampaignPartition:
     first_seen_at: int | None = None
     decision: Decided | None = None  # the deciding partition's, the first that arrived
     counts: Mapping[int, bool | None] = field(default_factory=dict)  # in the deciding partition: each one's
+    access: tuple[tuple[int, bool], ...] = ()  # changes of the channel's access (at, enabled), in time order
 
 
 def evolve_campaign_schedule(state: CampaignPartition | None, schedule: Schedule) -> CampaignPartition:
@@ -170,11 +184,31 @@ def evolve_campaign_counts(state: CampaignPartition | None, counted: Counted) ->
     return replace(s, counts={**s.counts, counted.partition: counted.all_opened})
 
 
+def evolve_campaign_access(state: CampaignPartition | None, change: ChannelAccess) -> CampaignPartition:
+    """Every distinct change is kept, in time order: the latest at or before the deadline counts, in
+    whatever order they arrive."""
+    s = state or CampaignPartition()
+    entry = (change.at, change.enabled)
+    return s if entry in s.access else replace(s, access=tuple(sorted((*s.access, entry))))
+
+
+def channel_revoked(state: CampaignPartition) -> bool:
+    """R15: the account's access to the booster's channel was revoked at the deadline (the latest change
+    at or before it; at a tie, revoked)."""
+    if state.schedule is None:
+        return False
+    before = [(at, not enabled) for at, enabled in state.access if at <= state.schedule.deadline]
+    return bool(before) and max(before)[1]
+
+
 def decide_booster(state: CampaignPartition, campaign_id: str, now: int) -> Decided:
-    """R9, R7 and R13: cancelled when a cancel made before the window expired has arrived; else called
-    off when every recipient opened the original campaign, whatever the criterion; else sent."""
+    """R9, R15, R7 and R13: cancelled when a cancel made before the window expired has arrived; else
+    when the account's access to the channel was revoked at the deadline; else when every recipient
+    opened the original campaign, whatever the criterion; else sent."""
     if (cancelled_at := cancelled_by(state)) is not None:
         return Decided(campaign_id, now, cancelled_at, ReasonCode.CANCEL_REQUESTED)
+    if channel_revoked(state):
+        return Decided(campaign_id, now, None, ReasonCode.CHANNEL_REVOKED)
     if full_open_rate(state.counts.values()):
         return Decided(campaign_id, now, None, ReasonCode.FULL_OPEN_RATE)
     return Decided(campaign_id, now, None)
@@ -197,6 +231,8 @@ def evolve_campaign(state: CampaignPartition | None, event: CampaignEvent) -> Ca
             return evolve_campaign_decided(state, event)
         case Counted():
             return evolve_campaign_counts(state, event)
+        case ChannelAccess():
+            return evolve_campaign_access(state, event)
         case _:
             assert_never(event)
 
@@ -279,3 +315,34 @@ def due(state: CampaignPartition, now: int, allowed_lateness_ms: int, *, decidin
     if state.first_seen_at is None and state.cancelled_at is not None and now >= state.cancelled_at + horizon:
         return Due("forget", None)  # only a cancellation: it was kept for ever
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class LiveBooster:
+    """A scheduled booster as its account's partition remembers it, to tell it when the account's
+    access to its channel changes before its deadline (R15)."""
+
+    campaign_id: str
+    channel: Channel
+    deadline: int
+
+
+def access_changes(
+    old: AccountChannels | None, new: AccountChannels, live: list[LiveBooster]
+) -> tuple[list[ChannelAccess], list[LiveBooster]]:
+    """What an account's new channels change for its scheduled boosters, and the boosters no later
+    change can matter to any more (their deadline is before the account's latest update: an older
+    record never replaces a newer one). `new` is the account after the update (it is `old` when the
+    record was older than what was known: then nothing changes)."""
+    if new == old:
+        return [], []
+    changes, done = [], []
+    for b in live:
+        if b.deadline < new.updated_at:
+            done.append(b)
+            continue
+        before = old is not None and b.channel in old.channels
+        now = b.channel in new.channels
+        if before != now:
+            changes.append(ChannelAccess(b.campaign_id, new.updated_at, now))
+    return changes, done

@@ -14,7 +14,7 @@ from typing import Any
 
 from booster.processors.audience import Tally
 from booster.processors.boosters import LaunchStatus, ReasonCode, Schedule, launch_status_of
-from booster.processors.campaigns import CampaignPartition, Decided
+from booster.processors.campaigns import CampaignPartition, Decided, LiveBooster
 from booster.processors.events import AccountChannels
 from booster.processors.recipients import ContactState, RecipientState
 from booster.processors.summaries import PartitionSummary, SummaryState
@@ -151,6 +151,7 @@ def pack_campaign(s: CampaignPartition) -> bytes:
             "first_seen_at": s.first_seen_at,
             "decision": None if s.decision is None else _decision_list(s.decision),
             "counts": {str(p): v for p, v in s.counts.items()},
+            "access": [list(change) for change in s.access],
         },
         separators=(",", ":"),
     ).encode()
@@ -167,6 +168,7 @@ def unpack_campaign(data: bytes, campaign_id: str) -> CampaignPartition:
         first_seen_at=d["first_seen_at"],
         decision=None if decision is None else _decision_of(campaign_id, decision),
         counts={int(p): v for p, v in d.get("counts", {}).items()},
+        access=tuple((at, enabled) for at, enabled in d.get("access", [])),
     )
 
 
@@ -250,3 +252,12 @@ def unpack_launch_decision(raw: bytes) -> tuple[LaunchStatus, str | None]:
     """(status, fingerprint); a row written before fingerprints were kept has the status alone."""
     status, _, fingerprint = raw.decode().partition(":")
     return launch_status_of(status), fingerprint or None
+
+
+def pack_live_booster(b: LiveBooster) -> bytes:
+    return json.dumps({"channel": b.channel, "deadline": b.deadline}, separators=(",", ":")).encode()
+
+
+def unpack_live_booster(campaign_id: str, raw: bytes) -> LiveBooster:
+    d = json.loads(raw)
+    return LiveBooster(campaign_id, d["channel"], d["deadline"])

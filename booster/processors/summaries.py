@@ -49,6 +49,7 @@ def evolve_summaries(state: SummaryState | None, summary: PartitionSummary) -> t
 CALLED_OFF = {
     ReasonCode.CANCEL_REQUESTED: "cancelled before its window expired",
     ReasonCode.FULL_OPEN_RATE: "every recipient of the original campaign opened it (100% open rate)",
+    ReasonCode.CHANNEL_REVOKED: "the account's access to the booster's channel was revoked before the deadline",
 }
 
 

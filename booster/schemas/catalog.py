@@ -72,7 +72,16 @@ REROUTED = "booster.rerouted"
 # The worker's tables. Each has a compacted changelog topic, `<group id>-<table>-changelog`, which must
 # exist before a worker joins the group: Faust's assignor silently leaves out a topic its metadata does
 # not list, and a table left out is never restored on the worker that takes its partitions over.
-STATE_TABLES = ("recipients", "contacts", "campaigns", "summaries", "accounts", "pending-launches", "launch-decisions")
+STATE_TABLES = (
+    "recipients",
+    "contacts",
+    "campaigns",
+    "summaries",
+    "accounts",
+    "pending-launches",
+    "launch-decisions",
+    "account-boosters",
+)
 
 INPUT_TOPICS = [s.name for s in _SPECS if s.role == "input"]
 CONTACT_INPUT_TOPICS = [s.name for s in _SPECS if s.role == "input" and s.contact_keyed]

@@ -115,6 +115,7 @@ class BoosterApp:
             accounts=self._table("accounts", ROCKSDB_SMALL),
             pending=self._table("pending-launches", ROCKSDB_SMALL),
             decided=self._table("launch-decisions", ROCKSDB_SMALL),
+            live=self._table("account-boosters", ROCKSDB_SMALL),
             metrics=metrics,
             staleness_ms=s.launch_staleness_ms,
             active_partitions=lambda: self.active_partitions(LAUNCHES_BY_ACCOUNT),

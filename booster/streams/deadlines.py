@@ -31,6 +31,7 @@ from booster.processors.audience import all_opened
 from booster.processors.campaigns import (
     DECIDING_PARTITION,
     CampaignPartition,
+    ChannelAccess,
     Counted,
     Decided,
     Due,
@@ -69,7 +70,7 @@ class _Watch:
 
     ticked_at: float | None = None  # monotonic time of the last tick sent
     snapshot: dict[TopicPartition, int] | None = None  # the gate's end offsets, taken once
-    rerouted: dict[TopicPartition, int] | None = None  # then booster.rerouted's, once those are reached
+    rerouted: dict[TopicPartition, int] | None = None  # then what was forwarded here, once those are reached
     logged_at: float | None = None  # monotonic time of the last waiting-for-lag line
 
 
@@ -127,8 +128,9 @@ class Deadlines:
 
     async def _gate_open(self, campaign_id: str, p: int, watch: _Watch) -> bool:
         """G1: every input this partition's deadline depends on is processed up to the snapshot, and
-        then booster.rerouted, where that processing forwarded this partition's misrouted facts, up to
-        a second snapshot taken once the first is reached."""
+        then what that processing forwarded to this partition (misrouted facts on booster.rerouted;
+        cancellations and channel changes on booster.control) up to a second snapshot taken once the
+        first is reached."""
         deps = self.gate_inputs(p)
         if watch.snapshot is None:  # taken once, at a moment after deadline + lateness (due() says so)
             watch.snapshot = await self.gate.end_offsets(deps)
@@ -137,8 +139,8 @@ class Deadlines:
             if behind:
                 self._log_waiting(campaign_id, p, watch, behind)
                 return False
-            watch.rerouted = await self.gate.end_offsets(self.rerouted_input(p))
-        behind = await self.gate.lagging(self.rerouted_input(p), watch.rerouted)
+            watch.rerouted = await self.gate.end_offsets(self.forwarded_inputs(p))
+        behind = await self.gate.lagging(self.forwarded_inputs(p), watch.rerouted)
         if behind:
             self._log_waiting(campaign_id, p, watch, behind)
             return False
@@ -154,12 +156,15 @@ class Deadlines:
         # a misrouted fact of this partition's contacts may sit in any partition of its topic
         tps = [TopicPartition(s.topic(t), q) for t in CONTACT_INPUT_TOPICS for q in every]
         tps.append(TopicPartition(s.topic("booster.control"), partition))
-        # a cancellation reaches this partition through one of these, then booster.control
+        # a cancellation, and a change of an account's channels, reach this partition through one of
+        # these, then booster.control
         tps += [TopicPartition(s.topic("campaign.booster-cancelled"), q) for q in every]
+        tps += [TopicPartition(s.topic("account.channels"), q) for q in every]
         return tps
 
-    def rerouted_input(self, partition: int) -> list[TopicPartition]:
-        return [TopicPartition(self.settings.topic(REROUTED), partition)]
+    def forwarded_inputs(self, partition: int) -> list[TopicPartition]:
+        s = self.settings
+        return [TopicPartition(s.topic(REROUTED), partition), TopicPartition(s.topic("booster.control"), partition)]
 
     def _watch(self, campaign_id: str, p: int) -> _Watch:
         return self._watches.setdefault((campaign_id, p), _Watch())
@@ -198,7 +203,7 @@ class Deadlines:
             case Counted():
                 if state is not None and state.decision is not None:  # its partition missed the decision
                     await self.control.send(state.decision, event.partition)
-            case Scheduled() | Decided():
+            case Scheduled() | Decided() | ChannelAccess():
                 pass
             case _:
                 assert_never(event)

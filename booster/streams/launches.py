@@ -28,10 +28,17 @@ from booster.processors.boosters import (
     on_launch,
     pending_report,
 )
-from booster.processors.campaigns import NoBoosterFor, Scheduled, Tick
+from booster.processors.campaigns import LiveBooster, NoBoosterFor, Scheduled, Tick, access_changes
 from booster.processors.events import AccountChannels, BoosterCancelled, launch_from_record
 from booster.processors.notices import duplicate_notice, launch_fingerprint, pending_notice
-from booster.processors.packing import pack_account, pack_launch_decision, unpack_account, unpack_launch_decision
+from booster.processors.packing import (
+    pack_account,
+    pack_launch_decision,
+    pack_live_booster,
+    unpack_account,
+    unpack_launch_decision,
+    unpack_live_booster,
+)
 from booster.schemas import codec
 from booster.streams.control import Control
 from booster.streams.metrics import Metrics
@@ -55,6 +62,7 @@ class Launches:
         accounts: Table,
         pending: Table,
         decided: Table,
+        live: Table,
         metrics: Metrics,
         staleness_ms: int,
         active_partitions: Callable[[], list[int]],
@@ -66,6 +74,7 @@ class Launches:
         self.accounts = accounts
         self.pending = pending
         self.decided = decided
+        self.live = live  # the account's scheduled boosters, keyed as pending launches are
         self.metrics = metrics
         self.staleness_ms = staleness_ms
         self.active_partitions = active_partitions  # of launches-by-account, on this worker
@@ -99,14 +108,10 @@ class Launches:
         raw = accounts.get(account_id.encode())
         waiting = list(pending.items(pending_prefix(account_id)))
         launches = [launch_from_record(codec().decode("campaign.launched", value)) for _, value in waiting]
-        account, decisions = on_account(
-            None if raw is None else unpack_account(account_id, raw),
-            event,
-            launches,
-            now=now_ms(),
-            staleness_ms=self.staleness_ms,
-        )
+        old = None if raw is None else unpack_account(account_id, raw)
+        account, decisions = on_account(old, event, launches, now=now_ms(), staleness_ms=self.staleness_ms)
         accounts.write({account_id.encode(): pack_account(account)})
+        await self._tell_live_boosters(account_id, old, account, incoming.partition)
         pending.write(dict.fromkeys(key for key, _ in waiting))
         for (_, value), decision in zip(waiting, decisions, strict=True):
             await self._apply(decision, incoming.partition, launch_fingerprint(value))
@@ -155,10 +160,30 @@ class Launches:
             case Accepted():
                 await self.control.broadcast(Scheduled(decision.schedule, decision.launched_at))
                 await self.reports.send(decision.report, at=decision.launched_at)
+                sch = decision.schedule
+                key = pending_key(sch.account_id, sch.campaign_id)
+                live = LiveBooster(sch.campaign_id, sch.channel, sch.deadline)
+                self.live.partition(partition).write({key: pack_live_booster(live)})
             case _:
                 assert_never(decision)
         row = pack_launch_decision(launch_status(decision), fingerprint)
         self.decided.partition(partition).write({decision.campaign_id.encode(): row})
+
+    async def _tell_live_boosters(
+        self, account_id: str, old: AccountChannels | None, new: AccountChannels, partition: int
+    ) -> None:
+        """R15: the account's scheduled boosters whose channel it lost (or got back) before their
+        deadline are told; those no later change can matter to are forgotten."""
+        live = self.live.partition(partition)
+        boosters = [
+            unpack_live_booster(split_pending_key(key)[1], value)
+            for key, value in live.items(pending_prefix(account_id))
+        ]
+        changes, done = access_changes(old, new, boosters)
+        for change in changes:
+            await self.control.broadcast(change)
+            log_decision("channel-access", change.campaign_id, enabled=change.enabled, at=change.at)
+        live.write({pending_key(account_id, b.campaign_id): None for b in done})
 
     # -- pending launches past their deadline (R15) ------------------------------------------------
 

@@ -9,6 +9,7 @@ from booster.errors import DecodeError
 from booster.processors.audience import Tally
 from booster.processors.boosters import ReasonCode, Report
 from booster.processors.campaigns import (
+    ChannelAccess,
     ControlEvent,
     ControlKind,
     Counted,
@@ -59,6 +60,7 @@ def control_record(event: ControlEvent) -> dict[str, Any]:
         "reason": None,
         "from_partition": None,
         "all_opened": None,
+        "enabled": None,
     }
     match event:
         case Scheduled():
@@ -75,6 +77,9 @@ def control_record(event: ControlEvent) -> dict[str, Any]:
         case Counted():
             campaign_id, at = event.campaign_id, event.at
             record["from_partition"], record["all_opened"] = event.partition, event.all_opened
+        case ChannelAccess():
+            campaign_id, at = event.campaign_id, event.at
+            record["enabled"] = event.enabled
         case _:
             assert_never(event)
     return {"kind": control_kind(event).value, "campaign_id": campaign_id, "at": at, **record}
@@ -102,6 +107,10 @@ def control_event(record: Mapping[str, Any]) -> ControlEvent:
             if record["from_partition"] is None:
                 raise DecodeError("a COUNTED control record without its partition", kind="corrupt")
             return Counted(campaign_id, at, record["from_partition"], record["all_opened"])
+        case ControlKind.CHANNEL:
+            if record["enabled"] is None:
+                raise DecodeError("a CHANNEL control record without `enabled`", kind="corrupt")
+            return ChannelAccess(campaign_id, at, record["enabled"])
         case _:
             assert_never(kind)
 

@@ -24,7 +24,7 @@ from booster.testing.scenario import build, launched_for_deadline
 from booster.testing.workers import WorkerProcess
 from tests.conftest import fresh_settings
 from tests.faults.harness import final_report, verify
-from tests.helpers import account_record, publish_records, read_all, scenario_records, wait_for
+from tests.helpers import account_record, publish_records, read_all, reports_by_campaign, scenario_records, wait_for
 
 OTHER_PARTITION = 1
 
@@ -91,3 +91,32 @@ def test_a_cancel_seen_by_one_partition_cancels_every_partition_or_none(kafka: L
     assert told[everyone_opened.campaign_id] == "FULL_OPEN_RATE"  # and the account is told
     assert (notice["campaign_id"], notice["reason_code"]) == (sent.campaign_id, "CANCEL_TOO_LATE")
     assert final_report(settings, sent.campaign_id) == a  # still SENT
+
+
+def test_a_channel_revoked_before_the_deadline_cancels_the_booster(kafka: LocalKafka, tmp_path: Path) -> None:
+    """R15: the account loses the booster's channel between the launch and the deadline."""
+    settings = fresh_settings()
+    asyncio.run(admin.create(settings))
+    tag = uuid.uuid4().hex[:6]
+    lead_ms = 12_000  # the revocation is published before the deadline: the test waits this long
+    revoked = build(f"r-{tag}", 40, launched_at=launched_for_deadline(int(time.time() * 1000) + lead_ms))
+    worker = WorkerProcess(settings, tmp_path / "w").start()
+    try:
+        publish_records(settings, [account_record(revoked), *scenario_records(revoked)])
+        wait_for("the SCHEDULED report", lambda: reports_by_campaign(settings).get(revoked.campaign_id), 30, 0.2)
+        now = int(time.time() * 1000)
+        assert now < revoked.deadline, "the launch took longer than the lead; raise lead_ms"
+        sms_only = {**account_record(revoked)[1], "channels": ["SMS"], "updated_at": now}
+        publish_records(settings, [("account.channels", sms_only)])
+        report = wait_for("the final report", lambda: final_report(settings, revoked.campaign_id), 60, 0.5)
+        told = wait_for(
+            "the notice",
+            lambda: [n for _, n, _ in read_all(settings, "booster.notices") if n["campaign_id"] == revoked.campaign_id],
+            30,
+            0.5,
+        )
+    finally:
+        worker.stop()
+    assert (report["status"], report["reason_code"], report["billable"]) == ("CANCELLED", "CHANNEL_REVOKED", 0)
+    assert asyncio.run(commands_for(settings, booster_id_of(revoked.campaign_id))) == []
+    assert [(n["kind"], n["reason_code"]) for n in told] == [("BOOSTER_CANCELLED", "CHANNEL_REVOKED")]

@@ -27,15 +27,19 @@ from booster.processors.boosters import (
 from booster.processors.campaigns import (
     CampaignEvent,
     CampaignPartition,
+    ChannelAccess,
     ControlEvent,
     Counted,
     Decided,
+    LiveBooster,
     NoBoosterFor,
     Scheduled,
     Tick,
     accepts_events,
+    access_changes,
     campaign_of,
     cancelled_by,
+    channel_revoked,
     decide_booster,
     evolve_campaign,
     evolve_campaign_fired,
@@ -205,3 +209,42 @@ def test_a_called_off_booster_reports_its_reason_and_old_summaries_read_as_cance
     record = summary_to_dict(part(0, ReasonCode.FULL_OPEN_RATE))
     assert summary_from_dict(record) == part(0, ReasonCode.FULL_OPEN_RATE)
     assert summary_from_dict({k: v for k, v in record.items() if k != "cancel_reason"}).cancel_reason is None
+
+
+def test_r15_the_channels_access_at_the_deadline_decides_whatever_the_order_of_changes() -> None:
+    state = evolve_campaign(None, Scheduled(SCHEDULE, T0))
+    d = SCHEDULE.deadline
+    changes = [
+        ChannelAccess("cmp", d - 10, False),
+        ChannelAccess("cmp", d - 5, True),
+        ChannelAccess("cmp", d + 1, False),
+    ]
+    for order in (changes, changes[::-1], [changes[1], changes[0], changes[2], changes[0]]):
+        folded = state
+        for change in order:
+            folded = evolve_campaign(folded, change)
+        assert not channel_revoked(folded)  # given back before the deadline; revoked only after it
+        assert decide_booster(folded, "cmp", T0).reason is None
+    revoked = evolve_campaign(state, ChannelAccess("cmp", d, False))
+    assert channel_revoked(revoked) and decide_booster(revoked, "cmp", T0).reason is ReasonCode.CHANNEL_REVOKED
+    tie = evolve_campaign(revoked, ChannelAccess("cmp", d, True))
+    assert channel_revoked(tie)  # at a tie, revoked
+    # a cancel in time comes first
+    cancelled = evolve_campaign(revoked, BoosterCancelled("cmp", T0))
+    assert decide_booster(cancelled, "cmp", T0).reason is ReasonCode.CANCEL_REQUESTED
+
+
+def test_r15_an_accounts_new_channels_tell_its_scheduled_boosters_what_changed() -> None:
+    old = AccountChannels("acct", frozenset({"EMAIL", "SMS"}), T0)
+    live = [
+        LiveBooster("e", "EMAIL", T0 + 100),
+        LiveBooster("s", "SMS", T0 + 100),
+        LiveBooster("gone", "EMAIL", T0 + 1),
+    ]
+    new = AccountChannels("acct", frozenset({"SMS"}), T0 + 50)
+    changes, done = access_changes(old, new, live)
+    assert changes == [ChannelAccess("e", T0 + 50, False)]
+    assert done == [live[2]]  # its deadline is before the account's latest update: nothing can matter to it
+    back = AccountChannels("acct", frozenset({"SMS", "EMAIL"}), T0 + 60)
+    assert access_changes(new, back, live[:2])[0] == [ChannelAccess("e", T0 + 60, True)]
+    assert access_changes(old, old, live) == ([], [])  # an older record changed nothing

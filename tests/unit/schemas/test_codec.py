@@ -83,7 +83,7 @@ def test_the_reason_codes_and_notice_kinds_are_the_cores() -> None:
 
 
 def test_a_version_1_control_record_decodes_as_the_latest_version() -> None:
-    added = {"cancelled_at": None, "reason": None, "from_partition": None, "all_opened": None}
+    added = {"cancelled_at": None, "reason": None, "from_partition": None, "all_opened": None, "enabled": None}
     v1 = {k: v for k, v in SAMPLES["booster.control"].items() if k not in added}
     assert codec().decode("booster.control", _write(14, v1)) == {**v1, **added}
 

@@ -37,6 +37,7 @@ class World:
             accounts=MemoryTable("accounts"),
             pending=self.pending,
             decided=MemoryTable("launch-decisions"),
+            live=MemoryTable("account-boosters"),
             metrics=self.metrics,
             staleness_ms=10 * 365 * 24 * 3_600_000,  # these launches are dated 2026-01-01: not about staleness
             active_partitions=lambda: [0],
@@ -184,3 +185,17 @@ def test_a_launch_with_a_delay_outside_the_window_is_rejected_without_waiting_fo
     w.launch({**LAUNCH, "campaign_id": "none", "booster": None})  # and no booster: nothing to wait for
     assert [(r["status"], r["reason_code"]) for r in w.reports.decoded()] == [("REJECTED", "DELAY_OUT_OF_RANGE")]
     assert list(w.pending.partition(0).items()) == []
+
+
+def test_a_channel_the_account_loses_before_the_deadline_is_told_to_every_partition() -> None:
+    w = World()
+    w.account(["EMAIL"])
+    w.launch(LAUNCH)
+    deadline = LAUNCH["launched_at"] + LAUNCH["booster"]["delay_seconds"] * 1000
+    w.control.sent.clear()
+    w.account(["SMS"], at=deadline - 1)  # EMAIL revoked before the deadline
+    assert [(c["kind"], c["enabled"], c["at"]) for c in w.control.decoded()] == [("CHANNEL", False, deadline - 1)] * 3
+    w.control.sent.clear()
+    w.account(["SMS", "EMAIL"], at=deadline + 1)  # given back after it: too late to matter, and forgotten
+    assert w.control.sent == []
+    assert list(w.launches.live.partition(0).items()) == []
