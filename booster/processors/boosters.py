@@ -82,6 +82,16 @@ class ReasonCode(StrEnum):
     OTHER = "OTHER"  # what a reader gets for a code newer than its schema
 
 
+def reason_code_of(text: str | None) -> ReasonCode | None:
+    """A reason code read back from a record or a row; one this version does not know is OTHER."""
+    if text is None:
+        return None
+    try:
+        return ReasonCode(text)
+    except ValueError:
+        return ReasonCode.OTHER
+
+
 @dataclass(frozen=True, slots=True)
 class Report:
     booster_id: str

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from booster.processors.audience import Tally
-from booster.processors.boosters import LaunchStatus, ReasonCode, Schedule, launch_status_of
+from booster.processors.boosters import LaunchStatus, Schedule, launch_status_of, reason_code_of
 from booster.processors.campaigns import CampaignPartition, Decided, LiveBooster
 from booster.processors.events import AccountChannels
 from booster.processors.recipients import ContactState, RecipientState
@@ -177,7 +177,7 @@ def _decision_list(d: Decided) -> list[Any]:
 
 
 def _decision_of(campaign_id: str, d: list[Any]) -> Decided:
-    return Decided(campaign_id, d[0], d[1], _reason_code(d[2] if len(d) > 2 else None))
+    return Decided(campaign_id, d[0], d[1], reason_code_of(d[2] if len(d) > 2 else None))
 
 
 def schedule_record(s: Schedule) -> dict[str, Any]:
@@ -209,17 +209,8 @@ def summary_from_dict(r: Mapping[str, Any]) -> PartitionSummary:
         schedule=schedule_from_dict({"campaign_id": r["campaign_id"], **r["schedule"]}),
         cancelled_at=r["cancelled_at"],
         tally=Tally(r["audience"], dict(r["excluded"])),
-        cancel_reason=_reason_code(r.get("cancel_reason")),  # absent in rows of older versions
+        cancel_reason=reason_code_of(r.get("cancel_reason")),  # absent in rows of older versions
     )
-
-
-def _reason_code(text: str | None) -> ReasonCode | None:
-    if text is None:
-        return None
-    try:
-        return ReasonCode(text)
-    except ValueError:
-        return ReasonCode.OTHER  # a code of a newer worker
 
 
 def pack_summaries(s: SummaryState) -> bytes:

@@ -7,7 +7,7 @@ from typing import Any, assert_never
 
 from booster.errors import DecodeError
 from booster.processors.audience import Tally
-from booster.processors.boosters import ReasonCode, Report
+from booster.processors.boosters import Report, reason_code_of
 from booster.processors.campaigns import (
     ChannelAccess,
     ControlEvent,
@@ -101,8 +101,7 @@ def control_event(record: Mapping[str, Any]) -> ControlEvent:
         case ControlKind.TICK:
             return Tick(campaign_id, at)
         case ControlKind.DECIDED:
-            reason = record["reason"]
-            return Decided(campaign_id, at, record["cancelled_at"], None if reason is None else _reason_code(reason))
+            return Decided(campaign_id, at, record["cancelled_at"], reason_code_of(record["reason"]))
         case ControlKind.COUNTED:
             if record["from_partition"] is None:
                 raise DecodeError("a COUNTED control record without its partition", kind="corrupt")
@@ -113,13 +112,6 @@ def control_event(record: Mapping[str, Any]) -> ControlEvent:
             return ChannelAccess(campaign_id, at, record["enabled"])
         case _:
             assert_never(kind)
-
-
-def _reason_code(text: str) -> ReasonCode:
-    try:
-        return ReasonCode(text)
-    except ValueError:
-        return ReasonCode.OTHER  # a code of a newer worker
 
 
 def progress_record(campaign_id: str, partition: int, last_key: str | None, done: bool, tally: Tally) -> dict[str, Any]:
