@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal, get_args
 
-from booster.processors.events import AccountChannels, CampaignLaunched, Channel, Criterion
+from booster.processors.events import AccountChannels, BoosterSettings, CampaignLaunched, Channel, Criterion
 from booster.processors.text import human_duration
 
 MIN_DELAY_SECONDS = 2 * 3600
@@ -192,17 +192,21 @@ def decide_launch(
             ),
             launch.launched_at,
         )
-    schedule = Schedule(
+    return Accepted(schedule_of(launch, b), report("SCHEDULED", None, None), launch.launched_at)
+
+
+def schedule_of(launch: CampaignLaunched, b: BoosterSettings) -> Schedule:
+    """The schedule of an accepted launch: a function of the launch alone, so it can be made again."""
+    return Schedule(
         campaign_id=launch.campaign_id,
-        booster_id=booster_id,
-        booster_name=name,
+        booster_id=booster_id_of(launch.campaign_id),
+        booster_name=booster_name_of(launch.name),
         account_id=launch.account_id,
-        channel=channel,
+        channel=b.channel or launch.channel,
         criterion=b.criterion or default_criterion(launch.channel),
         content_ref=b.content_ref,
-        deadline=deadline,
+        deadline=launch.launched_at + b.delay_seconds * 1000,
     )
-    return Accepted(schedule, report("SCHEDULED", None, None), launch.launched_at)
 
 
 def evolve_account(state: AccountChannels | None, event: AccountChannels) -> AccountChannels:

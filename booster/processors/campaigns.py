@@ -20,8 +20,8 @@ from enum import StrEnum
 from typing import Literal, assert_never
 
 from booster.processors.audience import full_open_rate
-from booster.processors.boosters import MAX_DELAY_MS, ReasonCode, Schedule
-from booster.processors.events import AccountChannels, BoosterCancelled, Channel
+from booster.processors.boosters import MAX_DELAY_MS, LaunchStatus, ReasonCode, Schedule, schedule_of
+from booster.processors.events import AccountChannels, BoosterCancelled, CampaignLaunched, Channel
 
 
 class ControlKind(StrEnum):
@@ -346,3 +346,17 @@ def access_changes(
         if before != now:
             changes.append(ChannelAccess(b.campaign_id, new.updated_at, now))
     return changes, done
+
+
+def broadcast_again(launch: CampaignLaunched, decided: LaunchStatus, now: int) -> Scheduled | NoBoosterFor | None:
+    """The same launch seen again (a replay after a crash, or a producer's retry): its decision's
+    broadcast, to send again, because the decision may have been kept while its broadcast was lost
+    (the table and booster.control are not written in one transaction); receivers keep the first.
+    None once the partitions may have forgotten the campaign (the longest window after its deadline, or
+    after the launch for a campaign without booster): there it would start again."""
+    if decided == "SCHEDULED" and launch.booster is not None:
+        schedule = schedule_of(launch, launch.booster)
+        return Scheduled(schedule, launch.launched_at) if now < schedule.deadline + MAX_DELAY_MS else None
+    if decided != "SCHEDULED" and now < launch.launched_at + MAX_DELAY_MS:
+        return NoBoosterFor(launch.campaign_id, launch.launched_at)
+    return None

@@ -28,7 +28,7 @@ from booster.processors.boosters import (
     on_launch,
     pending_report,
 )
-from booster.processors.campaigns import LiveBooster, NoBoosterFor, Scheduled, Tick, access_changes
+from booster.processors.campaigns import LiveBooster, NoBoosterFor, Scheduled, Tick, access_changes, broadcast_again
 from booster.processors.events import AccountChannels, BoosterCancelled, launch_from_record
 from booster.processors.notices import duplicate_notice, launch_fingerprint, pending_notice
 from booster.processors.packing import (
@@ -135,7 +135,12 @@ class Launches:
         match step:
             case Duplicate():
                 self.metrics.inc("booster_duplicate_launches_total")
-                await self.notices.send(duplicate_notice(launch, fingerprint, step.decided, decided_fingerprint))
+                if fingerprint == decided_fingerprint:
+                    again = broadcast_again(launch, step.decided, now_ms())
+                    if again is not None:
+                        await self.control.broadcast(again)
+                else:
+                    await self.notices.send(duplicate_notice(launch, fingerprint, step.decided, decided_fingerprint))
             case AwaitAccount():
                 pending, key = self.pending.partition(p), pending_key(account_id, launch.campaign_id)
                 told = pending.get(key) is not None  # the launch sent again while it waits

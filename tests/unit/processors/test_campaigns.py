@@ -37,6 +37,7 @@ from booster.processors.campaigns import (
     Tick,
     accepts_events,
     access_changes,
+    broadcast_again,
     campaign_of,
     cancelled_by,
     channel_revoked,
@@ -248,3 +249,15 @@ def test_r15_an_accounts_new_channels_tell_its_scheduled_boosters_what_changed()
     back = AccountChannels("acct", frozenset({"SMS", "EMAIL"}), T0 + 60)
     assert access_changes(new, back, live[:2])[0] == [ChannelAccess("e", T0 + 60, True)]
     assert access_changes(old, old, live) == ([], [])  # an older record changed nothing
+
+
+def test_the_same_launch_seen_again_broadcasts_its_decision_again_while_partitions_remember_it() -> None:
+    launched = launch()
+    accepted = on_launch(None, ACCOUNT, launched)
+    assert isinstance(accepted, Accepted)
+    again = broadcast_again(launched, "SCHEDULED", T0)
+    assert again == Scheduled(accepted.schedule, launched.launched_at)  # the very same schedule
+    horizon = accepted.schedule.deadline + 7 * 86_400_000
+    assert broadcast_again(launched, "SCHEDULED", horizon - 1) is not None
+    assert broadcast_again(launched, "SCHEDULED", horizon) is None  # the partitions may have forgotten it
+    assert broadcast_again(launched, "REJECTED", T0) == NoBoosterFor("cmp", launched.launched_at)

@@ -4,6 +4,7 @@ that wait for their account, broadcasts to every partition."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from booster.schemas.catalog import LAUNCHES_BY_ACCOUNT
@@ -199,3 +200,17 @@ def test_a_channel_the_account_loses_before_the_deadline_is_told_to_every_partit
     w.account(["SMS", "EMAIL"], at=deadline + 1)  # given back after it: too late to matter, and forgotten
     assert w.control.sent == []
     assert list(w.launches.live.partition(0).items()) == []
+
+
+def test_the_same_launch_again_broadcasts_its_schedule_again() -> None:
+    """A replay after a crash may find the decision kept but its broadcast lost; receivers keep the
+    first schedule, so sending it again is safe."""
+    w = World()
+    w.account(["EMAIL"])
+    recent = {**LAUNCH, "launched_at": int(time.time() * 1000) - 3_600_000}
+    w.launch(recent)
+    first = w.control.decoded()
+    w.control.sent.clear()
+    w.launch(recent)
+    assert w.control.decoded() == first and len(first) == PARTITIONS
+    assert [r["status"] for r in w.reports.decoded()] == ["SCHEDULED"] and w.notices.sent == []
