@@ -57,7 +57,7 @@ def final_report(summaries: Iterable[PartitionSummary]) -> Report | None:
     """The booster's final report once every partition has reported, else None.
 
     Duplicated summaries of a partition count once. Called off by the booster's decision (R9 cancelled,
-    R7 100 % open rate), R7 empty audience, else SENT (R8).
+    R15 channel revoked, R7 100 % open rate), R7 empty audience, else SENT (R8).
     """
     by_partition: dict[int, PartitionSummary] = {}
     for s in summaries:
