@@ -153,15 +153,11 @@ def decide_launch(
     b = launch.booster
     if b is None:
         return NoBooster(launch.campaign_id, launch.launched_at)
-    channel: Channel = b.channel or launch.channel
-    booster_id = booster_id_of(launch.campaign_id)
-    name = booster_name_of(launch.name)
-    deadline = launch.launched_at + b.delay_seconds * 1000
+    schedule = schedule_of(launch, b)
+    channel, deadline = schedule.channel, schedule.deadline
 
     def report(status: Status, code: ReasonCode | None, reason: str | None) -> Report:
-        return Report(
-            booster_id, name, launch.campaign_id, launch.account_id, status, reason, deadline, reason_code=code
-        )
+        return launch_report(schedule, status, code, reason)
 
     if not MIN_DELAY_SECONDS <= b.delay_seconds <= MAX_DELAY_SECONDS:
         return Refused(
@@ -192,7 +188,21 @@ def decide_launch(
             ),
             launch.launched_at,
         )
-    return Accepted(schedule_of(launch, b), report("SCHEDULED", None, None), launch.launched_at)
+    return Accepted(schedule, report("SCHEDULED", None, None), launch.launched_at)
+
+
+def launch_report(schedule: Schedule, status: Status, code: ReasonCode | None, reason: str | None) -> Report:
+    """A report about a launch's booster before it fires: no audience yet."""
+    return Report(
+        schedule.booster_id,
+        schedule.booster_name,
+        schedule.campaign_id,
+        schedule.account_id,
+        status,
+        reason,
+        schedule.deadline,
+        reason_code=code,
+    )
 
 
 def schedule_of(launch: CampaignLaunched, b: BoosterSettings) -> Schedule:
@@ -272,16 +282,8 @@ def pending_report(launch: CampaignLaunched) -> Report:
     """R15: a launch with a booster waiting for its account's channels is visible as PENDING."""
     b = launch.booster
     assert b is not None, "a launch without booster settings never waits"
-    return Report(
-        booster_id_of(launch.campaign_id),
-        booster_name_of(launch.name),
-        launch.campaign_id,
-        launch.account_id,
-        "PENDING",
-        f"waits for the channels of account {launch.account_id}",
-        launch.launched_at + b.delay_seconds * 1000,
-        reason_code=ReasonCode.ACCOUNT_PENDING,
-    )
+    reason = f"waits for the channels of account {launch.account_id}"
+    return launch_report(schedule_of(launch, b), "PENDING", ReasonCode.ACCOUNT_PENDING, reason)
 
 
 def expire_pending(launch: CampaignLaunched, now: int) -> Refused | None:
@@ -290,19 +292,11 @@ def expire_pending(launch: CampaignLaunched, now: int) -> Refused | None:
     b = launch.booster
     if b is None:
         return None
-    deadline = launch.launched_at + b.delay_seconds * 1000
-    if now < deadline:
+    schedule = schedule_of(launch, b)
+    if now < schedule.deadline:
         return None
-    report = Report(
-        booster_id_of(launch.campaign_id),
-        booster_name_of(launch.name),
-        launch.campaign_id,
-        launch.account_id,
-        "REJECTED",
-        f"the channels of account {launch.account_id} (account.channels) never came before the deadline",
-        deadline,
-        reason_code=ReasonCode.ACCOUNT_UNKNOWN,
-    )
+    reason = f"the channels of account {launch.account_id} (account.channels) never came before the deadline"
+    report = launch_report(schedule, "REJECTED", ReasonCode.ACCOUNT_UNKNOWN, reason)
     return Refused(report, launch.launched_at)
 
 
