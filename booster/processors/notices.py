@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 
-from booster.processors.boosters import LaunchStatus, ReasonCode, Report, booster_id_of, booster_name_of
+from booster.processors.boosters import LaunchStatus, ReasonCode, Report, booster_id_of
 from booster.processors.campaigns import CampaignPartition, refuses_cancel
 from booster.processors.events import BoosterCancelled, CampaignLaunched
 from booster.processors.text import format_timestamp
@@ -57,14 +57,21 @@ def launch_fingerprint(value: bytes) -> str:
 
 
 def report_notice(report: Report, at: int) -> Notice | None:
-    """The notice of a REJECTED or CANCELLED report; None for SCHEDULED and SENT. A booster has one
-    final outcome, so its id is the booster's and the kind's."""
+    """The notice of a REJECTED, CANCELLED or PENDING report (R14, R15); None for SCHEDULED and SENT.
+    A booster has one final outcome and waits for its account at most once, so the id is the
+    booster's and the kind's."""
     if report.status == "REJECTED":
         kind = NoticeKind.BOOSTER_REJECTED
     elif report.status == "CANCELLED":
         kind = NoticeKind.BOOSTER_CANCELLED
+    elif report.status == "PENDING":
+        kind = NoticeKind.LAUNCH_PENDING
     else:
         return None
+    if kind is NoticeKind.LAUNCH_PENDING:
+        text = f"{report.booster_name} {report.reason}, which are not known yet: it is decided as soon as they are"
+    else:
+        text = f"{report.booster_name} was {report.status.lower()}: {report.reason or 'no reason given'}"
     return Notice(
         notice_id_of(report.booster_id, kind),
         report.account_id,
@@ -72,26 +79,8 @@ def report_notice(report: Report, at: int) -> Notice | None:
         report.booster_id,
         kind,
         report.reason_code or ReasonCode.OTHER,
-        f"{report.booster_name} was {report.status.lower()}: {report.reason or 'no reason given'}",
+        text,
         at,
-    )
-
-
-def pending_notice(launch: CampaignLaunched) -> Notice | None:
-    """R15: a launch with a booster waits for its account's channels; None for a launch without one."""
-    if launch.booster is None:
-        return None
-    booster_id = booster_id_of(launch.campaign_id)
-    return Notice(
-        notice_id_of(booster_id, NoticeKind.LAUNCH_PENDING),
-        launch.account_id,
-        launch.campaign_id,
-        booster_id,
-        NoticeKind.LAUNCH_PENDING,
-        ReasonCode.ACCOUNT_PENDING,
-        f"{booster_name_of(launch.name)} waits for the channels of account {launch.account_id}, which are not "
-        "known yet: it is decided as soon as they are",
-        launch.launched_at,
     )
 
 

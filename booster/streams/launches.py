@@ -30,7 +30,7 @@ from booster.processors.boosters import (
 )
 from booster.processors.campaigns import LiveBooster, NoBoosterFor, Scheduled, Tick, access_changes, broadcast_again
 from booster.processors.events import AccountChannels, BoosterCancelled, launch_from_record
-from booster.processors.notices import duplicate_notice, launch_fingerprint, pending_notice
+from booster.processors.notices import duplicate_notice, launch_fingerprint
 from booster.processors.packing import (
     pack_account,
     pack_launch_decision,
@@ -147,8 +147,7 @@ class Launches:
                 pending.write({key: incoming.value})
                 log_decision("pending-account", launch.campaign_id, account_id=account_id)
                 if not told:
-                    await self.reports.send(pending_report(launch), at=launch.launched_at)
-                    await self.notices.send(pending_notice(launch))
+                    await self.reports.send(pending_report(launch), at=launch.launched_at)  # and its notice
             case Accepted() | Refused() | NoBooster():
                 await self._apply(step, p, fingerprint)
             case _:

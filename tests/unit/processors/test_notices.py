@@ -27,7 +27,6 @@ from booster.processors.notices import (
     cancel_refused_notice,
     duplicate_notice,
     launch_fingerprint,
-    pending_notice,
     report_notice,
 )
 from booster.processors.packing import pack_launch_decision, unpack_launch_decision
@@ -88,9 +87,14 @@ def test_a_notice_id_is_the_same_for_the_same_thing_and_differs_otherwise() -> N
 
 
 def test_pending_and_duplicate_notices_only_for_launches_that_asked_for_a_booster() -> None:
-    pending = pending_notice(LAUNCH)
+    pending = report_notice(pending_report(LAUNCH), T0)
     assert pending is not None and pending.kind is NoticeKind.LAUNCH_PENDING
-    assert pending_notice(replace(LAUNCH, booster=None)) is None
+    assert pending.reason_code is ReasonCode.ACCOUNT_PENDING and pending.account_id == "a1"
+    assert pending.text == (
+        "Booster for Spring waits for the channels of account a1, which are not known yet: "
+        "it is decided as soon as they are"
+    )
+    assert isinstance(on_launch(None, None, replace(LAUNCH, booster=None)), NoBooster)  # never waits: no notice
     first, other = launch_fingerprint(b"first"), launch_fingerprint(b"other")
     assert duplicate_notice(LAUNCH, first, "SCHEDULED", first) is None  # the same launch again
     assert duplicate_notice(LAUNCH, other, "SCHEDULED", None) is None  # kept by an older worker
