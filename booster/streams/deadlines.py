@@ -155,9 +155,8 @@ class Deadlines:
         every = range(s.partitions)
         # a misrouted fact of this partition's contacts may sit in any partition of its topic
         tps = [TopicPartition(s.topic(t), q) for t in CONTACT_INPUT_TOPICS for q in every]
-        tps.append(TopicPartition(s.topic("booster.control"), partition))
         # a cancellation, and a change of an account's channels, reach this partition through one of
-        # these, then booster.control
+        # these, then this partition of booster.control (in the second phase, `forwarded_inputs`)
         tps += [TopicPartition(s.topic("campaign.booster-cancelled"), q) for q in every]
         tps += [TopicPartition(s.topic("account.channels"), q) for q in every]
         return tps
