@@ -58,15 +58,21 @@ async def wait_for_report(
     return None
 
 
+async def records_where(settings: Settings, topic: str, field: str, value: str) -> list[dict[str, Any]]:
+    """Every committed record of a contract topic whose `field` is `value`, decoded."""
+    out = []
+    async for msg in read_topic(settings, topic, until_end=True):
+        record = codec().decode(topic, msg.value)
+        if record[field] == value:
+            out.append(record)
+    return out
+
+
 async def notices_for(settings: Settings, campaign_id: str, timeout: float) -> list[dict[str, Any]]:
     """The notices of a campaign on booster.notices, polling until there is one or `timeout` passes."""
     deadline = time.monotonic() + timeout
     while True:
-        found = [
-            codec().decode("booster.notices", msg.value)
-            async for msg in read_topic(settings, "booster.notices", until_end=True)
-        ]
-        mine = [n for n in found if n["campaign_id"] == campaign_id]
+        mine = await records_where(settings, "booster.notices", "campaign_id", campaign_id)
         if mine or time.monotonic() >= deadline:
             return mine
         await asyncio.sleep(1.0)
@@ -74,12 +80,7 @@ async def notices_for(settings: Settings, campaign_id: str, timeout: float) -> l
 
 async def commands_for(settings: Settings, booster_id: str) -> list[dict[str, Any]]:
     """Every committed command of a booster (read once its final report exists: they are all in)."""
-    out = []
-    async for msg in read_topic(settings, "booster.commands", until_end=True):
-        value = codec().decode("booster.commands", msg.value)
-        if value["booster_id"] == booster_id:
-            out.append(value)
-    return out
+    return await records_where(settings, "booster.commands", "booster_id", booster_id)
 
 
 def run_demo(settings: Settings, *, recipients: int = 300, wait_seconds: float = 180.0) -> int:
