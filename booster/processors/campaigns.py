@@ -20,7 +20,15 @@ from enum import StrEnum
 from typing import Literal, assert_never
 
 from booster.processors.audience import full_open_rate
-from booster.processors.boosters import MAX_DELAY_MS, LaunchStatus, ReasonCode, Schedule, schedule_of
+from booster.processors.boosters import (
+    MAX_DELAY_MS,
+    LaunchStatus,
+    ReasonCode,
+    Report,
+    Schedule,
+    launch_report,
+    schedule_of,
+)
 from booster.processors.events import AccountChannels, BoosterCancelled, CampaignLaunched, Channel
 
 
@@ -75,6 +83,9 @@ class Decided:
     at: int
     cancelled_at: int | None
     reason: ReasonCode | None = None
+    # the schedule decided on (G5: the winner among conflicting launches); every partition fans out with
+    # it. None in decisions made before it was carried: the partition's own schedule then.
+    schedule: Schedule | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +147,7 @@ class CampaignPartition:
     """
 
     schedule: Schedule | None = None
+    scheduled_at: int | None = None  # when the launch that gave `schedule` was made (None in older rows)
     cancelled_at: int | None = None
     no_booster: bool = False
     fired: bool = False
@@ -145,9 +157,48 @@ class CampaignPartition:
     access: tuple[tuple[int, bool], ...] = ()  # changes of the channel's access (at, enabled), in time order
 
 
-def evolve_campaign_schedule(state: CampaignPartition | None, schedule: Schedule) -> CampaignPartition:
+def launch_rank(schedule: Schedule, launched_at: int | None) -> tuple[int, str, str, str, str, str, int]:
+    """G5: which of several accepted launches of one campaign id wins: the earliest made, then, for
+    launches made at the same moment, the first by their booster's settings. A total order on what the
+    launches say, so every partition picks the same one whatever the order they arrive in. (A schedule
+    kept before launches were ranked has no launch time: it ranks first, as the first one won then.)"""
+    return (
+        -1 if launched_at is None else launched_at,
+        schedule.account_id,
+        schedule.booster_name,
+        schedule.channel,
+        schedule.criterion,
+        schedule.content_ref,
+        schedule.deadline,
+    )
+
+
+def evolve_campaign_schedule(
+    state: CampaignPartition | None, schedule: Schedule, launched_at: int | None = None
+) -> CampaignPartition:
+    """The winning schedule (`launch_rank`) until the booster is decided; after that it is the decided
+    one, whatever launch comes."""
     s = state or CampaignPartition()
-    return s if s.schedule is not None else replace(s, schedule=schedule)
+    decided = s.decision is not None or s.fired
+    if s.schedule is None:
+        return replace(s, schedule=schedule, scheduled_at=None if decided else launched_at)
+    if decided:
+        return s
+    if launch_rank(schedule, launched_at) < launch_rank(s.schedule, s.scheduled_at):
+        return replace(s, schedule=schedule, scheduled_at=launched_at)
+    return s
+
+
+def lost_launch(state: CampaignPartition | None, event: Scheduled) -> tuple[Schedule, int, Schedule] | None:
+    """G5: the schedule that loses when `event` meets the state's (the loser, when its launch was made,
+    and the schedule the booster keeps), None when they do not conflict. A launch that comes after the
+    booster was decided loses whatever its rank."""
+    if state is None or state.schedule is None or event.schedule == state.schedule:
+        return None
+    kept = evolve_campaign_schedule(state, event.schedule, event.at)
+    if kept.schedule == event.schedule:
+        return state.schedule, -1 if state.scheduled_at is None else state.scheduled_at, event.schedule
+    return event.schedule, event.at, state.schedule
 
 
 def evolve_campaign_cancel(state: CampaignPartition | None, event: BoosterCancelled) -> CampaignPartition:
@@ -165,15 +216,42 @@ def evolve_campaign_seen(state: CampaignPartition | None, at: int) -> CampaignPa
 
 
 def evolve_campaign_no_booster(state: CampaignPartition | None, at: int) -> CampaignPartition:
-    """R1: the campaign has no booster; its later events are dropped until it is forgotten."""
+    """R1: the campaign has no booster; its later events are dropped until it is forgotten. G5: a
+    launch without booster, or whose booster was refused, calls off the booster of another launch of
+    the campaign id, in whatever order they come, until that booster is decided: then it is too late
+    (one booster, one decision)."""
+    if state is not None and (state.decision is not None or state.fired):
+        return state
     return replace(evolve_campaign_seen(state, at), no_booster=True)
+
+
+def called_off_by_launch(before: CampaignPartition | None, after: CampaignPartition) -> Report | None:
+    """G5: the CANCELLED report of a scheduled booster that a launch without booster (or with a refused
+    one) of the same campaign id calls off; again when the winning schedule changes meanwhile, so the
+    last report names the winner. None when nothing changed."""
+    if not after.no_booster or after.schedule is None or after.decision is not None or after.fired:
+        return None
+    if before is not None and before.no_booster and before.schedule == after.schedule:
+        return None
+    return launch_report(
+        after.schedule,
+        "CANCELLED",
+        ReasonCode.DUPLICATE_LAUNCH,
+        f"campaign {after.schedule.campaign_id} was also launched without a booster, or with one that was "
+        "rejected: its booster is not sent",
+    )
 
 
 def evolve_campaign_decided(state: CampaignPartition | None, decision: Decided) -> CampaignPartition:
     """The first decision counts: the deciding partition may send it again (a retried tick), never
-    another one."""
+    another one. Its schedule, when it carries one, is the one every partition fans out with."""
     s = state or CampaignPartition()
-    return s if s.decision is not None else replace(s, decision=decision)
+    if s.decision is not None:
+        return s
+    # the decided schedule is the state's from now on (the decision is kept without it), and no launch
+    # is ranked against it any more
+    schedule = decision.schedule or s.schedule
+    return replace(s, decision=replace(decision, schedule=None), schedule=schedule, scheduled_at=None)
 
 
 def evolve_campaign_counts(state: CampaignPartition | None, counted: Counted) -> CampaignPartition:
@@ -205,13 +283,14 @@ def decide_booster(state: CampaignPartition, campaign_id: str, now: int) -> Deci
     """R9, R15, R7 and R13: cancelled when a cancel made before the window expired has arrived; else
     when the account's access to the channel was revoked at the deadline; else when every recipient
     opened the original campaign, whatever the criterion; else sent."""
+    schedule = state.schedule
     if (cancelled_at := cancelled_by(state)) is not None:
-        return Decided(campaign_id, now, cancelled_at, ReasonCode.CANCEL_REQUESTED)
+        return Decided(campaign_id, now, cancelled_at, ReasonCode.CANCEL_REQUESTED, schedule)
     if channel_revoked(state):
-        return Decided(campaign_id, now, None, ReasonCode.CHANNEL_REVOKED)
+        return Decided(campaign_id, now, None, ReasonCode.CHANNEL_REVOKED, schedule)
     if full_open_rate(state.counts.values()):
-        return Decided(campaign_id, now, None, ReasonCode.FULL_OPEN_RATE)
-    return Decided(campaign_id, now, None)
+        return Decided(campaign_id, now, None, ReasonCode.FULL_OPEN_RATE, schedule)
+    return Decided(campaign_id, now, None, schedule=schedule)
 
 
 def evolve_campaign_fired(state: CampaignPartition) -> CampaignPartition:
@@ -222,7 +301,7 @@ def evolve_campaign_fired(state: CampaignPartition) -> CampaignPartition:
 def evolve_campaign(state: CampaignPartition | None, event: CampaignEvent) -> CampaignPartition:
     match event:
         case Scheduled():
-            return evolve_campaign_schedule(state, event.schedule)
+            return evolve_campaign_schedule(state, event.schedule, event.at)
         case BoosterCancelled():
             return evolve_campaign_cancel(state, event)
         case NoBoosterFor():

@@ -13,9 +13,9 @@ import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 
-from booster.processors.boosters import LaunchStatus, ReasonCode, Report, booster_id_of
-from booster.processors.campaigns import CampaignPartition, refuses_cancel
-from booster.processors.events import BoosterCancelled, CampaignLaunched
+from booster.processors.boosters import ReasonCode, Report
+from booster.processors.campaigns import CampaignPartition, Scheduled, launch_rank, lost_launch, refuses_cancel
+from booster.processors.events import BoosterCancelled
 from booster.processors.text import format_timestamp
 
 # notice ids are uuid5 in this namespace
@@ -84,30 +84,6 @@ def report_notice(report: Report, at: int) -> Notice | None:
     )
 
 
-def duplicate_notice(
-    launch: CampaignLaunched, fingerprint: str, decided: LaunchStatus, decided_fingerprint: str | None
-) -> Notice | None:
-    """G5: another launch of a campaign whose launch was decided already changes nothing; its sender is
-    told when it asked for a booster. The same launch sent again (a producer's retry: the same
-    fingerprint) says nothing new; a decision kept without its launch's fingerprint (by an older
-    worker) counts as the same launch."""
-    if launch.booster is None or decided_fingerprint in (None, fingerprint):
-        return None
-    booster_id = booster_id_of(launch.campaign_id)
-    outcome = "no booster" if decided == "NONE" else f"its booster {decided.lower()}"
-    return Notice(
-        notice_id_of(booster_id, NoticeKind.LAUNCH_DUPLICATE, fingerprint),
-        launch.account_id,
-        launch.campaign_id,
-        booster_id,
-        NoticeKind.LAUNCH_DUPLICATE,
-        ReasonCode.DUPLICATE_LAUNCH,
-        f"a second launch of campaign {launch.campaign_id} (launched at {format_timestamp(launch.launched_at)}) "
-        f"was ignored: the campaign was launched before, with {outcome}",
-        launch.launched_at,
-    )
-
-
 def cancel_refused_notice(state: CampaignPartition | None, cancel: BoosterCancelled) -> Notice | None:
     """R13: the notice of a cancel that came after the booster's window expired or after it started
     firing; None for a cancel that counts (or of a booster this state does not know)."""
@@ -126,4 +102,29 @@ def cancel_refused_notice(state: CampaignPartition | None, cancel: BoosterCancel
         f"the cancel of {schedule.booster_name} (cancelled at {format_timestamp(cancel.cancelled_at)}) came {when} "
         f"(deadline {format_timestamp(schedule.deadline)}): the booster is sent",
         cancel.cancelled_at,
+    )
+
+
+def lost_launch_notice(state: CampaignPartition | None, event: Scheduled) -> Notice | None:
+    """G5: the notice to the account of a launch whose booster lost to another launch of the same
+    campaign id (`launch_rank`), or came after the booster was decided; None when they do not conflict.
+    Its id is the losing launch's, so it is the same whatever order the launches came in."""
+    lost = lost_launch(state, event)
+    if lost is None:
+        return None
+    loser, launched_at, kept = lost
+    detail = hashlib.sha1(repr(launch_rank(loser, launched_at)).encode()).hexdigest()[:16]
+    decided = state is not None and (state.decision is not None or state.fired)
+    why = "came after the booster was decided" if decided else "lost to another launch of it"
+    made = "" if launched_at < 0 else f" (launched at {format_timestamp(launched_at)})"
+    return Notice(
+        notice_id_of(loser.booster_id, NoticeKind.LAUNCH_DUPLICATE, detail),
+        loser.account_id,
+        loser.campaign_id,
+        loser.booster_id,
+        NoticeKind.LAUNCH_DUPLICATE,
+        ReasonCode.DUPLICATE_LAUNCH,
+        f"a launch of campaign {loser.campaign_id}{made} {why}: its booster {loser.booster_name} is not sent; "
+        f"the booster is the one of account {kept.account_id}, due {format_timestamp(kept.deadline)}",
+        max(launched_at, 0),
     )

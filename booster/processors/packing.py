@@ -145,6 +145,7 @@ def pack_campaign(s: CampaignPartition) -> bytes:
     return json.dumps(
         {
             "schedule": None if s.schedule is None else schedule_to_dict(s.schedule),
+            "scheduled_at": s.scheduled_at,
             "cancelled_at": s.cancelled_at,
             "no_booster": s.no_booster,
             "fired": s.fired,
@@ -162,6 +163,7 @@ def unpack_campaign(data: bytes, campaign_id: str) -> CampaignPartition:
     decision = d.get("decision")  # absent in rows written before decisions were kept
     return CampaignPartition(
         schedule=None if d["schedule"] is None else schedule_from_dict(d["schedule"]),
+        scheduled_at=d.get("scheduled_at"),  # absent in rows written before launches were ranked
         cancelled_at=d["cancelled_at"],
         no_booster=d["no_booster"],
         fired=d["fired"],
@@ -177,6 +179,7 @@ def _decision_list(d: Decided) -> list[Any]:
 
 
 def _decision_of(campaign_id: str, d: list[Any]) -> Decided:
+    # kept without its schedule: the state's is the decided one
     return Decided(campaign_id, d[0], d[1], reason_code_of(d[2] if len(d) > 2 else None))
 
 

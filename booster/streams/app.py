@@ -111,7 +111,6 @@ class BoosterApp:
             by_account=self._topic(LAUNCHES_BY_ACCOUNT),
             control=control,
             reports=self.reports,
-            notices=notices,
             accounts=self._table("accounts", ROCKSDB_SMALL),
             pending=self._table("pending-launches", ROCKSDB_SMALL),
             decided=self._table("launch-decisions", ROCKSDB_SMALL),
@@ -129,6 +128,7 @@ class BoosterApp:
             gate=gate,
             fanout=fanout,
             notices=notices,
+            reports=self.reports,
             metrics=metrics,
             active_partitions=self.active_partitions,
         )

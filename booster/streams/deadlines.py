@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import assert_never
 
 from aiokafka import TopicPartition
@@ -38,6 +38,7 @@ from booster.processors.campaigns import (
     NoBoosterFor,
     Scheduled,
     Tick,
+    called_off_by_launch,
     decide_booster,
     due,
     evolve_campaign,
@@ -45,7 +46,7 @@ from booster.processors.campaigns import (
     evolve_campaign_fired,
 )
 from booster.processors.events import BoosterCancelled
-from booster.processors.notices import cancel_refused_notice
+from booster.processors.notices import cancel_refused_notice, lost_launch_notice
 from booster.schemas.catalog import CONTACT_INPUT_TOPICS, REROUTED
 from booster.streams.audience import delete_rows, recipient_states
 from booster.streams.campaigns import CampaignStates
@@ -55,6 +56,7 @@ from booster.streams.gate import LagGate
 from booster.streams.metrics import Metrics
 from booster.streams.notices import Notices
 from booster.streams.records import Incoming, log_decision, now_ms, run_timer
+from booster.streams.reports import Reports
 from booster.streams.store import Table
 from booster.streams.wire import control_event
 
@@ -86,6 +88,7 @@ class Deadlines:
         gate: LagGate,
         fanout: Fanout,
         notices: Notices,
+        reports: Reports,
         metrics: Metrics,
         active_partitions: Callable[[], list[int]],
     ) -> None:
@@ -97,6 +100,7 @@ class Deadlines:
         self.gate = gate
         self.fanout = fanout
         self.notices = notices
+        self.reports = reports
         self.metrics = metrics
         self.active_partitions = active_partitions
         self._watches: dict[tuple[str, int], _Watch] = {}
@@ -190,27 +194,34 @@ class Deadlines:
         p = incoming.partition
         state = self.campaigns.get(campaign_id, p)
         event = control_event(record)
+        deciding = p == DECIDING_PARTITION  # what accounts are told about the booster is told from there, once
         match event:
             case Tick():
                 await self._tick(campaign_id, p, state)
                 return
-            case NoBoosterFor():
-                delete_rows(self.recipients.partition(p), campaign_id)
             case BoosterCancelled():
-                if p == DECIDING_PARTITION:  # there a cancel after the decision is refused, once
+                if deciding:  # a cancel after the decision is refused
                     await self.notices.send(cancel_refused_notice(state, event))
+            case Scheduled():
+                if deciding:  # G5: another launch of the campaign id lost to this one, or this one lost
+                    await self.notices.send(lost_launch_notice(state, event))
             case Counted():
                 if state is not None and state.decision is not None:  # its partition missed the decision
-                    await self.control.send(state.decision, event.partition)
-            case Scheduled() | Decided() | ChannelAccess():
+                    await self.control.send(replace(state.decision, schedule=state.schedule), event.partition)
+            case NoBoosterFor() | Decided() | ChannelAccess():
                 pass
             case _:
                 assert_never(event)
         new = evolve_campaign(state, event)
-        if new != state:
-            self.campaigns.put(campaign_id, p, new)
-            if isinstance(event, Decided | Counted):  # the next step may be due: tick for it at once
-                self._watch(campaign_id, p).ticked_at = None
+        if new == state:
+            return
+        if new.no_booster and not (state is not None and state.no_booster):  # R1, R12: its rows go at once
+            delete_rows(self.recipients.partition(p), campaign_id)
+        self.campaigns.put(campaign_id, p, new)
+        if deciding and (report := called_off_by_launch(state, new)) is not None:
+            await self.reports.send(report, at=event.cancelled_at if isinstance(event, BoosterCancelled) else event.at)
+        if isinstance(event, Decided | Counted):  # the next step may be due: tick for it at once
+            self._watch(campaign_id, p).ticked_at = None
 
     async def _tick(self, campaign_id: str, p: int, state: CampaignPartition | None) -> None:
         if state is None:

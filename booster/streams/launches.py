@@ -30,7 +30,7 @@ from booster.processors.boosters import (
 )
 from booster.processors.campaigns import LiveBooster, NoBoosterFor, Scheduled, Tick, access_changes, broadcast_again
 from booster.processors.events import AccountChannels, BoosterCancelled, launch_from_record
-from booster.processors.notices import duplicate_notice, launch_fingerprint
+from booster.processors.notices import launch_fingerprint
 from booster.processors.packing import (
     pack_account,
     pack_launch_decision,
@@ -42,10 +42,9 @@ from booster.processors.packing import (
 from booster.schemas import codec
 from booster.streams.control import Control
 from booster.streams.metrics import Metrics
-from booster.streams.notices import Notices
 from booster.streams.records import Incoming, Topic, log_decision, now_ms, run_timer
 from booster.streams.reports import Reports
-from booster.streams.store import Table, pending_key, pending_prefix, split_pending_key
+from booster.streams.store import Table, pending_key, pending_launch_key, pending_prefix, split_pending_key
 from booster.streams.wire import control_record
 
 RETICK_SECONDS = 15.0  # a pending launch's expiry tick not done by then is sent again
@@ -58,7 +57,6 @@ class Launches:
         by_account: Topic,
         control: Control,
         reports: Reports,
-        notices: Notices,
         accounts: Table,
         pending: Table,
         decided: Table,
@@ -70,7 +68,6 @@ class Launches:
         self.by_account = by_account
         self.control = control
         self.reports = reports
-        self.notices = notices
         self.accounts = accounts
         self.pending = pending
         self.decided = decided
@@ -124,6 +121,10 @@ class Launches:
         fingerprint = launch_fingerprint(incoming.value or b"")  # decoded above: never None here
         raw_decided = self.decided.partition(p).get(launch.campaign_id.encode())
         decided, decided_fingerprint = (None, None) if raw_decided is None else unpack_launch_decision(raw_decided)
+        if decided_fingerprint not in (None, fingerprint):
+            # G5: another launch of the campaign id is decided as well; the control partitions keep the
+            # one that wins, whatever the order, and tell the account of the one that lost
+            decided = None
         raw_account = self.accounts.partition(p).get(account_id.encode())
         step = on_launch(
             decided,
@@ -133,16 +134,14 @@ class Launches:
             staleness_ms=self.staleness_ms,
         )
         match step:
-            case Duplicate():
+            case Duplicate():  # the same launch again (a decision kept by an older worker has no fingerprint)
                 self.metrics.inc("booster_duplicate_launches_total")
-                if fingerprint == decided_fingerprint:
-                    again = broadcast_again(launch, step.decided, now_ms())
-                    if again is not None:
-                        await self.control.broadcast(again)
-                else:
-                    await self.notices.send(duplicate_notice(launch, fingerprint, step.decided, decided_fingerprint))
+                again = broadcast_again(launch, step.decided, now_ms())
+                if again is not None:
+                    await self.control.broadcast(again)
             case AwaitAccount():
-                pending, key = self.pending.partition(p), pending_key(account_id, launch.campaign_id)
+                pending = self.pending.partition(p)
+                key = pending_launch_key(account_id, launch.campaign_id, fingerprint)
                 told = pending.get(key) is not None  # the launch sent again while it waits
                 pending.write({key: incoming.value})
                 log_decision("pending-account", launch.campaign_id, account_id=account_id)
@@ -217,15 +216,19 @@ class Launches:
         self._expiring.pop((campaign_id, p), None)
         if not incoming.key:
             return
-        pending, key = self.pending.partition(p), pending_key(incoming.key.decode(), campaign_id)
-        raw = pending.get(key)
-        if raw is None:
-            return  # decided meanwhile: its account's channels came
-        refused = expire_pending(launch_from_record(codec().decode("campaign.launched", raw)), now_ms())
-        if refused is None:
-            return
-        pending.write({key: None})
-        await self._apply(refused, p, launch_fingerprint(raw))
+        pending = self.pending.partition(p)
+        # every launch of the campaign waiting for the account (none: decided meanwhile, its channels came)
+        waiting = [
+            (key, raw)
+            for key, raw in pending.items(pending_prefix(incoming.key.decode()))
+            if split_pending_key(key)[1] == campaign_id
+        ]
+        for key, raw in waiting:
+            refused = expire_pending(launch_from_record(codec().decode("campaign.launched", raw)), now_ms())
+            if refused is None:
+                continue
+            pending.write({key: None})
+            await self._apply(refused, p, launch_fingerprint(raw))
 
     def forget_partitions(self, partitions: set[int]) -> None:
         for key in [k for k in self._expiring if k[1] in partitions]:

@@ -64,10 +64,17 @@ def pending_prefix(account_id: str) -> bytes:
     return f"{account_id}{SEP}".encode()
 
 
+def pending_launch_key(account_id: str, campaign_id: str, fingerprint: str) -> bytes:
+    """A launch waiting for its account: one row per launch, so every launch of a campaign id waits and is
+    decided (G5: which one wins is decided downstream, whatever their order)."""
+    return f"{account_id}{SEP}{campaign_id}{SEP}{fingerprint}".encode()
+
+
 def split_pending_key(key: bytes) -> tuple[str, str]:
-    """(account_id, campaign_id) of a pending launch's key."""
-    account_id, _, campaign_id = key.decode().partition(SEP)
-    return account_id, campaign_id
+    """(account_id, campaign_id) of a pending launch's key, or an account's live booster's (a pending
+    launch's key written before launches had a row each has no fingerprint)."""
+    account_id, _, rest = key.decode().partition(SEP)
+    return account_id, rest.partition(SEP)[0]
 
 
 def campaign_key(campaign_id: str, partition: int) -> bytes:

@@ -74,6 +74,7 @@ def control_record(event: ControlEvent) -> dict[str, Any]:
             campaign_id, at = event.campaign_id, event.at
             record["cancelled_at"] = event.cancelled_at
             record["reason"] = None if event.reason is None else event.reason.value
+            record["schedule"] = None if event.schedule is None else schedule_record(event.schedule)
         case Counted():
             campaign_id, at = event.campaign_id, event.at
             record["from_partition"], record["all_opened"] = event.partition, event.all_opened
@@ -101,7 +102,14 @@ def control_event(record: Mapping[str, Any]) -> ControlEvent:
         case ControlKind.TICK:
             return Tick(campaign_id, at)
         case ControlKind.DECIDED:
-            return Decided(campaign_id, at, record["cancelled_at"], reason_code_of(record["reason"]))
+            schedule = record["schedule"]
+            return Decided(
+                campaign_id,
+                at,
+                record["cancelled_at"],
+                reason_code_of(record["reason"]),
+                None if schedule is None else schedule_from_dict({"campaign_id": campaign_id, **schedule}),
+            )
         case ControlKind.COUNTED:
             if record["from_partition"] is None:
                 raise DecodeError("a COUNTED control record without its partition", kind="corrupt")

@@ -1,7 +1,7 @@
 """R13, one booster, one decision: every partition of a booster fires, or none does, whichever
 partition a cancel reached first; the final report agrees with the commands; a cancel that comes after
 the decision is refused with a notice. R7: a campaign everyone opened gets no booster, whatever its
-criterion."""
+criterion. G5: conflicting launches of one campaign id give the same booster in any order."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import asyncio
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from booster.broker.local import LocalKafka
 from booster.config import Settings
@@ -20,7 +21,7 @@ from booster.processors.events import BoosterCancelled
 from booster.schemas import codec
 from booster.streams.wire import control_record
 from booster.testing.demo import commands_for
-from booster.testing.scenario import build, launched_for_deadline
+from booster.testing.scenario import Scenario, build, launched_for_deadline
 from booster.testing.workers import WorkerProcess
 from tests.conftest import fresh_settings
 from tests.faults.harness import final_report, verify
@@ -120,3 +121,68 @@ def test_a_channel_revoked_before_the_deadline_cancels_the_booster(kafka: LocalK
     assert (report["status"], report["reason_code"], report["billable"]) == ("CANCELLED", "CHANNEL_REVOKED", 0)
     assert asyncio.run(commands_for(settings, booster_id_of(revoked.campaign_id))) == []
     assert [(n["kind"], n["reason_code"]) for n in told] == [("BOOSTER_CANCELLED", "CHANNEL_REVOKED")]
+
+
+def wait_for_final_report(settings: Settings, campaign_id: str) -> dict[str, Any]:
+    return wait_for(f"{campaign_id}'s final report", lambda: final_report(settings, campaign_id), 60, 0.5)
+
+
+def test_g5_conflicting_launches_from_two_accounts_send_the_earliest_in_either_order(
+    kafka: LocalKafka, tmp_path: Path
+) -> None:
+    """One campaign id launched by two accounts (whose launches are decided in different partitions),
+    a second apart, published in both orders for two campaigns: each booster is the earliest launch's
+    in every partition, and the other account is told once that its launch lost."""
+    settings = fresh_settings()
+    asyncio.run(admin.create(settings))
+    tag = uuid.uuid4().hex[:6]
+    lead_ms = 10_000  # both launches reach every partition before the deadline
+    at = launched_for_deadline(int(time.time() * 1000) + lead_ms)
+    first_then_second = build(f"x-{tag}", 40, launched_at=at, account_id=f"first-{tag}")
+    second_then_first = build(f"y-{tag}", 40, launched_at=at, account_id=f"first-{tag}")
+    loser_account = f"second-{tag}"
+
+    def second_launch(sc: Scenario) -> dict[str, Any]:
+        first = sc.launch_record()
+        booster = {**first["booster"], "content_ref": "content/second"}
+        return {**first, "account_id": loser_account, "launched_at": at + 1000, "booster": booster}
+
+    accounts = [
+        account_record(first_then_second),
+        ("account.channels", {**first_then_second.account_channels(), "account_id": loser_account}),
+    ]
+    x, y = first_then_second, second_then_first
+    worker = WorkerProcess(settings, tmp_path / "w").start()
+    try:
+        publish_records(
+            settings,
+            [
+                *accounts,
+                *scenario_records(x, launch=False),
+                *scenario_records(y, launch=False),
+                ("campaign.launched", x.launch_record()),
+                ("campaign.launched", second_launch(x)),
+                ("campaign.launched", second_launch(y)),
+                ("campaign.launched", y.launch_record()),
+            ],
+        )
+        reports = {sc.campaign_id: wait_for_final_report(settings, sc.campaign_id) for sc in (x, y)}
+        told = wait_for(
+            "the losing launches' notices",
+            lambda: [n for _, n, _ in read_all(settings, "booster.notices") if n["account_id"] == loser_account],
+            30,
+            0.5,
+        )
+    finally:
+        worker.stop()
+    for sc in (x, y):
+        report = reports[sc.campaign_id]
+        v = verify(settings, sc, report)
+        assert v.ok, v.problems
+        assert report["account_id"] == x.account_id and report["deadline"] == sc.deadline
+        commands = asyncio.run(commands_for(settings, booster_id_of(sc.campaign_id)))
+        assert {c["content_ref"] for c in commands} == {f"content/{sc.campaign_id}/booster"}
+    assert sorted((n["campaign_id"], n["kind"]) for n in told) == [
+        (x.campaign_id, "LAUNCH_DUPLICATE"),
+        (y.campaign_id, "LAUNCH_DUPLICATE"),
+    ]

@@ -73,7 +73,7 @@ def test_control_events_fold_the_same_in_any_order(events: list[CampaignEvent]) 
 
 def test_the_first_decision_counts_and_a_cancel_after_it_is_refused() -> None:
     state = evolve_campaign(None, Scheduled(SCHEDULE, T0))
-    assert decide_booster(state, "cmp", T0 + 1) == Decided("cmp", T0 + 1, None)
+    assert decide_booster(state, "cmp", T0 + 1) == Decided("cmp", T0 + 1, None, schedule=SCHEDULE)
     sent = evolve_campaign(state, Decided("cmp", T0 + 1, None))
     assert evolve_campaign(sent, Decided("cmp", T0 + 2, T0)) == sent  # a retried tick's: ignored
     in_time = BoosterCancelled("cmp", SCHEDULE.deadline - 1)

@@ -3,9 +3,13 @@ ids that are the same for the same thing told."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from booster.processors.audience import Tally
 from booster.processors.boosters import (
@@ -20,13 +24,22 @@ from booster.processors.boosters import (
     on_launch,
     pending_report,
 )
-from booster.processors.campaigns import CampaignPartition, refuses_cancel
+from booster.processors.campaigns import (
+    CampaignPartition,
+    Decided,
+    NoBoosterFor,
+    Scheduled,
+    accepts_events,
+    called_off_by_launch,
+    decide_booster,
+    evolve_campaign,
+    refuses_cancel,
+)
 from booster.processors.events import AccountChannels, BoosterCancelled, BoosterSettings, CampaignLaunched
 from booster.processors.notices import (
     NoticeKind,
     cancel_refused_notice,
-    duplicate_notice,
-    launch_fingerprint,
+    lost_launch_notice,
     report_notice,
 )
 from booster.processors.packing import pack_launch_decision, unpack_launch_decision
@@ -86,7 +99,7 @@ def test_a_notice_id_is_the_same_for_the_same_thing_and_differs_otherwise() -> N
     assert late1.notice_id != late2.notice_id and late1.reason_code is ReasonCode.CANCEL_TOO_LATE
 
 
-def test_pending_and_duplicate_notices_only_for_launches_that_asked_for_a_booster() -> None:
+def test_pending_notices_only_for_launches_that_asked_for_a_booster() -> None:
     pending = report_notice(pending_report(LAUNCH), T0)
     assert pending is not None and pending.kind is NoticeKind.LAUNCH_PENDING
     assert pending.reason_code is ReasonCode.ACCOUNT_PENDING and pending.account_id == "a1"
@@ -95,12 +108,59 @@ def test_pending_and_duplicate_notices_only_for_launches_that_asked_for_a_booste
         "it is decided as soon as they are"
     )
     assert isinstance(on_launch(None, None, replace(LAUNCH, booster=None)), NoBooster)  # never waits: no notice
-    first, other = launch_fingerprint(b"first"), launch_fingerprint(b"other")
-    assert duplicate_notice(LAUNCH, first, "SCHEDULED", first) is None  # the same launch again
-    assert duplicate_notice(LAUNCH, other, "SCHEDULED", None) is None  # kept by an older worker
-    assert duplicate_notice(replace(LAUNCH, booster=None), other, "SCHEDULED", first) is None
-    lost = duplicate_notice(LAUNCH, other, "NONE", first)
-    assert lost is not None and lost.kind is NoticeKind.LAUNCH_DUPLICATE and "no booster" in lost.text
+
+
+# G5: conflicting launches of one campaign id, as the control partitions see them
+EARLY = Scheduled(SCHEDULE, T0)
+SAME_TIME = Scheduled(replace(SCHEDULE, account_id="a0", deadline=T0 + 3 * HOUR), T0)  # ranks first at T0
+LATE = Scheduled(replace(SCHEDULE, content_ref="other", deadline=T0 + HOUR + 2 * HOUR), T0 + HOUR)
+CONFLICTING = [EARLY, SAME_TIME, LATE, LATE]  # LATE sent twice
+
+
+def fold_at_the_deciding_partition(events: Sequence[Scheduled | NoBoosterFor]) -> tuple[CampaignPartition, list[Any]]:
+    """The state and what the deciding partition tells (notices and reports), in arrival order."""
+    state: CampaignPartition | None = None
+    told: list[Any] = []
+    for event in events:
+        if isinstance(event, Scheduled):
+            told.append(lost_launch_notice(state, event))
+        new = evolve_campaign(state, event)
+        told.append(called_off_by_launch(state, new))
+        state = new
+    assert state is not None
+    return state, [t for t in told if t is not None]
+
+
+@given(st.permutations(CONFLICTING))
+def test_g5_conflicting_launches_keep_the_same_winner_and_tell_each_loser_once_in_any_order(
+    events: list[Scheduled],
+) -> None:
+    state, told = fold_at_the_deciding_partition(events)
+    assert state.schedule == SAME_TIME.schedule and state.scheduled_at == T0
+    losers = {(n.account_id, n.notice_id) for n in told}
+    assert {account for account, _ in losers} == {"a1"} and len(losers) == 2  # EARLY's and LATE's
+    assert all(n.kind is NoticeKind.LAUNCH_DUPLICATE and n.reason_code is ReasonCode.DUPLICATE_LAUNCH for n in told)
+    # the decision carries the winner: a partition that saw another schedule fans out with it
+    decision = decide_booster(state, "c1", T0 + 4 * HOUR)
+    elsewhere = evolve_campaign(evolve_campaign(None, LATE), decision)
+    assert elsewhere.schedule == SAME_TIME.schedule and elsewhere.decision == replace(decision, schedule=None)
+
+
+@given(st.permutations([EARLY, LATE, NoBoosterFor("c1", T0 + 2 * HOUR)]))
+def test_g5_a_launch_without_booster_calls_the_booster_off_in_any_order(events: list[Any]) -> None:
+    state, told = fold_at_the_deciding_partition(events)
+    assert state.no_booster and state.schedule == EARLY.schedule and not accepts_events(state)
+    reports = [t for t in told if isinstance(t, Report)]
+    assert reports and reports[-1].status == "CANCELLED" and reports[-1].reason_code is ReasonCode.DUPLICATE_LAUNCH
+    assert reports[-1].account_id == "a1" and reports[-1].deadline == EARLY.schedule.deadline
+
+
+def test_g5_a_launch_after_the_decision_changes_nothing_and_is_told() -> None:
+    decided = evolve_campaign(evolve_campaign(None, LATE), Decided("c1", T0 + 4 * HOUR, None))
+    assert evolve_campaign(decided, EARLY) == decided  # it would have won before the decision
+    assert evolve_campaign(decided, NoBoosterFor("c1", T0)) == decided  # one booster, one decision
+    notice = lost_launch_notice(decided, EARLY)
+    assert notice is not None and "came after the booster was decided" in notice.text
 
 
 def test_a_cancel_is_refused_after_firing_or_after_the_window() -> None:

@@ -22,6 +22,7 @@ from booster.streams.control import Control
 from booster.streams.deadlines import Deadlines
 from booster.streams.metrics import Metrics
 from booster.streams.notices import Notices
+from booster.streams.reports import Reports
 from booster.streams.store import MemoryTable, recipient_key
 from booster.streams.wire import control_event, control_record
 from tests.unit.streams.fakes import Fanout, Gate, SentRecords, incoming
@@ -42,11 +43,14 @@ class World:
         self.control_topic = SentRecords("booster.control")
         self.gate, self.fanout, self.metrics = Gate(), Fanout(), Metrics()
         self.notices = SentRecords("booster.notices")
+        self.reports = SentRecords("booster.reports")
         self.control_log: list[dict[str, Any]] = []  # every control record delivered
         self.deadlines = Deadlines(
             settings=self.settings, campaigns=self.campaigns, recipients=self.recipients, contacts=self.contacts,
             control=Control(self.control_topic, 2), gate=self.gate, fanout=self.fanout,  # type: ignore[arg-type]
-            notices=Notices(self.notices, self.metrics), metrics=self.metrics, active_partitions=lambda: [0, 1],
+            notices=Notices(self.notices, self.metrics),
+            reports=Reports(self.reports, MemoryTable("summaries"), Notices(self.notices, self.metrics), self.metrics),
+            metrics=self.metrics, active_partitions=lambda: [0, 1],
         )  # fmt: skip
 
     def control(self, event: Any, partition: int = 0) -> None:
@@ -99,7 +103,7 @@ def test_schedule_and_cancel_fold_into_the_partitions_state() -> None:
     w.control(Scheduled(sch, T0))
     w.control(BoosterCancelled("c1", sch.deadline - 5))
     w.control(BoosterCancelled("c1", sch.deadline - 9))
-    assert w.campaigns.get("c1", 0) == CampaignPartition(schedule=sch, cancelled_at=sch.deadline - 9)
+    assert w.campaigns.get("c1", 0) == CampaignPartition(schedule=sch, scheduled_at=T0, cancelled_at=sch.deadline - 9)
     assert w.campaigns.get("c1", 1) is None  # each partition has its own
 
 

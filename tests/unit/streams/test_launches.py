@@ -34,7 +34,6 @@ class World:
             by_account=self.by_account,
             control=Control(self.control, PARTITIONS),
             reports=Reports(self.reports, MemoryTable("summaries"), notices, self.metrics),
-            notices=notices,
             accounts=MemoryTable("accounts"),
             pending=self.pending,
             decided=MemoryTable("launch-decisions"),
@@ -87,12 +86,18 @@ def test_a_launch_waits_for_its_account_then_is_scheduled_everywhere() -> None:
     assert list(w.pending.partition(0).items()) == []  # the join is done
 
 
-def test_a_duplicate_launch_is_counted_and_changes_nothing() -> None:
+def test_the_same_launch_again_is_counted_and_another_launch_is_decided_too() -> None:
     w = World()
     w.account(["EMAIL"])
     w.launch(LAUNCH)
-    w.launch({**LAUNCH, "group_size": 0})  # would be cancelled if it were decided again
+    w.launch(LAUNCH)  # the same bytes: a producer's retry, or a replay after a crash
     assert [r["status"] for r in w.reports.decoded()] == ["SCHEDULED"]
+    assert w.metrics.get("booster_duplicate_launches_total") == 1
+    # G5: another launch of the campaign id is decided as well, whatever came first; the control
+    # partitions keep the one that wins (here a booster-less one: no booster) and tell the loser
+    w.launch({**LAUNCH, "group_size": 0})
+    assert [r["status"] for r in w.reports.decoded()] == ["SCHEDULED", "CANCELLED"]
+    assert [c["kind"] for c in w.control.decoded()][-PARTITIONS:] == ["NO_BOOSTER"] * PARTITIONS
     assert w.metrics.get("booster_duplicate_launches_total") == 1
 
 
@@ -133,20 +138,27 @@ def test_a_waiting_launch_is_told_once_however_often_it_is_sent() -> None:
     assert len(w.notices.sent) == 1  # scheduled: nothing more to tell
 
 
-def test_a_launch_sent_again_is_silent_and_another_launch_of_the_campaign_is_told() -> None:
+def test_every_launch_of_a_campaign_id_is_broadcast_and_none_is_told_here() -> None:
     w = World()
     w.account(["EMAIL"])
     w.launch(LAUNCH)
-    w.launch(LAUNCH)  # the same bytes: a retry
-    assert w.notices.sent == []
     w.launch({**LAUNCH, "name": "relaunched"})
-    w.launch({**LAUNCH, "name": "relaunched"})  # that one sent twice: the same notice id
-    w.launch({**LAUNCH, "name": "relaunched", "booster": None})  # asked for no booster: nothing to tell
-    notices = w.notices.decoded()
-    assert [(n["kind"], n["reason_code"]) for n in notices] == [("LAUNCH_DUPLICATE", "DUPLICATE_LAUNCH")] * 2
-    assert notices[0]["notice_id"] == notices[1]["notice_id"]
-    assert "scheduled" in notices[0]["text"]
-    assert w.metrics.get("booster_duplicate_launches_total") == 4
+    w.launch({**LAUNCH, "name": "relaunched"})  # that one sent twice
+    schedules = {(c["schedule"]["booster_name"]) for c in w.control.decoded() if c["kind"] == "SCHEDULE"}
+    assert len(schedules) == 2  # the winner is the control partitions' to pick, and its loser's notice
+    assert w.notices.sent == []
+    assert w.metrics.get("booster_duplicate_launches_total") == 1
+
+
+def test_every_launch_waiting_for_its_account_is_decided_when_it_comes() -> None:
+    w = World()
+    w.launch(LAUNCH)
+    w.launch({**LAUNCH, "name": "relaunched"})  # the account is not known yet: both wait
+    assert len(list(w.pending.partition(0).items())) == 2
+    w.account(["EMAIL"])
+    assert w.pending.partition(0).rows == {}
+    schedules = {(c["schedule"]["booster_name"]) for c in w.control.decoded() if c["kind"] == "SCHEDULE"}
+    assert len(schedules) == 2
 
 
 def test_a_decision_kept_by_an_older_worker_still_recognises_duplicates() -> None:
