@@ -22,6 +22,7 @@ DEFAULTS: dict[str, str] = {
     "BOOSTER_FANOUT_CHUNK": "5000",
     "BOOSTER_SESSION_TIMEOUT_SECONDS": "10",
     "BOOSTER_LAUNCH_STALENESS_SECONDS": "3600",
+    "BOOSTER_RETRY_SECONDS": "120",
 }
 
 DOCS: dict[str, str] = {
@@ -38,6 +39,8 @@ DOCS: dict[str, str] = {
     "BOOSTER_FANOUT_CHUNK": "Commands per fan-out transaction.",
     "BOOSTER_SESSION_TIMEOUT_SECONDS": "How soon the group notices a dead worker and moves its partitions.",
     "BOOSTER_LAUNCH_STALENESS_SECONDS": "A launch decided later than this after its deadline is CANCELLED (stale).",
+    "BOOSTER_RETRY_SECONDS": "How long a worker retries a write the broker does not take before it exits with 75 "
+    "(to be restarted by its supervisor) instead of acknowledging the record.",
 }
 
 
@@ -76,6 +79,7 @@ class Settings:
     fanout_chunk: int
     session_timeout: float
     launch_staleness_ms: int
+    retry_seconds: float = 120.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -101,6 +105,7 @@ class Settings:
             launch_staleness_ms=int(
                 _float("BOOSTER_LAUNCH_STALENESS_SECONDS", get("BOOSTER_LAUNCH_STALENESS_SECONDS"), 0.0) * 1000
             ),
+            retry_seconds=_float("BOOSTER_RETRY_SECONDS", get("BOOSTER_RETRY_SECONDS"), 0.0),
         )
 
     @property

@@ -33,7 +33,7 @@ from booster.streams.ingest import Ingestion
 from booster.streams.launches import Launches
 from booster.streams.metrics import Metrics
 from booster.streams.notices import Notices
-from booster.streams.records import DeadLetters, Guard, Handler, Incoming
+from booster.streams.records import DeadLetters, Guard, Handler, Incoming, Retry
 from booster.streams.reports import Reports
 from booster.streams.store import ChangelogSink, FaustTable
 from booster.streams.web import Web
@@ -97,7 +97,8 @@ class BoosterApp:
 
         dead_letters = DeadLetters(self._topic("booster.dead-letter"), metrics)
         clocks = Clocks(metrics, s.allowed_lateness_ms)
-        self.guard = Guard(sink, dead_letters, gate, metrics, clocks)
+        retry = Retry(s.retry_seconds)
+        self.guard = Guard(sink, dead_letters, gate, metrics, clocks, retry)
         control = Control(self._topic("booster.control"), s.partitions)
         notices = Notices(self._topic("booster.notices"), metrics)
         self.reports = Reports(
@@ -105,7 +106,7 @@ class BoosterApp:
         )
         self.ingestion = Ingestion(
             self.recipients, self.contacts, self.campaigns, sink, dead_letters, gate, metrics, clocks,
-            partitions=s.partitions, rerouted_topic=s.topic(REROUTED),
+            partitions=s.partitions, rerouted_topic=s.topic(REROUTED), retry=retry,
         )  # fmt: skip
         self.launches = Launches(
             by_account=self._topic(LAUNCHES_BY_ACCOUNT),

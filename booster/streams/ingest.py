@@ -34,6 +34,7 @@ from booster.streams.records import (
     Flushable,
     Incoming,
     Progress,
+    Retry,
     contact_partition,
     now_ms,
     refusal,
@@ -76,6 +77,7 @@ class Ingestion:
         *,
         partitions: int,
         rerouted_topic: str,
+        retry: Retry,
     ) -> None:
         self.recipients = recipients
         self.contacts = contacts
@@ -87,6 +89,7 @@ class Ingestion:
         self.clocks = clocks
         self.partitions = partitions
         self.rerouted_topic = rerouted_topic  # its real name
+        self.retry = retry
 
     async def agent(self, stream: Any, contract_name: Callable[[str], str]) -> None:
         # one take of up to INGEST_BATCH events still costs Faust's per-event overhead, but lets us
@@ -102,9 +105,10 @@ class Ingestion:
         for incoming, partition in folded.misrouted:
             self.sink.forward(self.rerouted_topic, partition, incoming.key, incoming.value, incoming.timestamp_ms)
             self.metrics.inc("booster_misrouted_records_total", topic=incoming.topic)
-        await self.sink.flush()
+        # the rows are in RocksDB and appended to the sink: only the changelog write is left to retry
+        await self.retry("writing the changelog of an ingested batch", self.sink.flush)
         for incoming, reason, kind in folded.refused:
-            await self.dead_letters.send(incoming, reason, kind)
+            await self._dead_letter(incoming, reason, kind)
         for topic, n in folded.counted.items():
             self.metrics.inc("booster_events_total", n, topic=topic)
         if folded.dropped:
@@ -114,6 +118,11 @@ class Ingestion:
             self.progress.record(incoming.real_topic, incoming.partition, incoming.offset)
             self.clocks.observe(incoming, now)
         return folded
+
+    async def _dead_letter(self, incoming: Incoming, reason: str, kind: str) -> None:
+        await self.retry(
+            f"dead-lettering {incoming.topic}@{incoming.offset}", lambda: self.dead_letters.send(incoming, reason, kind)
+        )
 
     def fold(self, batch: Sequence[Incoming]) -> Folded:
         """Fold a batch into the tables (written, not yet flushed); bad records are set aside."""

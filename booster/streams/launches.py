@@ -109,9 +109,11 @@ class Launches:
         account, decisions = on_account(old, event, launches, now=now_ms(), staleness_ms=self.staleness_ms)
         accounts.write({account_id.encode(): pack_account(account)})
         await self._tell_live_boosters(account_id, old, account, incoming.partition)
-        pending.write(dict.fromkeys(key for key, _ in waiting))
         for (_, value), decision in zip(waiting, decisions, strict=True):
             await self._apply(decision, incoming.partition, launch_fingerprint(value))
+        # only once every one is decided and broadcast: a failure half-way (retried, or replayed after a
+        # restart) finds them still waiting and decides them again, which changes nothing downstream
+        pending.write(dict.fromkeys(key for key, _ in waiting))
 
     async def _launch(self, incoming: Incoming) -> None:
         record = codec().decode("campaign.launched", incoming.value)

@@ -2,18 +2,28 @@
 the guard that sends a record it cannot process to the dead-letter topic (G4) instead of stopping
 its partition.
 
+Bad input and broker trouble are told apart. A record that cannot be processed (undecodable, against
+the contract, or one our code fails on) is dead-lettered and the partition goes on. A write the broker
+does not take (a client that gave up: KafkaError, a connection or a timeout error) is no fault of the
+record: it is retried with backoff for BOOSTER_RETRY_SECONDS, and then the worker exits with
+EXIT_RETRY_LATER without acknowledging the record, as a kill -9 would, for its supervisor to restart
+it; the restarted worker processes the record again from the last committed offset (the folds are
+idempotent, broadcasts are kept once by their receivers, notices are deduplicated by id).
+
 Records come in as raw bytes and are decoded by our codec: Faust's own serializers would ack a bad
 record and crash the agent.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol, TypeVar
 
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
@@ -24,6 +34,59 @@ from booster.streams.metrics import Metrics
 
 log = logging.getLogger("booster.worker")
 decisions = logging.getLogger("booster.decisions")
+
+EXIT_RETRY_LATER = 75  # EX_TEMPFAIL: the broker did not take a write; restart the worker
+MAX_BACKOFF_SECONDS = 10.0
+T = TypeVar("T")
+
+
+def is_broker_trouble(exc: BaseException) -> bool:
+    """A failure of the infrastructure, not of the record: retry, never dead-letter."""
+    return isinstance(exc, KafkaError | ConnectionError | TimeoutError | asyncio.TimeoutError)
+
+
+def exit_for_restart(what: str, exc: BaseException) -> NoReturn:
+    """End the worker at once, acknowledging nothing more: what is committed is what was done."""
+    log.critical(
+        "%s failed (%s: %s) for longer than BOOSTER_RETRY_SECONDS: exiting with %d without acknowledging it. "
+        "Check the broker, then let the supervisor restart the worker (systemd Restart=on-failure, a "
+        "Kubernetes restartPolicy); it resumes from the last committed offsets.",
+        what,
+        type(exc).__name__,
+        exc,
+        EXIT_RETRY_LATER,
+    )
+    logging.shutdown()
+    os._exit(EXIT_RETRY_LATER)  # no graceful stop: it would commit the offsets of acknowledged records
+
+
+class Retry:
+    """Retries what the broker did not take, with backoff, for `seconds`; then `give_up`."""
+
+    def __init__(
+        self,
+        seconds: float,
+        give_up: Callable[[str, BaseException], NoReturn] = exit_for_restart,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.seconds = seconds
+        self.give_up = give_up
+        self.sleep = sleep
+
+    async def __call__(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        waited, delay = 0.0, 0.5
+        while True:
+            try:
+                return await attempt()
+            except Exception as exc:
+                if not is_broker_trouble(exc):
+                    raise
+                if waited + delay > self.seconds:
+                    self.give_up(what, exc)
+                log.warning("%s failed (%s: %s); retrying in %.1f s", what, type(exc).__name__, exc, delay)
+                await self.sleep(delay)
+                waited += delay
+                delay = min(delay * 2, MAX_BACKOFF_SECONDS)
 
 
 def now_ms() -> int:
@@ -148,23 +211,40 @@ Handler = Callable[[Incoming], Awaitable[None]]
 
 class Guard:
     """Runs one record's handler; its table writes reach the changelog before the record counts as
-    processed, and a failure sends it to the dead-letter topic instead of stopping its partition."""
+    processed. A record that fails goes to the dead-letter topic instead of stopping its partition; a
+    write the broker does not take is retried (the whole handler: its effects are idempotent), and
+    then the worker exits without acknowledging the record."""
 
     def __init__(
-        self, sink: Flushable, dead_letters: DeadLetters, progress: Progress, metrics: Metrics, clocks: ClockWatch
+        self,
+        sink: Flushable,
+        dead_letters: DeadLetters,
+        progress: Progress,
+        metrics: Metrics,
+        clocks: ClockWatch,
+        retry: Retry,
     ) -> None:
         self.sink = sink
         self.dead_letters = dead_letters
         self.progress = progress
         self.metrics = metrics
         self.clocks = clocks
+        self.retry = retry
 
     async def __call__(self, incoming: Incoming, handler: Handler) -> None:
         self.clocks.observe(incoming, now_ms())
-        try:
+
+        async def attempt() -> None:
             await handler(incoming)
             await self.sink.flush()
+
+        where = f"processing {incoming.topic}[{incoming.partition}]@{incoming.offset}"
+        try:
+            await self.retry(where, attempt)
             self.metrics.inc("booster_events_total", topic=incoming.topic)
         except Exception as exc:  # one record must never stop its partition
-            await self.dead_letters.send(incoming, *refusal(incoming, exc))
+            reason = refusal(incoming, exc)
+            await self.retry(
+                f"dead-lettering {incoming.topic}@{incoming.offset}", lambda: self.dead_letters.send(incoming, *reason)
+            )
         self.progress.record(incoming.real_topic, incoming.partition, incoming.offset)

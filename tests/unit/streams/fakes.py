@@ -5,16 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaTimeoutError
 
 from booster.processors.audience import tally_of
 from booster.processors.campaigns import CampaignPartition, cancelled_by
 from booster.processors.summaries import PartitionSummary
 from booster.schemas import codec
 from booster.streams.fanout import FanoutResult
-from booster.streams.records import Incoming
+from booster.streams.records import Incoming, Retry
 from booster.streams.store import PartitionStore
 
 
@@ -44,6 +45,7 @@ class Flushes:
 
     def __init__(self) -> None:
         self.count = 0
+        self.failures = 0  # this many flushes fail next, as a producer that gave up does
         self.forwarded: list[tuple[str, int, bytes | None, bytes | None, int]] = []
         self._unflushed: list[tuple[str, int, bytes | None, bytes | None, int]] = []
 
@@ -51,6 +53,9 @@ class Flushes:
         self._unflushed.append((topic, partition, key, value, timestamp_ms))
 
     async def flush(self) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise KafkaTimeoutError()
         self.count += 1
         self.forwarded += self._unflushed
         self._unflushed = []
@@ -128,3 +133,27 @@ def incoming(topic: str, record: dict[str, Any], *, key: str | bytes | None = No
     raw_value = codec().encode(topic, record) if value is None else value
     source = read_from or topic
     return Incoming(source, f"t.{source}", partition, offset, raw_key, raw_value, timestamp_ms)
+
+
+class GaveUp(BaseException):
+    """What `no_patience` raises where the worker would exit (a BaseException, as an exit is not an
+    error a handler may catch)."""
+
+
+def gave_up(what: str, exc: BaseException) -> NoReturn:
+    raise GaveUp(what, exc)
+
+
+class Sleeps:
+    """The backoff's sleeps, recorded instead of slept."""
+
+    def __init__(self) -> None:
+        self.slept: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.slept.append(seconds)
+
+
+def retry(seconds: float = 30.0) -> tuple[Retry, Sleeps]:
+    sleeps = Sleeps()
+    return Retry(seconds, gave_up, sleeps), sleeps

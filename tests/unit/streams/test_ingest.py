@@ -7,6 +7,8 @@ import logging
 import time
 from typing import Any
 
+import pytest
+
 from booster.processors.campaigns import CampaignPartition
 from booster.processors.packing import unpack_contact, unpack_recipient
 from booster.processors.recipients import ContactState, RecipientState
@@ -16,7 +18,7 @@ from booster.streams.ingest import Ingestion
 from booster.streams.metrics import Metrics
 from booster.streams.records import DeadLetters
 from booster.streams.store import MemoryTable, recipient_key
-from tests.unit.streams.fakes import Flushes, Positions, SentRecords, incoming
+from tests.unit.streams.fakes import Flushes, GaveUp, Positions, SentRecords, incoming, retry
 
 T0 = 1_767_225_600_000
 
@@ -35,10 +37,11 @@ class World:
         self.campaigns = CampaignStates(MemoryTable("campaigns"))
         self.dead = SentRecords("booster.dead-letter")
         self.flushes, self.positions, self.metrics = Flushes(), Positions(), Metrics()
+        self.retry, self.sleeps = retry()
         self.ingestion = Ingestion(
             self.recipients, self.contacts, self.campaigns, self.flushes,
             DeadLetters(self.dead, self.metrics), self.positions, self.metrics, Clocks(self.metrics, 60_000),
-            partitions=partitions, rerouted_topic="t.booster.rerouted",
+            partitions=partitions, rerouted_topic="t.booster.rerouted", retry=self.retry,
         )  # fmt: skip
 
     def recipient(self, contact: str, campaign: str = "c1", partition: int = 0) -> RecipientState | None:
@@ -146,3 +149,21 @@ def test_a_rerouted_fact_in_the_wrong_partition_is_refused_not_forwarded_again()
     wrong = incoming("message.sent", sent("k3"), value=value, read_from="booster.rerouted", partition=1)
     folded = asyncio.run(w.ingestion.ingest([wrong]))
     assert w.flushes.forwarded == [] and [kind for _, _, kind in folded.refused] == ["bad_key"]
+
+
+def test_a_changelog_write_the_broker_does_not_take_is_retried_and_never_dead_lettered() -> None:
+    w = World()
+    w.flushes.failures = 3
+    asyncio.run(w.ingestion.ingest([incoming("message.sent", sent("k1"), offset=4)]))
+    assert w.dead.sent == [] and w.flushes.count == 1
+    assert w.sleeps.slept == [0.5, 1.0, 2.0]  # backoff
+    assert w.positions.processed == {("t.message.sent", 0): 5}  # counted once written
+
+
+def test_a_broker_that_stays_away_ends_the_worker_before_the_batch_counts() -> None:
+    w = World()
+    w.flushes.failures = 100
+    with pytest.raises(GaveUp):
+        asyncio.run(w.ingestion.ingest([incoming("message.sent", sent("k1"), offset=4)]))
+    assert w.dead.sent == [] and w.positions.processed == {}  # nothing counted, nothing dead-lettered
+    assert sum(w.sleeps.slept) <= 30.0

@@ -1,0 +1,81 @@
+"""The guard every per-record agent runs in: bad records are dead-lettered, broker trouble is retried
+and then ends the worker without acknowledging the record (issue 15, point 3)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiokafka.errors import KafkaConnectionError, NodeNotReadyError
+
+from booster.errors import DecodeError
+from booster.streams.metrics import Metrics
+from booster.streams.records import DeadLetters, Guard, Incoming, is_broker_trouble
+from tests.unit.streams.fakes import Flushes, GaveUp, Positions, SentRecords, incoming, retry
+
+RECORD = incoming("contact.deleted", {"contact_id": "k1", "account_id": "a", "deleted_at": 1_767_225_600_000}, offset=7)
+
+
+class Clocks:
+    def observe(self, incoming: Incoming, now: int) -> None:
+        pass
+
+
+class World:
+    def __init__(self) -> None:
+        self.dead, self.sink, self.positions, self.metrics = (
+            SentRecords("booster.dead-letter"),
+            Flushes(),
+            Positions(),
+            Metrics(),
+        )
+        self.retry, self.sleeps = retry(seconds=10.0)
+        self.guard = Guard(
+            self.sink, DeadLetters(self.dead, self.metrics), self.positions, self.metrics, Clocks(), self.retry
+        )
+        self.calls = 0
+
+    def run(self, failures: list[BaseException]) -> None:
+        async def handler(incoming: Incoming) -> None:
+            self.calls += 1
+            if failures:
+                raise failures.pop(0)
+
+        asyncio.run(self.guard(RECORD, handler))
+
+
+def test_broker_trouble_is_retried_then_the_record_counts_and_nothing_is_dead_lettered() -> None:
+    w = World()
+    w.run([KafkaConnectionError(), NodeNotReadyError(), TimeoutError()])
+    assert w.calls == 4 and w.sleeps.slept == [0.5, 1.0, 2.0]
+    assert w.dead.sent == [] and w.positions.processed == {("t.contact.deleted", 0): 8}
+    assert w.metrics.get("booster_events_total", topic="contact.deleted") == 1
+
+
+def test_a_flush_the_broker_does_not_take_is_retried_with_the_handler() -> None:
+    w = World()
+    w.sink.failures = 2
+    w.run([])
+    assert w.calls == 3 and w.sink.count == 1 and w.dead.sent == []
+
+
+def test_broker_trouble_that_outlasts_the_retries_ends_the_worker_without_counting_the_record() -> None:
+    w = World()
+    with pytest.raises(GaveUp):
+        w.run([KafkaConnectionError()] * 100)
+    assert w.dead.sent == [] and w.positions.processed == {}
+    assert sum(w.sleeps.slept) <= 10.0
+
+
+def test_a_bad_record_is_dead_lettered_at_once_and_counts() -> None:
+    w = World()
+    w.run([DecodeError("not Avro", kind="undecodable")])
+    assert w.calls == 1 and w.sleeps.slept == []
+    assert [d["kind"] for d in w.dead.decoded()] == ["undecodable"]
+    assert w.positions.processed == {("t.contact.deleted", 0): 8}
+
+
+def test_only_the_infrastructures_failures_are_broker_trouble() -> None:
+    assert is_broker_trouble(KafkaConnectionError()) and is_broker_trouble(ConnectionResetError())
+    assert is_broker_trouble(TimeoutError()) and is_broker_trouble(TimeoutError())
+    assert not is_broker_trouble(DecodeError("x", kind="corrupt")) and not is_broker_trouble(KeyError("x"))
