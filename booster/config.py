@@ -23,6 +23,7 @@ DEFAULTS: dict[str, str] = {
     "BOOSTER_SESSION_TIMEOUT_SECONDS": "10",
     "BOOSTER_LAUNCH_STALENESS_SECONDS": "3600",
     "BOOSTER_RETRY_SECONDS": "120",
+    "BOOSTER_REQUEST_TIMEOUT_SECONDS": "40",
 }
 
 DOCS: dict[str, str] = {
@@ -41,6 +42,8 @@ DOCS: dict[str, str] = {
     "BOOSTER_LAUNCH_STALENESS_SECONDS": "A launch decided later than this after its deadline is CANCELLED (stale).",
     "BOOSTER_RETRY_SECONDS": "How long a worker retries a write the broker does not take before it exits with 75 "
     "(to be restarted by its supervisor) instead of acknowledging the record.",
+    "BOOSTER_REQUEST_TIMEOUT_SECONDS": "How long the worker's changelog and fan-out producers wait for the broker "
+    "before a write fails (and is retried).",
 }
 
 
@@ -80,6 +83,7 @@ class Settings:
     session_timeout: float
     launch_staleness_ms: int
     retry_seconds: float = 120.0
+    request_timeout: float = 40.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -106,6 +110,7 @@ class Settings:
                 _float("BOOSTER_LAUNCH_STALENESS_SECONDS", get("BOOSTER_LAUNCH_STALENESS_SECONDS"), 0.0) * 1000
             ),
             retry_seconds=_float("BOOSTER_RETRY_SECONDS", get("BOOSTER_RETRY_SECONDS"), 0.0),
+            request_timeout=_float("BOOSTER_REQUEST_TIMEOUT_SECONDS", get("BOOSTER_REQUEST_TIMEOUT_SECONDS"), 1.0),
         )
 
     @property

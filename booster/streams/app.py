@@ -85,7 +85,7 @@ class BoosterApp:
 
         # helper clients: started with the app, stopped with it
         self.metrics = metrics = Metrics()
-        self.sink = sink = ChangelogSink(s.broker)
+        self.sink = sink = ChangelogSink(s.broker, s.request_timeout)
         self.gate = gate = LagGate(s.broker, self.app_id)
         self.fanout = fanout = Fanout(s, self.app_id)
         for service in (sink, gate, fanout):

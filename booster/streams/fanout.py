@@ -79,6 +79,7 @@ class Fanout(Service):
                 acks="all",
                 linger_ms=5,
                 max_batch_size=900 * 1024,  # under the broker's default message.max.bytes
+                request_timeout_ms=int(self.settings.request_timeout * 1000),
             )
             await prod.start()  # init_transactions: fences any earlier owner of this partition
             self._producers[partition] = prod

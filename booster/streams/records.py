@@ -61,7 +61,12 @@ def exit_for_restart(what: str, exc: BaseException) -> NoReturn:
 
 
 class Retry:
-    """Retries what the broker did not take, with backoff, for `seconds`; then `give_up`."""
+    """Retries what the broker did not take, with backoff, for `seconds` in all; then `give_up`.
+
+    The budget also bounds an attempt that never ends: an idempotent aiokafka producer retries a
+    produce request for as long as the broker is away, so a flush waits instead of failing. Such an
+    attempt is never retried after it is cut short (its records are already handed to the producer),
+    the worker gives up."""
 
     def __init__(
         self,
@@ -74,6 +79,15 @@ class Retry:
         self.sleep = sleep
 
     async def __call__(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await asyncio.wait_for(
+                self._attempts(what, attempt), self.seconds + min(self.seconds, MAX_BACKOFF_SECONDS)
+            )
+        except TimeoutError as exc:
+            self.give_up(what, TimeoutError(f"no answer from the broker in {self.seconds:.0f} s"))
+            raise AssertionError("give_up returned") from exc
+
+    async def _attempts(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
         waited, delay = 0.0, 0.5
         while True:
             try:

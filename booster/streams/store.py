@@ -213,9 +213,10 @@ class ChangelogSink(Service):
     it missed. One flush at a time, in the order of the appends: the changelog's order is the table's.
     """
 
-    def __init__(self, bootstrap: str, **kwargs: Any) -> None:
+    def __init__(self, bootstrap: str, request_timeout: float = 40.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.bootstrap = bootstrap
+        self.request_timeout = request_timeout
         self._producer: AIOKafkaProducer | None = None
         self._pending: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, int | None]]] = {}
         self._tables: dict[tuple[str, int], Any] = {}  # changelog partitions only
@@ -237,6 +238,7 @@ class ChangelogSink(Service):
                 enable_idempotence=True,
                 linger_ms=5,
                 max_batch_size=900 * 1024,
+                request_timeout_ms=int(self.request_timeout * 1000),
             )
             await producer.start()
             self._producer = producer

@@ -36,6 +36,7 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
             "BOOSTER_SESSION_TIMEOUT_SECONDS": str(settings.session_timeout),
             "BOOSTER_LAUNCH_STALENESS_SECONDS": str(settings.launch_staleness_ms / 1000),
             "BOOSTER_RETRY_SECONDS": str(settings.retry_seconds),
+            "BOOSTER_REQUEST_TIMEOUT_SECONDS": str(settings.request_timeout),
             "BOOSTER_APP_ID": settings.app_id,
             "BOOSTER_HOME": str(settings.home),
         }

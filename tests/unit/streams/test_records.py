@@ -4,6 +4,7 @@ and then ends the worker without acknowledging the record (issue 15, point 3).""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from aiokafka.errors import KafkaConnectionError, NodeNotReadyError
@@ -79,3 +80,16 @@ def test_only_the_infrastructures_failures_are_broker_trouble() -> None:
     assert is_broker_trouble(KafkaConnectionError()) and is_broker_trouble(ConnectionResetError())
     assert is_broker_trouble(TimeoutError()) and is_broker_trouble(TimeoutError())
     assert not is_broker_trouble(DecodeError("x", kind="corrupt")) and not is_broker_trouble(KeyError("x"))
+
+
+def test_a_write_that_never_answers_ends_the_worker_once_the_retries_budget_is_spent() -> None:
+    """An idempotent producer waits for as long as the broker is away instead of failing."""
+    give_up, _ = retry(seconds=0.2)
+
+    async def hangs() -> None:
+        await asyncio.sleep(3600)
+
+    started = time.monotonic()
+    with pytest.raises(GaveUp):
+        asyncio.run(give_up("flushing", hangs))
+    assert time.monotonic() - started < 5
