@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -28,6 +29,7 @@ from booster.processors.summaries import PartitionSummary
 from booster.schemas import codec
 from booster.schemas.templates import CommandTemplate
 from booster.streams.audience import decide_rows
+from booster.streams.records import exit_for_restart
 from booster.streams.store import PartitionStore, recipient_key
 from booster.streams.wire import progress_record
 
@@ -54,10 +56,17 @@ class Fanout(Service):
     """The fan-out producers (one per partition this worker fans out) and the progress reader; they
     start when first needed and stop with the worker."""
 
-    def __init__(self, settings: Settings, app_id: str, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        app_id: str,
+        give_up: Callable[[str, BaseException], NoReturn] = exit_for_restart,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.settings = settings
         self.app_id = app_id
+        self.give_up = give_up
         self._producers: dict[int, AIOKafkaProducer] = {}
         self._lock = asyncio.Lock()
         # one reader for the worker's life instead of a consumer started per fan-out
@@ -238,6 +247,27 @@ class Fanout(Service):
         return FanoutResult(summary, commands)
 
     async def _commit(
+        self,
+        prod: AIOKafkaProducer,
+        partition: int,
+        campaign_id: str,
+        batch: list[tuple[bytes, bytes]],
+        progress: dict[str, Any],
+        summary: PartitionSummary | None = None,
+    ) -> int:
+        """As `_transaction`, but a broker that does not answer for BOOSTER_RETRY_SECONDS ends the worker
+        (an idempotent producer waits for as long as the broker is away): the restarted worker resumes
+        after the last committed chunk, and its producer fences this one's open transaction."""
+        try:
+            return await asyncio.wait_for(
+                self._transaction(prod, partition, campaign_id, batch, progress, summary), self.settings.retry_seconds
+            )
+        except TimeoutError as exc:
+            what = f"committing a fan-out chunk of {campaign_id} in partition {partition}"
+            self.give_up(what, TimeoutError(f"no answer from the broker in {self.settings.retry_seconds:.0f} s"))
+            raise AssertionError("give_up returned") from exc
+
+    async def _transaction(
         self,
         prod: AIOKafkaProducer,
         partition: int,

@@ -106,7 +106,7 @@ class Ingestion:
             self.sink.forward(self.rerouted_topic, partition, incoming.key, incoming.value, incoming.timestamp_ms)
             self.metrics.inc("booster_misrouted_records_total", topic=incoming.topic)
         # the rows are in RocksDB and appended to the sink: only the changelog write is left to retry
-        await self.retry("writing the changelog of an ingested batch", self.sink.flush)
+        await self.retry.bounded("writing the changelog of an ingested batch", self.sink.flush)
         for incoming, reason, kind in folded.refused:
             await self._dead_letter(incoming, reason, kind)
         for topic, n in folded.counted.items():
@@ -120,7 +120,7 @@ class Ingestion:
         return folded
 
     async def _dead_letter(self, incoming: Incoming, reason: str, kind: str) -> None:
-        await self.retry(
+        await self.retry.bounded(
             f"dead-lettering {incoming.topic}@{incoming.offset}", lambda: self.dead_letters.send(incoming, reason, kind)
         )
 

@@ -61,12 +61,12 @@ def exit_for_restart(what: str, exc: BaseException) -> NoReturn:
 
 
 class Retry:
-    """Retries what the broker did not take, with backoff, for `seconds` in all; then `give_up`.
+    """Retries what the broker did not take, with backoff, for `seconds`; then `give_up`.
 
-    The budget also bounds an attempt that never ends: an idempotent aiokafka producer retries a
-    produce request for as long as the broker is away, so a flush waits instead of failing. Such an
-    attempt is never retried after it is cut short (its records are already handed to the producer),
-    the worker gives up."""
+    `bounded` also bounds a wait that never ends, for writes that are only a wait for the broker: an
+    idempotent aiokafka producer retries a produce request for as long as the broker is away, so a
+    flush waits instead of failing. A handler is not bounded as a whole: it may rightly run long (a
+    fan-out); the writes inside it are."""
 
     def __init__(
         self,
@@ -79,6 +79,10 @@ class Retry:
         self.sleep = sleep
 
     async def __call__(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        return await self._attempts(what, attempt)
+
+    async def bounded(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        """As a call, and the worker gives up once `seconds` (and one more backoff) have passed."""
         try:
             return await asyncio.wait_for(
                 self._attempts(what, attempt), self.seconds + min(self.seconds, MAX_BACKOFF_SECONDS)
@@ -248,17 +252,14 @@ class Guard:
     async def __call__(self, incoming: Incoming, handler: Handler) -> None:
         self.clocks.observe(incoming, now_ms())
 
-        async def attempt() -> None:
-            await handler(incoming)
-            await self.sink.flush()
-
         where = f"processing {incoming.topic}[{incoming.partition}]@{incoming.offset}"
         try:
-            await self.retry(where, attempt)
+            await self.retry(where, lambda: handler(incoming))
+            await self.retry.bounded(f"{where}: writing its changelog", self.sink.flush)
             self.metrics.inc("booster_events_total", topic=incoming.topic)
         except Exception as exc:  # one record must never stop its partition
             reason = refusal(incoming, exc)
-            await self.retry(
+            await self.retry.bounded(
                 f"dead-lettering {incoming.topic}@{incoming.offset}", lambda: self.dead_letters.send(incoming, *reason)
             )
         self.progress.record(incoming.real_topic, incoming.partition, incoming.offset)

@@ -266,27 +266,41 @@ class ChangelogSink(Service):
                 return
             pending, tables = self._pending, self._tables
             self._pending, self._tables = {}, {}
-            producer = await self._ensure_producer()
-            sent = []
-            for (topic, partition), records in pending.items():
-                batch = producer.create_batch()
-                count = 0
-                for key, value, timestamp in records:
-                    if batch.append(key=key, value=value, timestamp=timestamp) is None:
-                        sent.append(
-                            (await producer.send_batch(batch, topic, partition=partition), topic, partition, count)
-                        )
-                        batch = producer.create_batch()
-                        count = 0
-                        batch.append(key=key, value=value, timestamp=timestamp)
-                    count += 1
-                if count:
+            try:
+                await self._send(pending, tables)
+            except BaseException:
+                # not known to be written: kept, ahead of what was appended since, for the next flush
+                # (records the broker did take are sent again: a changelog keeps the latest, in order)
+                for tp, records in self._pending.items():
+                    pending.setdefault(tp, []).extend(records)
+                self._pending, self._tables = pending, {**tables, **self._tables}
+                raise
+
+    async def _send(
+        self,
+        pending: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, int | None]]],
+        tables: dict[tuple[str, int], Any],
+    ) -> None:
+        """Send the records, wait for the broker, then record the changelogs' persisted offsets."""
+        producer = await self._ensure_producer()
+        sent = []
+        for (topic, partition), records in pending.items():
+            batch = producer.create_batch()
+            count = 0
+            for key, value, timestamp in records:
+                if batch.append(key=key, value=value, timestamp=timestamp) is None:
                     sent.append((await producer.send_batch(batch, topic, partition=partition), topic, partition, count))
-            last: dict[tuple[str, int], int] = {}
-            for future, topic, partition, count in sent:
-                metadata = await future
-                end = metadata.offset + count - 1
-                last[(topic, partition)] = max(end, last.get((topic, partition), -1))
-            for (topic, partition), offset in last.items():
-                if (topic, partition) in tables:
-                    compat.set_persisted_offset(tables[(topic, partition)], topic, partition, offset)
+                    batch = producer.create_batch()
+                    count = 0
+                    batch.append(key=key, value=value, timestamp=timestamp)
+                count += 1
+            if count:
+                sent.append((await producer.send_batch(batch, topic, partition=partition), topic, partition, count))
+        last: dict[tuple[str, int], int] = {}
+        for future, topic, partition, count in sent:
+            metadata = await future
+            end = metadata.offset + count - 1
+            last[(topic, partition)] = max(end, last.get((topic, partition), -1))
+        for (topic, partition), offset in last.items():
+            if (topic, partition) in tables:
+                compat.set_persisted_offset(tables[(topic, partition)], topic, partition, offset)

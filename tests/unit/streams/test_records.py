@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
-from aiokafka.errors import KafkaConnectionError, NodeNotReadyError
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError
 
 from booster.errors import DecodeError
 from booster.streams.metrics import Metrics
 from booster.streams.records import DeadLetters, Guard, Incoming, is_broker_trouble
+from booster.streams.store import ChangelogSink
 from tests.unit.streams.fakes import Flushes, GaveUp, Positions, SentRecords, incoming, retry
 
 RECORD = incoming("contact.deleted", {"contact_id": "k1", "account_id": "a", "deleted_at": 1_767_225_600_000}, offset=7)
@@ -53,11 +55,31 @@ def test_broker_trouble_is_retried_then_the_record_counts_and_nothing_is_dead_le
     assert w.metrics.get("booster_events_total", topic="contact.deleted") == 1
 
 
-def test_a_flush_the_broker_does_not_take_is_retried_with_the_handler() -> None:
+def test_a_flush_the_broker_does_not_take_is_retried_alone() -> None:
     w = World()
     w.sink.failures = 2
     w.run([])
-    assert w.calls == 3 and w.sink.count == 1 and w.dead.sent == []
+    assert w.calls == 1 and w.sink.count == 1 and w.dead.sent == []
+
+
+def test_records_of_a_failed_flush_are_sent_again_by_the_next_ahead_of_newer_ones() -> None:
+    sink = ChangelogSink("127.0.0.1:1")
+    sent: list[Any] = []
+
+    async def broker_away(pending: Any, tables: Any) -> None:
+        raise KafkaTimeoutError()
+
+    async def broker_back(pending: Any, tables: Any) -> None:
+        sent.extend(r for records in pending.values() for r in records)
+
+    sink.forward("t", 0, b"k", b"v1", 1)
+    sink._send = broker_away  # type: ignore[method-assign]
+    with pytest.raises(KafkaTimeoutError):
+        asyncio.run(sink.flush())
+    sink.forward("t", 0, b"k", b"v2", 2)
+    sink._send = broker_back  # type: ignore[method-assign]
+    asyncio.run(sink.flush())
+    assert sent == [(b"k", b"v1", 1), (b"k", b"v2", 2)]
 
 
 def test_broker_trouble_that_outlasts_the_retries_ends_the_worker_without_counting_the_record() -> None:
@@ -91,5 +113,16 @@ def test_a_write_that_never_answers_ends_the_worker_once_the_retries_budget_is_s
 
     started = time.monotonic()
     with pytest.raises(GaveUp):
-        asyncio.run(give_up("flushing", hangs))
+        asyncio.run(give_up.bounded("flushing", hangs))
     assert time.monotonic() - started < 5
+
+
+def test_a_handler_may_run_longer_than_the_retries_budget() -> None:
+    """A fan-out of millions of commands runs inside a handler: only the writes in it are bounded."""
+    patient, _ = retry(seconds=0.05)
+
+    async def long_but_working() -> str:
+        await asyncio.sleep(0.3)
+        return "done"
+
+    assert asyncio.run(patient("fanning out", long_but_working)) == "done"
