@@ -91,7 +91,10 @@ def committable_offsets(consumer: Any, tps: Iterable[Any]) -> dict[Any, int]:
     """
     in_flight: dict[Any, int] = {}
     for message in list(consumer._unacked_messages):
-        if not message.acked and message.offset < in_flight.get(message.tp, message.offset + 1):
+        committed = consumer._committed_offset[message.tp]
+        if message.acked or (committed is not None and message.offset < committed):
+            continue  # a copy read before the seek to the committed offset holds nothing back
+        if message.offset < in_flight.get(message.tp, message.offset + 1):
             in_flight[message.tp] = message.offset
     offsets = {}
     for tp in tps:

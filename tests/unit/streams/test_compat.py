@@ -159,3 +159,9 @@ def test_the_commit_point_never_passes_what_is_not_done(
     # every offset from the start up to the point is done, but for one marker at the committed offset
     skipped = [o for o in range(start, point) if o not in done or o == flight]
     assert skipped in ([], [start]) and (not skipped or committed is not None)
+
+
+def test_a_copy_read_before_the_seek_to_the_committed_offset_holds_nothing_back() -> None:
+    b = faust_bookkeeping(100, [100, 101])
+    in_flight(b, 40)  # read from an earlier position before Faust seeked to the committed offset
+    assert compat.committable_offsets(b, [TP0]) == {TP0: 102}
