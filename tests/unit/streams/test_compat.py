@@ -165,3 +165,15 @@ def test_a_copy_read_before_the_seek_to_the_committed_offset_holds_nothing_back(
     b = faust_bookkeeping(100, [100, 101])
     in_flight(b, 40)  # read from an earlier position before Faust seeked to the committed offset
     assert compat.committable_offsets(b, [TP0]) == {TP0: 102}
+
+
+def test_the_ack_bookkeeping_committable_offsets_reads_is_still_faust_s() -> None:
+    from faust.transport.consumer import Consumer
+
+    init = inspect.getsource(Consumer.__init__)
+    for attribute in ("_unacked_messages", "_acked", "_acked_index", "_gap", "_committed_offset"):
+        assert f"self.{attribute} = " in init, attribute
+    assert list(inspect.signature(Consumer._filter_committable_offsets).parameters) == ["self", "tps"]
+    assert callable(Consumer._should_commit)
+    assert issubclass(compat.read_committed_consumer(), Consumer)
+    assert "_filter_committable_offsets" in compat.read_committed_consumer().__dict__
