@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -29,7 +29,7 @@ from booster.processors.summaries import PartitionSummary
 from booster.schemas import codec
 from booster.schemas.templates import CommandTemplate
 from booster.streams.audience import decide_rows
-from booster.streams.records import exit_for_restart
+from booster.streams.records import exit_for_restart, give_up_after
 from booster.streams.store import PartitionStore, recipient_key
 from booster.streams.wire import progress_record
 
@@ -228,7 +228,7 @@ class Fanout(Service):
                 if walked >= chunk_size:
                     commands += len(batch)
                     progress_value = progress_record(cid, partition, last_contact, False, tally)
-                    await self._commit(prod, partition, cid, batch, progress_value)
+                    await self._commit(cid, partition, self._transaction(prod, partition, cid, batch, progress_value))
                     batch = []
                     walked = 0
         summary = PartitionSummary(
@@ -242,30 +242,17 @@ class Fanout(Service):
         )
         commands += len(batch)
         done = progress_record(cid, partition, last_contact, True, tally)
-        last_offset = await self._commit(prod, partition, cid, batch, done, summary)
+        last_offset = await self._commit(cid, partition, self._transaction(prod, partition, cid, batch, done, summary))
         self._forget_progress(partition, cid, last_offset)
         return FanoutResult(summary, commands)
 
-    async def _commit(
-        self,
-        prod: AIOKafkaProducer,
-        partition: int,
-        campaign_id: str,
-        batch: list[tuple[bytes, bytes]],
-        progress: dict[str, Any],
-        summary: PartitionSummary | None = None,
-    ) -> int:
-        """As `_transaction`, but a broker that does not answer for BOOSTER_RETRY_SECONDS ends the worker
-        (an idempotent producer waits for as long as the broker is away): the restarted worker resumes
-        after the last committed chunk, and its producer fences this one's open transaction."""
-        try:
-            return await asyncio.wait_for(
-                self._transaction(prod, partition, campaign_id, batch, progress, summary), self.settings.retry_seconds
-            )
-        except TimeoutError as exc:
-            what = f"committing a fan-out chunk of {campaign_id} in partition {partition}"
-            self.give_up(what, TimeoutError(f"no answer from the broker in {self.settings.retry_seconds:.0f} s"))
-            raise AssertionError("give_up returned") from exc
+    async def _commit(self, campaign_id: str, partition: int, transaction: Awaitable[int]) -> int:
+        """A chunk's transaction (`_transaction`). A broker that does not answer for BOOSTER_RETRY_SECONDS
+        ends the worker (an idempotent producer waits for as long as the broker is away): the restarted
+        worker resumes after the last committed chunk, and its producer fences this one's open
+        transaction."""
+        what = f"committing a fan-out chunk of {campaign_id} in partition {partition}"
+        return await give_up_after(self.settings.retry_seconds, what, transaction, self.give_up)
 
     async def _transaction(
         self,

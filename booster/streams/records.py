@@ -60,6 +60,17 @@ def exit_for_restart(what: str, exc: BaseException) -> NoReturn:
     os._exit(EXIT_RETRY_LATER)  # no graceful stop: it would commit the offsets of acknowledged records
 
 
+async def give_up_after(
+    seconds: float, what: str, wait: Awaitable[T], give_up: Callable[[str, BaseException], NoReturn]
+) -> T:
+    """`wait`, or `give_up` when the broker has not answered within `seconds`."""
+    try:
+        return await asyncio.wait_for(wait, seconds)
+    except TimeoutError as exc:
+        give_up(what, TimeoutError(f"no answer from the broker in {seconds:.0f} s"))
+        raise AssertionError("give_up returned") from exc
+
+
 class Retry:
     """Retries what the broker did not take, with backoff, for `seconds`; then `give_up`.
 
@@ -83,13 +94,8 @@ class Retry:
 
     async def bounded(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
         """As a call, and the worker gives up once `seconds` (and one more backoff) have passed."""
-        try:
-            return await asyncio.wait_for(
-                self._attempts(what, attempt), self.seconds + min(self.seconds, MAX_BACKOFF_SECONDS)
-            )
-        except TimeoutError as exc:
-            self.give_up(what, TimeoutError(f"no answer from the broker in {self.seconds:.0f} s"))
-            raise AssertionError("give_up returned") from exc
+        seconds = self.seconds + min(self.seconds, MAX_BACKOFF_SECONDS)
+        return await give_up_after(seconds, what, self._attempts(what, attempt), self.give_up)
 
     async def _attempts(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
         waited, delay = 0.0, 0.5

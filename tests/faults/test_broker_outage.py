@@ -18,17 +18,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from booster.broker.local import LocalKafka
 from booster.config import Settings
 from booster.ops import admin
-from booster.schemas.catalog import CONTACT_INPUT_TOPICS
 from booster.streams.records import EXIT_RETRY_LATER
 from booster.testing.scenario import build, launched_for_deadline
 from booster.testing.workers import WorkerProcess
 from tests.conftest import fresh_settings
+from tests.faults.chaos import Watch
 from tests.faults.harness import fired, uncommitted_high_watermark
 from tests.helpers import account_record, publish_records, read_all, scenario_records, wait_for
 
@@ -68,17 +66,11 @@ def own_broker(kafka: LocalKafka, tmp_path: Path) -> Iterator[LocalKafka]:
 
 
 def committed(settings: Settings) -> int:
+    """Facts of the contact-keyed topics the worker's group has committed (the chaos run's measure)."""
+
     async def go() -> int:
-        client = AIOKafkaAdminClient(bootstrap_servers=settings.broker)
-        await client.start()
-        try:
-            tps = [
-                TopicPartition(settings.topic(t), p) for t in CONTACT_INPUT_TOPICS for p in range(settings.partitions)
-            ]
-            offsets = await client.list_consumer_group_offsets(settings.group_id, partitions=tps)
-            return sum(max(0, m.offset) for m in offsets.values())
-        finally:
-            await client.close()
+        async with Watch(settings) as watch:
+            return await watch.processed()
 
     return asyncio.run(go())
 
