@@ -7,9 +7,16 @@ holding. Nothing else in the project reaches into those libraries' internals.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable
 from functools import cache
 from typing import Any
+
+from booster.streams.offsets import OffsetLedger
+
+log = logging.getLogger("booster.worker")
 
 # Faust keeps a table partition's persisted changelog offset in the same RocksDB database as the rows,
 # under keys starting with this (RocksDBStore.offset_key is b"__faust\0offset__"): walks skip them.
@@ -53,8 +60,9 @@ def set_persisted_offset(table: Any, topic: str, partition: int, offset: int) ->
 
 @cache
 def read_committed_consumer() -> type:
-    """Faust's consumer class, reading with isolation.level=read_committed (set as
-    `app.transport.Consumer`). Built on first use, so the CLI does not import Faust."""
+    """Faust's consumer class, reading with isolation.level=read_committed and committing what our
+    `OffsetLedger` says is processed (set as `app.transport.Consumer`). Built on first use, so the CLI
+    does not import Faust."""
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
     from faust.transport.drivers.aiokafka import Consumer as FaustConsumer
 
@@ -68,70 +76,99 @@ def read_committed_consumer() -> type:
             return consumer
 
     class ReadCommittedConsumer(FaustConsumer):
+        """Why the overrides: Faust's own account of what it may commit loses and stalls records (see
+        `booster.streams.offsets`); each one below feeds or uses ours instead."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.ledger = OffsetLedger()
+
         def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
             return ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
 
+        async def _getmany(self, active_partitions: Any, timeout: float) -> Any:
+            # every record the broker returned, before Faust's loops drop any: what the position
+            # skipped holds no record
+            records = await super()._getmany(active_partitions, timeout)
+            for tp, batch in records.items():
+                if self._committing(tp):
+                    self.ledger.fetched(tp, [record.offset for record in batch])
+            return records
+
+        def _committing(self, tp: Any) -> bool:
+            """Whether the group commits this partition (agents' topics; not changelogs)."""
+            return bool(self.app.topics.acks_enabled_for(tp.topic))
+
+        async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
+            async for tp, message in super().getmany(timeout):
+                # `_drain_messages` drops a record below the read offset as already read; after a
+                # rebalance a batch fetched before the seek has moved that offset past records never
+                # processed (faust-streaming issue 596): let those through
+                read = self._read_offset.get(tp)
+                committed = self._committed_offset[tp]
+                offset = message.offset
+                dropped = read is not None and offset < read and (committed is None or offset >= committed)
+                if dropped and not self.ledger.is_done(tp, offset):
+                    self._read_offset[tp] = offset
+                yield tp, message
+
+        async def seek_to_committed(self) -> Any:
+            offsets = await super().seek_to_committed()
+            for tp, offset in offsets.items():
+                if self._committing(tp):
+                    self.ledger.seeked(tp, offset if offset is not None and offset >= 0 else None)
+            return offsets
+
+        async def seek(self, partition: Any, offset: int) -> None:
+            if self._committing(partition):
+                self.ledger.seeked(partition, offset)
+            await super().seek(partition, offset)
+
+        async def on_partitions_revoked(self, revoked: set[Any]) -> None:
+            self.ledger.forget(revoked)
+            await super().on_partitions_revoked(revoked)
+
         def _filter_committable_offsets(self, tps: Iterable[Any]) -> dict[Any, int]:
-            return committable_offsets(self, tps)
+            return committable_offsets(self, tps, time.monotonic())
 
     return ReadCommittedConsumer
 
 
-def committable_offsets(consumer: Any, tps: Iterable[Any]) -> dict[Any, int]:
-    """The offsets a Faust consumer may commit now, its bookkeeping moved past them.
+_reading_again: set[asyncio.Future[None]] = set()
+LOST_GRACE_SECONDS = 20.0  # a record that stops the commits this long while later ones are done is read again
 
-    Why: faust-streaming 0.15.3's `Consumer._new_offset` commits past a message still being processed
-    when that message sits at the committed offset and the ones after it are acked (its head check,
-    `min(acked) - committed > 1`, lets a gap of exactly one through; faust-streaming issue 606): a
-    kill -9 then loses that message. The slack exists because `_add_gap` starts its gaps one past the
-    committed offset, so a transaction marker there is never in a gap. Here the acked offsets and the
-    gaps are walked from the committed offset as Faust does, keeping that slack for a marker, but never
-    up to a message still in flight (delivered to a stream and not acked: `_unacked_messages`, which
-    also holds the messages `hold_acks` keeps).
+
+def committable_offsets(consumer: Any, tps: Iterable[Any], now: float) -> dict[Any, int]:
+    """The offsets a Faust consumer may commit now, by its `ledger`; Faust's own ack bookkeeping is
+    only trimmed (it would grow otherwise), never trusted.
+
+    Why: `Consumer._filter_committable_offsets` is where Faust decides what to commit; see
+    `booster.streams.offsets` for what its decision gets wrong.
     """
-    in_flight: dict[Any, int] = {}
-    for message in list(consumer._unacked_messages):
-        committed = consumer._committed_offset[message.tp]
-        if message.acked or (committed is not None and message.offset < committed):
-            continue  # a copy read before the seek to the committed offset holds nothing back
-        if message.offset < in_flight.get(message.tp, message.offset + 1):
-            in_flight[message.tp] = message.offset
+    ledger: OffsetLedger = consumer.ledger
     offsets = {}
-    for tp in tps:
-        acked = consumer._acked[tp]
-        gaps = consumer._gap[tp]
-        offset = commit_point(
-            acked, [(gap.begin, gap.end) for gap in gaps], consumer._committed_offset[tp], in_flight.get(tp)
-        )
+    for tp in {*tps, *ledger.partitions()}:
+        committed = consumer._committed_offset[tp]
+        if (again := ledger.lost(tp, committed, now, LOST_GRACE_SECONDS)) is not None and tp in consumer.assignment():
+            log.warning(
+                "%s[%d]: record %d was never processed and later ones were (faust-streaming issue 596); "
+                "reading the partition again from it",
+                tp.topic,
+                tp.partition,
+                again,
+            )
+            task = asyncio.ensure_future(consumer.seek(tp, again))
+            _reading_again.add(task)  # the loop keeps weak references only
+            task.add_done_callback(_reading_again.discard)
+        offset = ledger.commit_point(tp, committed)
         if offset is None:
             continue
-        consumer._acked[tp] = [o for o in acked if o >= offset]
+        consumer._acked[tp] = [o for o in consumer._acked[tp] if o >= offset]
         consumer._acked_index[tp] = {o for o in consumer._acked_index[tp] if o >= offset}
-        gaps.chop(0, offset)
+        consumer._gap[tp].chop(0, offset)
         if consumer._should_commit(tp, offset):
             offsets[tp] = offset
     return offsets
-
-
-def commit_point(
-    acked: Iterable[int], gaps: Iterable[tuple[int, int]], committed: int | None, in_flight: int | None
-) -> int | None:
-    """One past the run of offsets, from the committed one, that are acked or in a gap (`[begin, end)`:
-    transaction markers and aborted records, never delivered), stopping at the first message in
-    flight; None when that run is empty."""
-    done = set(acked)
-    if not done:
-        return None
-    limit = max(done) + 1 if in_flight is None else min(max(done) + 1, in_flight)
-    for begin, end in gaps:
-        done.update(range(begin, min(end, limit)))
-    head = min(done) if committed is None else committed
-    if head not in done and head + 1 in done:
-        head += 1  # a marker at the committed offset, in no gap (see committable_offsets)
-    end = head
-    while end < limit and end in done:
-        end += 1
-    return None if end == head else end
 
 
 def hold_acks(events: Iterable[Any]) -> None:
@@ -148,13 +185,24 @@ def hold_acks(events: Iterable[Any]) -> None:
     for unacked messages at a rebalance waits for it, as it should.
     """
     for event in events:
-        event.message.incref()
+        message = event.message
+        message.incref()
+        ledger_of(event).hold(message.tp, message.offset)
 
 
 def release_acks(events: Iterable[Any]) -> None:
-    """Drop the reference `hold_acks` took: the stream's own ack now completes each event."""
+    """Drop the reference `hold_acks` took: the stream's own ack now completes each event, and the
+    consumer's ledger counts its offset as processed."""
     for event in events:
+        message = event.message
+        ledger_of(event).release(message.tp, message.offset)
         event.ack()
+
+
+def ledger_of(event: Any) -> OffsetLedger:
+    """The ledger of the consumer that delivered this event (a fresh one for a consumer without)."""
+    ledger = getattr(event.app.consumer, "ledger", None)
+    return ledger if isinstance(ledger, OffsetLedger) else OffsetLedger()
 
 
 async def refresh_metadata(consumer: Any) -> None:

@@ -1,0 +1,149 @@
+"""What a worker may commit of each input partition: its own account of the offsets it has processed.
+
+Faust's account (its acked offsets and gaps) commits records that were never processed:
+- faust-streaming issue 606: a message still being processed at the committed offset is committed past
+  when the ones after it are acked (its head check lets a gap of exactly one through);
+- issue 596: after a rebalance, the fetch loop drops records between the committed offset and a read
+  offset that a batch fetched before the seek moved on. Nothing ever acks them, so commits stall for
+  ever, or, with one record dropped at the committed offset, go past it (seen: one `message.sent`
+  lost across kill -9 restarts; commits stuck 8 records short after a worker joined);
+- a message a stream skips during a rebalance is acked although its agent never saw it.
+
+This account counts an offset as processed only when our handlers say its effects are written, and
+as empty (a transaction marker, an aborted or compacted record) only when the fetches showed no record
+there: the next record the position returned came after it. The commit point is the end of the run of
+such offsets from the committed one. An offset the run stops at that nobody is processing, while later
+ones are done, was dropped on the way: it is read again (`lost`).
+
+Pure: offsets in, offsets out; the caller passes the time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class PartitionAccount:
+    expected: int | None = None  # the offset the next fetched record should have, when known
+    floor: int | None = None  # the first offset fetched since the position was last unknown
+    empty: list[tuple[int, int]] = field(default_factory=list)  # [begin, end) spans holding no record
+    done: set[int] = field(default_factory=set)
+    held: dict[int, int] = field(default_factory=dict)  # offset -> handlers processing it now
+    stuck: tuple[int, float] | None = None  # where the run stopped, and since when
+
+    def empty_end(self, offset: int) -> int | None:
+        """The end of the empty span holding `offset`, if one does."""
+        for begin, end in self.empty:
+            if begin <= offset < end:
+                return end
+        return None
+
+    def run_end(self, head: int) -> int:
+        end = head
+        while True:
+            if end in self.done:
+                end += 1
+            elif (span_end := self.empty_end(end)) is not None:
+                end = span_end
+            else:
+                return end
+
+    def forget_below(self, offset: int) -> None:
+        self.done = {o for o in self.done if o >= offset}
+        self.empty = [(max(b, offset), e) for b, e in self.empty if e > offset]
+
+
+class OffsetLedger:
+    """Per input partition (any hashable key: Faust's TP in the worker): what was fetched, what is being
+    processed, what is done, and so what may be committed."""
+
+    def __init__(self) -> None:
+        self._partitions: dict[Hashable, PartitionAccount] = {}
+
+    def partitions(self) -> list[Hashable]:
+        return list(self._partitions)
+
+    def account(self, tp: Hashable) -> PartitionAccount | None:
+        return self._partitions.get(tp)
+
+    def seeked(self, tp: Hashable, offset: int | None) -> None:
+        """The fetch position of `tp` was set to `offset` (None: the broker's reset policy decides)."""
+        account = self._partitions.setdefault(tp, PartitionAccount())
+        account.expected = offset
+        account.floor = offset
+        account.stuck = None
+
+    def fetched(self, tp: Hashable, offsets: Iterable[int]) -> None:
+        """Records the broker returned for `tp`, in the order it returned them."""
+        account = self._partitions.setdefault(tp, PartitionAccount())
+        for offset in offsets:
+            if account.expected is not None and offset > account.expected:
+                account.empty.append((account.expected, offset))  # the position skipped them: no record
+            if account.floor is None:
+                account.floor = offset
+            account.expected = offset + 1
+
+    def hold(self, tp: Hashable, offset: int) -> None:
+        account = self._partitions.get(tp)
+        if account is not None:
+            account.held[offset] = account.held.get(offset, 0) + 1
+
+    def release(self, tp: Hashable, offset: int) -> None:
+        """The effects of the record at `offset` are written."""
+        account = self._partitions.get(tp)
+        if account is None:
+            return  # revoked meanwhile: its next owner reads it again from the committed offset
+        left = account.held.get(offset, 1) - 1
+        if left > 0:
+            account.held[offset] = left
+        else:
+            account.held.pop(offset, None)
+        account.done.add(offset)
+
+    def is_done(self, tp: Hashable, offset: int) -> bool:
+        account = self._partitions.get(tp)
+        return account is not None and offset in account.done
+
+    def commit_point(self, tp: Hashable, committed: int | None) -> int | None:
+        """One past the run of done and empty offsets from the committed one (from the first offset
+        fetched when nothing is committed); None when that run is empty. What lies below it is
+        forgotten: the caller commits it."""
+        account = self._partitions.get(tp)
+        if account is None:
+            return None
+        head = committed if committed is not None else account.floor
+        if head is None:
+            return None
+        end = account.run_end(head)
+        if end == head:
+            return None
+        account.forget_below(end)
+        return end
+
+    def lost(self, tp: Hashable, committed: int | None, now: float, grace: float) -> int | None:
+        """The offset to read `tp` again from, when its commits have stopped for `grace` seconds at a
+        record nobody is processing while later ones are done (records arrive in order, so it was
+        dropped on the way). None otherwise."""
+        account = self._partitions.get(tp)
+        if account is None:
+            return None
+        head = committed if committed is not None else account.floor
+        if head is None:
+            return None
+        stop = account.run_end(head)
+        if stop in account.held or not any(o > stop for o in account.done):
+            account.stuck = None
+            return None
+        if account.stuck is None or account.stuck[0] != stop:
+            account.stuck = (stop, now)
+            return None
+        if now - account.stuck[1] < grace:
+            return None
+        account.stuck = (stop, now)  # once more after another grace if the read does not fill it
+        return stop
+
+    def forget(self, tps: Iterable[Hashable]) -> None:
+        for tp in tps:
+            self._partitions.pop(tp, None)

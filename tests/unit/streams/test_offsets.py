@@ -1,0 +1,109 @@
+"""The worker's own account of what it may commit (streams/offsets.py)."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from booster.streams.offsets import OffsetLedger
+
+TP = ("t", 0)
+
+
+def ledger_at(committed: int | None, fetched: list[int], done: list[int] = ()) -> OffsetLedger:  # type: ignore[assignment]
+    ledger = OffsetLedger()
+    ledger.seeked(TP, committed)
+    ledger.fetched(TP, fetched)
+    for offset in done:
+        ledger.hold(TP, offset)
+        ledger.release(TP, offset)
+    return ledger
+
+
+def test_a_record_in_flight_at_the_committed_offset_is_never_committed_past() -> None:
+    """faust-streaming issue 606: Faust commits 2590 here."""
+    ledger = ledger_at(2585, list(range(2585, 2590)), done=[2586, 2587, 2588, 2589])
+    ledger.hold(TP, 2585)
+    assert ledger.commit_point(TP, 2585) is None
+    ledger.release(TP, 2585)
+    assert ledger.commit_point(TP, 2585) == 2590
+
+
+def test_markers_and_aborted_records_the_position_skipped_are_committed_past() -> None:
+    # a marker at the committed offset, two records, markers or aborted records at 13..15, a record
+    ledger = ledger_at(10, [11, 12, 16], done=[11, 12, 16])
+    assert ledger.commit_point(TP, 10) == 17
+
+
+def test_a_marker_is_known_only_from_what_the_position_skipped() -> None:
+    # the same offsets done, but 10 was fetched: a real record, never processed
+    ledger = ledger_at(10, [10, 11, 12], done=[11, 12])
+    assert ledger.commit_point(TP, 10) is None
+
+
+def test_nothing_committed_starts_at_the_first_fetched_record() -> None:
+    ledger = ledger_at(None, [5, 6, 7], done=[6, 7])
+    assert ledger.commit_point(TP, None) is None
+    ledger.release(TP, 5)
+    assert ledger.commit_point(TP, None) == 8
+
+
+def test_what_is_committed_is_forgotten_and_the_walk_goes_on_from_there() -> None:
+    ledger = ledger_at(0, [0, 1, 3, 4, 6], done=[0, 1, 4])
+    assert ledger.commit_point(TP, 0) == 3  # 2 holds no record
+    account = ledger.account(TP)
+    assert account is not None and account.done == {4} and account.empty == [(5, 6)]
+    ledger.release(TP, 3)
+    assert ledger.commit_point(TP, 3) == 6
+
+
+def test_a_record_nobody_processes_while_later_ones_are_done_is_read_again_after_the_grace() -> None:
+    ledger = ledger_at(616, list(range(616, 640)), done=list(range(624, 640)))
+    assert ledger.lost(TP, 616, now=100.0, grace=20.0) is None  # first seen stuck
+    assert ledger.lost(TP, 616, now=119.0, grace=20.0) is None
+    assert ledger.lost(TP, 616, now=120.0, grace=20.0) == 616
+    assert ledger.lost(TP, 616, now=121.0, grace=20.0) is None  # once per grace
+
+
+def test_a_record_being_processed_or_with_nothing_done_after_it_is_not_lost() -> None:
+    held = ledger_at(10, [10, 11], done=[11])
+    held.hold(TP, 10)
+    queued = ledger_at(10, [10, 11])  # in a stream's queue: nothing after it is done either
+    for ledger in (held, queued):
+        for now in (0.0, 100.0, 200.0):
+            assert ledger.lost(TP, 10, now, grace=20.0) is None
+
+
+def test_a_revoked_partition_is_forgotten_and_late_releases_are_ignored() -> None:
+    ledger = ledger_at(0, [0, 1])
+    ledger.hold(TP, 0)
+    ledger.forget([TP])
+    ledger.release(TP, 0)
+    assert ledger.account(TP) is None and ledger.commit_point(TP, 0) is None
+
+
+@given(
+    st.integers(0, 20),
+    st.lists(st.tuples(st.integers(0, 3), st.booleans()), max_size=25),
+    st.booleans(),
+)
+def test_the_commit_point_never_passes_a_fetched_record_that_is_not_done(
+    committed: int, steps: list[tuple[int, bool]], known: bool
+) -> None:
+    """Records are fetched in order from the committed offset (each after a skip of 0..3 offsets that
+    hold no record), some are done; the commit point covers only done records and skipped offsets."""
+    records, done, offset = [], [], committed
+    for skip, is_done in steps:
+        offset += skip
+        records.append(offset)
+        if is_done:
+            done.append(offset)
+        offset += 1
+    ledger = ledger_at(committed if known else None, records, done)
+    point = ledger.commit_point(TP, committed)
+    if point is None:
+        return
+    head = committed if known or not records else min(committed, records[0])
+    assert point > committed
+    assert not [r for r in records if head <= r < point and r not in done]
+    assert point <= (records[-1] + 1 if records else committed)
