@@ -12,8 +12,8 @@ Faust's account (its acked offsets and gaps) commits records that were never pro
 This account counts an offset as processed only when our handlers say its effects are written, and
 as empty (a transaction marker, an aborted or compacted record) only when the fetches showed no record
 there: the next record the position returned came after it. The commit point is the end of the run of
-such offsets from the committed one. An offset the run stops at that nobody is processing, while later
-ones are done, was dropped on the way: it is read again (`lost`).
+such offsets from the committed one. A fetched record the run stops at for long, that nobody is
+processing, was dropped on the way: it is read again (`lost`).
 
 Pure: offsets in, offsets out; the caller passes the time.
 """
@@ -124,8 +124,9 @@ class OffsetLedger:
 
     def lost(self, tp: Hashable, committed: int | None, now: float, grace: float) -> int | None:
         """The offset to read `tp` again from, when its commits have stopped for `grace` seconds at a
-        record nobody is processing while later ones are done (records arrive in order, so it was
-        dropped on the way). None otherwise."""
+        record that was fetched and that no handler is processing. Records reach a handler in order
+        and within moments of their fetch, so it was dropped on the way (with nothing after it, as the
+        last record of a partition, too). None otherwise."""
         account = self._partitions.get(tp)
         if account is None:
             return None
@@ -133,8 +134,8 @@ class OffsetLedger:
         if head is None:
             return None
         stop = account.run_end(head)
-        if stop in account.held or not any(o > stop for o in account.done):
-            account.stuck = None
+        if stop in account.held or account.expected is None or stop >= account.expected:
+            account.stuck = None  # being processed, or not fetched yet
             return None
         if account.stuck is None or account.stuck[0] != stop:
             account.stuck = (stop, now)

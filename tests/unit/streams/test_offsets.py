@@ -65,13 +65,21 @@ def test_a_record_nobody_processes_while_later_ones_are_done_is_read_again_after
     assert ledger.lost(TP, 616, now=121.0, grace=20.0) is None  # once per grace
 
 
-def test_a_record_being_processed_or_with_nothing_done_after_it_is_not_lost() -> None:
+def test_a_record_being_processed_or_not_fetched_yet_is_never_lost() -> None:
     held = ledger_at(10, [10, 11], done=[11])
     held.hold(TP, 10)
-    queued = ledger_at(10, [10, 11])  # in a stream's queue: nothing after it is done either
-    for ledger in (held, queued):
+    unfetched = ledger_at(10, [8, 9])  # the position is at 10: nothing to read again
+    for ledger in (held, unfetched):
         for now in (0.0, 100.0, 200.0):
             assert ledger.lost(TP, 10, now, grace=20.0) is None
+
+
+def test_the_last_record_of_a_partition_dropped_on_the_way_is_read_again() -> None:
+    ledger = ledger_at(41, [41])  # fetched, never held nor done, nothing after it
+    assert ledger.lost(TP, 41, now=0.0, grace=20.0) is None
+    assert ledger.lost(TP, 41, now=20.0, grace=20.0) == 41
+    ledger.hold(TP, 41)
+    assert ledger.lost(TP, 41, now=100.0, grace=20.0) is None
 
 
 def test_a_revoked_partition_is_forgotten_and_late_releases_are_ignored() -> None:
