@@ -24,6 +24,7 @@ DEFAULTS: dict[str, str] = {
     "BOOSTER_LAUNCH_STALENESS_SECONDS": "3600",
     "BOOSTER_RETRY_SECONDS": "120",
     "BOOSTER_REQUEST_TIMEOUT_SECONDS": "40",
+    "BOOSTER_AUDIENCE_RETENTION_DAYS": "90",
 }
 
 DOCS: dict[str, str] = {
@@ -44,6 +45,8 @@ DOCS: dict[str, str] = {
     "(to be restarted by its supervisor) instead of acknowledging the record.",
     "BOOSTER_REQUEST_TIMEOUT_SECONDS": "How long the worker's changelog and fan-out producers wait for the broker "
     "before a write fails (and is retried).",
+    "BOOSTER_AUDIENCE_RETENTION_DAYS": "How long booster.audience keeps each outcome for the campaign report "
+    "(the topic's retention.ms, set when `booster topics create` makes it).",
 }
 
 
@@ -84,6 +87,7 @@ class Settings:
     launch_staleness_ms: int
     retry_seconds: float = 120.0
     request_timeout: float = 40.0
+    audience_retention_ms: int = 90 * 86_400_000
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -111,6 +115,9 @@ class Settings:
             ),
             retry_seconds=_float("BOOSTER_RETRY_SECONDS", get("BOOSTER_RETRY_SECONDS"), 0.0),
             request_timeout=_float("BOOSTER_REQUEST_TIMEOUT_SECONDS", get("BOOSTER_REQUEST_TIMEOUT_SECONDS"), 1.0),
+            audience_retention_ms=int(
+                _float("BOOSTER_AUDIENCE_RETENTION_DAYS", get("BOOSTER_AUDIENCE_RETENTION_DAYS"), 1.0) * 86_400_000
+            ),
         )
 
     @property

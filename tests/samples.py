@@ -34,6 +34,11 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "booster_id": "c1:booster", "kind": "BOOSTER_CANCELLED", "reason_code": "CANCEL_REQUESTED",
         "text": "Booster for X was cancelled: cancelled before its window expired", "at": 1767232800000,
     },
+    "booster.audience": {
+        "contact_id": "ct-1", "outcome": "INCLUDED", "command_id": "5e0c1f4a-0d3c-5b8e-9f65-1b8c2d3e4f50",
+        "booster_id": "c1:booster", "campaign_id": "c1", "account_id": "acct-1", "deadline": 1767232800000,
+        "decided_at": 1767232805000,
+    },
     "booster.dead-letter": {
         "source_topic": "message.sent", "partition": 3, "offset": 42, "key": b"k", "value": b"\x01\x02",
         "error": "wrong magic byte", "kind": "not_wire_format", "failed_at": 1767232800000,

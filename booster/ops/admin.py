@@ -25,6 +25,17 @@ class WantedTopic:
     name: str  # contract name, without prefix
     compacted: bool
     contact_keyed: bool
+    expires: bool = False  # compacted, and deleted after BOOSTER_AUDIENCE_RETENTION_DAYS as well
+
+    @property
+    def policy(self) -> str:
+        return "compact,delete" if self.expires else _policy(self.compacted)
+
+    def configs(self, settings: Settings) -> dict[str, str]:
+        configs = {"cleanup.policy": self.policy}
+        if self.expires:
+            configs["retention.ms"] = str(settings.audience_retention_ms)
+        return configs
 
 
 @dataclass(frozen=True)
@@ -38,7 +49,7 @@ class TopicState:
 
 
 def wanted_topics() -> list[WantedTopic]:
-    topics = [WantedTopic(s.name, s.compacted, s.contact_keyed) for s in CATALOG.values()]
+    topics = [WantedTopic(s.name, s.compacted, s.contact_keyed, s.expires) for s in CATALOG.values()]
     topics.append(WantedTopic(LAUNCHES_BY_ACCOUNT, False, False))
     topics.append(WantedTopic(REROUTED, False, True))
     return topics
@@ -85,9 +96,8 @@ async def _describe(admin: AIOKafkaAdminClient, settings: Settings) -> list[Topi
         else:
             if n != settings.partitions:
                 problems.append(f"has {n} partitions, BOOSTER_PARTITIONS is {settings.partitions}")
-            want_policy = _policy(w.compacted)
-            if policy is not None and policy != want_policy:
-                problems.append(f"cleanup.policy is {policy}, should be {want_policy}")
+            if policy is not None and policy != w.policy:
+                problems.append(f"cleanup.policy is {policy}, should be {w.policy}")
         states.append(TopicState(w, real, exists, n, policy, tuple(problems)))
     return states
 
@@ -109,7 +119,7 @@ def all_topics(settings: Settings) -> list[str]:
 
 async def create(settings: Settings) -> list[str]:
     """Create every missing topic; returns the names created. Existing topics are left as they are."""
-    contract = await create_named(settings, {settings.topic(w.name): w.compacted for w in wanted_topics()})
+    contract = await create_named(settings, {settings.topic(w.name): w.configs(settings) for w in wanted_topics()})
     return contract + await create_internal(settings)
 
 
@@ -124,17 +134,25 @@ async def create_internal(settings: Settings) -> list[str]:
     return created + await create_named(settings, {leader_topic(settings): False}, partitions=1)
 
 
-async def create_named(settings: Settings, topics: Mapping[str, bool], partitions: int | None = None) -> list[str]:
-    """Create the missing ones of these topics (real name: compacted or not) with `partitions`
-    (default BOOSTER_PARTITIONS), and wait until the broker lists them; returns the names created."""
+async def create_named(
+    settings: Settings, topics: Mapping[str, bool | Mapping[str, str]], partitions: int | None = None
+) -> list[str]:
+    """Create the missing ones of these topics (real name: compacted or not, or its topic configs) with
+    `partitions` (default BOOSTER_PARTITIONS), and wait until the broker lists them; returns the names
+    created."""
     admin = admin_client(settings)
     await admin.start()
     created = []
     try:
         existing = set(await admin.list_topics())
         new = [
-            NewTopic(name, partitions or settings.partitions, 1, topic_configs={"cleanup.policy": _policy(compacted)})
-            for name, compacted in topics.items()
+            NewTopic(
+                name,
+                partitions or settings.partitions,
+                1,
+                topic_configs={"cleanup.policy": _policy(wanted)} if isinstance(wanted, bool) else dict(wanted),
+            )
+            for name, wanted in topics.items()
             if name not in existing
         ]
         for topic in new:

@@ -200,12 +200,48 @@ def cmd_lag(args: argparse.Namespace) -> int:
 
 
 def cmd_audience(args: argparse.Namespace) -> int:
-    from booster.ops import views
+    from booster.ops import clients, views
 
-    worker = args.worker or f"http://127.0.0.1:{_settings().web_port}"
+    settings = _settings()
+    final = _run(clients.final_report(settings, args.campaign_id))
+    report = final[0] if final is not None and views.fired(final[0]) else None
+    if args.export:
+        if report is None:
+            print(
+                f"campaign {args.campaign_id} has no SENT booster: its audience is written when it fires "
+                "(`booster boosters` shows its status)",
+                file=sys.stderr,
+            )
+            return EXIT_NOT_FOUND
+        return _export_audience(settings, report, args.export)
+    if report is not None:  # fired: the rows are gone, booster.audience has each recipient's outcome
+        contact = None if args.contact is None else _run(views.contact_outcome(settings, report, args.contact))
+        fired = views.fired_audience(report, contact, args.contact)
+        print(json.dumps(fired, indent=2) if args.json else views.render_fired_audience(fired))
+        return EXIT_OK
+    worker = args.worker or f"http://127.0.0.1:{settings.web_port}"
     result = views.audience(worker, args.campaign_id, args.contact)
     print(json.dumps(result, indent=2) if args.json else views.render_audience(result))
     return EXIT_OK if result["scheduled"] else EXIT_NOT_FOUND
+
+
+def _export_audience(settings: Settings, report: dict[str, Any], target: str) -> int:
+    from booster.ops import views
+
+    def progress(read: int, written: int) -> None:
+        print(f"  read {read} outcome record(s), {written} of this booster", file=sys.stderr, flush=True)
+
+    if target == "-":
+        counts = _run(views.export_audience(settings, report, sys.stdout, progress))
+    else:
+        path = Path(target)
+        partial = path.with_name(path.name + ".partial")  # a failed export leaves no half file behind
+        with open(partial, "w", newline="") as out:
+            counts = _run(views.export_audience(settings, report, out, progress))
+        partial.replace(path)
+    detail = ", ".join(f"{outcome} {n}" for outcome, n in sorted(counts.items()))
+    print(f"{sum(counts.values())} recipient(s) of {report['campaign_id']} ({detail}) to {target}", file=sys.stderr)
+    return EXIT_OK
 
 
 # -- worker --------------------------------------------------------------------------------------
@@ -336,14 +372,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "audience",
-        help="live preview: who a booster would reach now, excluded per reason; --contact says why",
+        help="who a booster reaches and why the others are left out: a live preview, or after firing its outcomes",
         description=(
-            "Asks a worker (it gathers every worker's partitions) who would get the booster if it fired now, "
-            "with the exclusions of R11. Exit code 4 when no booster is scheduled for the campaign."
+            "Before the booster fires, asks a worker (it gathers every worker's partitions) who would get it if it "
+            "fired now, with the exclusions of R11. Once it was SENT, answers from its report and from "
+            "booster.audience, which keeps each recipient's outcome (INCLUDED or the exclusion); --export writes "
+            "that group as CSV for the campaign report. Exit code 4 when the campaign has no such booster."
         ),
     )
     p.add_argument("campaign_id")
     p.add_argument("--contact", help="explain why this contact is in or out")
+    p.add_argument(
+        "--export", metavar="FILE", help="after firing: write every recipient's outcome as CSV ('-': stdout)"
+    )
     p.add_argument("--worker", help="a worker's web address (default http://127.0.0.1:$BOOSTER_WEB_PORT)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_audience)

@@ -1,24 +1,29 @@
-"""What operators ask: which boosters exist and when they fire, how far the workers are behind, and
-who a booster would reach now (from a worker's preview endpoint)."""
+"""What operators ask: which boosters exist and when they fire, how far the workers are behind, who a
+booster would reach now (from a worker's preview endpoint), and, once it fired, who it reached and why
+the others were left out (from booster.audience)."""
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from booster.config import Settings
 from booster.errors import BoosterError
-from booster.ops.clients import latest_reports
+from booster.ops.clients import latest_reports, read_topic
 from booster.processors.text import format_timestamp, human_duration
-from booster.schemas.catalog import CONTACT_INPUT_TOPICS, LAUNCHES_BY_ACCOUNT
+from booster.schemas.catalog import CONTACT_INPUT_TOPICS, LAUNCHES_BY_ACCOUNT, audience_key
+from booster.schemas.codec import codec
 from booster.streams.gate import only_markers_left, probe_consumer
+from booster.streams.records import contact_partition
 
 # every topic the workers consume, in the order an operator reads them
 CONSUMED = [
@@ -174,3 +179,109 @@ def render_audience(a: dict[str, Any]) -> str:
         c = a["contact"]
         lines.append(f"contact {c['contact_id']} (partition {c['partition']}): {c['why']}")
     return "\n".join(lines)
+
+
+# -- after firing: booster.audience (R16) -----------------------------------------------------------
+
+
+def fired(report: dict[str, Any]) -> bool:
+    """Whether a final report's booster walked its recipients, so booster.audience holds their outcomes:
+    SENT, or CANCELLED because nobody was left (R7)."""
+    return report["status"] == "SENT" or report.get("reason_code") == "EMPTY_AUDIENCE"
+
+
+EXPORT_COLUMNS = (
+    "contact_id",
+    "outcome",
+    "command_id",
+    "booster_id",
+    "campaign_id",
+    "account_id",
+    "deadline",
+    "decided_at",
+)
+
+
+async def contact_outcome(settings: Settings, report: dict[str, Any], contact_id: str) -> dict[str, Any] | None:
+    """A contact's outcome in a fired booster: read from the contact's partition of booster.audience."""
+    key = audience_key(report["booster_id"], contact_id)
+    partition = contact_partition(contact_id, settings.partitions)
+    tp = TopicPartition(settings.topic("booster.audience"), partition)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.broker, group_id=None, enable_auto_commit=False, isolation_level="read_committed"
+    )
+    await consumer.start()
+    found: dict[str, Any] | None = None
+    try:
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        end = (await consumer.end_offsets([tp]))[tp]
+        while await consumer.position(tp) < end:
+            batch = await consumer.getmany(tp, timeout_ms=500)
+            for msg in batch.get(tp, []):
+                if msg.key == key:
+                    found = codec().decode("booster.audience", msg.value)  # compacted: the last one counts
+    finally:
+        await consumer.stop()
+    return None if found is None else {**found, "partition": partition}
+
+
+def fired_audience(report: dict[str, Any], contact: dict[str, Any] | None, contact_id: str | None) -> dict[str, Any]:
+    """What `booster audience` says once the booster was sent: its report's counts, and one contact."""
+    return {
+        "campaign_id": report["campaign_id"],
+        "booster_id": report["booster_id"],
+        "status": report["status"],
+        "deadline": report["deadline"],
+        "audience": report["audience"],
+        "excluded": report["excluded"],
+        "contact_id": contact_id,
+        "contact": contact,
+    }
+
+
+def render_fired_audience(a: dict[str, Any]) -> str:
+    recipients = a["audience"] + sum(a["excluded"].values())
+    lines = [
+        f"booster of {a['campaign_id']}: {a['status']} at its deadline {format_timestamp(a['deadline'])}",
+        f"  reached {a['audience']} of {recipients} recipient(s)",
+    ]
+    for reason, count in a["excluded"].items():
+        if count:
+            lines.append(f"  excluded {reason:<13} {count}")
+    if a["contact_id"] is not None:
+        c = a["contact"]
+        if c is None:
+            lines.append(f"contact {a['contact_id']}: not a recipient of the campaign (no outcome on booster.audience)")
+        elif c["outcome"] == "INCLUDED":
+            lines.append(f"contact {a['contact_id']}: INCLUDED, command {c['command_id']}")
+        else:
+            lines.append(f"contact {a['contact_id']}: left out, {c['outcome']}")
+    lines.append(f"the whole group: booster audience {a['campaign_id']} --export FILE (CSV)")
+    return "\n".join(lines)
+
+
+async def export_audience(
+    settings: Settings, report: dict[str, Any], out: Any, progress: Callable[[int, int], None] | None = None
+) -> dict[str, int]:
+    """Every outcome of a fired booster, as CSV rows (EXPORT_COLUMNS) on `out`; counts per outcome.
+    `progress(read, written)` is called every 100,000 records read."""
+    prefix = audience_key(report["booster_id"], "")
+    writer = csv.writer(out)
+    writer.writerow(EXPORT_COLUMNS)
+    # one record per recipient: the fan-out writes each in the transaction of its chunk, a resumed
+    # fan-out goes on after the last committed chunk, and aborted ones are not read
+    counts: dict[str, int] = {}
+    read = 0
+    async for msg in read_topic(settings, "booster.audience", until_end=True):
+        read += 1
+        if msg.key is not None and msg.key.startswith(prefix) and msg.value is not None:
+            o = codec().decode("booster.audience", msg.value)
+            counts[o["outcome"]] = counts.get(o["outcome"], 0) + 1
+            row = {**o, "command_id": o["command_id"] or ""}
+            row["deadline"] = format_timestamp(o["deadline"])
+            row["decided_at"] = format_timestamp(o["decided_at"])
+            writer.writerow([row[c] for c in EXPORT_COLUMNS])
+        if progress is not None and read % 100_000 == 0:
+            progress(read, sum(counts.values()))
+    return counts

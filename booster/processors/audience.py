@@ -34,6 +34,17 @@ def decide(
     return exclusion(recipient, contact, channel=channel, criterion=criterion, deadline=at)
 
 
+INCLUDED = "INCLUDED"  # a recipient's outcome when the booster was sent to it
+
+
+def outcome_of(decision: Decision) -> str | None:
+    """A recipient's outcome in a fired booster's audience (R16): INCLUDED, or the exclusion that
+    applied; None for a row that is not a recipient (it is in no campaign report)."""
+    if decision is NOT_A_RECIPIENT:
+        return None
+    return INCLUDED if decision is None else decision.value
+
+
 @dataclass(frozen=True, slots=True)
 class Tally:
     """Audience and exclusions counted so far (one partition's, or a whole booster's)."""

@@ -19,11 +19,12 @@ AVRO_DIR = Path(__file__).parent / "avro"
 class TopicSpec:
     name: str  # contract name, without the configured prefix
     schema_id: int
-    key_field: str | None  # the value field the key is taken from; None: the key travels as received
+    key_field: str | None  # the value field the key is taken from; None: the key is not one field
     contact_keyed: bool  # co-partitioned by contact_id
     compacted: bool
     role: str  # "input", "output" or "internal"
     version: int = 1  # file `<name>.avsc` for version 1, `<name>.v<N>.avsc` after that
+    expires: bool = False  # compacted, and deleted after BOOSTER_AUDIENCE_RETENTION_DAYS as well
 
     @property
     def schema_path(self) -> Path:
@@ -55,6 +56,8 @@ _SPECS = [
     TopicSpec("booster.control", 19, "campaign_id", True, False, "internal", version=2),
     # v2: why the decision called the booster off
     TopicSpec("booster.summaries", 20, "campaign_id", False, False, "internal", version=2),
+    # R16: each recipient's outcome in a fired booster; keyed `<booster_id>/<contact_id>`
+    TopicSpec("booster.audience", 21, None, True, True, "output", expires=True),
 ]
 
 # every schema version ever written, by id; and each topic's latest version, which writers use
@@ -82,6 +85,12 @@ STATE_TABLES = (
     "launch-decisions",
     "account-boosters",
 )
+
+
+def audience_key(booster_id: str, contact_id: str) -> bytes:
+    """The key of a recipient's outcome on booster.audience: one per booster and contact, for compaction."""
+    return f"{booster_id}/{contact_id}".encode()
+
 
 INPUT_TOPICS = [s.name for s in _SPECS if s.role == "input"]
 CONTACT_INPUT_TOPICS = [s.name for s in _SPECS if s.role == "input" and s.contact_keyed]

@@ -48,3 +48,22 @@ class CommandTemplate:
 
     def encode(self, command_id: str, contact_id: str) -> bytes:
         return b"".join((self._header, avro_string(command_id), self._middle, avro_string(contact_id), self._tail))
+
+
+# the symbols of booster.audience's AudienceOutcomeKind, in schema order
+OUTCOMES = ("INCLUDED", "DELETED", "BLOCKED", "UNSUBSCRIBED", "ERROR", "WAITING", "CLICKED", "OPENED")
+_OUTCOME_INDEX = {name: i for i, name in enumerate(OUTCOMES)}
+
+
+class OutcomeTemplate:
+    """booster.audience values of one booster's fan-out: only contact, outcome and command differ."""
+
+    def __init__(self, *, booster_id: str, campaign_id: str, account_id: str, deadline: int, decided_at: int) -> None:
+        self._header = codec().header("booster.audience")
+        self._tail = b"".join(avro_string(s) for s in (booster_id, campaign_id, account_id))
+        self._tail += avro_long(deadline) + avro_long(decided_at)
+        self._outcomes = {name: avro_long(i) for name, i in _OUTCOME_INDEX.items()}
+
+    def encode(self, contact_id: str, outcome: str, command_id: str | None) -> bytes:
+        command = b"\x00" if command_id is None else b"\x02" + avro_string(command_id)  # union branch 0 or 1
+        return b"".join((self._header, avro_string(contact_id), self._outcomes[outcome], command, self._tail))

@@ -21,13 +21,14 @@ from aiokafka.errors import KafkaError
 from mode import Service
 
 from booster.config import Settings
-from booster.processors.audience import Tally
+from booster.processors.audience import Tally, outcome_of
 from booster.processors.boosters import Schedule, command_id_of
 from booster.processors.campaigns import CampaignPartition, called_off, cancelled_by
 from booster.processors.packing import summary_to_dict
 from booster.processors.summaries import PartitionSummary
 from booster.schemas import codec
-from booster.schemas.templates import CommandTemplate
+from booster.schemas.catalog import audience_key
+from booster.schemas.templates import CommandTemplate, OutcomeTemplate
 from booster.streams.audience import decide_rows
 from booster.streams.records import exit_for_restart, give_up_after
 from booster.streams.store import PartitionStore, recipient_key
@@ -210,8 +211,16 @@ class Fanout(Service):
             issued_at=now,
         )
         booster_id = schedule.booster_id
+        outcome_template = OutcomeTemplate(
+            booster_id=booster_id,
+            campaign_id=cid,
+            account_id=schedule.account_id,
+            deadline=schedule.deadline,
+            decided_at=now,
+        )
         chunk_size = self.settings.fanout_chunk
         batch: list[tuple[bytes, bytes]] = []
+        outcomes: list[tuple[bytes, bytes]] = []  # R16: each recipient's outcome, in the same transactions
         walked = 0
         commands = 0
         last_contact: str | None = progress["last_key"] if progress else None
@@ -222,14 +231,20 @@ class Fanout(Service):
                 last_contact = contact_id
                 walked += 1
                 tally = tally.count(decision)
+                command_id = None
                 if decision is None:  # eligible: not excluded, and a recipient
-                    command = template.encode(command_id_of(booster_id, contact_id), contact_id)
-                    batch.append((contact_id.encode(), command))
+                    command_id = command_id_of(booster_id, contact_id)
+                    batch.append((contact_id.encode(), template.encode(command_id, contact_id)))
+                if (outcome := outcome_of(decision)) is not None:
+                    value = outcome_template.encode(contact_id, outcome, command_id)
+                    outcomes.append((audience_key(booster_id, contact_id), value))
                 if walked >= chunk_size:
                     commands += len(batch)
                     progress_value = progress_record(cid, partition, last_contact, False, tally)
-                    await self._commit(cid, partition, self._transaction(prod, partition, cid, batch, progress_value))
+                    chunk = self._transaction(prod, partition, cid, batch, outcomes, progress_value)
+                    await self._commit(cid, partition, chunk)
                     batch = []
+                    outcomes = []
                     walked = 0
         summary = PartitionSummary(
             campaign_id=cid,
@@ -242,7 +257,8 @@ class Fanout(Service):
         )
         commands += len(batch)
         done = progress_record(cid, partition, last_contact, True, tally)
-        last_offset = await self._commit(cid, partition, self._transaction(prod, partition, cid, batch, done, summary))
+        last = self._transaction(prod, partition, cid, batch, outcomes, done, summary)
+        last_offset = await self._commit(cid, partition, last)
         self._forget_progress(partition, cid, last_offset)
         return FanoutResult(summary, commands)
 
@@ -260,24 +276,19 @@ class Fanout(Service):
         partition: int,
         campaign_id: str,
         batch: list[tuple[bytes, bytes]],
+        outcomes: list[tuple[bytes, bytes]],
         progress: dict[str, Any],
         summary: PartitionSummary | None = None,
     ) -> int:
-        """Commands, progress and summary in one transaction; returns the progress record's offset."""
+        """Commands, outcomes, progress and summary in one transaction; returns the progress record's
+        offset."""
         s = self.settings
         c = codec()
-        topic = s.topic("booster.commands")
         async with prod.transaction():
-            # contacts of this partition are keyed to the same partition of booster.commands
-            # (co-partitioned); a batch builder costs far less per record than send()
-            builder = prod.create_batch()
-            for key, value in batch:
-                if builder.append(key=key, value=value, timestamp=None) is None:
-                    await prod.send_batch(builder, topic, partition=partition)
-                    builder = prod.create_batch()
-                    builder.append(key=key, value=value, timestamp=None)
-            if builder.record_count():
-                await prod.send_batch(builder, topic, partition=partition)
+            # contacts of this partition are keyed to the same partition of booster.commands and
+            # booster.audience (co-partitioned)
+            await _send_all(prod, s.topic("booster.commands"), partition, batch)
+            await _send_all(prod, s.topic("booster.audience"), partition, outcomes)
             progress_sent = await prod.send(
                 s.topic("booster.fanout-progress"),
                 value=c.encode("booster.fanout-progress", progress),
@@ -292,3 +303,15 @@ class Fanout(Service):
                 )
         offset: int = (await progress_sent).offset  # delivered: the transaction is committed
         return offset
+
+
+async def _send_all(prod: AIOKafkaProducer, topic: str, partition: int, records: list[tuple[bytes, bytes]]) -> None:
+    """Records to one partition, in batches: a batch builder costs far less per record than send()."""
+    builder = prod.create_batch()
+    for key, value in records:
+        if builder.append(key=key, value=value, timestamp=None) is None:
+            await prod.send_batch(builder, topic, partition=partition)
+            builder = prod.create_batch()
+            builder.append(key=key, value=value, timestamp=None)
+    if builder.record_count():
+        await prod.send_batch(builder, topic, partition=partition)

@@ -58,6 +58,7 @@ class Scenario:
     roles: dict[str, str] = field(default_factory=dict)  # contact -> role
     expected_audience: set[str] = field(default_factory=set)
     expected_excluded: Counter[str] = field(default_factory=Counter)
+    expected_outcome: dict[str, str] = field(default_factory=dict)  # contact -> INCLUDED or its exclusion (R16)
 
     @property
     def deadline(self) -> int:
@@ -193,4 +194,5 @@ def build(
             sc.expected_audience.add(contact)
         else:
             sc.expected_excluded[reason] += 1
+        sc.expected_outcome[contact] = reason or "INCLUDED"
     return sc

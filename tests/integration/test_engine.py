@@ -23,9 +23,11 @@ from aiokafka import TopicPartition
 from booster.broker.local import LocalKafka
 from booster.config import Settings
 from booster.ops import admin
-from booster.ops.clients import publish_lines
+from booster.ops.clients import publish_lines, read_topic
 from booster.processors.boosters import booster_id_of, command_id_of
-from booster.schemas.catalog import CONTACT_INPUT_TOPICS
+from booster.schemas.catalog import CONTACT_INPUT_TOPICS, audience_key
+from booster.schemas.codec import codec
+from booster.streams.records import contact_partition
 from booster.streams.store import recipient_prefix
 from booster.testing.demo import publish_scenario
 from booster.testing.scenario import HOUR_MS, Scenario, build, launched_for_deadline
@@ -175,10 +177,23 @@ def run(kafka: LocalKafka, tmp_path_factory: pytest.TempPathFactory) -> Any:
     for key, value, _ts in read_all(settings, "booster.commands"):
         r.command_keys.append(key)
         r.commands.append(value)
+    r.extra["outcomes"] = _outcomes(settings)
     r.extra["changelog"] = _changelog(settings)
     r.worker_log = worker.log_text()
     worker.stop()
     yield r
+
+
+def _outcomes(settings: Settings) -> list[tuple[bytes | None, int, dict[str, Any]]]:
+    """Every record of booster.audience: (key, partition, value)."""
+
+    async def go() -> list[tuple[bytes | None, int, dict[str, Any]]]:
+        return [
+            (msg.key, msg.partition, codec().decode("booster.audience", msg.value))
+            async for msg in read_topic(settings, "booster.audience", until_end=True)
+        ]
+
+    return asyncio.run(go())
 
 
 def _changelog(settings: Settings) -> dict[bytes, bytes | None]:
@@ -244,6 +259,31 @@ def test_email_command_fields(run: Run) -> None:
         assert c["deadline"] == sc.deadline
     keys = [k for k, c in zip(run.command_keys, run.commands, strict=True) if c["booster_id"] == booster_id]
     assert keys == [c["contact_id"].encode() for c in commands]  # keyed by contact_id
+
+
+def test_r16_each_recipient_s_outcome_is_kept_once_in_its_contact_s_partition(run: Run) -> None:
+    sc = run.scenarios["email"]
+    booster_id = booster_id_of(sc.campaign_id)
+    mine = [(key, p, o) for key, p, o in run.extra["outcomes"] if o["booster_id"] == booster_id]
+    assert len(mine) == len(sc.roles)  # once each: every recipient, nothing else
+    assert {o["contact_id"]: o["outcome"] for _, _, o in mine} == sc.expected_outcome
+    for key, partition, o in mine:
+        contact = o["contact_id"]
+        assert key == audience_key(booster_id, contact)
+        assert partition == contact_partition(contact, run.settings.partitions)
+        assert o["command_id"] == (command_id_of(booster_id, contact) if o["outcome"] == "INCLUDED" else None)
+        assert (o["campaign_id"], o["account_id"], o["deadline"]) == (sc.campaign_id, sc.account_id, sc.deadline)
+        assert o["decided_at"] >= sc.deadline
+
+
+def test_r16_a_booster_called_off_keeps_no_outcome_and_an_empty_one_says_why_each_was_left_out(run: Run) -> None:
+    called_off = {booster_id_of(run.cid(n)) for n in ("cancelled", "all-opened")}
+    assert not [o for _, _, o in run.extra["outcomes"] if o["booster_id"] in called_off]
+    empty = run.scenarios["empty"]
+    outcomes = {
+        o["contact_id"]: o["outcome"] for _, _, o in run.extra["outcomes"] if o["campaign_id"] == empty.campaign_id
+    }
+    assert outcomes == empty.expected_outcome and "INCLUDED" not in outcomes.values()
 
 
 def test_the_report_life_is_scheduled_then_one_final(run: Run) -> None:

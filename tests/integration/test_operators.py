@@ -180,3 +180,48 @@ def _final(env: Env) -> bool:
 def test_dead_letter_list_on_an_empty_topic(env: Env, tmp_path: Path) -> None:
     r = booster(env.settings, "dead-letter", "list")
     assert r.returncode == 0 and json.loads(r.stderr.splitlines()[-1])["total"] == 0
+
+
+# -- R16: after firing, the audience is answered from booster.audience --------------------------------
+
+
+def test_a_fired_booster_s_audience_counts_and_explains_each_contact_from_its_outcomes(env: Env) -> None:
+    wait_for("the first booster to be sent", lambda: _final(env), 120)
+    sc = env.sc
+    summary = booster(env.settings, "audience", sc.campaign_id, "--json")
+    assert summary.returncode == 0, summary.stderr
+    fired = json.loads(summary.stdout)
+    assert (fired["status"], fired["audience"]) == ("SENT", len(sc.expected_audience))
+    assert {k: v for k, v in fired["excluded"].items() if v} == dict(sc.expected_excluded)
+    for role in ("eligible", "clicked", "deleted", "unsub_all", "waiting"):
+        contact = next(c for c, r in sc.roles.items() if r == role)
+        r = booster(env.settings, "audience", sc.campaign_id, "--contact", contact, "--json")
+        outcome = json.loads(r.stdout)["contact"]
+        assert outcome["outcome"] == sc.expected_outcome[contact], (role, outcome)
+        assert (outcome["command_id"] is not None) == (outcome["outcome"] == "INCLUDED")
+        text = booster(env.settings, "audience", sc.campaign_id, "--contact", contact).stdout
+        assert f"contact {contact}: " + ("INCLUDED" if role == "eligible" else "left out") in text
+    stranger = booster(env.settings, "audience", sc.campaign_id, "--contact", "nobody-" + sc.campaign_id)
+    assert stranger.returncode == 0 and "not a recipient of the campaign" in stranger.stdout
+
+
+def test_a_fired_booster_s_audience_exports_as_csv_one_row_per_recipient(env: Env, tmp_path: Path) -> None:
+    import csv
+
+    wait_for("the first booster to be sent", lambda: _final(env), 120)
+    target = tmp_path / "audience.csv"
+    r = booster(env.settings, "audience", env.sc.campaign_id, "--export", str(target))
+    assert r.returncode == 0, r.stderr
+    with open(target, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {row["contact_id"]: row["outcome"] for row in rows} == env.sc.expected_outcome
+    assert len(rows) == len(env.sc.roles)
+    assert all(row["campaign_id"] == env.sc.campaign_id and row["deadline"].endswith("Z") for row in rows)
+    assert f"{len(rows)} recipient(s) of {env.sc.campaign_id}" in r.stderr
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_an_audience_export_before_the_booster_is_sent_exits_4(env: Env, tmp_path: Path) -> None:
+    r = booster(env.settings, "audience", env.later.campaign_id, "--export", str(tmp_path / "x.csv"))
+    assert r.returncode == 4 and "no SENT booster" in r.stderr
+    assert not (tmp_path / "x.csv").exists()

@@ -41,7 +41,7 @@ def test_schema_ids_are_unique_and_stable() -> None:
         11: ("booster.commands", 1), 12: ("booster.reports", 1), 13: ("booster.dead-letter", 1),
         14: ("booster.control", 1), 15: ("booster.summaries", 1), 16: ("booster.fanout-progress", 1),
         17: ("booster.reports", 2), 18: ("booster.notices", 1), 19: ("booster.control", 2),
-        20: ("booster.summaries", 2),
+        20: ("booster.summaries", 2), 21: ("booster.audience", 1),
     }  # fmt: skip
     # writers use each topic's latest version
     assert {n: s.schema_id for n, s in CATALOG.items() if s.version > 1} == {

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from booster.schemas import codec
-from booster.schemas.templates import CommandTemplate, avro_long
+from booster.schemas.templates import OUTCOMES, CommandTemplate, OutcomeTemplate, avro_long
 
 text = st.text(max_size=40)
 millis = st.integers(946_684_800_000, 4_102_444_799_999)
@@ -31,6 +31,41 @@ def test_template_bytes_equal_the_codecs(ids: tuple[str, ...], channel: str, dea
         channel=channel, content_ref=content_ref, deadline=deadline, issued_at=issued_at,
     )  # fmt: skip
     assert template.encode(command_id, contact_id) == codec().encode("booster.commands", record)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    ids=st.tuples(text, text, text, text),
+    outcome=st.sampled_from(OUTCOMES),
+    command_id=st.one_of(st.none(), text),
+    deadline=millis,
+    decided_at=millis,
+)
+def test_outcome_template_bytes_equal_the_codecs(
+    ids: tuple[str, ...], outcome: str, command_id: str | None, deadline: int, decided_at: int
+) -> None:
+    booster_id, campaign_id, account_id, contact_id = ids
+    record = {
+        "contact_id": contact_id, "outcome": outcome, "command_id": command_id, "booster_id": booster_id,
+        "campaign_id": campaign_id, "account_id": account_id, "deadline": deadline, "decided_at": decided_at,
+    }  # fmt: skip
+    template = OutcomeTemplate(
+        booster_id=booster_id, campaign_id=campaign_id, account_id=account_id, deadline=deadline,
+        decided_at=decided_at,
+    )  # fmt: skip
+    encoded = template.encode(contact_id, outcome, command_id)
+    assert encoded == codec().encode("booster.audience", record)
+    assert codec().decode("booster.audience", encoded) == record
+
+
+def test_the_outcome_symbols_are_the_schema_s() -> None:
+    import json
+
+    from booster.schemas.catalog import spec_for
+
+    schema = json.loads(spec_for("booster.audience").schema_path.read_text())
+    kind = next(f["type"] for f in schema["fields"] if f["name"] == "outcome")
+    assert tuple(kind["symbols"]) == OUTCOMES
 
 
 @given(st.integers(-(2**63), 2**63 - 1))
