@@ -50,6 +50,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
             "criterion": "NOT_CLICKED", "content_ref": "tpl/1", "deadline": 1767232800000,
         },
         "cancelled_at": None, "reason": None, "from_partition": None, "all_opened": None, "enabled": None,
+        "account_id": None,
     },
     "booster.summaries": {
         "campaign_id": "c1", "partition": 2, "partitions": 4,

@@ -102,11 +102,13 @@ class Counted:
 @dataclass(frozen=True, slots=True)
 class ChannelAccess:
     """The account's access to the booster's channel changed at `at` (account.channels' updated_at):
-    revoked (`enabled` False) or given back (R15)."""
+    revoked (`enabled` False) or given back (R15). `account_id` None: a record from before it was
+    carried, taken as the booster's account."""
 
     campaign_id: str
     at: int
     enabled: bool
+    account_id: str | None = None
 
 
 CampaignEvent = Scheduled | BoosterCancelled | NoBoosterFor | Decided | Counted | ChannelAccess
@@ -154,7 +156,8 @@ class CampaignPartition:
     first_seen_at: int | None = None
     decision: Decided | None = None  # the deciding partition's, the first that arrived
     counts: Mapping[int, bool | None] = field(default_factory=dict)  # in the deciding partition: each one's
-    access: tuple[tuple[int, bool], ...] = ()  # changes of the channel's access (at, enabled), in time order
+    # changes of the channel's access (at, enabled, account_id or ""), in time order
+    access: tuple[tuple[int, bool, str], ...] = ()
 
 
 def launch_rank(schedule: Schedule, launched_at: int | None) -> tuple[int, str, str, str, str, str, int]:
@@ -266,16 +269,19 @@ def evolve_campaign_access(state: CampaignPartition | None, change: ChannelAcces
     """Every distinct change is kept, in time order: the latest at or before the deadline counts, in
     whatever order they arrive."""
     s = state or CampaignPartition()
-    entry = (change.at, change.enabled)
+    entry = (change.at, change.enabled, change.account_id or "")
     return s if entry in s.access else replace(s, access=tuple(sorted((*s.access, entry))))
 
 
 def channel_revoked(state: CampaignPartition) -> bool:
     """R15: the account's access to the booster's channel was revoked at the deadline (the latest change
     at or before it; at a tie, revoked)."""
-    if state.schedule is None:
+    schedule = state.schedule
+    if schedule is None:
         return False
-    before = [(at, not enabled) for at, enabled in state.access if at <= state.schedule.deadline]
+    # G5: the account of another launch of the same campaign id has its own channels
+    mine = [(at, enabled) for at, enabled, account in state.access if account in ("", schedule.account_id)]
+    before = [(at, not enabled) for at, enabled in mine if at <= schedule.deadline]
     return bool(before) and max(before)[1]
 
 
@@ -423,7 +429,7 @@ def access_changes(
         before = old is not None and b.channel in old.channels
         now = b.channel in new.channels
         if before != now:
-            changes.append(ChannelAccess(b.campaign_id, new.updated_at, now))
+            changes.append(ChannelAccess(b.campaign_id, new.updated_at, now, new.account_id))
     return changes, done
 
 

@@ -170,7 +170,8 @@ def unpack_campaign(data: bytes, campaign_id: str) -> CampaignPartition:
         first_seen_at=d["first_seen_at"],
         decision=None if decision is None else _decision_of(campaign_id, decision),
         counts={int(p): v for p, v in d.get("counts", {}).items()},
-        access=tuple((at, enabled) for at, enabled in d.get("access", [])),
+        # a state kept before changes named their account has (at, enabled) entries
+        access=tuple((change[0], change[1], change[2] if len(change) > 2 else "") for change in d.get("access", [])),
     )
 
 

@@ -58,6 +58,8 @@ _SPECS = [
     TopicSpec("booster.summaries", 20, "campaign_id", False, False, "internal", version=2),
     # R16: each recipient's outcome in a fired booster; keyed `<booster_id>/<contact_id>`
     TopicSpec("booster.audience", 21, None, True, True, "output", expires=True),
+    # v3: CHANNEL names the account whose access changed (G5: only the winning launch's account counts)
+    TopicSpec("booster.control", 22, "campaign_id", True, False, "internal", version=3),
 ]
 
 # every schema version ever written, by id; and each topic's latest version, which writers use

@@ -61,6 +61,7 @@ def control_record(event: ControlEvent) -> dict[str, Any]:
         "from_partition": None,
         "all_opened": None,
         "enabled": None,
+        "account_id": None,
     }
     match event:
         case Scheduled():
@@ -80,7 +81,7 @@ def control_record(event: ControlEvent) -> dict[str, Any]:
             record["from_partition"], record["all_opened"] = event.partition, event.all_opened
         case ChannelAccess():
             campaign_id, at = event.campaign_id, event.at
-            record["enabled"] = event.enabled
+            record["enabled"], record["account_id"] = event.enabled, event.account_id
         case _:
             assert_never(event)
     return {"kind": control_kind(event).value, "campaign_id": campaign_id, "at": at, **record}
@@ -117,7 +118,7 @@ def control_event(record: Mapping[str, Any]) -> ControlEvent:
         case ControlKind.CHANNEL:
             if record["enabled"] is None:
                 raise DecodeError("a CHANNEL control record without `enabled`", kind="corrupt")
-            return ChannelAccess(campaign_id, at, record["enabled"])
+            return ChannelAccess(campaign_id, at, record["enabled"], record["account_id"])
         case _:
             assert_never(kind)
 

@@ -132,11 +132,12 @@ def test_g5_conflicting_launches_from_two_accounts_send_the_earliest_in_either_o
 ) -> None:
     """One campaign id launched by two accounts (whose launches are decided in different partitions),
     a second apart, published in both orders for two campaigns: each booster is the earliest launch's
-    in every partition, and the other account is told once that its launch lost."""
+    in every partition, and the other account is told once that its launch lost. The losing account
+    then loses the booster's channel before the deadline: not the booster's account, so it is sent."""
     settings = fresh_settings()
     asyncio.run(admin.create(settings))
     tag = uuid.uuid4().hex[:6]
-    lead_ms = 10_000  # both launches reach every partition before the deadline
+    lead_ms = 20_000  # both launches, and then the loser's change of channels, come before the deadline
     at = launched_for_deadline(int(time.time() * 1000) + lead_ms)
     first_then_second = build(f"x-{tag}", 40, launched_at=at, account_id=f"first-{tag}")
     second_then_first = build(f"y-{tag}", 40, launched_at=at, account_id=f"first-{tag}")
@@ -166,13 +167,16 @@ def test_g5_conflicting_launches_from_two_accounts_send_the_earliest_in_either_o
                 ("campaign.launched", y.launch_record()),
             ],
         )
+        def losers_told() -> list[dict[str, Any]] | None:
+            notices = [n for _, n, _ in read_all(settings, "booster.notices") if n["account_id"] == loser_account]
+            return notices if len(notices) >= 2 else None
+
+        told = wait_for("the losing launches' notices", losers_told, 30, 0.5)
+        now = int(time.time() * 1000)
+        assert now < x.deadline - 5000, "the launches took longer than the lead"
+        revoked = {"account_id": loser_account, "channels": ["SMS"], "updated_at": now}
+        publish_records(settings, [("account.channels", revoked)])
         reports = {sc.campaign_id: wait_for_final_report(settings, sc.campaign_id) for sc in (x, y)}
-        told = wait_for(
-            "the losing launches' notices",
-            lambda: [n for _, n, _ in read_all(settings, "booster.notices") if n["account_id"] == loser_account],
-            30,
-            0.5,
-        )
     finally:
         worker.stop()
     for sc in (x, y):

@@ -47,7 +47,14 @@ from booster.processors.campaigns import (
     refuses_cancel,
 )
 from booster.processors.events import AccountChannels, BoosterCancelled, BoosterSettings, CampaignLaunched
-from booster.processors.packing import pack_summaries, summary_from_dict, summary_to_dict, unpack_summaries
+from booster.processors.packing import (
+    pack_campaign,
+    pack_summaries,
+    summary_from_dict,
+    summary_to_dict,
+    unpack_campaign,
+    unpack_summaries,
+)
 from booster.processors.recipients import Exclusion, RecipientState
 from booster.processors.summaries import PartitionSummary, SummaryState, evolve_summaries, final_report
 
@@ -235,6 +242,37 @@ def test_r15_the_channels_access_at_the_deadline_decides_whatever_the_order_of_c
     assert decide_booster(cancelled, "cmp", T0).reason is ReasonCode.CANCEL_REQUESTED
 
 
+def test_g5_only_the_winning_launch_s_account_s_channels_count() -> None:
+    """Two accounts launched the same campaign id; the booster is the winner's (SCHEDULE's account). The
+    loser's account losing the channel must not cancel it, in any order; its own account's must."""
+    d = SCHEDULE.deadline
+    winner = SCHEDULE.account_id
+    other = ChannelAccess("cmp", d - 10, False, "someone-else")
+    mine = ChannelAccess("cmp", d - 5, False, winner)
+    orders: list[list[Scheduled | ChannelAccess]] = [[Scheduled(SCHEDULE, T0), other], [other, Scheduled(SCHEDULE, T0)]]
+    for events in orders:
+        folded = None
+        for event in events:
+            folded = evolve_campaign(folded, event)
+        assert folded is not None and not channel_revoked(folded)
+        assert channel_revoked(evolve_campaign(folded, mine))
+    # a change from before the account was carried counts, as it always did
+    old = evolve_campaign(evolve_campaign(None, Scheduled(SCHEDULE, T0)), ChannelAccess("cmp", d - 1, False))
+    assert channel_revoked(old)
+
+
+def test_a_campaign_state_kept_before_changes_named_their_account_still_reads() -> None:
+    state = evolve_campaign(
+        evolve_campaign(None, Scheduled(SCHEDULE, T0)), ChannelAccess("cmp", SCHEDULE.deadline - 1, False, "a")
+    )
+    import json
+
+    assert unpack_campaign(pack_campaign(state), "cmp") == state
+    packed = json.loads(pack_campaign(state))
+    packed["access"] = [change[:2] for change in packed["access"]]  # as a worker before this change wrote it
+    assert unpack_campaign(json.dumps(packed).encode(), "cmp").access == ((SCHEDULE.deadline - 1, False, ""),)
+
+
 def test_r15_an_accounts_new_channels_tell_its_scheduled_boosters_what_changed() -> None:
     old = AccountChannels("acct", frozenset({"EMAIL", "SMS"}), T0)
     live = [
@@ -244,10 +282,10 @@ def test_r15_an_accounts_new_channels_tell_its_scheduled_boosters_what_changed()
     ]
     new = AccountChannels("acct", frozenset({"SMS"}), T0 + 50)
     changes, done = access_changes(old, new, live)
-    assert changes == [ChannelAccess("e", T0 + 50, False)]
+    assert changes == [ChannelAccess("e", T0 + 50, False, "acct")]
     assert done == [live[2]]  # its deadline is before the account's latest update: nothing can matter to it
     back = AccountChannels("acct", frozenset({"SMS", "EMAIL"}), T0 + 60)
-    assert access_changes(new, back, live[:2])[0] == [ChannelAccess("e", T0 + 60, True)]
+    assert access_changes(new, back, live[:2])[0] == [ChannelAccess("e", T0 + 60, True, "acct")]
     assert access_changes(old, old, live) == ([], [])  # an older record changed nothing
 
 

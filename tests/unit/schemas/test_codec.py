@@ -41,12 +41,12 @@ def test_schema_ids_are_unique_and_stable() -> None:
         11: ("booster.commands", 1), 12: ("booster.reports", 1), 13: ("booster.dead-letter", 1),
         14: ("booster.control", 1), 15: ("booster.summaries", 1), 16: ("booster.fanout-progress", 1),
         17: ("booster.reports", 2), 18: ("booster.notices", 1), 19: ("booster.control", 2),
-        20: ("booster.summaries", 2), 21: ("booster.audience", 1),
+        20: ("booster.summaries", 2), 21: ("booster.audience", 1), 22: ("booster.control", 3),
     }  # fmt: skip
     # writers use each topic's latest version
     assert {n: s.schema_id for n, s in CATALOG.items() if s.version > 1} == {
         "booster.reports": 17,
-        "booster.control": 19,
+        "booster.control": 22,
         "booster.summaries": 20,
     }
 
@@ -83,9 +83,18 @@ def test_the_reason_codes_and_notice_kinds_are_the_cores() -> None:
 
 
 def test_a_version_1_control_record_decodes_as_the_latest_version() -> None:
-    added = {"cancelled_at": None, "reason": None, "from_partition": None, "all_opened": None, "enabled": None}
+    added = {
+        "cancelled_at": None, "reason": None, "from_partition": None, "all_opened": None, "enabled": None,
+        "account_id": None,
+    }  # fmt: skip
     v1 = {k: v for k, v in SAMPLES["booster.control"].items() if k not in added}
     assert codec().decode("booster.control", _write(14, v1)) == {**v1, **added}
+
+
+def test_a_version_2_channel_record_decodes_with_no_account() -> None:
+    v2 = {**SAMPLES["booster.control"], "kind": "CHANNEL", "schedule": None, "enabled": False}
+    del v2["account_id"]
+    assert codec().decode("booster.control", _write(19, v2)) == {**v2, "account_id": None}
 
 
 def test_a_version_1_summary_decodes_as_the_latest_version() -> None:
