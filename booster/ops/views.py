@@ -83,6 +83,10 @@ async def lag(settings: Settings, lateness_ms: int | None = None) -> dict[str, A
     await consumer.start()
     await client.start()
     try:
+        # end_offsets of a topic that does not exist retries until it times out, with a traceback
+        missing = sorted({tp.topic for tp in tps} - set(await client.list_topics()))
+        if missing:
+            raise BoosterError(f"topics missing: {', '.join(missing)}; run `booster topics create`")
         ends = await consumer.end_offsets(tps)
         committed = await client.list_consumer_group_offsets(group, partitions=tps)
         positions = {tp: max(0, meta.offset) if (meta := committed.get(tp)) is not None else 0 for tp in tps}

@@ -181,3 +181,12 @@ def test_tail_waits_for_records_until_idle(settings: Settings) -> None:
     wait_for(
         "tail --max 1", lambda: booster(settings, "tail", "message.opened", "--from-beginning", "--max", "1").stdout
     )
+
+
+def test_lag_and_tail_without_the_topics_say_to_create_them(kafka: LocalKafka) -> None:
+    settings = fresh_settings()  # a prefix nobody created topics for
+    lag = booster(settings, "lag", timeout=60)
+    assert lag.returncode == 1 and "topics missing" in lag.stderr and "booster topics create" in lag.stderr
+    assert "Traceback" not in lag.stderr
+    tail = booster(settings, "tail", "booster.reports", "--until-end", timeout=60)
+    assert tail.returncode == 1 and "booster topics create" in tail.stderr
