@@ -110,30 +110,32 @@ class OffsetLedger:
         """One past the run of done and empty offsets from the committed one (from the first offset
         fetched when nothing is committed); None when that run is empty. What lies below it is
         forgotten: the caller commits it."""
-        account = self._partitions.get(tp)
-        if account is None:
+        found = self._run(tp, committed)
+        if found is None:
             return None
-        head = committed if committed is not None else account.floor
-        if head is None:
-            return None
-        end = account.run_end(head)
+        account, head, end = found
         if end == head:
             return None
         account.forget_below(end)
         return end
+
+    def _run(self, tp: Hashable, committed: int | None) -> tuple[PartitionAccount, int, int] | None:
+        """The partition's account, where its run of done and empty offsets starts and where it ends."""
+        account = self._partitions.get(tp)
+        if account is None:
+            return None
+        head = committed if committed is not None else account.floor
+        return None if head is None else (account, head, account.run_end(head))
 
     def lost(self, tp: Hashable, committed: int | None, now: float, grace: float) -> int | None:
         """The offset to read `tp` again from, when its commits have stopped for `grace` seconds at a
         record that was fetched and that no handler is processing. Records reach a handler in order
         and within moments of their fetch, so it was dropped on the way (with nothing after it, as the
         last record of a partition, too). None otherwise."""
-        account = self._partitions.get(tp)
-        if account is None:
+        found = self._run(tp, committed)
+        if found is None:
             return None
-        head = committed if committed is not None else account.floor
-        if head is None:
-            return None
-        stop = account.run_end(head)
+        account, _, stop = found
         if stop in account.held or account.expected is None or stop >= account.expected:
             account.stuck = None  # being processed, or not fetched yet
             return None
