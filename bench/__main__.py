@@ -27,7 +27,7 @@ from booster.ops import admin
 from booster.ops.clients import final_report, read_topic
 from booster.processors.boosters import booster_id_of
 from booster.schemas import codec
-from booster.schemas.catalog import CONTACT_INPUT_TOPICS, REROUTED
+from booster.schemas.catalog import CONTACT_INPUT_TOPICS, REROUTED, audience_key
 from booster.schemas.templates import CommandTemplate
 from booster.testing.workers import WorkerProcess, free_port, worker_env
 
@@ -174,8 +174,15 @@ async def fanout_figures(settings: Settings, w: Workload, deadline: int, timeout
             first = msg.timestamp if first == 0 else min(first, msg.timestamp)
             last = max(last, msg.timestamp)
     span = max((last - first) / 1000, 1e-3)
+    # R16: every recipient's outcome goes out in the same transactions as the commands
+    prefix = audience_key(booster_id.decode(), "")
+    outcomes = 0
+    async for msg in read_topic(settings, "booster.audience", until_end=True):
+        outcomes += msg.key is not None and msg.key.startswith(prefix)
     return {
         "commands": count,
+        "outcomes": outcomes,
+        "fanout_records_per_s": round((count + outcomes) / span, 1),
         "expected_commands": w.eligible,
         "report_status": report[0]["status"],
         "report_audience": report[0]["audience"],
@@ -357,6 +364,10 @@ def ratios(big: dict[str, Any], small: dict[str, Any]) -> dict[str, float]:
         "ingest_vs_naive_faust_ratio": r(big["ingest_events_per_s"], big["faust_naive_events_per_s"]),
         "ingest_vs_do_nothing_faust_ratio": r(big["ingest_events_per_s"], big["faust_nothing_events_per_s"]),
         "fanout_vs_plain_producer_ratio": r(big["fanout_commands_per_s"], big["plain_producer_commands_per_s"]),
+        # per record written: the fan-out also writes each recipient's outcome (R16)
+        "fanout_records_vs_plain_producer_ratio": r(
+            big.get("fanout_records_per_s", 0.0), big["plain_producer_commands_per_s"]
+        ),
         "peak_rss_growth_ratio": r(big["peak_rss_bytes"], small["peak_rss_bytes"]),
         "recipients_growth_ratio": round(growth_n, 3),
         "rss_growth_per_recipient_growth_ratio": r(r(big["peak_rss_bytes"], small["peak_rss_bytes"]), growth_n),
@@ -378,6 +389,11 @@ def table(results: dict[str, Any]) -> str:
         ("ingest, do-nothing Faust agent (events/s)", "", f"{big['faust_nothing_events_per_s']:,.0f}"),
         ("ingest, naive Faust agent (events/s)", "", f"{big['faust_naive_events_per_s']:,.0f}"),
         ("fan-out (commands/s)", f"{small['fanout_commands_per_s']:,.0f}", f"{big['fanout_commands_per_s']:,.0f}"),
+        (
+            "fan-out, commands + outcomes (records/s)",
+            f"{small['fanout_records_per_s']:,.0f}",
+            f"{big['fanout_records_per_s']:,.0f}",
+        ),
         ("plain producer (commands/s)", "", f"{big['plain_producer_commands_per_s']:,.0f}"),
         (
             "deadline to last command (s)",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
@@ -99,19 +99,6 @@ def read_committed_consumer() -> type:
             """Whether the group commits this partition (agents' topics; not changelogs)."""
             return bool(self.app.topics.acks_enabled_for(tp.topic))
 
-        async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
-            async for tp, message in super().getmany(timeout):
-                # `_drain_messages` drops a record below the read offset as already read; after a
-                # rebalance a batch fetched before the seek has moved that offset past records never
-                # processed (faust-streaming issue 596): let those through
-                read = self._read_offset.get(tp)
-                committed = self._committed_offset[tp]
-                offset = message.offset
-                dropped = read is not None and offset < read and (committed is None or offset >= committed)
-                if dropped and not self.ledger.is_done(tp, offset):
-                    self._read_offset[tp] = offset
-                yield tp, message
-
         async def seek_to_committed(self) -> Any:
             offsets = await super().seek_to_committed()
             for tp, offset in offsets.items():
@@ -135,7 +122,7 @@ def read_committed_consumer() -> type:
 
 
 _reading_again: set[asyncio.Future[None]] = set()
-LOST_GRACE_SECONDS = 20.0  # a record that stops the commits this long while later ones are done is read again
+LOST_GRACE_SECONDS = 10.0  # a fetched record that stops the commits this long, held by no handler, is read again
 
 
 def committable_offsets(consumer: Any, tps: Iterable[Any], now: float) -> dict[Any, int]:
@@ -151,8 +138,8 @@ def committable_offsets(consumer: Any, tps: Iterable[Any], now: float) -> dict[A
         committed = consumer._committed_offset[tp]
         if (again := ledger.lost(tp, committed, now, LOST_GRACE_SECONDS)) is not None and tp in consumer.assignment():
             log.warning(
-                "%s[%d]: record %d was never processed and later ones were (faust-streaming issue 596); "
-                "reading the partition again from it",
+                "%s[%d]: record %d was fetched and never processed (dropped by Faust's fetch loop, as in "
+                "faust-streaming issue 596); reading the partition again from it",
                 tp.topic,
                 tp.partition,
                 again,
@@ -184,18 +171,22 @@ def hold_acks(events: Iterable[Any]) -> None:
     processed again by whoever consumes the partition next (the folds are idempotent). Faust's wait
     for unacked messages at a rebalance waits for it, as it should.
     """
+    ledger: OffsetLedger | None = None
     for event in events:
+        ledger = ledger or ledger_of(event)  # one consumer delivers them all
         message = event.message
         message.incref()
-        ledger_of(event).hold(message.tp, message.offset)
+        ledger.hold(message.tp, message.offset)
 
 
 def release_acks(events: Iterable[Any]) -> None:
     """Drop the reference `hold_acks` took: the stream's own ack now completes each event, and the
     consumer's ledger counts its offset as processed."""
+    ledger: OffsetLedger | None = None
     for event in events:
+        ledger = ledger or ledger_of(event)
         message = event.message
-        ledger_of(event).release(message.tp, message.offset)
+        ledger.release(message.tp, message.offset)
         event.ack()
 
 

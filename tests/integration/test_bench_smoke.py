@@ -41,11 +41,16 @@ def test_bench_smoke(kafka: LocalKafka, tmp_path: Path, monkeypatch: pytest.Monk
     results = json.loads(out.read_text())
     ratios = results["ratios"]
     assert ratios and all("ratio" in key for key in ratios)
-    assert {"ingest_vs_naive_faust_ratio", "ingest_vs_do_nothing_faust_ratio", "fanout_vs_plain_producer_ratio"} <= set(
-        ratios
-    )
+    wanted = {
+        "ingest_vs_naive_faust_ratio",
+        "ingest_vs_do_nothing_faust_ratio",
+        "fanout_vs_plain_producer_ratio",
+        "fanout_records_vs_plain_producer_ratio",
+    }
+    assert wanted <= set(ratios)
     for size in ("small", "large"):
         figures = results[size]
         assert figures["commands"] == figures["expected_commands"] == figures["report_audience"]
+        assert figures["outcomes"] > figures["commands"]  # every recipient's, the excluded too (R16)
         assert figures["report_status"] == "SENT"
         assert figures["peak_rss_bytes"] > 0 and figures["recovery_from_changelog_s"] > 0

@@ -167,6 +167,7 @@ def test_g5_conflicting_launches_from_two_accounts_send_the_earliest_in_either_o
                 ("campaign.launched", y.launch_record()),
             ],
         )
+
         def losers_told() -> list[dict[str, Any]] | None:
             notices = [n for _, n, _ in read_all(settings, "booster.notices") if n["account_id"] == loser_account]
             return notices if len(notices) >= 2 else None
