@@ -145,6 +145,8 @@ def _decode_key(key: bytes | None) -> str | None:
 
 def decode_record(topic: str, msg: ConsumerRecord[bytes, bytes], epoch_ms: bool = False) -> TailedRecord:
     st = schema_topic(topic)
+    if msg.value is None:  # a tombstone: compaction's delete marker, as on booster.fanout-progress
+        return TailedRecord(_decode_key(msg.key), None, msg.partition, msg.offset, msg.timestamp, None)
     try:
         if topic == LAUNCHES_BY_ACCOUNT and codec().schema_of(msg.value).name == "booster.control":
             st = "booster.control"  # the timer's tick for a pending launch past its deadline

@@ -238,6 +238,8 @@ class Deadlines:
             return
         if d.kind == "forget":
             self._done(campaign_id, p, None)
+            if state.fired:  # issue 15: the topic would keep every booster's progress for ever
+                await self.fanout.forget(campaign_id, p)
             return
         if d.kind == "expire":
             dropped = delete_rows(self.recipients.partition(p), campaign_id)

@@ -142,9 +142,12 @@ class Fanout(Service):
         while await consumer.position(tp) < end:
             batch = await consumer.getmany(tp, timeout_ms=500)
             for msg in batch.get(tp, []):
+                known.records_read += 1
+                if msg.value is None:  # a tombstone (`forget`): that booster is done with for good
+                    known.latest.pop((msg.key or b"").decode(), None)
+                    continue
                 record = codec().decode("booster.fanout-progress", msg.value)
                 known.latest[record["campaign_id"]] = record
-                known.records_read += 1
         known.next_offset = await consumer.position(tp)
         return known.latest
 
@@ -159,6 +162,26 @@ class Fanout(Service):
             return
         known.latest.pop(campaign_id, None)
         known.next_offset = max(known.next_offset, last_offset + 1)
+
+    async def forget(self, campaign_id: str, partition: int) -> None:
+        """A tombstone for a booster's progress in this partition, so compaction drops it: called once
+        its campaign state is forgotten (the longest window after its deadline), when no fan-out of it
+        can run again. Written with the partition's transactional producer, after any fan-out under way."""
+        async with self._lock:
+            try:
+                prod = await self.producer_for(partition)
+                offset = await self._commit(campaign_id, partition, self._tombstone(prod, partition, campaign_id))
+                self._forget_progress(partition, campaign_id, offset)
+            except KafkaError as exc:  # only retention is lost: the record stays until the next try
+                await self.release({partition})
+                log.warning("forgetting the fan-out progress of %s in partition %s: %s", campaign_id, partition, exc)
+
+    async def _tombstone(self, prod: AIOKafkaProducer, partition: int, campaign_id: str) -> int:
+        topic = self.settings.topic("booster.fanout-progress")
+        async with prod.transaction():
+            sent = await prod.send(topic, value=None, key=campaign_id.encode(), partition=partition)
+        offset: int = (await sent).offset
+        return offset
 
     async def run(
         self,

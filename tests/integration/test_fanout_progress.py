@@ -7,6 +7,7 @@ import asyncio
 import time
 
 from booster.config import Settings
+from booster.ops.clients import read_topic
 from booster.processors.boosters import Schedule, booster_id_of
 from booster.processors.campaigns import CampaignPartition
 from booster.processors.packing import pack_recipient
@@ -49,6 +50,19 @@ def test_each_fan_out_reads_only_the_progress_written_since_the_last(settings: S
             latest = await fanout.load_progress(0)
             reads.append(fanout.progress[0].records_read)
             assert sorted(latest) == campaigns and all(p["done"] for p in latest.values())
+            # once forgotten, a booster's progress is a tombstone: compaction drops it, readers skip it
+            forgotten = campaigns[:2]
+            for cid in forgotten:
+                await fanout.forget(cid, 0)
+            assert sorted(await fanout.load_progress(0)) == campaigns[2:]
+            await fanout.release({0})
+            assert sorted(await fanout.load_progress(0)) == campaigns[2:]
+            tombstones = [
+                msg.key.decode()
+                async for msg in read_topic(settings, "booster.fanout-progress", until_end=True)
+                if msg.value is None and msg.key is not None
+            ]
+            assert tombstones == forgotten
         finally:
             await fanout.stop()
         return commands, reads

@@ -97,6 +97,7 @@ class Fanout:
     def __init__(self) -> None:
         self.runs: list[tuple[str, int]] = []
         self.cancelled_at: dict[tuple[str, int], int | None] = {}  # per run: the cancel it followed
+        self.forgotten: list[tuple[str, int]] = []  # boosters whose progress got a tombstone
 
     async def run(
         self,
@@ -118,6 +119,9 @@ class Fanout:
 
     async def release(self, partitions: set[int]) -> None:
         pass
+
+    async def forget(self, campaign_id: str, partition: int) -> None:
+        self.forgotten.append((campaign_id, partition))
 
 
 def incoming(topic: str, record: dict[str, Any], *, key: str | bytes | None = None, partition: int = 0, offset: int = 0,

@@ -245,6 +245,15 @@ def test_a_fired_campaign_is_forgotten_after_the_longest_window() -> None:
     assert w.ticks() == [("c1", 0)]
     w.control(Tick("c1", now()))
     assert w.campaigns.get("c1", 0) is None and w.deadlines.watched() == 0
+    assert w.fanout.forgotten == [("c1", 0)]  # its fan-out progress goes too (issue 15)
+
+
+def test_a_campaign_without_booster_is_forgotten_with_no_progress_to_drop() -> None:
+    w = World()
+    w.campaigns.put("c1", 0, CampaignPartition(no_booster=True, first_seen_at=now() - 8 * 24 * HOUR))
+    asyncio.run(w.deadlines.look_for_deadlines())
+    w.control(Tick("c1", now()))
+    assert w.campaigns.get("c1", 0) is None and w.fanout.forgotten == []
 
 
 def test_revoked_partitions_leave_the_caches() -> None:
