@@ -205,11 +205,20 @@ def cmd_audience(args: argparse.Namespace) -> int:
     settings = _settings()
     final = _run(clients.final_report(settings, args.campaign_id))
     report = final[0] if final is not None and views.fired(final[0]) else None
+    if final is not None and report is None:  # decided, and it never fired
+        status, code = final[0]["status"], final[0].get("reason_code")
+        print(
+            f"the booster of {args.campaign_id} was {status}"
+            + (f" ({code})" if code else "")
+            + ": it never fired, so no recipient has an outcome",
+            file=sys.stderr,
+        )
+        return EXIT_NOT_FOUND
     if args.export:
         if report is None:
             print(
-                f"campaign {args.campaign_id} has no SENT booster: its audience is written when it fires "
-                "(`booster boosters` shows its status)",
+                f"campaign {args.campaign_id} has no booster that fired yet: its audience is written when it "
+                "fires (`booster boosters` shows its status)",
                 file=sys.stderr,
             )
             return EXIT_NOT_FOUND

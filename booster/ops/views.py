@@ -247,7 +247,7 @@ def fired_audience(report: dict[str, Any], contact: dict[str, Any] | None, conta
 def render_fired_audience(a: dict[str, Any]) -> str:
     recipients = a["audience"] + sum(a["excluded"].values())
     lines = [
-        f"booster of {a['campaign_id']}: {a['status']} at its deadline {format_timestamp(a['deadline'])}",
+        f"booster of {a['campaign_id']}: {a['status']}, deadline {format_timestamp(a['deadline'])}",
         f"  reached {a['audience']} of {recipients} recipient(s)",
     ]
     for reason, count in a["excluded"].items():

@@ -223,5 +223,17 @@ def test_a_fired_booster_s_audience_exports_as_csv_one_row_per_recipient(env: En
 
 def test_an_audience_export_before_the_booster_is_sent_exits_4(env: Env, tmp_path: Path) -> None:
     r = booster(env.settings, "audience", env.later.campaign_id, "--export", str(tmp_path / "x.csv"))
-    assert r.returncode == 4 and "no SENT booster" in r.stderr
+    assert r.returncode == 4 and "no booster that fired yet" in r.stderr
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_the_audience_of_a_booster_that_never_fired_says_what_became_of_it(env: Env) -> None:
+    from booster.ops.clients import publish_lines
+
+    rejected = {**env.later.launch_record(), "campaign_id": f"rejected-{env.later.campaign_id}"}
+    rejected["booster"] = {**rejected["booster"], "delay_seconds": 3600}  # under the 2-hour minimum
+    asyncio.run(publish_lines(env.settings, "campaign.launched", [json.dumps(rejected)]))
+    wait_for("the rejection", lambda: reports_by_campaign(env.settings).get(rejected["campaign_id"]), 60)
+    for extra in ([], ["--export", "-"]):
+        r = booster(env.settings, "audience", rejected["campaign_id"], *extra)
+        assert r.returncode == 4 and "was REJECTED (DELAY_OUT_OF_RANGE): it never fired" in r.stderr
