@@ -122,7 +122,7 @@ def read_committed_consumer() -> type:
 
 
 _reading_again: set[asyncio.Future[None]] = set()
-LOST_GRACE_SECONDS = 10.0  # a fetched record that stops the commits this long, held by no handler, is read again
+LOST_GRACE_SECONDS = 10.0  # a record handed on that stops the commits this long, held by no handler, is read again
 
 
 def committable_offsets(consumer: Any, tps: Iterable[Any], now: float) -> dict[Any, int]:
@@ -136,7 +136,9 @@ def committable_offsets(consumer: Any, tps: Iterable[Any], now: float) -> dict[A
     offsets = {}
     for tp in {*tps, *ledger.partitions()}:
         committed = consumer._committed_offset[tp]
-        if (again := ledger.lost(tp, committed, now, LOST_GRACE_SECONDS)) is not None and tp in consumer.assignment():
+        read = consumer._read_offset.get(tp)  # the last offset Faust's fetch loop handed on or dropped
+        again = ledger.lost(tp, committed, read, now, LOST_GRACE_SECONDS)
+        if again is not None and tp in consumer.assignment():
             log.warning(
                 "%s[%d]: record %d was fetched and never processed (dropped by Faust's fetch loop, as in "
                 "faust-streaming issue 596); reading the partition again from it",

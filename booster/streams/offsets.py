@@ -12,8 +12,8 @@ Faust's account (its acked offsets and gaps) commits records that were never pro
 This account counts an offset as processed only when our handlers say its effects are written, and
 as empty (a transaction marker, an aborted or compacted record) only when the fetches showed no record
 there: the next record the position returned came after it. The commit point is the end of the run of
-such offsets from the committed one. A fetched record the run stops at for long, that nobody is
-processing, was dropped on the way: it is read again (`lost`).
+such offsets from the committed one. A record the run stops at for long, that the fetch loop handed on
+and nobody is processing, was dropped on the way: it is read again (`lost`).
 
 Pure: offsets in, offsets out; the caller passes the time.
 """
@@ -127,24 +127,29 @@ class OffsetLedger:
         head = committed if committed is not None else account.floor
         return None if head is None else (account, head, account.run_end(head))
 
-    def lost(self, tp: Hashable, committed: int | None, now: float, grace: float) -> int | None:
-        """The offset to read `tp` again from, when its commits have stopped for `grace` seconds at a
-        record that was fetched and that no handler is processing. Records reach a handler in order
-        and within moments of their fetch, so it was dropped on the way (with nothing after it, as the
-        last record of a partition, too). None otherwise."""
+    def lost(self, tp: Hashable, committed: int | None, read: int | None, now: float, grace: float) -> int | None:
+        """The offset to read `tp` again from, when its commits have stopped at a record that was
+        fetched and that no handler is processing: for `grace` seconds once the fetch loop handed it on
+        or dropped it (`read`, the last offset that loop handled, is at or past it), for six times that
+        otherwise (a fetch loop held back by a busy agent hands it on late; one that dropped it without
+        moving its read offset never will). Records reach a handler in order and within moments of
+        being handed on, so it was dropped on the way, whether or not records come after it. None
+        otherwise."""
         found = self._run(tp, committed)
         if found is None:
             return None
         account, _, stop = found
-        if stop in account.held or account.expected is None or stop >= account.expected:
-            account.stuck = None  # being processed, or not fetched yet
+        fetched = account.expected is not None and stop < account.expected
+        if stop in account.held or not fetched:
+            account.stuck = None
             return None
         if account.stuck is None or account.stuck[0] != stop:
             account.stuck = (stop, now)
             return None
-        if now - account.stuck[1] < grace:
+        handed_on = read is not None and read >= stop
+        if now - account.stuck[1] < (grace if handed_on else 6 * grace):
             return None
-        account.stuck = (stop, now)  # once more after another grace if the read does not fill it
+        account.stuck = (stop, now)  # once more after another wait if the read does not fill it
         return stop
 
     def forget(self, tps: Iterable[Hashable]) -> None:

@@ -59,10 +59,10 @@ def test_what_is_committed_is_forgotten_and_the_walk_goes_on_from_there() -> Non
 
 def test_a_record_nobody_processes_while_later_ones_are_done_is_read_again_after_the_grace() -> None:
     ledger = ledger_at(616, list(range(616, 640)), done=list(range(624, 640)))
-    assert ledger.lost(TP, 616, now=100.0, grace=20.0) is None  # first seen stuck
-    assert ledger.lost(TP, 616, now=119.0, grace=20.0) is None
-    assert ledger.lost(TP, 616, now=120.0, grace=20.0) == 616
-    assert ledger.lost(TP, 616, now=121.0, grace=20.0) is None  # once per grace
+    assert ledger.lost(TP, 616, 639, now=100.0, grace=20.0) is None  # first seen stuck
+    assert ledger.lost(TP, 616, 639, now=119.0, grace=20.0) is None
+    assert ledger.lost(TP, 616, 639, now=120.0, grace=20.0) == 616
+    assert ledger.lost(TP, 616, 639, now=121.0, grace=20.0) is None  # once per grace
 
 
 def test_a_record_being_processed_or_not_fetched_yet_is_never_lost() -> None:
@@ -71,15 +71,24 @@ def test_a_record_being_processed_or_not_fetched_yet_is_never_lost() -> None:
     unfetched = ledger_at(10, [8, 9])  # the position is at 10: nothing to read again
     for ledger in (held, unfetched):
         for now in (0.0, 100.0, 200.0):
-            assert ledger.lost(TP, 10, now, grace=20.0) is None
+            assert ledger.lost(TP, 10, 11, now, grace=20.0) is None
+
+
+def test_a_record_the_fetch_loop_has_not_handed_on_is_read_again_only_after_six_graces() -> None:
+    # fetched, and Faust's fetch loop waits on a full stream queue behind a busy agent, or dropped it
+    # without moving its read offset
+    ledger = ledger_at(10, [10, 11, 12])
+    for now in (0.0, 20.0, 119.0):
+        assert ledger.lost(TP, 10, 9, now, grace=20.0) is None
+    assert ledger.lost(TP, 10, None, 120.0, grace=20.0) == 10
 
 
 def test_the_last_record_of_a_partition_dropped_on_the_way_is_read_again() -> None:
-    ledger = ledger_at(41, [41])  # fetched, never held nor done, nothing after it
-    assert ledger.lost(TP, 41, now=0.0, grace=20.0) is None
-    assert ledger.lost(TP, 41, now=20.0, grace=20.0) == 41
+    ledger = ledger_at(41, [41])  # fetched and handed on, never held nor done, nothing after it
+    assert ledger.lost(TP, 41, 41, now=0.0, grace=20.0) is None
+    assert ledger.lost(TP, 41, 41, now=20.0, grace=20.0) == 41
     ledger.hold(TP, 41)
-    assert ledger.lost(TP, 41, now=100.0, grace=20.0) is None
+    assert ledger.lost(TP, 41, 41, now=100.0, grace=20.0) is None
 
 
 def test_a_revoked_partition_is_forgotten_and_late_releases_are_ignored() -> None:
