@@ -14,7 +14,7 @@ none does, and a cancel that reaches the deciding partition after the decision i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Literal, assert_never
@@ -410,6 +410,13 @@ class LiveBooster:
     campaign_id: str
     channel: Channel
     deadline: int
+
+
+def outlived(boosters: Iterable[LiveBooster], now: int, allowed_lateness_ms: int) -> list[LiveBooster]:
+    """An account's boosters no change of its channels can matter to any more, however late it is
+    processed: past the longest window after their deadline, when their campaign states are forgotten
+    too (`due`). Without this, an account whose channels never change again keeps them for ever."""
+    return [b for b in boosters if now >= b.deadline + MAX_DELAY_MS + allowed_lateness_ms]
 
 
 def access_changes(

@@ -118,6 +118,7 @@ class BoosterApp:
             live=self._table("account-boosters", ROCKSDB_SMALL),
             metrics=metrics,
             staleness_ms=s.launch_staleness_ms,
+            allowed_lateness_ms=s.allowed_lateness_ms,
             active_partitions=lambda: self.active_partitions(LAUNCHES_BY_ACCOUNT),
         )
         self.deadlines = Deadlines(

@@ -28,7 +28,15 @@ from booster.processors.boosters import (
     on_launch,
     pending_report,
 )
-from booster.processors.campaigns import LiveBooster, NoBoosterFor, Scheduled, Tick, access_changes, broadcast_again
+from booster.processors.campaigns import (
+    LiveBooster,
+    NoBoosterFor,
+    Scheduled,
+    Tick,
+    access_changes,
+    broadcast_again,
+    outlived,
+)
 from booster.processors.events import AccountChannels, BoosterCancelled, launch_from_record
 from booster.processors.notices import launch_fingerprint
 from booster.processors.packing import (
@@ -63,6 +71,7 @@ class Launches:
         live: Table,
         metrics: Metrics,
         staleness_ms: int,
+        allowed_lateness_ms: int,
         active_partitions: Callable[[], list[int]],
     ) -> None:
         self.by_account = by_account
@@ -74,6 +83,7 @@ class Launches:
         self.live = live  # the account's scheduled boosters, keyed as pending launches are
         self.metrics = metrics
         self.staleness_ms = staleness_ms
+        self.allowed_lateness_ms = allowed_lateness_ms
         self.active_partitions = active_partitions  # of launches-by-account, on this worker
         self._expiring: dict[tuple[str, int], float] = {}  # (campaign, partition) -> monotonic time ticked
 
@@ -166,9 +176,16 @@ class Launches:
                 await self.control.broadcast(Scheduled(decision.schedule, decision.launched_at))
                 await self.reports.send(decision.report, at=decision.launched_at)
                 sch = decision.schedule
-                key = pending_key(sch.account_id, sch.campaign_id)
-                live = LiveBooster(sch.campaign_id, sch.channel, sch.deadline)
-                self.live.partition(partition).write({key: pack_live_booster(live)})
+                live = self.live.partition(partition)
+                known = [
+                    unpack_live_booster(split_pending_key(key)[1], value)
+                    for key, value in live.items(pending_prefix(sch.account_id))
+                ]
+                gone = outlived(known, now_ms(), self.allowed_lateness_ms)  # issue 15: bounded by 7 days' boosters
+                rows: dict[bytes, bytes | None] = {pending_key(sch.account_id, b.campaign_id): None for b in gone}
+                booster = LiveBooster(sch.campaign_id, sch.channel, sch.deadline)
+                rows[pending_key(sch.account_id, sch.campaign_id)] = pack_live_booster(booster)
+                live.write(rows)
             case _:
                 assert_never(decision)
         row = pack_launch_decision(launch_status(decision), fingerprint)

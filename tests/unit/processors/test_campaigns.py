@@ -273,6 +273,19 @@ def test_a_campaign_state_kept_before_changes_named_their_account_still_reads() 
     assert unpack_campaign(json.dumps(packed).encode(), "cmp").access == ((SCHEDULE.deadline - 1, False, ""),)
 
 
+def test_an_accounts_booster_is_outlived_exactly_when_its_campaign_state_is_forgotten() -> None:
+    from booster.processors.boosters import MAX_DELAY_MS
+    from booster.processors.campaigns import Due, due, outlived
+
+    b = LiveBooster("e", "EMAIL", T0)
+    horizon = T0 + MAX_DELAY_MS + 5000
+    assert outlived([b], horizon - 1, 5000) == []
+    assert outlived([b], horizon, 5000) == [b]
+    fired = CampaignPartition(schedule=replace(SCHEDULE, deadline=T0), fired=True)
+    assert due(fired, horizon - 1, 5000, deciding=False, partitions=4) is None
+    assert due(fired, horizon, 5000, deciding=False, partitions=4) == Due("forget", None)
+
+
 def test_r15_an_accounts_new_channels_tell_its_scheduled_boosters_what_changed() -> None:
     old = AccountChannels("acct", frozenset({"EMAIL", "SMS"}), T0)
     live = [

@@ -14,7 +14,7 @@ from booster.streams.metrics import Metrics
 from booster.streams.notices import Notices
 from booster.streams.records import Incoming
 from booster.streams.reports import Reports
-from booster.streams.store import MemoryTable
+from booster.streams.store import MemoryTable, pending_key
 from tests.samples import SAMPLES
 from tests.unit.streams.fakes import SentRecords, incoming
 
@@ -40,6 +40,7 @@ class World:
             live=MemoryTable("account-boosters"),
             metrics=self.metrics,
             staleness_ms=10 * 365 * 24 * 3_600_000,  # these launches are dated 2026-01-01: not about staleness
+            allowed_lateness_ms=5000,
             active_partitions=lambda: [0],
         )
 
@@ -212,6 +213,16 @@ def test_a_channel_the_account_loses_before_the_deadline_is_told_to_every_partit
     w.account(["SMS", "EMAIL"], at=deadline + 1)  # given back after it: too late to matter, and forgotten
     assert w.control.sent == []
     assert list(w.launches.live.partition(0).items()) == []
+
+
+def test_an_accounts_boosters_past_the_longest_window_go_when_it_launches_again() -> None:
+    w = World()
+    w.account(["EMAIL"])
+    w.launch(LAUNCH)  # dated 2026-01-01: its deadline is far more than 7 days ago
+    live = w.launches.live.partition(0)
+    assert [k for k, _ in live.items()] == [pending_key("acct-1", LAUNCH["campaign_id"])]
+    w.launch({**LAUNCH, "campaign_id": "c2"})
+    assert [k for k, _ in live.items()] == [pending_key("acct-1", "c2")]
 
 
 def test_the_same_launch_again_broadcasts_its_schedule_again() -> None:
