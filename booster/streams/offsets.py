@@ -33,22 +33,21 @@ class PartitionAccount:
     held: dict[int, int] = field(default_factory=dict)  # offset -> handlers processing it now
     stuck: tuple[int, float] | None = None  # where the run stopped, and since when
 
-    def empty_end(self, offset: int) -> int | None:
-        """The end of the empty span holding `offset`, if one does."""
-        for begin, end in self.empty:
-            if begin <= offset < end:
-                return end
-        return None
-
     def run_end(self, head: int) -> int:
-        end = head
+        """One past the run of done and empty offsets from `head`. Linear in both: an upstream that
+        writes one transaction per record leaves a span (its marker) per record."""
+        self.empty.sort()  # appended in fetch order; a read again after a seek may append older ones
+        spans, i, end = self.empty, 0, head
         while True:
             if end in self.done:
                 end += 1
-            elif (span_end := self.empty_end(end)) is not None:
-                end = span_end
-            else:
-                return end
+                continue
+            while i < len(spans) and spans[i][1] <= end:
+                i += 1
+            if i < len(spans) and spans[i][0] <= end:
+                end = spans[i][1]
+                continue
+            return end
 
     def forget_below(self, offset: int) -> None:
         self.done = {o for o in self.done if o >= offset}

@@ -124,3 +124,34 @@ def test_the_commit_point_never_passes_a_fetched_record_that_is_not_done(
     assert point > committed
     assert not [r for r in records if head <= r < point and r not in done]
     assert point <= (records[-1] + 1 if records else committed)
+
+
+@given(
+    st.integers(0, 20),
+    st.lists(st.tuples(st.integers(0, 3), st.booleans()), max_size=25),
+    st.integers(0, 40),
+)
+def test_reading_again_after_a_seek_changes_no_commit_point(
+    committed: int, steps: list[tuple[int, bool]], back: int
+) -> None:
+    """A partition read again from any offset (the repair's seek) knows the same records and spans."""
+    records, done, offset = [], [], committed
+    for skip, is_done in steps:
+        offset += skip
+        records.append(offset)
+        if is_done:
+            done.append(offset)
+        offset += 1
+    once = ledger_at(committed, records, done)
+    twice = ledger_at(committed, records, done)
+    again = committed + back
+    twice.seeked(TP, again)
+    twice.fetched(TP, [r for r in records if r >= again])
+    assert twice.commit_point(TP, committed) == once.commit_point(TP, committed)
+
+
+def test_a_span_per_record_of_a_transactional_upstream_is_walked_once() -> None:
+    # one transaction per record: record, marker, record, marker, ...
+    records = list(range(0, 20_000, 2))
+    ledger = ledger_at(0, records, done=records)
+    assert ledger.commit_point(TP, 0) == records[-1] + 1
