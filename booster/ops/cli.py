@@ -93,7 +93,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
             status = "ok" if not s.problems else "; ".join(s.problems)
             print(
                 f"{s.real_name:<{width}}  partitions={s.partitions or '-':<3} "
-                f"cleanup={s.cleanup_policy or '-':<8} {status}"
+                f"cleanup={s.cleanup_policy or '-':<14} {status}"
             )
     for p in problems:
         print(f"problem: {p}", file=sys.stderr)
