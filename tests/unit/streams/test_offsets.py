@@ -99,16 +99,9 @@ def test_a_revoked_partition_is_forgotten_and_late_releases_are_ignored() -> Non
     assert ledger.account(TP) is None and ledger.commit_point(TP, 0) is None
 
 
-@given(
-    st.integers(0, 20),
-    st.lists(st.tuples(st.integers(0, 3), st.booleans()), max_size=25),
-    st.booleans(),
-)
-def test_the_commit_point_never_passes_a_fetched_record_that_is_not_done(
-    committed: int, steps: list[tuple[int, bool]], known: bool
-) -> None:
-    """Records are fetched in order from the committed offset (each after a skip of 0..3 offsets that
-    hold no record), some are done; the commit point covers only done records and skipped offsets."""
+def partition_of(committed: int, steps: list[tuple[int, bool]]) -> tuple[list[int], list[int]]:
+    """Record offsets from the committed one, each after a skip of offsets that hold no record, and
+    those of them that are done."""
     records, done, offset = [], [], committed
     for skip, is_done in steps:
         offset += skip
@@ -116,6 +109,19 @@ def test_the_commit_point_never_passes_a_fetched_record_that_is_not_done(
         if is_done:
             done.append(offset)
         offset += 1
+    return records, done
+
+
+STEPS = st.lists(st.tuples(st.integers(0, 3), st.booleans()), max_size=25)
+
+
+@given(st.integers(0, 20), STEPS, st.booleans())
+def test_the_commit_point_never_passes_a_fetched_record_that_is_not_done(
+    committed: int, steps: list[tuple[int, bool]], known: bool
+) -> None:
+    """Records are fetched in order from the committed offset (each after a skip of 0..3 offsets that
+    hold no record), some are done; the commit point covers only done records and skipped offsets."""
+    records, done = partition_of(committed, steps)
     ledger = ledger_at(committed if known else None, records, done)
     point = ledger.commit_point(TP, committed)
     if point is None:
@@ -126,22 +132,12 @@ def test_the_commit_point_never_passes_a_fetched_record_that_is_not_done(
     assert point <= (records[-1] + 1 if records else committed)
 
 
-@given(
-    st.integers(0, 20),
-    st.lists(st.tuples(st.integers(0, 3), st.booleans()), max_size=25),
-    st.integers(0, 40),
-)
+@given(st.integers(0, 20), STEPS, st.integers(0, 40))
 def test_reading_again_after_a_seek_changes_no_commit_point(
     committed: int, steps: list[tuple[int, bool]], back: int
 ) -> None:
     """A partition read again from any offset (the repair's seek) knows the same records and spans."""
-    records, done, offset = [], [], committed
-    for skip, is_done in steps:
-        offset += skip
-        records.append(offset)
-        if is_done:
-            done.append(offset)
-        offset += 1
+    records, done = partition_of(committed, steps)
     once = ledger_at(committed, records, done)
     twice = ledger_at(committed, records, done)
     again = committed + back
