@@ -159,6 +159,11 @@ class CampaignPartition:
     # changes of the channel's access (at, enabled, account_id or ""), in time order
     access: tuple[tuple[int, bool, str], ...] = ()
 
+    @property
+    def decided(self) -> bool:
+        """The booster's one decision is known here (kept, or this partition already fired)."""
+        return self.decision is not None or self.fired
+
 
 def launch_rank(schedule: Schedule, launched_at: int | None) -> tuple[int, str, str, str, str, str, int]:
     """G5: which of several accepted launches of one campaign id wins: the earliest made, then, for
@@ -182,10 +187,9 @@ def evolve_campaign_schedule(
     """The winning schedule (`launch_rank`) until the booster is decided; after that it is the decided
     one, whatever launch comes."""
     s = state or CampaignPartition()
-    decided = s.decision is not None or s.fired
     if s.schedule is None:
-        return replace(s, schedule=schedule, scheduled_at=None if decided else launched_at)
-    if decided:
+        return replace(s, schedule=schedule, scheduled_at=None if s.decided else launched_at)
+    if s.decided:
         return s
     if launch_rank(schedule, launched_at) < launch_rank(s.schedule, s.scheduled_at):
         return replace(s, schedule=schedule, scheduled_at=launched_at)
@@ -223,7 +227,7 @@ def evolve_campaign_no_booster(state: CampaignPartition | None, at: int) -> Camp
     launch without booster, or whose booster was refused, calls off the booster of another launch of
     the campaign id, in whatever order they come, until that booster is decided: then it is too late
     (one booster, one decision)."""
-    if state is not None and (state.decision is not None or state.fired):
+    if state is not None and state.decided:
         return state
     return replace(evolve_campaign_seen(state, at), no_booster=True)
 
@@ -232,7 +236,7 @@ def called_off_by_launch(before: CampaignPartition | None, after: CampaignPartit
     """G5: the CANCELLED report of a scheduled booster that a launch without booster (or with a refused
     one) of the same campaign id calls off; again when the winning schedule changes meanwhile, so the
     last report names the winner. None when nothing changed."""
-    if not after.no_booster or after.schedule is None or after.decision is not None or after.fired:
+    if not after.no_booster or after.schedule is None or after.decided:
         return None
     if before is not None and before.no_booster and before.schedule == after.schedule:
         return None
@@ -333,7 +337,7 @@ def refuses_cancel(state: CampaignPartition | None, cancel: BoosterCancelled) ->
     booster launched later, or forgotten, says nothing.)"""
     if state is None or state.schedule is None or called_off(state) is not None:
         return False  # (a booster called off already is cancelled: nothing to refuse)
-    return state.decision is not None or state.fired or cancel.cancelled_at > state.schedule.deadline
+    return state.decided or cancel.cancelled_at > state.schedule.deadline
 
 
 def cancelled_by(state: CampaignPartition) -> int | None:

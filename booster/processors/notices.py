@@ -90,7 +90,7 @@ def cancel_refused_notice(state: CampaignPartition | None, cancel: BoosterCancel
     if state is None or state.schedule is None or not refuses_cancel(state, cancel):
         return None
     schedule = state.schedule
-    sending = state.decision is not None or state.fired
+    sending = state.decided
     when = "after the booster started sending" if sending else "after its window expired"
     return Notice(
         notice_id_of(schedule.booster_id, NoticeKind.CANCEL_REFUSED, str(cancel.cancelled_at)),
@@ -114,7 +114,7 @@ def lost_launch_notice(state: CampaignPartition | None, event: Scheduled) -> Not
         return None
     loser, launched_at, kept = lost
     detail = hashlib.sha1(repr(launch_rank(loser, launched_at)).encode()).hexdigest()[:16]
-    decided = state is not None and (state.decision is not None or state.fired)
+    decided = state is not None and state.decided
     why = "came after the booster was decided" if decided else "lost to another launch of it"
     made = "" if launched_at < 0 else f" (launched at {format_timestamp(launched_at)})"
     return Notice(
