@@ -95,9 +95,9 @@ class BoosterApp:
         self.contacts = self._table("contacts", ROCKSDB_LARGE)
         self.campaigns = CampaignStates(self._table("campaigns", ROCKSDB_SMALL))
 
-        dead_letters = DeadLetters(self._topic("booster.dead-letter"), metrics)
-        clocks = Clocks(metrics, s.allowed_lateness_ms)
         retry = Retry(s.retry_seconds)
+        dead_letters = DeadLetters(self._topic("booster.dead-letter"), metrics, retry)
+        clocks = Clocks(metrics, s.allowed_lateness_ms)
         self.guard = Guard(sink, dead_letters, gate, metrics, clocks, retry)
         control = Control(self._topic("booster.control"), s.partitions)
         notices = Notices(self._topic("booster.notices"), metrics)

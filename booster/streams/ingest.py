@@ -108,7 +108,7 @@ class Ingestion:
         # the rows are in RocksDB and appended to the sink: only the changelog write is left to retry
         await self.retry.bounded("writing the changelog of an ingested batch", self.sink.flush)
         for incoming, reason, kind in folded.refused:
-            await self._dead_letter(incoming, reason, kind)
+            await self.dead_letters.send(incoming, reason, kind)
         for topic, n in folded.counted.items():
             self.metrics.inc("booster_events_total", n, topic=topic)
         if folded.dropped:
@@ -118,11 +118,6 @@ class Ingestion:
             self.progress.record(incoming.real_topic, incoming.partition, incoming.offset)
             self.clocks.observe(incoming, now)
         return folded
-
-    async def _dead_letter(self, incoming: Incoming, reason: str, kind: str) -> None:
-        await self.retry.bounded(
-            f"dead-lettering {incoming.topic}@{incoming.offset}", lambda: self.dead_letters.send(incoming, reason, kind)
-        )
 
     def fold(self, batch: Sequence[Incoming]) -> Folded:
         """Fold a batch into the tables (written, not yet flushed); bad records are set aside."""

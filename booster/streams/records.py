@@ -200,13 +200,20 @@ class Incoming:
 
 
 class DeadLetters:
-    """Refused records, with their original bytes and the reason, on booster.dead-letter (G4)."""
+    """Refused records, with their original bytes and the reason, on booster.dead-letter (G4). A write
+    the broker does not take is retried, bounded as a wait for the broker (`Retry.bounded`)."""
 
-    def __init__(self, topic: Topic, metrics: Metrics) -> None:
+    def __init__(self, topic: Topic, metrics: Metrics, retry: Retry) -> None:
         self.topic = topic
         self.metrics = metrics
+        self.retry = retry
 
     async def send(self, incoming: Incoming, reason: str, kind: str) -> None:
+        await self.retry.bounded(
+            f"dead-lettering {incoming.topic}@{incoming.offset}", lambda: self._send(incoming, reason, kind)
+        )
+
+    async def _send(self, incoming: Incoming, reason: str, kind: str) -> None:
         record = {
             "source_topic": incoming.topic,
             "partition": incoming.partition,
@@ -264,8 +271,5 @@ class Guard:
             await self.retry.bounded(f"{where}: writing its changelog", self.sink.flush)
             self.metrics.inc("booster_events_total", topic=incoming.topic)
         except Exception as exc:  # one record must never stop its partition
-            reason = refusal(incoming, exc)
-            await self.retry.bounded(
-                f"dead-lettering {incoming.topic}@{incoming.offset}", lambda: self.dead_letters.send(incoming, *reason)
-            )
+            await self.dead_letters.send(incoming, *refusal(incoming, exc))
         self.progress.record(incoming.real_topic, incoming.partition, incoming.offset)

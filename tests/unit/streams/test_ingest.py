@@ -40,7 +40,7 @@ class World:
         self.retry, self.sleeps = retry()
         self.ingestion = Ingestion(
             self.recipients, self.contacts, self.campaigns, self.flushes,
-            DeadLetters(self.dead, self.metrics), self.positions, self.metrics, Clocks(self.metrics, 60_000),
+            DeadLetters(self.dead, self.metrics, self.retry), self.positions, self.metrics, Clocks(self.metrics, 60_000),
             partitions=partitions, rerouted_topic="t.booster.rerouted", retry=self.retry,
         )  # fmt: skip
 

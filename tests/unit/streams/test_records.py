@@ -34,7 +34,12 @@ class World:
         )
         self.retry, self.sleeps = retry(seconds=10.0)
         self.guard = Guard(
-            self.sink, DeadLetters(self.dead, self.metrics), self.positions, self.metrics, Clocks(), self.retry
+            self.sink,
+            DeadLetters(self.dead, self.metrics, self.retry),
+            self.positions,
+            self.metrics,
+            Clocks(),
+            self.retry,
         )
         self.calls = 0
 
