@@ -52,7 +52,14 @@ from booster.streams.control import Control
 from booster.streams.metrics import Metrics
 from booster.streams.records import Incoming, Topic, log_decision, now_ms, run_timer
 from booster.streams.reports import Reports
-from booster.streams.store import Table, pending_key, pending_launch_key, pending_prefix, split_pending_key
+from booster.streams.store import (
+    PartitionStore,
+    Table,
+    pending_key,
+    pending_launch_key,
+    pending_prefix,
+    split_pending_key,
+)
 from booster.streams.wire import control_record
 
 RETICK_SECONDS = 15.0  # a pending launch's expiry tick not done by then is sent again
@@ -177,10 +184,7 @@ class Launches:
                 await self.reports.send(decision.report, at=decision.launched_at)
                 sch = decision.schedule
                 live = self.live.partition(partition)
-                known = [
-                    unpack_live_booster(split_pending_key(key)[1], value)
-                    for key, value in live.items(pending_prefix(sch.account_id))
-                ]
+                known = _live_boosters(live, sch.account_id)
                 gone = outlived(known, now_ms(), self.allowed_lateness_ms)  # issue 15: bounded by 7 days' boosters
                 rows: dict[bytes, bytes | None] = {pending_key(sch.account_id, b.campaign_id): None for b in gone}
                 booster = LiveBooster(sch.campaign_id, sch.channel, sch.deadline)
@@ -197,11 +201,7 @@ class Launches:
         """R15: the account's scheduled boosters whose channel it lost (or got back) before their
         deadline are told; those no later change can matter to are forgotten."""
         live = self.live.partition(partition)
-        boosters = [
-            unpack_live_booster(split_pending_key(key)[1], value)
-            for key, value in live.items(pending_prefix(account_id))
-        ]
-        changes, done = access_changes(old, new, boosters)
+        changes, done = access_changes(old, new, _live_boosters(live, account_id))
         for change in changes:
             await self.control.broadcast(change)
             log_decision("channel-access", change.campaign_id, enabled=change.enabled, at=change.at)
@@ -252,3 +252,9 @@ class Launches:
     def forget_partitions(self, partitions: set[int]) -> None:
         for key in [k for k in self._expiring if k[1] in partitions]:
             del self._expiring[key]
+
+
+def _live_boosters(live: PartitionStore, account_id: str) -> list[LiveBooster]:
+    """An account's scheduled boosters, as its partition of account-boosters keeps them."""
+    rows = live.items(pending_prefix(account_id))
+    return [unpack_live_booster(split_pending_key(key)[1], value) for key, value in rows]
