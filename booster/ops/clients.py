@@ -166,8 +166,9 @@ async def read_topic(
     idle_timeout: float | None = None,
     max_records: int | None = None,
     until_end: bool = False,
+    partitions: Iterable[int] | None = None,
 ) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
-    """Committed records of a topic, all partitions, without a consumer group.
+    """Committed records of a topic, all partitions (or these), without a consumer group.
 
     It stops after `max_records`, after `idle_timeout` seconds without a record, or, with `until_end`,
     once it has read everything committed when it started (the end offsets it snapshots first).
@@ -189,7 +190,8 @@ async def read_topic(
             parts = consumer.partitions_for_topic(real)
         if not parts:
             raise BoosterError(f"topic {real} does not exist; run `booster topics create`")
-        tps = [TopicPartition(real, p) for p in sorted(parts)]
+        wanted = parts if partitions is None else set(partitions) & parts
+        tps = [TopicPartition(real, p) for p in sorted(wanted)]
         consumer.assign(tps)
         if from_beginning:
             await consumer.seek_to_beginning(*tps)

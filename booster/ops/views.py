@@ -13,7 +13,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from booster.config import Settings
@@ -210,23 +210,10 @@ async def contact_outcome(settings: Settings, report: dict[str, Any], contact_id
     """A contact's outcome in a fired booster: read from the contact's partition of booster.audience."""
     key = audience_key(report["booster_id"], contact_id)
     partition = contact_partition(contact_id, settings.partitions)
-    tp = TopicPartition(settings.topic("booster.audience"), partition)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.broker, group_id=None, enable_auto_commit=False, isolation_level="read_committed"
-    )
-    await consumer.start()
     found: dict[str, Any] | None = None
-    try:
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        end = (await consumer.end_offsets([tp]))[tp]
-        while await consumer.position(tp) < end:
-            batch = await consumer.getmany(tp, timeout_ms=500)
-            for msg in batch.get(tp, []):
-                if msg.key == key:
-                    found = codec().decode("booster.audience", msg.value)  # compacted: the last one counts
-    finally:
-        await consumer.stop()
+    async for msg in read_topic(settings, "booster.audience", until_end=True, partitions=[partition]):
+        if msg.key == key:
+            found = codec().decode("booster.audience", msg.value)  # compacted: the last one counts
     return None if found is None else {**found, "partition": partition}
 
 
