@@ -30,11 +30,13 @@ from booster.schemas import codec
 from booster.schemas.catalog import audience_key
 from booster.schemas.templates import CommandTemplate, OutcomeTemplate
 from booster.streams.audience import decide_rows
-from booster.streams.records import exit_for_restart, give_up_after
+from booster.streams.records import exit_for_restart, give_up_after, send_batches
 from booster.streams.store import PartitionStore, recipient_key
 from booster.streams.wire import progress_record
 
 log = logging.getLogger(__name__)
+
+Record = tuple[bytes, bytes, None]  # key, value, and no timestamp of its own (the producer stamps it)
 
 
 @dataclass
@@ -242,8 +244,8 @@ class Fanout(Service):
             decided_at=now,
         )
         chunk_size = self.settings.fanout_chunk
-        batch: list[tuple[bytes, bytes]] = []
-        outcomes: list[tuple[bytes, bytes]] = []  # R16: each recipient's outcome, in the same transactions
+        batch: list[Record] = []
+        outcomes: list[Record] = []  # R16: each recipient's outcome, in the same transactions
         walked = 0
         commands = 0
         last_contact: str | None = progress["last_key"] if progress else None
@@ -257,10 +259,10 @@ class Fanout(Service):
                 command_id = None
                 if decision is None:  # eligible: not excluded, and a recipient
                     command_id = command_id_of(booster_id, contact_id)
-                    batch.append((contact_id.encode(), template.encode(command_id, contact_id)))
+                    batch.append((contact_id.encode(), template.encode(command_id, contact_id), None))
                 if (outcome := outcome_of(decision)) is not None:
                     value = outcome_template.encode(contact_id, outcome, command_id)
-                    outcomes.append((audience_key(booster_id, contact_id), value))
+                    outcomes.append((audience_key(booster_id, contact_id), value, None))
                 if walked >= chunk_size:
                     commands += len(batch)
                     progress_value = progress_record(cid, partition, last_contact, False, tally)
@@ -298,8 +300,8 @@ class Fanout(Service):
         prod: AIOKafkaProducer,
         partition: int,
         campaign_id: str,
-        batch: list[tuple[bytes, bytes]],
-        outcomes: list[tuple[bytes, bytes]],
+        batch: list[Record],
+        outcomes: list[Record],
         progress: dict[str, Any],
         summary: PartitionSummary | None = None,
     ) -> int:
@@ -310,8 +312,8 @@ class Fanout(Service):
         async with prod.transaction():
             # contacts of this partition are keyed to the same partition of booster.commands and
             # booster.audience (co-partitioned)
-            await _send_all(prod, s.topic("booster.commands"), partition, batch)
-            await _send_all(prod, s.topic("booster.audience"), partition, outcomes)
+            await send_batches(prod, s.topic("booster.commands"), partition, batch)
+            await send_batches(prod, s.topic("booster.audience"), partition, outcomes)
             progress_sent = await prod.send(
                 s.topic("booster.fanout-progress"),
                 value=c.encode("booster.fanout-progress", progress),
@@ -326,15 +328,3 @@ class Fanout(Service):
                 )
         offset: int = (await progress_sent).offset  # delivered: the transaction is committed
         return offset
-
-
-async def _send_all(prod: AIOKafkaProducer, topic: str, partition: int, records: list[tuple[bytes, bytes]]) -> None:
-    """Records to one partition, in batches: a batch builder costs far less per record than send()."""
-    builder = prod.create_batch()
-    for key, value in records:
-        if builder.append(key=key, value=value, timestamp=None) is None:
-            await prod.send_batch(builder, topic, partition=partition)
-            builder = prod.create_batch()
-            builder.append(key=key, value=value, timestamp=None)
-    if builder.record_count():
-        await prod.send_batch(builder, topic, partition=partition)

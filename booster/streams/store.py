@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaProducer
 from mode import Service
 
 from booster.streams import compat
+from booster.streams.records import send_batches
 
 Rows = Mapping[bytes, bytes | None]  # a batch of writes; None deletes
 
@@ -285,17 +286,8 @@ class ChangelogSink(Service):
         producer = await self._ensure_producer()
         sent = []
         for (topic, partition), records in pending.items():
-            batch = producer.create_batch()
-            count = 0
-            for key, value, timestamp in records:
-                if batch.append(key=key, value=value, timestamp=timestamp) is None:
-                    sent.append((await producer.send_batch(batch, topic, partition=partition), topic, partition, count))
-                    batch = producer.create_batch()
-                    count = 0
-                    batch.append(key=key, value=value, timestamp=timestamp)
-                count += 1
-            if count:
-                sent.append((await producer.send_batch(batch, topic, partition=partition), topic, partition, count))
+            for future, count in await send_batches(producer, topic, partition, records):
+                sent.append((future, topic, partition, count))
         last: dict[tuple[str, int], int] = {}
         for future, topic, partition, count in sent:
             metadata = await future
