@@ -136,21 +136,9 @@ def committable_offsets(consumer: Any, tps: Iterable[Any], now: float) -> dict[A
     offsets = {}
     for tp in {*tps, *ledger.partitions()}:
         committed = consumer._committed_offset[tp]
-        read = consumer._read_offset.get(tp)  # the last offset Faust's fetch loop handed on or dropped
-        again = ledger.lost(tp, committed, read, now, LOST_GRACE_SECONDS)
-        if again is not None and tp in consumer.assignment():
-            log.warning(
-                "%s[%d]: record %d was fetched and never processed (dropped by Faust's fetch loop, as in "
-                "faust-streaming issue 596); reading the partition again from it",
-                tp.topic,
-                tp.partition,
-                again,
-            )
-            task = asyncio.ensure_future(consumer.seek(tp, again))
-            _reading_again.add(task)  # the loop keeps weak references only
-            task.add_done_callback(_reading_again.discard)
         offset = ledger.commit_point(tp, committed)
-        if offset is None:
+        if offset is None:  # the commits stand still here: a record dropped on the way is read again
+            _read_again_if_lost(consumer, tp, committed, now)
             continue
         consumer._acked[tp] = [o for o in consumer._acked[tp] if o >= offset]
         consumer._acked_index[tp] = {o for o in consumer._acked_index[tp] if o >= offset}
@@ -158,6 +146,23 @@ def committable_offsets(consumer: Any, tps: Iterable[Any], now: float) -> dict[A
         if consumer._should_commit(tp, offset):
             offsets[tp] = offset
     return offsets
+
+
+def _read_again_if_lost(consumer: Any, tp: Any, committed: int | None, now: float) -> None:
+    read = consumer._read_offset.get(tp)  # the last offset Faust's fetch loop handed on or dropped
+    again = consumer.ledger.lost(tp, committed, read, now, LOST_GRACE_SECONDS)
+    if again is None or tp not in consumer.assignment():
+        return
+    log.warning(
+        "%s[%d]: record %d was fetched and never processed (dropped by Faust's fetch loop, as in "
+        "faust-streaming issue 596); reading the partition again from it",
+        tp.topic,
+        tp.partition,
+        again,
+    )
+    task = asyncio.ensure_future(consumer.seek(tp, again))
+    _reading_again.add(task)  # the loop keeps weak references only
+    task.add_done_callback(_reading_again.discard)
 
 
 def hold_acks(events: Iterable[Any]) -> None:
