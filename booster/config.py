@@ -25,6 +25,10 @@ DEFAULTS: dict[str, str] = {
     "BOOSTER_RETRY_SECONDS": "120",
     "BOOSTER_REQUEST_TIMEOUT_SECONDS": "40",
     "BOOSTER_AUDIENCE_RETENTION_DAYS": "90",
+    "BOOSTER_DECISION_RETENTION_DAYS": "30",
+    "BOOSTER_CONTACT_RETENTION_DAYS": "0",
+    "BOOSTER_SWEEP_INTERVAL_SECONDS": "600",
+    "BOOSTER_TEST_CLOCK": "",
 }
 
 DOCS: dict[str, str] = {
@@ -47,6 +51,13 @@ DOCS: dict[str, str] = {
     "before a write fails (and is retried).",
     "BOOSTER_AUDIENCE_RETENTION_DAYS": "How long booster.audience keeps each outcome for the campaign report "
     "(the topic's retention.ms, set when `booster topics create` makes it).",
+    "BOOSTER_DECISION_RETENTION_DAYS": "How long after its deadline a booster's launch decision and final-report "
+    "marker are kept, so that a replayed launch or summary is recognised (at least 8: the longest window).",
+    "BOOSTER_CONTACT_RETENTION_DAYS": "A contact's unsubscribes and blocks are forgotten after this long without "
+    "a new fact about the contact (0: kept for ever); a deleted contact's row goes 8 days after the deletion.",
+    "BOOSTER_SWEEP_INTERVAL_SECONDS": "How often a worker removes the state that outlived its retention.",
+    "BOOSTER_TEST_CLOCK": "Soak tests only: `SPEED@ANCHOR_MS` makes the worker's clock run SPEED times faster "
+    "from the wall-clock instant ANCHOR_MS. Empty (the default): the real clock.",
 }
 
 
@@ -70,6 +81,22 @@ def _float(name: str, raw: str, minimum: float) -> float:
     return value
 
 
+def _test_clock(raw: str) -> tuple[float, int]:
+    """(speed, anchor) of BOOSTER_TEST_CLOCK; (1, 0), the real clock, when it is empty."""
+    if not raw:
+        return 1.0, 0
+    speed, at, anchor = raw.partition("@")
+    try:
+        if at and float(speed) > 0:
+            return float(speed), int(anchor)
+    except ValueError:
+        pass
+    raise ConfigError(
+        f"BOOSTER_TEST_CLOCK={raw!r} is not SPEED@ANCHOR_MS (for example 3600@1767225600000, speed above 0); "
+        "leave it empty outside soak tests"
+    )
+
+
 @dataclass(frozen=True)
 class Settings:
     broker: str
@@ -88,6 +115,11 @@ class Settings:
     retry_seconds: float = 120.0
     request_timeout: float = 40.0
     audience_retention_ms: int = 90 * 86_400_000
+    decision_retention_ms: int = 30 * 86_400_000
+    contact_retention_ms: int = 0  # 0: kept for ever
+    sweep_interval: float = 600.0
+    clock_speed: float = 1.0
+    clock_anchor_ms: int = 0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -97,6 +129,7 @@ class Settings:
             return source.get(name) or DEFAULTS[name]
 
         lateness = _float("BOOSTER_ALLOWED_LATENESS_SECONDS", get("BOOSTER_ALLOWED_LATENESS_SECONDS"), 0.0)
+        clock_speed, clock_anchor_ms = _test_clock(source.get("BOOSTER_TEST_CLOCK", ""))
         return cls(
             broker=get("BOOSTER_BROKER"),
             kafka_port=_int("BOOSTER_KAFKA_PORT", get("BOOSTER_KAFKA_PORT"), 1),
@@ -118,6 +151,15 @@ class Settings:
             audience_retention_ms=int(
                 _float("BOOSTER_AUDIENCE_RETENTION_DAYS", get("BOOSTER_AUDIENCE_RETENTION_DAYS"), 1.0) * 86_400_000
             ),
+            decision_retention_ms=int(
+                _float("BOOSTER_DECISION_RETENTION_DAYS", get("BOOSTER_DECISION_RETENTION_DAYS"), 8.0) * 86_400_000
+            ),
+            contact_retention_ms=int(
+                _float("BOOSTER_CONTACT_RETENTION_DAYS", get("BOOSTER_CONTACT_RETENTION_DAYS"), 0.0) * 86_400_000
+            ),
+            sweep_interval=_float("BOOSTER_SWEEP_INTERVAL_SECONDS", get("BOOSTER_SWEEP_INTERVAL_SECONDS"), 0.1),
+            clock_speed=clock_speed,
+            clock_anchor_ms=clock_anchor_ms,
         )
 
     @property

@@ -244,7 +244,26 @@ class AwaitAccount:
     launch: CampaignLaunched
 
 
-LaunchStep = LaunchDecision | Duplicate | AwaitAccount
+@dataclass(frozen=True, slots=True)
+class Forgotten:
+    """A launch older than the decisions kept (BOOSTER_DECISION_RETENTION_DAYS after its deadline): it
+    may have been decided long ago, so it is not decided again (that would call it stale and overwrite
+    its report); it is only logged and counted."""
+
+    campaign_id: str
+    moment: int  # its `launch_moment`
+
+
+LaunchStep = LaunchDecision | Duplicate | AwaitAccount | Forgotten
+
+
+def launch_moment(launch: CampaignLaunched) -> int:
+    """The moment a launch's decision refers to, from which it is kept: its booster's deadline (at most
+    the longest delay after the launch: a refused delay may be any length), or its launch time."""
+    if launch.booster is None:
+        return launch.launched_at
+    return launch.launched_at + min(launch.booster.delay_seconds * 1000, MAX_DELAY_MS)
+
 
 LaunchStatus = Literal["NONE", "SCHEDULED", "REJECTED", "CANCELLED"]
 LAUNCH_STATUSES: dict[str, LaunchStatus] = {s: s for s in get_args(LaunchStatus)}
@@ -265,10 +284,15 @@ def on_launch(
     *,
     now: int | None = None,
     staleness_ms: int = DEFAULT_STALENESS_MS,
+    decision_retention_ms: int | None = None,
 ) -> LaunchStep:
-    """What a launch event does, given what was decided for its campaign and the account's channels."""
+    """What a launch event does, given what was decided for its campaign and the account's channels
+    (decisions are kept `decision_retention_ms` after their `launch_moment`; None: for ever)."""
     if decided is not None:
         return Duplicate(launch.campaign_id, decided)
+    moment = launch_moment(launch)
+    if decision_retention_ms is not None and now is not None and now >= moment + decision_retention_ms:
+        return Forgotten(launch.campaign_id, moment)
     if account is None:
         early = decide_launch(launch, None, now=now, staleness_ms=staleness_ms)
         # R1 and R2 do not need the account's channels: no reason to wait for them

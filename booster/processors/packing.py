@@ -218,14 +218,17 @@ def summary_from_dict(r: Mapping[str, Any]) -> PartitionSummary:
 
 
 def pack_summaries(s: SummaryState) -> bytes:
-    # the shape of every version so far: {"done": ..., "parts": {"<partition>": summary record}}
+    # {"done": ..., "parts": {"<partition>": summary record}, "deadline": ...}; "deadline" since issue 15
     parts = {str(p): summary_to_dict(summary) for p, summary in s.parts.items()}
-    return json.dumps({"done": s.done, "parts": parts}, separators=(",", ":")).encode()
+    d: dict[str, Any] = {"done": s.done, "parts": parts}
+    if s.deadline is not None:
+        d["deadline"] = s.deadline
+    return json.dumps(d, separators=(",", ":")).encode()
 
 
 def unpack_summaries(data: bytes) -> SummaryState:
     d = json.loads(data)
-    return SummaryState({int(p): summary_from_dict(r) for p, r in d["parts"].items()}, d["done"])
+    return SummaryState({int(p): summary_from_dict(r) for p, r in d["parts"].items()}, d["done"], d.get("deadline"))
 
 
 def pack_account(a: AccountChannels) -> bytes:
@@ -237,16 +240,17 @@ def unpack_account(account_id: str, raw: bytes) -> AccountChannels:
     return AccountChannels(account_id, frozenset(d["channels"]), d["updated_at"])
 
 
-def pack_launch_decision(status: LaunchStatus, fingerprint: str) -> bytes:
-    """What is kept of a decided launch: its status, and its fingerprint to tell a retry of it from
-    another launch of the same campaign."""
-    return f"{status}:{fingerprint}".encode()
+def pack_launch_decision(status: LaunchStatus, fingerprint: str, moment: int) -> bytes:
+    """What is kept of a decided launch: its status, its fingerprint to tell a retry of it from another
+    launch of the same campaign, and its `launch_moment`, from which it is kept (retention)."""
+    return f"{status}:{fingerprint}:{moment}".encode()
 
 
-def unpack_launch_decision(raw: bytes) -> tuple[LaunchStatus, str | None]:
-    """(status, fingerprint); a row written before fingerprints were kept has the status alone."""
-    status, _, fingerprint = raw.decode().partition(":")
-    return launch_status_of(status), fingerprint or None
+def unpack_launch_decision(raw: bytes) -> tuple[LaunchStatus, str | None, int | None]:
+    """(status, fingerprint, moment); rows of older workers have the status alone, or no moment."""
+    status, _, rest = raw.decode().partition(":")
+    fingerprint, _, moment = rest.partition(":")
+    return launch_status_of(status), fingerprint or None, int(moment) if moment else None
 
 
 def pack_live_booster(b: LiveBooster) -> bytes:

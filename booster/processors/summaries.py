@@ -25,10 +25,12 @@ class PartitionSummary:
 @dataclass(frozen=True, slots=True)
 class SummaryState:
     """The summaries of a booster received so far; `done` once its final report was made (the parts
-    are dropped then, and later duplicates change nothing)."""
+    are dropped then, and later duplicates change nothing). `deadline`, the booster's, dates the done
+    marker for its retention (`retention.summaries_expired`); None in markers kept by older workers."""
 
     parts: Mapping[int, PartitionSummary] = field(default_factory=dict)
     done: bool = False
+    deadline: int | None = None
 
 
 def evolve_summaries(state: SummaryState | None, summary: PartitionSummary) -> tuple[SummaryState, Report | None]:
@@ -42,7 +44,7 @@ def evolve_summaries(state: SummaryState | None, summary: PartitionSummary) -> t
     parts = {**s.parts, summary.partition: summary}
     report = final_report(parts.values())
     if report is not None:
-        return SummaryState(done=True), report
+        return SummaryState(done=True, deadline=summary.schedule.deadline), report
     return SummaryState(parts), None
 
 

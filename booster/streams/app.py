@@ -33,8 +33,9 @@ from booster.streams.ingest import Ingestion
 from booster.streams.launches import Launches
 from booster.streams.metrics import Metrics
 from booster.streams.notices import Notices
-from booster.streams.records import DeadLetters, Guard, Handler, Incoming, Retry
+from booster.streams.records import DeadLetters, Guard, Handler, Incoming, Retry, WorkerClock, use_clock
 from booster.streams.reports import Reports
+from booster.streams.retention import Retention
 from booster.streams.store import ChangelogSink, FaustTable
 from booster.streams.web import Web
 
@@ -58,6 +59,7 @@ class BoosterApp:
         self.app_id = s.group_id
         self.datadir = datadir or s.home / "workers" / self.app_id / str(s.web_port)
         self.datadir.mkdir(parents=True, exist_ok=True)
+        use_clock(WorkerClock(s.clock_speed, s.clock_anchor_ms))
         self.app = app = faust.App(
             self.app_id,
             broker=f"kafka://{s.broker}",
@@ -108,17 +110,20 @@ class BoosterApp:
             self.recipients, self.contacts, self.campaigns, sink, dead_letters, gate, metrics, clocks,
             partitions=s.partitions, rerouted_topic=s.topic(REROUTED), retry=retry,
         )  # fmt: skip
+        decided = self._table("launch-decisions", ROCKSDB_SMALL)
+        live = self._table("account-boosters", ROCKSDB_SMALL)
         self.launches = Launches(
             by_account=self._topic(LAUNCHES_BY_ACCOUNT),
             control=control,
             reports=self.reports,
             accounts=self._table("accounts", ROCKSDB_SMALL),
             pending=self._table("pending-launches", ROCKSDB_SMALL),
-            decided=self._table("launch-decisions", ROCKSDB_SMALL),
-            live=self._table("account-boosters", ROCKSDB_SMALL),
+            decided=decided,
+            live=live,
             metrics=metrics,
             staleness_ms=s.launch_staleness_ms,
             allowed_lateness_ms=s.allowed_lateness_ms,
+            decision_retention_ms=s.decision_retention_ms,
             active_partitions=lambda: self.active_partitions(LAUNCHES_BY_ACCOUNT),
         )
         self.deadlines = Deadlines(
@@ -133,6 +138,19 @@ class BoosterApp:
             reports=self.reports,
             metrics=metrics,
             active_partitions=self.active_partitions,
+        )
+        self.retention = Retention(
+            decided=decided,
+            live=live,
+            summaries=self.reports.summaries,
+            contacts=self.contacts,
+            campaigns=self.campaigns,
+            sink=sink,
+            metrics=metrics,
+            decision_retention_ms=s.decision_retention_ms,
+            contact_retention_ms=s.contact_retention_ms,
+            allowed_lateness_ms=s.allowed_lateness_ms,
+            partitions_of=self.active_partitions,
         )
         self.web = Web(
             settings=s,
@@ -157,6 +175,7 @@ class BoosterApp:
         self._agent("booster.summaries", ("booster.summaries",), self.reports.on_summary)
         app.timer(s.tick_interval, name="booster.deadlines")(self.deadlines.timer)
         app.timer(s.tick_interval, name="booster.pending-launches")(self.launches.timer)
+        app.timer(s.sweep_interval, name="booster.retention")(self.retention.timer)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         self.web.register(app)
 

@@ -19,10 +19,12 @@ from booster.processors.boosters import (
     Accepted,
     AwaitAccount,
     Duplicate,
+    Forgotten,
     LaunchDecision,
     NoBooster,
     Refused,
     expire_pending,
+    launch_moment,
     launch_status,
     on_account,
     on_launch,
@@ -79,6 +81,7 @@ class Launches:
         metrics: Metrics,
         staleness_ms: int,
         allowed_lateness_ms: int,
+        decision_retention_ms: int,
         active_partitions: Callable[[], list[int]],
     ) -> None:
         self.by_account = by_account
@@ -91,6 +94,7 @@ class Launches:
         self.metrics = metrics
         self.staleness_ms = staleness_ms
         self.allowed_lateness_ms = allowed_lateness_ms
+        self.decision_retention_ms = decision_retention_ms
         self.active_partitions = active_partitions  # of launches-by-account, on this worker
         self._expiring: dict[tuple[str, int], float] = {}  # (campaign, partition) -> monotonic time ticked
 
@@ -126,8 +130,8 @@ class Launches:
         account, decisions = on_account(old, event, launches, now=now_ms(), staleness_ms=self.staleness_ms)
         accounts.write({account_id.encode(): pack_account(account)})
         await self._tell_live_boosters(account_id, old, account, incoming.partition)
-        for (_, value), decision in zip(waiting, decisions, strict=True):
-            await self._apply(decision, incoming.partition, launch_fingerprint(value))
+        for (_, value), launch, decision in zip(waiting, launches, decisions, strict=True):
+            await self._apply(decision, incoming.partition, launch_fingerprint(value), launch_moment(launch))
         # only once every one is decided and broadcast: a failure half-way (retried, or replayed after a
         # restart) finds them still waiting and decides them again, which changes nothing downstream
         pending.write(dict.fromkeys(key for key, _ in waiting))
@@ -139,7 +143,9 @@ class Launches:
         p = incoming.partition
         fingerprint = launch_fingerprint(incoming.value or b"")  # decoded above: never None here
         raw_decided = self.decided.partition(p).get(launch.campaign_id.encode())
-        decided, decided_fingerprint = (None, None) if raw_decided is None else unpack_launch_decision(raw_decided)
+        decided, decided_fingerprint = None, None
+        if raw_decided is not None:
+            decided, decided_fingerprint, _ = unpack_launch_decision(raw_decided)
         if decided_fingerprint not in (None, fingerprint):
             # G5: another launch of the campaign id is decided as well; the control partitions keep the
             # one that wins, whatever the order, and tell the account of the one that lost
@@ -151,6 +157,7 @@ class Launches:
             launch,
             now=now_ms(),
             staleness_ms=self.staleness_ms,
+            decision_retention_ms=self.decision_retention_ms,
         )
         match step:
             case Duplicate():  # the same launch again (a decision kept by an older worker has no fingerprint)
@@ -166,12 +173,15 @@ class Launches:
                 log_decision("pending-account", launch.campaign_id, account_id=account_id)
                 if not told:
                     await self.reports.send(pending_report(launch), at=launch.launched_at)  # and its notice
+            case Forgotten():
+                self.metrics.inc("booster_forgotten_launches_total")
+                log_decision("launch-forgotten", launch.campaign_id, moment=step.moment)
             case Accepted() | Refused() | NoBooster():
-                await self._apply(step, p, fingerprint)
+                await self._apply(step, p, fingerprint, launch_moment(launch))
             case _:
                 assert_never(step)
 
-    async def _apply(self, decision: LaunchDecision, partition: int, fingerprint: str) -> None:
+    async def _apply(self, decision: LaunchDecision, partition: int, fingerprint: str, moment: int) -> None:
         match decision:
             case NoBooster():
                 await self.control.broadcast(NoBoosterFor(decision.campaign_id, decision.launched_at))
@@ -192,7 +202,7 @@ class Launches:
                 live.write(rows)
             case _:
                 assert_never(decision)
-        row = pack_launch_decision(launch_status(decision), fingerprint)
+        row = pack_launch_decision(launch_status(decision), fingerprint, moment)
         self.decided.partition(partition).write({decision.campaign_id.encode(): row})
 
     async def _tell_live_boosters(
@@ -243,11 +253,12 @@ class Launches:
             if split_pending_key(key)[1] == campaign_id
         ]
         for key, raw in waiting:
-            refused = expire_pending(launch_from_record(codec().decode("campaign.launched", raw)), now_ms())
+            launch = launch_from_record(codec().decode("campaign.launched", raw))
+            refused = expire_pending(launch, now_ms())
             if refused is None:
                 continue
             pending.write({key: None})
-            await self._apply(refused, p, launch_fingerprint(raw))
+            await self._apply(refused, p, launch_fingerprint(raw), launch_moment(launch))
 
     def forget_partitions(self, partitions: set[int]) -> None:
         for key in [k for k in self._expiring if k[1] in partitions]:

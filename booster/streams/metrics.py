@@ -17,6 +17,12 @@ HELP: dict[str, tuple[str, str]] = {
     "booster_dead_letters_total": ("counter", "Records sent to the dead-letter topic, per source topic and kind."),
     "booster_commands_total": ("counter", "Send commands committed."),
     "booster_duplicate_launches_total": ("counter", "Launch events of campaigns already decided (ignored)."),
+    "booster_forgotten_launches_total": (
+        "counter",
+        "Launch events older than the decisions kept (BOOSTER_DECISION_RETENTION_DAYS after their deadline): "
+        "ignored, not decided again.",
+    ),
+    "booster_expired_rows_total": ("counter", "Table rows removed by the sweep past their retention, per table."),
     "booster_boosters_total": (
         "counter",
         "Booster reports, per status (pending, scheduled, rejected, cancelled, sent).",

@@ -131,8 +131,31 @@ async def send_batches(
     return sent
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerClock:
+    """The worker's clock, in epoch milliseconds. A speed other than 1 is for soak tests only: from
+    `anchor_ms` (a wall-clock instant) on, time runs `speed` times faster, so that weeks of deadlines
+    and retention pass in minutes; the test's producers stamp their facts with the same clock."""
+
+    speed: float = 1.0
+    anchor_ms: int = 0
+
+    def now(self) -> int:
+        wall = time.time() * 1000
+        return int(self.anchor_ms + (wall - self.anchor_ms) * self.speed)
+
+
+_clock = WorkerClock()
+
+
+def use_clock(clock: WorkerClock) -> None:
+    """The worker's clock for the life of the process (set once, at the app's start)."""
+    global _clock
+    _clock = clock
+
+
 def now_ms() -> int:
-    return int(time.time() * 1000)
+    return _clock.now()
 
 
 def contact_partition(contact_id: str, partitions: int) -> int:

@@ -113,7 +113,7 @@ def test_summaries_fold_into_one_report_once() -> None:
     state, report = evolve_summaries(state, summary(1, 0))
     state, report = evolve_summaries(state, summary(2, 3))
     assert report is not None and report.status == "SENT" and report.audience == 5 and report.excluded["OPENED"] == 3
-    assert state == SummaryState(done=True)
+    assert state == SummaryState(done=True, deadline=SCHEDULE.deadline)  # dated for its retention
     again, late = evolve_summaries(state, summary(1, 0))
     assert late is None and again == state
 

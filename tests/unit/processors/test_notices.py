@@ -175,8 +175,9 @@ def test_a_cancel_is_refused_after_firing_or_after_the_window() -> None:
 
 
 def test_a_launch_decision_keeps_its_fingerprint_and_old_rows_still_read() -> None:
-    assert unpack_launch_decision(pack_launch_decision("SCHEDULED", "ab12")) == ("SCHEDULED", "ab12")
-    assert unpack_launch_decision(b"REJECTED") == ("REJECTED", None)
+    assert unpack_launch_decision(pack_launch_decision("SCHEDULED", "ab12", 17)) == ("SCHEDULED", "ab12", 17)
+    assert unpack_launch_decision(b"SCHEDULED:ab12") == ("SCHEDULED", "ab12", None)  # before retention
+    assert unpack_launch_decision(b"REJECTED") == ("REJECTED", None, None)
     with pytest.raises(ValueError, match="not a launch status"):
         unpack_launch_decision(b"SENT:ab")
 

@@ -41,6 +41,7 @@ class World:
             metrics=self.metrics,
             staleness_ms=10 * 365 * 24 * 3_600_000,  # these launches are dated 2026-01-01: not about staleness
             allowed_lateness_ms=5000,
+            decision_retention_ms=10 * 365 * 24 * 3_600_000,
             active_partitions=lambda: [0],
         )
 
@@ -85,6 +86,16 @@ def test_a_launch_waits_for_its_account_then_is_scheduled_everywhere() -> None:
     assert [c["kind"] for c in w.control.decoded()] == ["SCHEDULE"] * PARTITIONS
     assert [r["status"] for r in w.reports.decoded()] == ["PENDING", "SCHEDULED"]
     assert list(w.pending.partition(0).items()) == []  # the join is done
+
+
+def test_a_launch_older_than_the_decisions_kept_is_counted_and_not_decided_again() -> None:
+    w = World()
+    w.account(["EMAIL"])
+    w.launches.decision_retention_ms = 30 * 86_400_000  # the launch's deadline is months before today
+    w.launch(LAUNCH)
+    assert w.control.sent == [] and w.reports.sent == [] and w.notices.sent == []
+    assert w.metrics.get("booster_forgotten_launches_total") == 1
+    assert list(w.launches.decided.partition(0).items()) == []
 
 
 def test_the_same_launch_again_is_counted_and_another_launch_is_decided_too() -> None:

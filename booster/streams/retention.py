@@ -1,0 +1,159 @@
+"""The sweep: every BOOSTER_SWEEP_INTERVAL_SECONDS, rows that outlived their retention
+(`processors/retention.py`) leave this worker's active partitions of launch-decisions, account-boosters,
+summaries and contacts, and their tombstones go to the changelogs, so that compaction drops them too.
+
+Each row is read and deleted with no await in between, so a handler that writes the same row meanwhile
+is not undone; partitions are swept a slice at a time, letting the agents run between slices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterator
+
+from booster.processors.campaigns import due, outlived
+from booster.processors.packing import (
+    pack_launch_decision,
+    pack_summaries,
+    unpack_contact,
+    unpack_launch_decision,
+    unpack_live_booster,
+    unpack_summaries,
+)
+from booster.processors.retention import contact_expired, decision_expired, summaries_expired
+from booster.processors.summaries import SummaryState
+from booster.schemas.catalog import LAUNCHES_BY_ACCOUNT
+from booster.streams.campaigns import CampaignStates
+from booster.streams.metrics import Metrics
+from booster.streams.records import Flushable, now_ms, run_timer
+from booster.streams.store import PartitionStore, Table, split_pending_key
+
+log = logging.getLogger("booster.worker")
+
+SLICE = 2000  # rows read between two yields to the agents
+Verdict = bytes | bool | None  # of a row: True keeps it, None deletes it, bytes replace it
+
+
+class Retention:
+    def __init__(
+        self,
+        *,
+        decided: Table,
+        live: Table,
+        summaries: Table,
+        contacts: Table,
+        campaigns: CampaignStates,
+        sink: Flushable,
+        metrics: Metrics,
+        decision_retention_ms: int,
+        contact_retention_ms: int,
+        allowed_lateness_ms: int,
+        partitions_of: Callable[[str], list[int]],
+    ) -> None:
+        self.decided = decided
+        self.live = live
+        self.summaries = summaries
+        self.contacts = contacts
+        self.campaigns = campaigns
+        self.sink = sink
+        self.metrics = metrics
+        self.decision_retention_ms = decision_retention_ms
+        self.contact_retention_ms = contact_retention_ms
+        self.allowed_lateness_ms = allowed_lateness_ms
+        self.partitions_of = partitions_of  # this worker's active partitions of a topic (contract name)
+
+    async def timer(self) -> None:
+        async def sweep() -> None:
+            await self.sweep()
+
+        await run_timer("removing state past its retention", sweep)
+
+    async def sweep(self) -> dict[str, int]:
+        """One sweep of every active partition; the rows removed, per table."""
+        removed: dict[str, int] = {}
+        for p in self.partitions_of(LAUNCHES_BY_ACCOUNT):
+            removed["launch-decisions"] = removed.get("launch-decisions", 0) + await self._sweep(
+                self.decided.partition(p), self._decision
+            )
+            removed["account-boosters"] = removed.get("account-boosters", 0) + await self._sweep(
+                self.live.partition(p), self._live_booster
+            )
+        for p in self.partitions_of("booster.summaries"):
+            removed["summaries"] = removed.get("summaries", 0) + await self._sweep(
+                self.summaries.partition(p), self._summaries
+            )
+        for p in self.partitions_of("booster.control"):
+            if self._behind(p):
+                continue  # a booster due here and not fired yet may still count a deleted contact
+            removed["contacts"] = removed.get("contacts", 0) + await self._sweep(
+                self.contacts.partition(p), self._contact
+            )
+        await self.sink.flush()
+        for table, n in removed.items():
+            if n:
+                self.metrics.inc("booster_expired_rows_total", n, table=table)
+        if any(removed.values()):
+            log.info("removed state past its retention: %s", removed)
+        return removed
+
+    async def _sweep(self, store: PartitionStore, verdict: Callable[[bytes, bytes, int], Verdict]) -> int:
+        """Walk a partition a slice at a time, applying each row's verdict; the rows deleted."""
+        removed = 0
+        after: bytes | None = None
+        while True:
+            now = now_ms()
+            changes: dict[bytes, bytes | None] = {}
+            rows = _slice(store.items(after=after), SLICE)
+            for key, value in rows:
+                v = verdict(key, value, now)
+                if v is None:
+                    changes[key] = None
+                    removed += 1
+                elif isinstance(v, bytes):
+                    changes[key] = v
+            store.write(changes)  # in the same step as the reads above: no handler ran in between
+            if len(rows) < SLICE:
+                return removed
+            after = rows[-1][0]
+            await asyncio.sleep(0)
+
+    def _decision(self, key: bytes, value: bytes, now: int) -> Verdict:
+        status, fingerprint, moment = unpack_launch_decision(value)
+        if moment is None:  # kept by an older worker: its retention starts now
+            return pack_launch_decision(status, fingerprint or "", now)
+        return None if decision_expired(moment, now, self.decision_retention_ms) else True
+
+    def _live_booster(self, key: bytes, value: bytes, now: int) -> Verdict:
+        booster = unpack_live_booster(split_pending_key(key)[1], value)
+        return None if outlived([booster], now, self.allowed_lateness_ms) else True
+
+    def _summaries(self, key: bytes, value: bytes, now: int) -> Verdict:
+        state = unpack_summaries(value)
+        if state.done and state.deadline is None:  # kept by an older worker: its retention starts now
+            return pack_summaries(SummaryState(done=True, deadline=now))
+        return None if summaries_expired(state, now, self.decision_retention_ms) else True
+
+    def _contact(self, key: bytes, value: bytes, now: int) -> Verdict:
+        state = unpack_contact(value)
+        expired = contact_expired(
+            state, now, retention_ms=self.contact_retention_ms, allowed_lateness_ms=self.allowed_lateness_ms
+        )
+        return None if expired else True
+
+    def _behind(self, partition: int) -> bool:
+        now = now_ms()
+        for _, state in self.campaigns.in_partition(partition):
+            d = due(state, now, self.allowed_lateness_ms, deciding=False, partitions=1)
+            if d is not None and d.kind in ("count", "decide", "fire"):
+                return True
+        return False
+
+
+def _slice(rows: Iterator[tuple[bytes, bytes]], n: int) -> list[tuple[bytes, bytes]]:
+    out = []
+    for row in rows:
+        out.append(row)
+        if len(out) >= n:
+            break
+    return out

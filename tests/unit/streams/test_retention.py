@@ -1,0 +1,133 @@
+"""The sweep on the in-memory store: what outlived its retention leaves the tables (with tombstones for
+the changelog), what is still of use stays, and an old worker's rows get dated."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from booster.processors.boosters import MAX_DELAY_MS
+from booster.processors.campaigns import CampaignPartition, LiveBooster
+from booster.processors.packing import (
+    pack_campaign,
+    pack_contact,
+    pack_launch_decision,
+    pack_live_booster,
+    pack_summaries,
+    unpack_launch_decision,
+    unpack_summaries,
+)
+from booster.processors.recipients import ContactState
+from booster.processors.summaries import SummaryState
+from booster.schemas.catalog import LAUNCHES_BY_ACCOUNT
+from booster.streams import retention
+from booster.streams.campaigns import CampaignStates
+from booster.streams.metrics import Metrics
+from booster.streams.retention import Retention
+from booster.streams.store import MemoryTable, campaign_key, pending_key
+from tests.unit.streams.fakes import Flushes
+from tests.unit.streams.test_deadlines import schedule
+
+DAY = 86_400_000
+T0 = 1_767_225_600_000
+LATENESS = 5000
+KEEP = 30 * DAY
+
+
+class World:
+    def __init__(self, contact_retention_ms: int = 0) -> None:
+        self.decided, self.live = MemoryTable("launch-decisions"), MemoryTable("account-boosters")
+        self.summaries, self.contacts = MemoryTable("summaries"), MemoryTable("contacts")
+        self.campaign_rows = MemoryTable("campaigns")
+        self.sink, self.metrics = Flushes(), Metrics()
+        self.retention = Retention(
+            decided=self.decided, live=self.live, summaries=self.summaries, contacts=self.contacts,
+            campaigns=CampaignStates(self.campaign_rows), sink=self.sink, metrics=self.metrics,
+            decision_retention_ms=KEEP, contact_retention_ms=contact_retention_ms, allowed_lateness_ms=LATENESS,
+            partitions_of=lambda topic: [0] if topic == LAUNCHES_BY_ACCOUNT else [0, 1],
+        )  # fmt: skip
+
+    def sweep_at(self, now: int, monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+        monkeypatch.setattr(retention, "now_ms", lambda: now)
+        return asyncio.run(self.retention.sweep())
+
+
+def keys(table: MemoryTable, partition: int = 0) -> list[bytes]:
+    return [k for k, _ in table.partition(partition).items()]
+
+
+def test_decisions_and_report_markers_go_after_the_retention_and_not_before(monkeypatch: pytest.MonkeyPatch) -> None:
+    w = World()
+    w.decided.partition(0).write(
+        {b"old": pack_launch_decision("SCHEDULED", "f1", T0), b"new": pack_launch_decision("NONE", "f2", T0 + DAY)}
+    )
+    w.summaries.partition(1).write(
+        {
+            b"old": pack_summaries(SummaryState(done=True, deadline=T0)),
+            b"new": pack_summaries(SummaryState(done=True, deadline=T0 + DAY)),
+        }
+    )
+    assert w.sweep_at(T0 + KEEP - 1, monkeypatch) == {
+        "launch-decisions": 0, "account-boosters": 0, "summaries": 0, "contacts": 0,
+    }  # fmt: skip
+    removed = w.sweep_at(T0 + KEEP, monkeypatch)
+    assert removed["launch-decisions"] == 1 and removed["summaries"] == 1
+    assert keys(w.decided) == [b"new"] and keys(w.summaries, 1) == [b"new"]
+    assert w.sink.count == 2  # the tombstones are flushed to the changelog at each sweep
+    assert 'booster_expired_rows_total{table="summaries"} 1' in w.metrics.render()
+
+
+def test_rows_of_an_older_worker_are_dated_when_first_swept(monkeypatch: pytest.MonkeyPatch) -> None:
+    w = World()
+    w.decided.partition(0).write({b"c1": b"SCHEDULED:f1", b"c2": b"REJECTED"})
+    w.summaries.partition(0).write({b"c1": b'{"done":true,"parts":{}}'})
+    w.sweep_at(T0, monkeypatch)
+    assert unpack_launch_decision(w.decided.partition(0).get(b"c1") or b"") == ("SCHEDULED", "f1", T0)
+    assert unpack_launch_decision(w.decided.partition(0).get(b"c2") or b"") == ("REJECTED", None, T0)
+    assert unpack_summaries(w.summaries.partition(0).get(b"c1") or b"") == SummaryState(done=True, deadline=T0)
+    removed = w.sweep_at(T0 + KEEP, monkeypatch)
+    assert removed["launch-decisions"] == 2 and removed["summaries"] == 1
+
+
+def test_an_accounts_boosters_no_channel_change_can_matter_to_go(monkeypatch: pytest.MonkeyPatch) -> None:
+    w = World()
+    w.live.partition(0).write(
+        {
+            pending_key("a1", "c1"): pack_live_booster(LiveBooster("c1", "EMAIL", T0)),
+            pending_key("a1", "c2"): pack_live_booster(LiveBooster("c2", "SMS", T0 + DAY)),
+        }
+    )
+    w.sweep_at(T0 + MAX_DELAY_MS + LATENESS, monkeypatch)
+    assert keys(w.live) == [pending_key("a1", "c2")]
+
+
+def test_contacts_go_after_deletion_or_inactivity_but_not_while_a_booster_is_due(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    w = World(contact_retention_ms=400 * DAY)
+    for p in (0, 1):
+        w.contacts.partition(p).write(
+            {
+                b"deleted": pack_contact(ContactState(deleted_at=T0)),
+                b"unsubscribed": pack_contact(ContactState(unsubscribed=(("ALL", T0),))),
+                b"recent": pack_contact(ContactState(unsubscribed=(("ALL", T0 + 300 * DAY),))),
+            }
+        )
+    after_deletion = T0 + MAX_DELAY_MS + LATENESS
+    # partition 1 has a booster past its deadline and not fired: it may still count the deleted contact
+    due = CampaignPartition(schedule=schedule(after_deletion - 60_000, "c9"))
+    w.campaign_rows.partition(1).write({campaign_key("c9", 1): pack_campaign(due)})
+    w.sweep_at(after_deletion, monkeypatch)
+    assert keys(w.contacts, 0) == [b"recent", b"unsubscribed"]
+    assert len(keys(w.contacts, 1)) == 3
+    w.sweep_at(T0 + 400 * DAY, monkeypatch)
+    assert keys(w.contacts, 0) == [b"recent"]
+
+
+def test_a_partition_is_swept_a_slice_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(retention, "SLICE", 3)
+    w = World()
+    w.decided.partition(0).write({f"c{i:02}".encode(): pack_launch_decision("NONE", "f", T0 + i) for i in range(10)})
+    w.sweep_at(T0 + KEEP + 5, monkeypatch)  # c00..c05 are past
+    assert keys(w.decided) == [f"c{i:02}".encode() for i in range(6, 10)]
