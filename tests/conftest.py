@@ -52,10 +52,13 @@ def _rank(item: pytest.Item) -> int:
     return next((i for i, name in enumerate(SCHEDULE) if path.endswith(name)), len(SCHEDULE))
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    soak_selected = "soak" in (config.getoption("markexpr", "") or "")
     for item in items:
         if "kafka" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.broker)
+        if item.get_closest_marker("soak") and not soak_selected:
+            item.add_marker(pytest.mark.skip(reason="a soak run: select it with -m soak"))
     items.sort(key=_rank)  # stable: the order within a file stays
 
 

@@ -55,6 +55,9 @@ class FanoutResult:
     commands: int
 
 
+PROGRESS_POLL_MS = 20
+
+
 class Fanout(Service):
     """The fan-out producers (one per partition this worker fans out) and the progress reader; they
     start when first needed and stop with the worker."""
@@ -142,7 +145,9 @@ class Fanout(Service):
         else:
             consumer.seek(tp, known.next_offset)
         while await consumer.position(tp) < end:
-            batch = await consumer.getmany(tp, timeout_ms=500)
+            # short polls: what is left may be only a transaction marker, which moves the position but
+            # yields no record, and getmany would wait its whole timeout for one (0.5 s per fan-out)
+            batch = await consumer.getmany(tp, timeout_ms=PROGRESS_POLL_MS)
             for msg in batch.get(tp, []):
                 known.records_read += 1
                 if msg.value is None:  # a tombstone (`forget`): that booster is done with for good

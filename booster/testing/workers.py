@@ -132,11 +132,18 @@ class WorkerProcess:
 
     def peak_rss_bytes(self) -> int:
         """VmHWM of the worker process (peak resident set), while it runs."""
+        return self._status_bytes("VmHWM:")
+
+    def rss_bytes(self) -> int:
+        """VmRSS of the worker process (resident set now), while it runs."""
+        return self._status_bytes("VmRSS:")
+
+    def _status_bytes(self, field: str) -> int:
         if self.proc is None:
             return 0
         try:
             for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
+                if line.startswith(field):
                     return int(line.split()[1]) * 1024
         except FileNotFoundError:
             return 0
