@@ -173,3 +173,58 @@ async def publish_one_account(soak: Soak, record: tuple[str, dict[str, object]])
         await publish(soak, producer, encoded([record]))
     finally:
         await producer.stop()
+
+
+def test_300_boosters_over_months_keep_latency_state_and_memory_flat(kafka: LocalKafka, tmp_path: Path) -> None:
+    clock = WorkerClock(SPEED, int(time.time() * 1000))
+    settings = fresh_settings(
+        BOOSTER_TICK_INTERVAL_SECONDS="0.2",
+        BOOSTER_LAUNCH_STALENESS_SECONDS=str(3 * 86400),
+    )
+    asyncio.run(admin.create(settings))
+    asyncio.run(accept_stamps_ahead(settings))
+    worker = WorkerProcess(
+        settings,
+        tmp_path / "w",
+        BOOSTER_TEST_CLOCK=f"{SPEED}@{clock.anchor_ms}",
+        BOOSTER_SWEEP_INTERVAL_SECONDS="2",
+        BOOSTER_DECISION_RETENTION_DAYS="8",
+        BOOSTER_CONTACT_RETENTION_DAYS="9",
+    ).start()
+    soak = Soak(settings, clock)
+    try:
+        sc = build("soak-account", 1, launched_at=clock.now(), account_id="acct-soak")
+        asyncio.run(publish_one_account(soak, account_record(sc)))
+        baseline = wait_for("the account's row", lambda: _with_account(asyncio.run(live_keys(settings))), 60, 0.5)
+        rss = asyncio.run(run_boosters(soak, worker))
+        assert len(soak.reported_wall) == BOOSTERS, f"{BOOSTERS - len(soak.reported_wall)} boosters never reported"
+        peak = asyncio.run(live_keys(settings))
+        # every retention passes: the contacts' (9 days after their latest fact) is the longest
+        wait_until = soak.wall_of(clock.now() + 9 * DAY_MS) + 30
+        after = peak
+        while time.time() < wait_until + 60:
+            after = asyncio.run(live_keys(settings))
+            if after == baseline:
+                break
+            time.sleep(5)
+        rss.append(worker.rss_bytes())
+        log = worker.log_text()
+    finally:
+        worker.stop()
+    latencies = [soak.reported_wall[c] - soak.deadlines_wall[c] for c in soak.deadlines_wall]
+    first, last = statistics.median(latencies[:30]), statistics.median(latencies[-30:])
+    figures = {
+        "boosters": BOOSTERS,
+        "deadline_to_final_report_s_median_first_30": round(first, 3),
+        "deadline_to_final_report_s_median_last_30": round(last, 3),
+        "keys_baseline": baseline,
+        "keys_at_peak": peak,
+        "keys_after_retention": after,
+        "rss_mib_after_each_100_and_at_end": [round(r / 2**20, 1) for r in rss],
+        "sweeps_that_removed_rows": log.count("removed state past its retention"),
+    }
+    print(json.dumps(figures, indent=2))
+    assert last <= 1.5 * max(first, 0.5), figures  # below half a second, noise is not growth
+    assert after == baseline, figures
+    assert sum(peak.values()) > sum(baseline.values())  # there was state to remove
+    assert rss[-1] <= 1.25 * rss[0], figures
