@@ -34,8 +34,8 @@ def summaries_expired(state: SummaryState, now: int, retention_ms: int) -> bool:
 
 
 def contact_expired(state: ContactState, now: int, *, retention_ms: int, allowed_lateness_ms: int) -> bool:
-    """Whether a contact's row can go (see the module's note). The caller must not sweep a partition
-    that still has a booster due and not fired: that booster may count a contact deleted before it."""
+    """Whether a contact's row can go (see the module's note). The caller keeps it while a booster that
+    has not fired yet has the contact among its recipients: a worker far behind may still count it."""
     if state.deleted_at is not None and now >= state.deleted_at + MAX_DELAY_MS + allowed_lateness_ms:
         return True
     if retention_ms <= 0:

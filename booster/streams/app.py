@@ -144,6 +144,7 @@ class BoosterApp:
             live=live,
             summaries=self.reports.summaries,
             contacts=self.contacts,
+            recipients=self.recipients,
             campaigns=self.campaigns,
             sink=sink,
             metrics=metrics,

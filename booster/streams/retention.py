@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterator
 
-from booster.processors.campaigns import due, outlived
+from booster.processors.campaigns import outlived
 from booster.processors.packing import (
     pack_launch_decision,
     pack_summaries,
@@ -27,7 +27,7 @@ from booster.schemas.catalog import LAUNCHES_BY_ACCOUNT
 from booster.streams.campaigns import CampaignStates
 from booster.streams.metrics import Metrics
 from booster.streams.records import Flushable, now_ms, run_timer
-from booster.streams.store import PartitionStore, Table, split_pending_key
+from booster.streams.store import PartitionStore, Table, recipient_key, split_pending_key
 
 log = logging.getLogger("booster.worker")
 
@@ -43,6 +43,7 @@ class Retention:
         live: Table,
         summaries: Table,
         contacts: Table,
+        recipients: Table,
         campaigns: CampaignStates,
         sink: Flushable,
         metrics: Metrics,
@@ -55,6 +56,7 @@ class Retention:
         self.live = live
         self.summaries = summaries
         self.contacts = contacts
+        self.recipients = recipients
         self.campaigns = campaigns
         self.sink = sink
         self.metrics = metrics
@@ -71,24 +73,17 @@ class Retention:
 
     async def sweep(self) -> dict[str, int]:
         """One sweep of every active partition; the rows removed, per table."""
-        removed: dict[str, int] = {}
+        removed = dict.fromkeys(("launch-decisions", "account-boosters", "summaries", "contacts"), 0)
         for p in self.partitions_of(LAUNCHES_BY_ACCOUNT):
-            removed["launch-decisions"] = removed.get("launch-decisions", 0) + await self._sweep(
-                self.decided.partition(p), self._decision
-            )
-            removed["account-boosters"] = removed.get("account-boosters", 0) + await self._sweep(
-                self.live.partition(p), self._live_booster
-            )
+            ours = self._still_ours(LAUNCHES_BY_ACCOUNT, p)
+            removed["launch-decisions"] += await self._sweep(self.decided.partition(p), self._decision, ours)
+            removed["account-boosters"] += await self._sweep(self.live.partition(p), self._live_booster, ours)
         for p in self.partitions_of("booster.summaries"):
-            removed["summaries"] = removed.get("summaries", 0) + await self._sweep(
-                self.summaries.partition(p), self._summaries
-            )
+            ours = self._still_ours("booster.summaries", p)
+            removed["summaries"] += await self._sweep(self.summaries.partition(p), self._summaries, ours)
         for p in self.partitions_of("booster.control"):
-            if self._behind(p):
-                continue  # a booster due here and not fired yet may still count a deleted contact
-            removed["contacts"] = removed.get("contacts", 0) + await self._sweep(
-                self.contacts.partition(p), self._contact
-            )
+            ours = self._still_ours("booster.control", p)
+            removed["contacts"] += await self._sweep(self.contacts.partition(p), self._contact_in(p), ours)
         await self.sink.flush()
         for table, n in removed.items():
             if n:
@@ -97,11 +92,17 @@ class Retention:
             log.info("removed state past its retention: %s", removed)
         return removed
 
-    async def _sweep(self, store: PartitionStore, verdict: Callable[[bytes, bytes, int], Verdict]) -> int:
-        """Walk a partition a slice at a time, applying each row's verdict; the rows deleted."""
+    def _still_ours(self, topic: str, partition: int) -> Callable[[], bool]:
+        return lambda: partition in self.partitions_of(topic)
+
+    async def _sweep(
+        self, store: PartitionStore, verdict: Callable[[bytes, bytes, int], Verdict], ours: Callable[[], bool]
+    ) -> int:
+        """Walk a partition a slice at a time, applying each row's verdict; the rows deleted. It stops
+        when the partition is revoked meanwhile: its rows are another worker's to write then."""
         removed = 0
         after: bytes | None = None
-        while True:
+        while ours():
             now = now_ms()
             changes: dict[bytes, bytes | None] = {}
             rows = _slice(store.items(after=after), SLICE)
@@ -114,9 +115,10 @@ class Retention:
                     changes[key] = v
             store.write(changes)  # in the same step as the reads above: no handler ran in between
             if len(rows) < SLICE:
-                return removed
+                break
             after = rows[-1][0]
             await asyncio.sleep(0)
+        return removed
 
     def _decision(self, key: bytes, value: bytes, now: int) -> Verdict:
         status, fingerprint, moment = unpack_launch_decision(value)
@@ -134,20 +136,23 @@ class Retention:
             return pack_summaries(SummaryState(done=True, deadline=now))
         return None if summaries_expired(state, now, self.decision_retention_ms) else True
 
-    def _contact(self, key: bytes, value: bytes, now: int) -> Verdict:
-        state = unpack_contact(value)
-        expired = contact_expired(
-            state, now, retention_ms=self.contact_retention_ms, allowed_lateness_ms=self.allowed_lateness_ms
-        )
-        return None if expired else True
+    def _contact_in(self, partition: int) -> Callable[[bytes, bytes, int], Verdict]:
+        """The verdict on a partition's contacts: a row past its retention stays while a booster of the
+        partition that has not fired has the contact among its recipients (the worker may be behind: a
+        booster due days ago still counts a contact deleted before its deadline)."""
+        recipients = self.recipients.partition(partition)
+        unfired = [c for c, state in self.campaigns.in_partition(partition) if state.schedule and not state.fired]
 
-    def _behind(self, partition: int) -> bool:
-        now = now_ms()
-        for _, state in self.campaigns.in_partition(partition):
-            d = due(state, now, self.allowed_lateness_ms, deciding=False, partitions=1)
-            if d is not None and d.kind in ("count", "decide", "fire"):
+        def verdict(key: bytes, value: bytes, now: int) -> Verdict:
+            state = unpack_contact(value)
+            lateness = self.allowed_lateness_ms
+            if not contact_expired(state, now, retention_ms=self.contact_retention_ms, allowed_lateness_ms=lateness):
                 return True
-        return False
+            contact_id = key.decode()
+            in_flight = any(recipients.get(recipient_key(c, contact_id)) is not None for c in unfired)
+            return True if in_flight else None
+
+        return verdict
 
 
 def _slice(rows: Iterator[tuple[bytes, bytes]], n: int) -> list[tuple[bytes, bytes]]:

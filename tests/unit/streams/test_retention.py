@@ -4,6 +4,7 @@ the changelog), what is still of use stays, and an old worker's rows get dated."
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
@@ -14,18 +15,19 @@ from booster.processors.packing import (
     pack_contact,
     pack_launch_decision,
     pack_live_booster,
+    pack_recipient,
     pack_summaries,
     unpack_launch_decision,
     unpack_summaries,
 )
-from booster.processors.recipients import ContactState
+from booster.processors.recipients import ContactState, RecipientState
 from booster.processors.summaries import SummaryState
 from booster.schemas.catalog import LAUNCHES_BY_ACCOUNT
 from booster.streams import retention
 from booster.streams.campaigns import CampaignStates
 from booster.streams.metrics import Metrics
 from booster.streams.retention import Retention
-from booster.streams.store import MemoryTable, campaign_key, pending_key
+from booster.streams.store import MemoryTable, campaign_key, pending_key, recipient_key
 from tests.unit.streams.fakes import Flushes
 from tests.unit.streams.test_deadlines import schedule
 
@@ -39,13 +41,14 @@ class World:
     def __init__(self, contact_retention_ms: int = 0) -> None:
         self.decided, self.live = MemoryTable("launch-decisions"), MemoryTable("account-boosters")
         self.summaries, self.contacts = MemoryTable("summaries"), MemoryTable("contacts")
-        self.campaign_rows = MemoryTable("campaigns")
+        self.campaign_rows, self.recipients = MemoryTable("campaigns"), MemoryTable("recipients")
+        self.partitions = {LAUNCHES_BY_ACCOUNT: [0], "booster.summaries": [0, 1], "booster.control": [0, 1]}
         self.sink, self.metrics = Flushes(), Metrics()
         self.retention = Retention(
             decided=self.decided, live=self.live, summaries=self.summaries, contacts=self.contacts,
-            campaigns=CampaignStates(self.campaign_rows), sink=self.sink, metrics=self.metrics,
-            decision_retention_ms=KEEP, contact_retention_ms=contact_retention_ms, allowed_lateness_ms=LATENESS,
-            partitions_of=lambda topic: [0] if topic == LAUNCHES_BY_ACCOUNT else [0, 1],
+            recipients=self.recipients, campaigns=CampaignStates(self.campaign_rows), sink=self.sink,
+            metrics=self.metrics, decision_retention_ms=KEEP, contact_retention_ms=contact_retention_ms,
+            allowed_lateness_ms=LATENESS, partitions_of=lambda topic: list(self.partitions[topic]),
         )  # fmt: skip
 
     def sweep_at(self, now: int, monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
@@ -102,7 +105,7 @@ def test_an_accounts_boosters_no_channel_change_can_matter_to_go(monkeypatch: py
     assert keys(w.live) == [pending_key("a1", "c2")]
 
 
-def test_contacts_go_after_deletion_or_inactivity_but_not_while_a_booster_is_due(
+def test_contacts_go_after_deletion_or_inactivity_unless_a_booster_not_fired_counts_them(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     w = World(contact_retention_ms=400 * DAY)
@@ -115,14 +118,32 @@ def test_contacts_go_after_deletion_or_inactivity_but_not_while_a_booster_is_due
             }
         )
     after_deletion = T0 + MAX_DELAY_MS + LATENESS
-    # partition 1 has a booster past its deadline and not fired: it may still count the deleted contact
-    due = CampaignPartition(schedule=schedule(after_deletion - 60_000, "c9"))
-    w.campaign_rows.partition(1).write({campaign_key("c9", 1): pack_campaign(due)})
+    # partition 1 has a booster past its deadline and not fired (its worker is behind), whose
+    # recipients include the deleted contact: it must still find it deleted when it fires
+    behind = CampaignPartition(schedule=schedule(T0 + DAY, "c9"))
+    w.campaign_rows.partition(1).write({campaign_key("c9", 1): pack_campaign(behind)})
+    w.recipients.partition(1).write({recipient_key("c9", "deleted"): pack_recipient(RecipientState(sent_at=T0 - 1))})
     w.sweep_at(after_deletion, monkeypatch)
     assert keys(w.contacts, 0) == [b"recent", b"unsubscribed"]
-    assert len(keys(w.contacts, 1)) == 3
+    assert keys(w.contacts, 1) == [b"deleted", b"recent", b"unsubscribed"]
+    w.campaign_rows.partition(1).write({campaign_key("c9", 1): pack_campaign(replace(behind, fired=True))})
     w.sweep_at(T0 + 400 * DAY, monkeypatch)
-    assert keys(w.contacts, 0) == [b"recent"]
+    assert keys(w.contacts, 0) == [b"recent"] and keys(w.contacts, 1) == [b"recent"]
+
+
+def test_a_partition_revoked_during_its_sweep_is_left_to_its_new_owner(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(retention, "SLICE", 3)
+    w = World()
+    w.decided.partition(0).write({f"c{i:02}".encode(): pack_launch_decision("NONE", "f", T0) for i in range(10)})
+    real_sleep = asyncio.sleep
+
+    async def revoke_then_yield(delay: float) -> None:
+        w.partitions[LAUNCHES_BY_ACCOUNT] = []  # a rebalance while the sweep let the agents run
+        await real_sleep(delay)
+
+    monkeypatch.setattr("booster.streams.retention.asyncio.sleep", revoke_then_yield)
+    removed = w.sweep_at(T0 + KEEP, monkeypatch)
+    assert removed["launch-decisions"] == 3 and len(keys(w.decided)) == 7
 
 
 def test_a_partition_is_swept_a_slice_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
