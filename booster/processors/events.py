@@ -69,6 +69,7 @@ class MessageOpened:
     campaign_id: str
     contact_id: str
     opened_at: int
+    machine: bool = False  # `machine_open`: a privacy proxy or a prefetch opened it, not the person
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +129,7 @@ def message_event_from_record(topic: str, r: Mapping[str, Any]) -> MessageEvent:
             r["campaign_id"], r["contact_id"], r["status"] == "ERROR", r["reported_at"], r["message_id"]
         )
     if topic == "message.opened":
-        return MessageOpened(r["campaign_id"], r["contact_id"], r["opened_at"])
+        return MessageOpened(r["campaign_id"], r["contact_id"], r["opened_at"], bool(r.get("machine_open", False)))
     if topic == "message.clicked":
         return MessageClicked(r["campaign_id"], r["contact_id"], r["clicked_at"])
     raise ValueError(f"{topic} is not a message topic")

@@ -23,6 +23,8 @@ _NONE = -1
 _RECIPIENT_V1 = struct.Struct("<5q")  # sent, earliest delivered, earliest error, opened, clicked: 40 bytes
 _RECIPIENT_HEAD = struct.Struct("<B3qHHH")  # version, sent, opened, clicked, ids, messages, reports
 _RECIPIENT_V2 = 2
+_RECIPIENT_HEAD_V3 = struct.Struct("<B4qHHH")  # version 2's, and the earliest machine open after clicked
+_RECIPIENT_V3 = 3  # written only for a recipient with a machine open: the others keep version 2's size
 _ID_LEN = struct.Struct("<H")
 _REPORT = struct.Struct("<Hq?")  # message id index, reported_at, error
 _CONTACT_HEAD = struct.Struct("<qBB")
@@ -43,12 +45,12 @@ def _unopt(v: int) -> int | None:
 def pack_recipient(s: RecipientState) -> bytes:
     ids = sorted({*s.messages, *(m for m, _, _ in s.reports)})
     index = {m: i for i, m in enumerate(ids)}
-    parts = [
-        _RECIPIENT_HEAD.pack(
-            _RECIPIENT_V2, _opt(s.sent_at), _opt(s.opened_at), _opt(s.clicked_at), len(ids), len(s.messages),
-            len(s.reports),
-        )
-    ]  # fmt: skip
+    counts = (len(ids), len(s.messages), len(s.reports))
+    times = (_opt(s.sent_at), _opt(s.opened_at), _opt(s.clicked_at))
+    if s.machine_opened_at is None:
+        parts = [_RECIPIENT_HEAD.pack(_RECIPIENT_V2, *times, *counts)]
+    else:
+        parts = [_RECIPIENT_HEAD_V3.pack(_RECIPIENT_V3, *times, s.machine_opened_at, *counts)]
     for m in ids:
         raw = m.encode()
         parts += [_ID_LEN.pack(len(raw)), raw]
@@ -62,8 +64,13 @@ def pack_recipient(s: RecipientState) -> bytes:
 def unpack_recipient(data: bytes) -> RecipientState:
     if len(data) == _RECIPIENT_V1.size:
         return _unpack_recipient_v1(data)
-    _, sent, opened, clicked, n_ids, n_messages, n_reports = _RECIPIENT_HEAD.unpack_from(data, 0)
-    pos = _RECIPIENT_HEAD.size
+    machine: int | None = None
+    if data[0] == _RECIPIENT_V3:
+        _, sent, opened, clicked, machine, n_ids, n_messages, n_reports = _RECIPIENT_HEAD_V3.unpack_from(data, 0)
+        pos = _RECIPIENT_HEAD_V3.size
+    else:
+        _, sent, opened, clicked, n_ids, n_messages, n_reports = _RECIPIENT_HEAD.unpack_from(data, 0)
+        pos = _RECIPIENT_HEAD.size
     ids = []
     for _ in range(n_ids):
         (length,) = _ID_LEN.unpack_from(data, pos)
@@ -79,7 +86,9 @@ def unpack_recipient(data: bytes) -> RecipientState:
         i, at, error = _REPORT.unpack_from(data, pos)
         reports.append((ids[i], at, error))
         pos += _REPORT.size
-    return RecipientState(_unopt(sent), _unopt(opened), _unopt(clicked), tuple(messages), tuple(reports))
+    return RecipientState(
+        _unopt(sent), _unopt(opened), _unopt(clicked), tuple(messages), tuple(reports), machine_opened_at=machine
+    )
 
 
 def _unpack_recipient_v1(data: bytes) -> RecipientState:

@@ -68,10 +68,13 @@ class RecipientState:
     """One contact as a recipient of one campaign."""
 
     sent_at: int | None = None  # the earliest `sent` fact
-    opened_at: int | None = None
+    opened_at: int | None = None  # the earliest open by the person (rows of older workers: any open)
     clicked_at: int | None = None
     messages: tuple[str, ...] = ()  # ids of the messages with a `sent` fact, sorted
     reports: tuple[Report, ...] = ()  # every distinct delivery report, sorted
+    # the earliest machine open (a privacy proxy such as Apple Mail Privacy Protection, or a prefetch):
+    # kept apart, because it says nothing of the person's engagement and is not an open (R6)
+    machine_opened_at: int | None = None
 
 
 def delivery(state: RecipientState, deadline: int) -> tuple[Delivery, int | None]:
@@ -110,6 +113,8 @@ def evolve_recipient(state: RecipientState | None, event: MessageEvent) -> Recip
             if report in s.reports:
                 return s
             return replace(s, reports=tuple(sorted((*s.reports, report))))
+        case MessageOpened() if event.machine:
+            return replace(s, machine_opened_at=_earliest(s.machine_opened_at, event.opened_at))
         case MessageOpened():
             return replace(s, opened_at=_earliest(s.opened_at, event.opened_at))
         case MessageClicked():
@@ -232,7 +237,10 @@ def explain(
     r = recipient
     _, reported_at = delivery(r, at)
     if reason is None:
-        return None, True, f"eligible: delivered at {format_timestamp(reported_at or 0)}, no exclusion applies"
+        why = f"eligible: delivered at {format_timestamp(reported_at or 0)}, no exclusion applies"
+        if criterion == "NOT_OPENED" and _at_or_before(r.machine_opened_at, at):
+            why += f" (its open at {format_timestamp(r.machine_opened_at or 0)} was a machine open, not the person's)"
+        return None, True, why
     if reason is Exclusion.DELETED:
         why = f"deleted at {format_timestamp(c.deleted_at or 0)}"
     elif reason is Exclusion.BLOCKED:

@@ -28,7 +28,7 @@ ROLES: dict[str, str | None] = {
     "eligible": None,
     "clicked": "CLICKED",
     "opened": "OPENED",
-    "machine_open": "OPENED",
+    "machine_open": None,  # a machine open is not an open (R6): boosted
     "deleted": "DELETED",
     "blocked": "BLOCKED",
     "unblocked": None,  # blocked, then unblocked later: eligible again

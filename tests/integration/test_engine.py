@@ -87,7 +87,8 @@ def run(kafka: LocalKafka, tmp_path_factory: pytest.TempPathFactory) -> Any:
         "sms": sc("sms", 140, channel="SMS"),
         "push": sc("push", 140, channel="PUSH"),
         "email-sms": sc("email-sms", 140, channel="EMAIL", booster_channel="SMS"),
-        "all-opened": sc("all-opened", 60, roles=["opened", "machine_open"]),
+        "all-opened": sc("all-opened", 60, roles=["opened"]),
+        "machine-opens": sc("machine-opens", 60, roles=["opened", "machine_open"]),
         "empty": sc("empty", 60, roles=["opened", "deleted"]),
         "cancelled": sc("cancelled", 60, roles=["eligible"]),
         "shared-a": sc("shared-a", 80, roles=["clicked", "eligible"], contact_prefix=f"{tag}-shared-"),
@@ -351,6 +352,17 @@ def test_r7_a_campaign_everyone_opened_gets_no_booster(run: Run) -> None:
     assert (report["status"], report["reason_code"]) == ("CANCELLED", "FULL_OPEN_RATE")
     assert report["audience"] == report["billable"] == 0
     assert run.commanded("all-opened") == []
+
+
+def test_machine_opens_are_not_opens_so_their_recipients_are_boosted(run: Run) -> None:
+    """Every recipient opened, half of them only by a privacy proxy: not a 100 % open rate (R7), and
+    the machine openers get the booster (R6)."""
+    sc = run.scenarios["machine-opens"]
+    machine = {c for c, role in sc.roles.items() if role == "machine_open"}
+    report = run.final("machine-opens")
+    assert report["status"] == "SENT" and report["audience"] == len(machine) == 30
+    assert set(run.commanded("machine-opens")) == machine
+    assert report["excluded"]["OPENED"] == 30
 
 
 def test_a_cancelled_booster_sends_nothing(run: Run) -> None:

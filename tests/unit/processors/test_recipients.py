@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
+from booster.processors.audience import all_opened
 from booster.processors.events import (
     ContactBlocked,
     ContactDeleted,
@@ -225,6 +226,28 @@ def test_state_packs_and_unpacks() -> None:
     assert len(pack_recipient(r)) <= 64  # one message, two reports: the bulk of the state stays small
     several = one([SENT, MessageSent(C, K, T0 + 1, "m-2"), MessageDelivered(C, K, True, T0 + 9, "m-2")])[0]
     assert unpack_recipient(pack_recipient(several)) == several
+
+
+MACHINE_OPEN = MessageOpened(C, K, T0 + 60_000, machine=True)  # Apple Mail Privacy Protection and the like
+
+
+def test_a_machine_open_is_kept_apart_and_is_not_an_open() -> None:
+    r, _ = one([SENT, DELIVERED, MACHINE_OPEN])
+    assert (r.opened_at, r.machine_opened_at) == (None, T0 + 60_000)
+    assert decide([SENT, DELIVERED, MACHINE_OPEN]) is None  # boosted: the person never opened it
+    # the person's own open still excludes, whatever the machine did before or after
+    assert decide([SENT, DELIVERED, MACHINE_OPEN, MessageOpened(C, K, T0 + 90_000)]) is Exclusion.OPENED
+    assert all_opened([r], DEADLINE) is False  # R7: a machine open does not make a 100 % open rate
+    reason, included, why = explain(r, None, campaign_id=C, channel="EMAIL", criterion="NOT_OPENED", at=DEADLINE)
+    assert (reason, included) == (None, True) and "machine open" in why
+
+
+def test_a_machine_open_packs_and_other_rows_keep_their_size() -> None:
+    r, _ = one([SENT, DELIVERED, MACHINE_OPEN, MessageOpened(C, K, T0 + 5)])
+    assert unpack_recipient(pack_recipient(r)) == r
+    human_only = one([SENT, DELIVERED, MessageOpened(C, K, T0 + 5)])[0]
+    assert len(pack_recipient(r)) == len(pack_recipient(human_only)) + 8
+    assert pack_recipient(human_only)[0] == 2  # the layout older workers read
 
 
 def test_rows_of_the_first_layout_still_decide_as_they_did() -> None:
