@@ -8,7 +8,10 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "campaign.launched": {
         "campaign_id": "cmp-1", "account_id": "acct-1", "name": "Spring sale", "channel": "EMAIL",
         "group_size": 1000, "launched_at": 1767225600000,
-        "booster": {"delay_seconds": 7200, "channel": "SMS", "criterion": None, "content_ref": "tpl/9"},
+        "booster": {
+            "delay_seconds": 7200, "channel": "SMS", "criterion": None, "content_ref": "tpl/9",
+            "count_machine_opens": True,
+        },
     },
     "campaign.booster-cancelled": {"campaign_id": "cmp-1", "cancelled_at": 1767229200000},
     "account.channels": {"account_id": "acct-1", "channels": ["EMAIL", "SMS"], "updated_at": 1767225600000},
@@ -48,6 +51,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "schedule": {
             "booster_id": "c1:booster", "booster_name": "Booster for X", "account_id": "acct-1", "channel": "SMS",
             "criterion": "NOT_CLICKED", "content_ref": "tpl/1", "deadline": 1767232800000,
+            "count_machine_opens": False,
         },
         "cancelled_at": None, "reason": None, "from_partition": None, "all_opened": None, "enabled": None,
         "account_id": None,

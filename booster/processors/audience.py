@@ -11,7 +11,14 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from booster.processors.events import Channel, Criterion
-from booster.processors.recipients import EXCLUSION_ORDER, ContactState, Exclusion, RecipientState, exclusion
+from booster.processors.recipients import (
+    EXCLUSION_ORDER,
+    ContactState,
+    Exclusion,
+    RecipientState,
+    exclusion,
+    first_open,
+)
 
 
 class NotARecipient(Enum):
@@ -27,11 +34,19 @@ Decision = Exclusion | NotARecipient | None
 
 
 def decide(
-    recipient: RecipientState, contact: ContactState | None, *, channel: Channel, criterion: Criterion, at: int
+    recipient: RecipientState,
+    contact: ContactState | None,
+    *,
+    channel: Channel,
+    criterion: Criterion,
+    at: int,
+    count_machine_opens: bool,
 ) -> Decision:
     if recipient.sent_at is None:
         return NOT_A_RECIPIENT
-    return exclusion(recipient, contact, channel=channel, criterion=criterion, deadline=at)
+    return exclusion(
+        recipient, contact, channel=channel, criterion=criterion, deadline=at, count_machine_opens=count_machine_opens
+    )
 
 
 INCLUDED = "INCLUDED"  # a recipient's outcome when the booster was sent to it
@@ -86,15 +101,17 @@ def full_exclusions(excluded: Mapping[str, int]) -> dict[str, int]:
     return {reason.value: int(excluded.get(reason.value, 0)) for reason in EXCLUSION_ORDER}
 
 
-def all_opened(recipients: Iterable[RecipientState], deadline: int) -> bool | None:
+def all_opened(recipients: Iterable[RecipientState], deadline: int, *, count_machine_opens: bool) -> bool | None:
     """R7's 100 % open rate in one partition: whether every recipient (a `sent` fact) opened the
-    original campaign at or before the deadline; None when there is no recipient. It stops at the
-    first one who did not, so a campaign with a usual open rate costs a few rows, not a walk."""
+    original campaign at or before the deadline, machine opens counting as the booster's policy says;
+    None when there is no recipient. It stops at the first one who did not, so a campaign with a usual
+    open rate costs a few rows, not a walk."""
     seen = False
     for r in recipients:
         if r.sent_at is None:
             continue
-        if r.opened_at is None or r.opened_at > deadline:
+        opened = first_open(r, count_machine_opens)
+        if opened is None or opened > deadline:
             return False
         seen = True
     return True if seen else None

@@ -61,6 +61,7 @@ class Schedule:
     criterion: Criterion
     content_ref: str
     deadline: int
+    count_machine_opens: bool = False  # the booster's policy for machine opens (R6)
 
 
 class ReasonCode(StrEnum):
@@ -216,6 +217,7 @@ def schedule_of(launch: CampaignLaunched, b: BoosterSettings) -> Schedule:
         criterion=b.criterion or default_criterion(launch.channel),
         content_ref=b.content_ref,
         deadline=launch.launched_at + b.delay_seconds * 1000,
+        count_machine_opens=b.count_machine_opens,
     )
 
 

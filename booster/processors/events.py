@@ -21,6 +21,7 @@ class BoosterSettings:
     channel: Channel | None
     criterion: Criterion | None
     content_ref: str
+    count_machine_opens: bool = False  # a machine open counts as the person's open (R6: not by default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +109,13 @@ def launch_from_record(r: Mapping[str, Any]) -> CampaignLaunched:
     booster = (
         None
         if b is None
-        else BoosterSettings(b["delay_seconds"], b.get("channel"), b.get("criterion"), b["content_ref"])
+        else BoosterSettings(
+            b["delay_seconds"],
+            b.get("channel"),
+            b.get("criterion"),
+            b["content_ref"],
+            bool(b.get("count_machine_opens", False)),
+        )
     )
     return CampaignLaunched(
         r["campaign_id"],

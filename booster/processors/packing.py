@@ -134,6 +134,7 @@ def schedule_to_dict(s: Schedule) -> dict[str, Any]:
         "criterion": s.criterion,
         "content_ref": s.content_ref,
         "deadline": s.deadline,
+        "count_machine_opens": s.count_machine_opens,
     }
 
 
@@ -147,6 +148,7 @@ def schedule_from_dict(d: Mapping[str, Any]) -> Schedule:
         d["criterion"],
         d["content_ref"],
         d["deadline"],
+        bool(d.get("count_machine_opens", False)),  # absent from older records and rows
     )
 
 

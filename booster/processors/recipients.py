@@ -190,11 +190,13 @@ def exclusion(
     channel: Channel,
     criterion: Criterion,
     deadline: int,
+    count_machine_opens: bool,
 ) -> Exclusion | None:
     """The first reason of R11 that excludes this recipient at the deadline, or None: eligible.
 
     The caller only asks for recipients of the campaign (those with a `sent` fact, R4).
     `channel` is the booster's channel: an unsubscribe from that channel or from all excludes.
+    `count_machine_opens` is the booster's policy: whether a machine open counts as an open (R6).
     """
     if contact is not None:
         if _at_or_before(contact.deleted_at, deadline):
@@ -210,9 +212,17 @@ def exclusion(
         return Exclusion.WAITING
     if _at_or_before(recipient.clicked_at, deadline):
         return Exclusion.CLICKED
-    if criterion == "NOT_OPENED" and _at_or_before(recipient.opened_at, deadline):
+    if criterion == "NOT_OPENED" and _at_or_before(first_open(recipient, count_machine_opens), deadline):
         return Exclusion.OPENED
     return None
+
+
+def first_open(recipient: RecipientState, count_machine_opens: bool) -> int | None:
+    """When the recipient first opened the original message, as the booster's policy counts opens."""
+    human, machine = recipient.opened_at, recipient.machine_opened_at
+    if count_machine_opens and machine is not None:
+        return _earliest(human, machine)
+    return human
 
 
 def is_recipient(state: RecipientState) -> bool:
@@ -228,11 +238,14 @@ def explain(
     channel: Channel,
     criterion: Criterion,
     at: int,
+    count_machine_opens: bool,
 ) -> tuple[Exclusion | None, bool, str]:
     """(reason, in the audience, why in words) for one contact, as of `at`."""
     if recipient is None or not is_recipient(recipient):
         return None, False, f"not a recipient of campaign {campaign_id}: no `sent` fact for it (R4)"
-    reason = exclusion(recipient, contact, channel=channel, criterion=criterion, deadline=at)
+    reason = exclusion(
+        recipient, contact, channel=channel, criterion=criterion, deadline=at, count_machine_opens=count_machine_opens
+    )
     c = contact or ContactState()
     r = recipient
     _, reported_at = delivery(r, at)
@@ -258,5 +271,7 @@ def explain(
     elif reason is Exclusion.CLICKED:
         why = f"clicked the original message at {format_timestamp(r.clicked_at or 0)}"
     else:
-        why = f"opened the original message at {format_timestamp(r.opened_at or 0)} (criterion {criterion})"
+        opened = first_open(r, count_machine_opens) or 0
+        machine = " (a machine open, which this booster counts)" if opened != r.opened_at else ""
+        why = f"opened the original message at {format_timestamp(opened)}{machine} (criterion {criterion})"
     return reason, False, f"excluded, {reason.value}: {why}"

@@ -60,6 +60,10 @@ _SPECS = [
     TopicSpec("booster.audience", 21, None, True, True, "output", expires=True),
     # v3: CHANNEL names the account whose access changed (G5: only the winning launch's account counts)
     TopicSpec("booster.control", 22, "campaign_id", True, False, "internal", version=3),
+    # v2: the booster's machine-open policy (count_machine_opens, default false: a machine open is not an open)
+    TopicSpec("campaign.launched", 23, "campaign_id", False, False, "input", version=2),
+    # v4: the schedule carries that policy to every partition
+    TopicSpec("booster.control", 24, "campaign_id", True, False, "internal", version=4),
 ]
 
 # every schema version ever written, by id; and each topic's latest version, which writers use

@@ -30,6 +30,7 @@ def decide_rows(
                 channel=schedule.channel,
                 criterion=schedule.criterion,
                 at=at,
+                count_machine_opens=schedule.count_machine_opens,
             ),
         )
 

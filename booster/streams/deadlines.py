@@ -251,7 +251,9 @@ class Deadlines:
     async def _count(self, campaign_id: str, p: int, state: CampaignPartition, now: int) -> None:
         """R7: whether every recipient here opened the original, for the deciding partition."""
         assert state.schedule is not None
-        opened = all_opened(recipient_states(self.recipients.partition(p), campaign_id), state.schedule.deadline)
+        schedule = state.schedule
+        rows = recipient_states(self.recipients.partition(p), campaign_id)
+        opened = all_opened(rows, schedule.deadline, count_machine_opens=schedule.count_machine_opens)
         await self.control.send(Counted(campaign_id, now, p, opened), DECIDING_PARTITION)
 
     async def _decide(self, campaign_id: str, p: int, state: CampaignPartition, now: int) -> None:

@@ -125,7 +125,7 @@ class Web:
                 recipient, contact = facts_of(recipients, contacts, campaign_id, contact_id)
                 reason, included, why = explain(
                     recipient, contact, campaign_id=campaign_id, channel=schedule.channel,
-                    criterion=schedule.criterion, at=at,
+                    criterion=schedule.criterion, at=at, count_machine_opens=schedule.count_machine_opens,
                 )  # fmt: skip
                 out["contact"] = {
                     "contact_id": contact_id,

@@ -54,6 +54,7 @@ class Scenario:
     criterion: str | None
     launched_at: int
     delay_seconds: int
+    count_machine_opens: bool = False  # the booster's policy: machine opens count as opens
     records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     roles: dict[str, str] = field(default_factory=dict)  # contact -> role
     expected_audience: set[str] = field(default_factory=set)
@@ -80,6 +81,7 @@ class Scenario:
                 "channel": self.booster_channel,
                 "criterion": self.criterion,
                 "content_ref": f"content/{self.campaign_id}/booster",
+                "count_machine_opens": self.count_machine_opens,
             },
         }
 
@@ -109,6 +111,7 @@ def build(
     name: str | None = None,
     roles: list[str] | None = None,
     contact_prefix: str | None = None,
+    count_machine_opens: bool = False,
 ) -> Scenario:
     """A campaign whose recipients cycle through `roles` (all of ROLES by default)."""
     cycle = roles or list(ROLES)
@@ -121,6 +124,7 @@ def build(
         criterion=criterion,
         launched_at=launched_at,
         delay_seconds=delay_seconds,
+        count_machine_opens=count_machine_opens,
     )
     effective_channel = booster_channel or channel
     effective_criterion = criterion or ("NOT_CLICKED" if channel == "SMS" else "NOT_OPENED")
@@ -188,6 +192,8 @@ def build(
                 },
             )
         reason = ROLES[role]
+        if role == "machine_open" and count_machine_opens:
+            reason = "OPENED"  # the booster counts machine opens as opens
         if effective_criterion == "NOT_CLICKED" and role in NOT_CLICKED_ROLES:
             reason = NOT_CLICKED_ROLES[role]
         if reason is None:

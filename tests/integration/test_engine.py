@@ -89,6 +89,9 @@ def run(kafka: LocalKafka, tmp_path_factory: pytest.TempPathFactory) -> Any:
         "email-sms": sc("email-sms", 140, channel="EMAIL", booster_channel="SMS"),
         "all-opened": sc("all-opened", 60, roles=["opened"]),
         "machine-opens": sc("machine-opens", 60, roles=["opened", "machine_open"]),
+        "machine-opens-counted": sc(
+            "machine-opens-counted", 60, roles=["opened", "machine_open"], count_machine_opens=True
+        ),
         "empty": sc("empty", 60, roles=["opened", "deleted"]),
         "cancelled": sc("cancelled", 60, roles=["eligible"]),
         "shared-a": sc("shared-a", 80, roles=["clicked", "eligible"], contact_prefix=f"{tag}-shared-"),
@@ -363,6 +366,13 @@ def test_machine_opens_are_not_opens_so_their_recipients_are_boosted(run: Run) -
     assert report["status"] == "SENT" and report["audience"] == len(machine) == 30
     assert set(run.commanded("machine-opens")) == machine
     assert report["excluded"]["OPENED"] == 30
+
+
+def test_a_booster_that_counts_machine_opens_sees_a_full_open_rate(run: Run) -> None:
+    """The same campaign with the launch's policy `count_machine_opens`: every recipient opened (R7)."""
+    report = run.final("machine-opens-counted")
+    assert (report["status"], report["reason_code"]) == ("CANCELLED", "FULL_OPEN_RATE")
+    assert run.commanded("machine-opens-counted") == []
 
 
 def test_a_cancelled_booster_sends_nothing(run: Run) -> None:

@@ -152,9 +152,23 @@ def test_launch_steps() -> None:
 def test_the_tally_counts_recipients_only() -> None:
     delivered = RecipientState(sent_at=T0, messages=("m",), reports=(("m", T0 + 1, False),))
     decisions = [
-        decide(delivered, None, channel="EMAIL", criterion="NOT_OPENED", at=T0 + 5),
-        decide(RecipientState(opened_at=T0), None, channel="EMAIL", criterion="NOT_OPENED", at=T0 + 5),
-        decide(RecipientState(sent_at=T0, messages=("m",)), None, channel="EMAIL", criterion="NOT_OPENED", at=T0 + 5),
+        decide(delivered, None, channel="EMAIL", criterion="NOT_OPENED", at=T0 + 5, count_machine_opens=False),
+        decide(
+            RecipientState(opened_at=T0),
+            None,
+            channel="EMAIL",
+            criterion="NOT_OPENED",
+            at=T0 + 5,
+            count_machine_opens=False,
+        ),
+        decide(
+            RecipientState(sent_at=T0, messages=("m",)),
+            None,
+            channel="EMAIL",
+            criterion="NOT_OPENED",
+            at=T0 + 5,
+            count_machine_opens=False,
+        ),
     ]
     assert decisions == [None, NOT_A_RECIPIENT, Exclusion.WAITING]
     tally = tally_of(decisions)
@@ -175,16 +189,20 @@ def test_every_control_event_names_its_campaign() -> None:
 def test_r7_all_opened_counts_recipients_only_and_stops_at_the_first_who_did_not() -> None:
     deadline = T0 + 100
     opened, late, never = (RecipientState(sent_at=T0, opened_at=at) for at in (T0 + 1, deadline + 1, None))
-    assert all_opened([], deadline) is None
-    assert all_opened([RecipientState(opened_at=T0)], deadline) is None  # no `sent` fact: not a recipient
-    assert all_opened([opened, opened], deadline) is True
-    assert all_opened([opened, late], deadline) is False  # opened after the deadline does not count (R5)
+    assert all_opened([], deadline, count_machine_opens=False) is None
+    assert (
+        all_opened([RecipientState(opened_at=T0)], deadline, count_machine_opens=False) is None
+    )  # no `sent` fact: not a recipient
+    assert all_opened([opened, opened], deadline, count_machine_opens=False) is True
+    assert (
+        all_opened([opened, late], deadline, count_machine_opens=False) is False
+    )  # opened after the deadline does not count (R5)
 
     def rows() -> Iterator[RecipientState]:
         yield never
         raise AssertionError("read past the first recipient who did not open")
 
-    assert all_opened(rows(), deadline) is False
+    assert all_opened(rows(), deadline, count_machine_opens=False) is False
 
 
 def test_r7_a_full_open_rate_calls_the_booster_off_whatever_the_criterion() -> None:

@@ -35,7 +35,14 @@ def audience(sc: Scenario, evs: list[tuple[str, dict[str, Any]]]) -> tuple[set[s
     criterion = default_criterion(cast(Any, sc.channel))
     chosen, tally = set(), Tally()
     for (_campaign, contact), recipient in folded.recipients.items():
-        decision = decide(recipient, folded.contacts.get(contact), channel=channel, criterion=criterion, at=sc.deadline)
+        decision = decide(
+            recipient,
+            folded.contacts.get(contact),
+            channel=channel,
+            criterion=criterion,
+            at=sc.deadline,
+            count_machine_opens=False,
+        )
         tally = tally.count(decision)
         if decision is None:
             chosen.add(contact)

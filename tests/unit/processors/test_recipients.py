@@ -51,9 +51,17 @@ def decide(
     *,
     channel: str = "EMAIL",
     criterion: str = "NOT_OPENED",
+    count_machine_opens: bool = False,
 ) -> Exclusion | None:
     r, c = one(messages, contacts)
-    return exclusion(r, c, channel=channel, criterion=criterion, deadline=DEADLINE)  # type: ignore[arg-type]
+    return exclusion(
+        r,
+        c,
+        channel=channel,  # type: ignore[arg-type]
+        criterion=criterion,  # type: ignore[arg-type]
+        deadline=DEADLINE,
+        count_machine_opens=count_machine_opens,
+    )
 
 
 SENT = MessageSent(C, K, T0)
@@ -237,9 +245,25 @@ def test_a_machine_open_is_kept_apart_and_is_not_an_open() -> None:
     assert decide([SENT, DELIVERED, MACHINE_OPEN]) is None  # boosted: the person never opened it
     # the person's own open still excludes, whatever the machine did before or after
     assert decide([SENT, DELIVERED, MACHINE_OPEN, MessageOpened(C, K, T0 + 90_000)]) is Exclusion.OPENED
-    assert all_opened([r], DEADLINE) is False  # R7: a machine open does not make a 100 % open rate
-    reason, included, why = explain(r, None, campaign_id=C, channel="EMAIL", criterion="NOT_OPENED", at=DEADLINE)
+    assert (
+        all_opened([r], DEADLINE, count_machine_opens=False) is False
+    )  # R7: a machine open does not make a 100 % open rate
+    reason, included, why = explain(
+        r, None, campaign_id=C, channel="EMAIL", criterion="NOT_OPENED", at=DEADLINE, count_machine_opens=False
+    )
     assert (reason, included) == (None, True) and "machine open" in why
+
+
+def test_a_booster_that_counts_machine_opens_excludes_them_as_opens() -> None:
+    r, _ = one([SENT, DELIVERED, MACHINE_OPEN])
+    assert decide([SENT, DELIVERED, MACHINE_OPEN], count_machine_opens=True) is Exclusion.OPENED
+    assert decide([SENT, DELIVERED, MACHINE_OPEN], criterion="NOT_CLICKED", count_machine_opens=True) is None
+    assert all_opened([r], DEADLINE, count_machine_opens=True) is True
+    assert all_opened([r], MACHINE_OPEN.opened_at - 1, count_machine_opens=True) is False  # after the deadline
+    reason, _, why = explain(
+        r, None, campaign_id=C, channel="EMAIL", criterion="NOT_OPENED", at=DEADLINE, count_machine_opens=True
+    )
+    assert reason is Exclusion.OPENED and "a machine open, which this booster counts" in why
 
 
 def test_a_machine_open_packs_and_other_rows_keep_their_size() -> None:
@@ -258,13 +282,31 @@ def test_rows_of_the_first_layout_still_decide_as_they_did() -> None:
         return struct.pack("<5q", sent, delivered, error, -1, -1)
 
     delivered_then_error = unpack_recipient(v1(T0, T0 + 1, T0 + 2))
-    assert exclusion(delivered_then_error, None, channel="EMAIL", criterion="NOT_OPENED", deadline=DEADLINE) == (
-        Exclusion.ERROR
-    )
+    assert exclusion(
+        delivered_then_error,
+        None,
+        channel="EMAIL",
+        criterion="NOT_OPENED",
+        deadline=DEADLINE,
+        count_machine_opens=False,
+    ) == (Exclusion.ERROR)
     error_then_delivered = unpack_recipient(v1(T0, T0 + 2, T0 + 1))
-    assert exclusion(error_then_delivered, None, channel="EMAIL", criterion="NOT_OPENED", deadline=DEADLINE) is None
+    assert (
+        exclusion(
+            error_then_delivered,
+            None,
+            channel="EMAIL",
+            criterion="NOT_OPENED",
+            deadline=DEADLINE,
+            count_machine_opens=False,
+        )
+        is None
+    )
     waiting = unpack_recipient(v1(T0, -1, -1))
-    assert exclusion(waiting, None, channel="EMAIL", criterion="NOT_OPENED", deadline=DEADLINE) == Exclusion.WAITING
+    assert (
+        exclusion(waiting, None, channel="EMAIL", criterion="NOT_OPENED", deadline=DEADLINE, count_machine_opens=False)
+        == Exclusion.WAITING
+    )
     assert pack_recipient(waiting) != v1(T0, -1, -1) and len(pack_recipient(waiting)) != 40
 
 
@@ -285,7 +327,9 @@ def test_rows_of_the_first_layout_still_decide_as_they_did() -> None:
 )
 def test_explain_says_why(messages: list[MessageEvent], contacts: list[ContactEvent], words: str) -> None:
     r, c = one(messages, contacts)
-    reason, included, text = explain(r, c, campaign_id=C, channel="EMAIL", criterion="NOT_OPENED", at=DEADLINE)
+    reason, included, text = explain(
+        r, c, campaign_id=C, channel="EMAIL", criterion="NOT_OPENED", at=DEADLINE, count_machine_opens=False
+    )
     assert words in text
     assert included == (words == "eligible")
     assert (reason is None) == (words in ("eligible", "not a recipient"))

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from booster.errors import DecodeError
 from booster.processors.boosters import ReasonCode
+from booster.processors.events import BoosterSettings, launch_from_record
 from booster.processors.notices import NoticeKind
 from booster.schemas import CATALOG, codec
 from booster.schemas.catalog import BY_ID
@@ -42,12 +43,14 @@ def test_schema_ids_are_unique_and_stable() -> None:
         14: ("booster.control", 1), 15: ("booster.summaries", 1), 16: ("booster.fanout-progress", 1),
         17: ("booster.reports", 2), 18: ("booster.notices", 1), 19: ("booster.control", 2),
         20: ("booster.summaries", 2), 21: ("booster.audience", 1), 22: ("booster.control", 3),
+        23: ("campaign.launched", 2), 24: ("booster.control", 4),
     }  # fmt: skip
     # writers use each topic's latest version
     assert {n: s.schema_id for n, s in CATALOG.items() if s.version > 1} == {
         "booster.reports": 17,
-        "booster.control": 22,
+        "booster.control": 24,
         "booster.summaries": 20,
+        "campaign.launched": 23,
     }
 
 
@@ -88,7 +91,18 @@ def test_a_version_1_control_record_decodes_as_the_latest_version() -> None:
         "account_id": None,
     }  # fmt: skip
     v1 = {k: v for k, v in SAMPLES["booster.control"].items() if k not in added}
-    assert codec().decode("booster.control", _write(14, v1)) == {**v1, **added}
+    v1["schedule"] = {k: v for k, v in v1["schedule"].items() if k != "count_machine_opens"}
+    decoded = codec().decode("booster.control", _write(14, v1))
+    assert decoded == {**v1, **added, "schedule": {**v1["schedule"], "count_machine_opens": False}}
+
+
+def test_a_version_1_launch_decodes_with_machine_opens_not_counted() -> None:
+    v1 = dict(SAMPLES["campaign.launched"])
+    v1["booster"] = {k: v for k, v in v1["booster"].items() if k != "count_machine_opens"}
+    decoded = codec().decode("campaign.launched", _write(1, v1))
+    assert decoded["booster"]["count_machine_opens"] is False
+    assert launch_from_record(decoded).booster == BoosterSettings(7200, "SMS", None, "tpl/9", False)
+    assert launch_from_record(SAMPLES["campaign.launched"]).booster == BoosterSettings(7200, "SMS", None, "tpl/9", True)
 
 
 def test_a_version_2_channel_record_decodes_with_no_account() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -276,3 +277,10 @@ def test_a_control_record_names_its_kind() -> None:
         assert (
             codec().decode("booster.control", codec().encode("booster.control", control_record(event)))["kind"] == kind
         )
+
+
+def test_a_schedule_carries_its_machine_open_policy_to_every_partition() -> None:
+    for counted in (False, True):
+        event = Scheduled(replace(schedule(T0 + 5), count_machine_opens=counted), T0)
+        wire = codec().decode("booster.control", codec().encode("booster.control", control_record(event)))
+        assert control_event(wire) == event
