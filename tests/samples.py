@@ -31,6 +31,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "booster_id": "c1:booster", "booster_name": "Booster for X", "campaign_id": "c1", "account_id": "acct-1",
         "status": "CANCELLED", "reason": "cancelled before its window expired", "deadline": 1767232800000,
         "audience": 0, "excluded": {"OPENED": 3, "CLICKED": 1}, "billable": 0, "reason_code": "CANCEL_REQUESTED",
+        "boosted_despite_machine_open": 0,
     },
     "booster.notices": {
         "notice_id": "0b7c2c9e-7d1e-5f3a-9c43-2f7a4f6f0d11", "account_id": "acct-1", "campaign_id": "c1",
@@ -62,9 +63,10 @@ SAMPLES: dict[str, dict[str, Any]] = {
             "booster_id": "c1:booster", "booster_name": "Booster for X", "account_id": "acct-1", "channel": "SMS",
             "criterion": "NOT_CLICKED", "content_ref": "tpl/1", "deadline": 1767232800000,
         },
-        "cancelled_at": None, "audience": 3, "excluded": {"DELETED": 1}, "cancel_reason": None,
+        "cancelled_at": None, "audience": 3, "excluded": {"DELETED": 1}, "cancel_reason": None, "machine_opened": 2,
     },
     "booster.fanout-progress": {
         "campaign_id": "c1", "partition": 2, "last_key": "contact-9", "done": False, "audience": 3, "excluded": {},
+        "machine_opened": 1,
     },
 }  # fmt: skip

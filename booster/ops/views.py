@@ -173,6 +173,8 @@ def render_audience(a: dict[str, Any]) -> str:
         f"as of {format_timestamp(a['evaluated_at'])}",
         f"  would reach {a['audience']} of {a['recipients']} recipient(s)",
     ]
+    if a.get("machine_opened"):  # absent from older workers' answers
+        lines.append(f"  of them {a['machine_opened']} whose only opens were machine opens")
     if a["cancelled"]:
         lines.append("  cancelled: it will not be sent")
     if a["fired_partitions"]:
@@ -226,6 +228,7 @@ def fired_audience(report: dict[str, Any], contact: dict[str, Any] | None, conta
         "deadline": report["deadline"],
         "audience": report["audience"],
         "excluded": report["excluded"],
+        "boosted_despite_machine_open": report["boosted_despite_machine_open"],
         "contact_id": contact_id,
         "contact": contact,
     }
@@ -237,6 +240,8 @@ def render_fired_audience(a: dict[str, Any]) -> str:
         f"booster of {a['campaign_id']}: {a['status']}, deadline {format_timestamp(a['deadline'])}",
         f"  reached {a['audience']} of {recipients} recipient(s)",
     ]
+    if a["boosted_despite_machine_open"]:
+        lines.append(f"  of them {a['boosted_despite_machine_open']} whose only opens were machine opens")
     for reason, count in a["excluded"].items():
         if count:
             lines.append(f"  excluded {reason:<13} {count}")

@@ -49,6 +49,15 @@ def decide(
     )
 
 
+def boosted_despite_machine_open(
+    recipient: RecipientState, decision: Decision, *, criterion: Criterion, at: int
+) -> bool:
+    """An included recipient of a NOT_OPENED booster whose original message a machine opened by `at`:
+    one the machine-open policy kept in the audience (a booster that counts machine opens has none)."""
+    opened = recipient.machine_opened_at
+    return decision is None and criterion == "NOT_OPENED" and opened is not None and opened <= at
+
+
 INCLUDED = "INCLUDED"  # a recipient's outcome when the booster was sent to it
 
 
@@ -66,23 +75,25 @@ class Tally:
 
     audience: int = 0
     excluded: Mapping[str, int] = field(default_factory=dict)
+    machine_opened: int = 0  # of the audience: boosted although a machine opened the original (R6)
 
-    def add(self, reason: Exclusion | None, count: int = 1) -> Tally:
+    def add(self, reason: Exclusion | None, count: int = 1, *, machine_opened: bool = False) -> Tally:
         if reason is None:
-            return Tally(self.audience + count, self.excluded)
+            return Tally(self.audience + count, self.excluded, self.machine_opened + (count if machine_opened else 0))
         excluded = dict(self.excluded)
         excluded[reason.value] = excluded.get(reason.value, 0) + count
-        return Tally(self.audience, excluded)
+        return Tally(self.audience, excluded, self.machine_opened)
 
-    def count(self, decision: Decision) -> Tally:
-        """The tally with one more decided row; a row that is not a recipient is not counted."""
-        return self if decision is NOT_A_RECIPIENT else self.add(decision)
+    def count(self, decision: Decision, *, machine_opened: bool = False) -> Tally:
+        """The tally with one more decided row (`machine_opened`: see `boosted_despite_machine_open`);
+        a row that is not a recipient is not counted."""
+        return self if decision is NOT_A_RECIPIENT else self.add(decision, machine_opened=machine_opened)
 
     def merge(self, other: Tally) -> Tally:
         excluded = dict(self.excluded)
         for k, v in other.excluded.items():
             excluded[k] = excluded.get(k, 0) + v
-        return Tally(self.audience + other.audience, excluded)
+        return Tally(self.audience + other.audience, excluded, self.machine_opened + other.machine_opened)
 
     @property
     def recipients(self) -> int:

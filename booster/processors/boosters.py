@@ -106,6 +106,7 @@ class Report:
     excluded: Mapping[str, int] = field(default_factory=dict)
     billable: int = 0
     reason_code: ReasonCode | None = None  # set on every REJECTED and CANCELLED report (R14)
+    boosted_despite_machine_open: int = 0  # of the audience: recipients whose only opens were a machine's
 
 
 @dataclass(frozen=True, slots=True)

@@ -213,6 +213,7 @@ def summary_to_dict(s: PartitionSummary) -> dict[str, Any]:
         "audience": s.tally.audience,
         "excluded": dict(s.tally.excluded),
         "cancel_reason": None if s.cancel_reason is None else s.cancel_reason.value,
+        "machine_opened": s.tally.machine_opened,
     }
 
 
@@ -223,7 +224,7 @@ def summary_from_dict(r: Mapping[str, Any]) -> PartitionSummary:
         partitions=r["partitions"],
         schedule=schedule_from_dict({"campaign_id": r["campaign_id"], **r["schedule"]}),
         cancelled_at=r["cancelled_at"],
-        tally=Tally(r["audience"], dict(r["excluded"])),
+        tally=Tally(r["audience"], dict(r["excluded"]), r.get("machine_opened", 0)),  # since summaries v3
         cancel_reason=reason_code_of(r.get("cancel_reason")),  # absent in rows of older versions
     )
 

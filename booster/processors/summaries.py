@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from booster.processors.audience import Tally, full_exclusions
 from booster.processors.boosters import ReasonCode, Report, Schedule, Status
@@ -105,4 +105,6 @@ def final_report(summaries: Iterable[PartitionSummary]) -> Report | None:
             0,
             0,
         )
-    return report("SENT", None, None, total.audience, total.audience)
+    return replace(
+        report("SENT", None, None, total.audience, total.audience), boosted_despite_machine_open=total.machine_opened
+    )

@@ -64,6 +64,10 @@ _SPECS = [
     TopicSpec("campaign.launched", 23, "campaign_id", False, False, "input", version=2),
     # v4: the schedule carries that policy to every partition
     TopicSpec("booster.control", 24, "campaign_id", True, False, "internal", version=4),
+    # v2, v3, v3: the audience boosted despite a machine open, counted through the fan-out to the report
+    TopicSpec("booster.fanout-progress", 25, "campaign_id", True, True, "internal", version=2),
+    TopicSpec("booster.summaries", 26, "campaign_id", False, False, "internal", version=3),
+    TopicSpec("booster.reports", 27, "campaign_id", False, True, "output", version=3),
 ]
 
 # every schema version ever written, by id; and each topic's latest version, which writers use

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from booster.processors.audience import Decision, decide
+from booster.processors.audience import Decision, boosted_despite_machine_open, decide
 from booster.processors.boosters import Schedule
 from booster.processors.packing import unpack_contact, unpack_recipient
 from booster.processors.recipients import ContactState, RecipientState
@@ -14,25 +14,25 @@ from booster.streams.store import PartitionStore, recipient_key, recipient_prefi
 
 def decide_rows(
     recipients: PartitionStore, contacts: PartitionStore, schedule: Schedule, at: int, after: bytes | None = None
-) -> Iterator[tuple[str, Decision]]:
-    """(contact_id, decision at `at`) for every row of the booster's campaign in this partition, in key
-    order, after the row `after` when given."""
+) -> Iterator[tuple[str, Decision, bool]]:
+    """(contact_id, decision at `at`, boosted despite a machine open) for every row of the booster's
+    campaign in this partition, in key order, after the row `after` when given."""
     prefix = recipient_prefix(schedule.campaign_id)
     cut = len(prefix)
     for key, value in recipients.items(prefix, after):
         contact_key = key[cut:]
         raw_contact = contacts.get(contact_key)
-        yield (
-            contact_key.decode(),
-            decide(
-                unpack_recipient(value),
-                None if raw_contact is None else unpack_contact(raw_contact),
-                channel=schedule.channel,
-                criterion=schedule.criterion,
-                at=at,
-                count_machine_opens=schedule.count_machine_opens,
-            ),
+        recipient = unpack_recipient(value)
+        decision = decide(
+            recipient,
+            None if raw_contact is None else unpack_contact(raw_contact),
+            channel=schedule.channel,
+            criterion=schedule.criterion,
+            at=at,
+            count_machine_opens=schedule.count_machine_opens,
         )
+        machine = boosted_despite_machine_open(recipient, decision, criterion=schedule.criterion, at=at)
+        yield contact_key.decode(), decision, machine
 
 
 def recipient_states(recipients: PartitionStore, campaign_id: str) -> Iterator[RecipientState]:

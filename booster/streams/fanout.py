@@ -226,7 +226,7 @@ class Fanout(Service):
         tally = Tally()
         after = None
         if progress is not None:
-            tally = Tally(progress["audience"], dict(progress["excluded"]))
+            tally = Tally(progress["audience"], dict(progress["excluded"]), progress.get("machine_opened", 0))
             if progress["last_key"] is not None:
                 after = recipient_key(cid, progress["last_key"])
             log.info("booster %s partition %s: resuming fan-out after %s", cid, partition, progress["last_key"])
@@ -257,10 +257,10 @@ class Fanout(Service):
         reason = called_off(state)  # as the booster's one decision says (R13)
         if reason is None:
             rows = decide_rows(recipients, contacts, schedule, schedule.deadline, after)
-            for contact_id, decision in rows:
+            for contact_id, decision, machine_opened in rows:
                 last_contact = contact_id
                 walked += 1
-                tally = tally.count(decision)
+                tally = tally.count(decision, machine_opened=machine_opened)
                 command_id = None
                 if decision is None:  # eligible: not excluded, and a recipient
                     command_id = command_id_of(booster_id, contact_id)

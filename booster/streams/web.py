@@ -11,7 +11,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
 from booster.config import Settings
-from booster.processors.audience import full_exclusions, tally_of
+from booster.processors.audience import Tally, full_exclusions
 from booster.processors.campaigns import called_off
 from booster.processors.recipients import explain
 from booster.schemas.catalog import CONTACT_INPUT_TOPICS
@@ -109,6 +109,7 @@ class Web:
             "cancelled": any(st is not None and called_off(st) is not None for st in states.values()),
             "evaluated_at": now,
             "audience": 0,
+            "machine_opened": 0,  # of the audience: recipients whose only opens were machine opens
             "recipients": 0,
             "excluded": full_exclusions({}),
             "contact": None,
@@ -120,7 +121,9 @@ class Web:
         tally = None
         for p in partitions:
             recipients, contacts = self.recipients.partition(p), self.contacts.partition(p)
-            tally = tally_of((d for _, d in decide_rows(recipients, contacts, schedule, at)), tally)
+            tally = tally or Tally()
+            for _, decision, machine_opened in decide_rows(recipients, contacts, schedule, at):
+                tally = tally.count(decision, machine_opened=machine_opened)
             if contact_id is not None and p == contact_partition(contact_id, self.settings.partitions):
                 recipient, contact = facts_of(recipients, contacts, campaign_id, contact_id)
                 reason, included, why = explain(
@@ -136,6 +139,7 @@ class Web:
                 }
         if tally is not None:
             out["audience"] = tally.audience
+            out["machine_opened"] = tally.machine_opened
             out["recipients"] = tally.recipients
             out["excluded"] = full_exclusions(tally.excluded)
         return out
@@ -157,6 +161,7 @@ class Web:
                 if not merged["scheduled"] and part["scheduled"]:
                     merged.update(scheduled=True, deadline=part["deadline"], evaluated_at=part["evaluated_at"])
                 merged["audience"] += part["audience"]
+                merged["machine_opened"] += part.get("machine_opened", 0)  # older workers do not count them
                 merged["recipients"] += part["recipients"]
                 merged["excluded"] = {k: v + part["excluded"].get(k, 0) for k, v in merged["excluded"].items()}
                 if part["contact"] is not None:

@@ -37,6 +37,7 @@ def report_record(r: Report) -> dict[str, Any]:
         "excluded": dict(r.excluded),
         "billable": r.billable,
         "reason_code": None if r.reason_code is None else r.reason_code.value,
+        "boosted_despite_machine_open": r.boosted_despite_machine_open,
     }
 
 
@@ -131,4 +132,5 @@ def progress_record(campaign_id: str, partition: int, last_key: str | None, done
         "done": done,
         "audience": tally.audience,
         "excluded": dict(tally.excluded),
+        "machine_opened": tally.machine_opened,
     }

@@ -60,6 +60,7 @@ class Scenario:
     expected_audience: set[str] = field(default_factory=set)
     expected_excluded: Counter[str] = field(default_factory=Counter)
     expected_outcome: dict[str, str] = field(default_factory=dict)  # contact -> INCLUDED or its exclusion (R16)
+    expected_machine_opened: int = 0  # of the audience: boosted despite a machine open
 
     @property
     def deadline(self) -> int:
@@ -198,6 +199,8 @@ def build(
             reason = NOT_CLICKED_ROLES[role]
         if reason is None:
             sc.expected_audience.add(contact)
+            if role == "machine_open" and effective_criterion == "NOT_OPENED":
+                sc.expected_machine_opened += 1
         else:
             sc.expected_excluded[reason] += 1
         sc.expected_outcome[contact] = reason or "INCLUDED"

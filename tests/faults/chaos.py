@@ -32,7 +32,17 @@ from tests.faults.harness import final_report_async, verify
 from tests.helpers import account_record, encoded, scenario_records
 
 # two thirds of the recipients are eligible, so N recipients give about 2N/3 commands
-CHAOS_ROLES = ["eligible", "eligible", "clicked", "eligible", "eligible", "opened", "eligible", "eligible", "deleted"]
+CHAOS_ROLES = [
+    "eligible",
+    "machine_open",
+    "clicked",
+    "eligible",
+    "eligible",
+    "opened",
+    "eligible",
+    "eligible",
+    "deleted",
+]
 
 
 @dataclass

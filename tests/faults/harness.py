@@ -88,6 +88,9 @@ def verify(settings: Settings, sc: Scenario, report: dict[str, Any] | None = Non
         v.problems.append(f"report audience {v.report['audience']} != {len(sc.expected_audience)}")
     elif any(v.report["excluded"].get(k, 0) != n for k, n in sc.expected_excluded.items()):
         v.problems.append(f"report exclusions {v.report['excluded']} != {dict(sc.expected_excluded)}")
+    elif v.report["boosted_despite_machine_open"] != sc.expected_machine_opened:
+        got = v.report["boosted_despite_machine_open"]
+        v.problems.append(f"report boosted despite a machine open {got} != {sc.expected_machine_opened}")
     return v
 
 

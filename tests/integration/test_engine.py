@@ -364,6 +364,7 @@ def test_machine_opens_are_not_opens_so_their_recipients_are_boosted(run: Run) -
     machine = {c for c, role in sc.roles.items() if role == "machine_open"}
     report = run.final("machine-opens")
     assert report["status"] == "SENT" and report["audience"] == len(machine) == 30
+    assert report["boosted_despite_machine_open"] == 30  # all of them
     assert set(run.commanded("machine-opens")) == machine
     assert report["excluded"]["OPENED"] == 30
 

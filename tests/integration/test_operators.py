@@ -193,6 +193,9 @@ def test_a_fired_booster_s_audience_counts_and_explains_each_contact_from_its_ou
     fired = json.loads(summary.stdout)
     assert (fired["status"], fired["audience"]) == ("SENT", len(sc.expected_audience))
     assert {k: v for k, v in fired["excluded"].items() if v} == dict(sc.expected_excluded)
+    assert fired["boosted_despite_machine_open"] == sc.expected_machine_opened > 0
+    plain = booster(env.settings, "audience", sc.campaign_id).stdout
+    assert f"of them {sc.expected_machine_opened} whose only opens were machine opens" in plain
     for role in ("eligible", "clicked", "deleted", "unsub_all", "waiting"):
         contact = next(c for c, r in sc.roles.items() if r == role)
         r = booster(env.settings, "audience", sc.campaign_id, "--contact", contact, "--json")

@@ -10,7 +10,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from booster.processors.audience import NOT_A_RECIPIENT, Tally, all_opened, decide, tally_of
+from booster.processors.audience import (
+    NOT_A_RECIPIENT,
+    Tally,
+    all_opened,
+    boosted_despite_machine_open,
+    decide,
+    tally_of,
+)
 from booster.processors.boosters import (
     Accepted,
     AwaitAccount,
@@ -330,3 +337,22 @@ def test_the_same_launch_seen_again_broadcasts_its_decision_again_while_partitio
     assert broadcast_again(launched, "SCHEDULED", horizon - 1) is not None
     assert broadcast_again(launched, "SCHEDULED", horizon) is None  # the partitions may have forgotten it
     assert broadcast_again(launched, "REJECTED", T0) == NoBoosterFor("cmp", launched.launched_at)
+
+
+def test_the_report_counts_the_audience_boosted_despite_a_machine_open() -> None:
+    tally = Tally().count(None, machine_opened=True).count(None).count(Exclusion.OPENED, machine_opened=True)
+    assert tally == Tally(2, {"OPENED": 1}, machine_opened=1)  # only an included recipient counts
+    parts = [
+        PartitionSummary("cmp", p, 2, SCHEDULE, None, Tally(3, {"OPENED": 1}, machine_opened=p + 1)) for p in (0, 1)
+    ]
+    _, report = evolve_summaries(evolve_summaries(None, parts[0])[0], parts[1])
+    assert report is not None and report.status == "SENT"
+    assert (report.audience, report.boosted_despite_machine_open) == (6, 3)
+
+
+def test_boosted_despite_a_machine_open_only_where_opens_matter() -> None:
+    machine = RecipientState(sent_at=T0, machine_opened_at=T0 + 1)
+    assert boosted_despite_machine_open(machine, None, criterion="NOT_OPENED", at=T0 + 5)
+    assert not boosted_despite_machine_open(machine, None, criterion="NOT_OPENED", at=T0)  # after `at`
+    assert not boosted_despite_machine_open(machine, None, criterion="NOT_CLICKED", at=T0 + 5)
+    assert not boosted_despite_machine_open(machine, Exclusion.OPENED, criterion="NOT_OPENED", at=T0 + 5)

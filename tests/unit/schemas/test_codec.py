@@ -43,14 +43,16 @@ def test_schema_ids_are_unique_and_stable() -> None:
         14: ("booster.control", 1), 15: ("booster.summaries", 1), 16: ("booster.fanout-progress", 1),
         17: ("booster.reports", 2), 18: ("booster.notices", 1), 19: ("booster.control", 2),
         20: ("booster.summaries", 2), 21: ("booster.audience", 1), 22: ("booster.control", 3),
-        23: ("campaign.launched", 2), 24: ("booster.control", 4),
+        23: ("campaign.launched", 2), 24: ("booster.control", 4), 25: ("booster.fanout-progress", 2),
+        26: ("booster.summaries", 3), 27: ("booster.reports", 3),
     }  # fmt: skip
     # writers use each topic's latest version
     assert {n: s.schema_id for n, s in CATALOG.items() if s.version > 1} == {
-        "booster.reports": 17,
+        "booster.reports": 27,
         "booster.control": 24,
-        "booster.summaries": 20,
+        "booster.summaries": 26,
         "campaign.launched": 23,
+        "booster.fanout-progress": 25,
     }
 
 
@@ -63,9 +65,17 @@ def _write(schema_id: int, value: dict[str, Any]) -> bytes:
 
 
 def test_a_version_1_report_decodes_as_the_latest_version() -> None:
-    v1 = {k: v for k, v in SAMPLES["booster.reports"].items() if k != "reason_code"}
+    added = {"reason_code": None, "boosted_despite_machine_open": 0}
+    v1 = {k: v for k, v in SAMPLES["booster.reports"].items() if k not in added}
     decoded = codec().decode("booster.reports", _write(12, {**v1, "deadline": None}))
-    assert decoded == {**v1, "deadline": None, "reason_code": None}
+    assert decoded == {**v1, "deadline": None, **added}
+    v2 = {k: v for k, v in SAMPLES["booster.reports"].items() if k != "boosted_despite_machine_open"}
+    assert codec().decode("booster.reports", _write(17, v2)) == {**v2, "boosted_despite_machine_open": 0}
+
+
+def test_older_fanout_progress_decodes_with_nothing_boosted_despite_a_machine_open() -> None:
+    v1 = {k: v for k, v in SAMPLES["booster.fanout-progress"].items() if k != "machine_opened"}
+    assert codec().decode("booster.fanout-progress", _write(16, v1)) == {**v1, "machine_opened": 0}
 
 
 def _enum(schema: dict[str, Any], name: str) -> dict[str, Any]:
@@ -112,8 +122,9 @@ def test_a_version_2_channel_record_decodes_with_no_account() -> None:
 
 
 def test_a_version_1_summary_decodes_as_the_latest_version() -> None:
-    v1 = {k: v for k, v in SAMPLES["booster.summaries"].items() if k != "cancel_reason"}
-    assert codec().decode("booster.summaries", _write(15, v1)) == {**v1, "cancel_reason": None}
+    added = {"cancel_reason": None, "machine_opened": 0}
+    v1 = {k: v for k, v in SAMPLES["booster.summaries"].items() if k not in added}
+    assert codec().decode("booster.summaries", _write(15, v1)) == {**v1, **added}
 
 
 def test_a_reason_code_newer_than_the_reader_reads_as_other() -> None:
