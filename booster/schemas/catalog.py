@@ -102,8 +102,9 @@ def audience_key(booster_id: str, contact_id: str) -> bytes:
     return f"{booster_id}/{contact_id}".encode()
 
 
-INPUT_TOPICS = [s.name for s in _SPECS if s.role == "input"]
-CONTACT_INPUT_TOPICS = [s.name for s in _SPECS if s.role == "input" and s.contact_keyed]
+# each topic once (its latest version), in the contract's order
+INPUT_TOPICS = [s.name for s in CATALOG.values() if s.role == "input"]
+CONTACT_INPUT_TOPICS = [s.name for s in CATALOG.values() if s.role == "input" and s.contact_keyed]
 
 
 def spec_for(topic: str) -> TopicSpec:

@@ -21,7 +21,7 @@ from booster.processors.boosters import ReasonCode
 from booster.processors.events import BoosterSettings, launch_from_record
 from booster.processors.notices import NoticeKind
 from booster.schemas import CATALOG, codec
-from booster.schemas.catalog import BY_ID
+from booster.schemas.catalog import BY_ID, CONTACT_INPUT_TOPICS, INPUT_TOPICS
 from booster.schemas.codec import strip_logical_types
 from tests.samples import SAMPLES
 
@@ -104,6 +104,11 @@ def test_a_version_1_control_record_decodes_as_the_latest_version() -> None:
     v1["schedule"] = {k: v for k, v in v1["schedule"].items() if k != "count_machine_opens"}
     decoded = codec().decode("booster.control", _write(14, v1))
     assert decoded == {**v1, **added, "schedule": {**v1["schedule"], "count_machine_opens": False}}
+
+
+def test_each_topic_is_listed_once_whatever_its_versions() -> None:
+    assert len(INPUT_TOPICS) == len(set(INPUT_TOPICS)) == 10
+    assert len(CONTACT_INPUT_TOPICS) == len(set(CONTACT_INPUT_TOPICS)) == 7
 
 
 def test_a_version_1_launch_decodes_with_machine_opens_not_counted() -> None:
