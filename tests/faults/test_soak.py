@@ -3,7 +3,8 @@ an hour per second (BOOSTER_TEST_CLOCK), small audiences with deleted and unsubs
 latency must not grow with the boosters run, every table must come back to its baseline once the
 retentions have passed, and the worker's memory must stay flat.
 
-Opt-in (about 10 minutes): `pytest -m soak tests/faults/test_soak.py -s`. The figures are printed.
+Opt-in (about 9 minutes): `./scripts/test.sh -m soak -n 0 -s tests/faults/test_soak.py`. The figures are
+printed.
 """
 
 from __future__ import annotations
