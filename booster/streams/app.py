@@ -8,6 +8,7 @@ One record's way, from a fact to a command:
   deadlines.py  booster.control        -> campaign state; the timer's TICK -> fanout.py -> booster.commands
   reports.py    booster.summaries      -> the final report on booster.reports
   notices.py    refused, cancelled, pending, duplicate launches, late cancels -> booster.notices
+  retention.py  timer: rows past their retention -> deleted, tombstones to the changelogs
   web.py        /metrics and the audience preview
 """
 
