@@ -18,7 +18,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "message.sent": {"campaign_id": "c1", "contact_id": "k", "message_id": "m", "channel": "SMS", "sent_at": 1767225600000},
     "message.delivered": {"campaign_id": "c1", "contact_id": "k", "message_id": "m", "status": "ERROR", "reported_at": 1767225601000},
     "message.opened": {"campaign_id": "c1", "contact_id": "k", "message_id": "m", "opened_at": 1767225602000, "machine_open": True},
-    "message.clicked": {"campaign_id": "c1", "contact_id": "k", "message_id": "m", "clicked_at": 1767225603000, "url": "https://x.test/a"},
+    "message.clicked": {"campaign_id": "c1", "contact_id": "k", "message_id": "m", "clicked_at": 1767225603000, "url": "https://x.test/a", "bot": True},
     "contact.unsubscribed": {"contact_id": "k", "account_id": "acct-1", "channel": None, "unsubscribed_at": 1767225604000},
     "contact.deleted": {"contact_id": "k", "account_id": "acct-1", "deleted_at": 1767225605000},
     "contact.blocked": {"contact_id": "k", "account_id": "acct-1", "blocked": False, "changed_at": 1767225606000},

@@ -78,6 +78,7 @@ class MessageClicked:
     campaign_id: str
     contact_id: str
     clicked_at: int
+    bot: bool = False  # the sender found a link scanner or another machine made it, not the person
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +139,7 @@ def message_event_from_record(topic: str, r: Mapping[str, Any]) -> MessageEvent:
     if topic == "message.opened":
         return MessageOpened(r["campaign_id"], r["contact_id"], r["opened_at"], bool(r.get("machine_open", False)))
     if topic == "message.clicked":
-        return MessageClicked(r["campaign_id"], r["contact_id"], r["clicked_at"])
+        return MessageClicked(r["campaign_id"], r["contact_id"], r["clicked_at"], bool(r.get("bot", False)))
     raise ValueError(f"{topic} is not a message topic")
 
 

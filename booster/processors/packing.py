@@ -23,8 +23,9 @@ _NONE = -1
 _RECIPIENT_V1 = struct.Struct("<5q")  # sent, earliest delivered, earliest error, opened, clicked: 40 bytes
 _RECIPIENT_HEAD = struct.Struct("<B3qHHH")  # version, sent, opened, clicked, ids, messages, reports
 _RECIPIENT_V2 = 2
-_RECIPIENT_HEAD_V3 = struct.Struct("<B4qHHH")  # version 2's, and the earliest machine open after clicked
-_RECIPIENT_V3 = 3  # written only for a recipient with a machine open: the others keep version 2's size
+# version 2's, then the earliest machine open and the earliest bot click after clicked
+_RECIPIENT_HEAD_V3 = struct.Struct("<B5qHHH")
+_RECIPIENT_V3 = 3  # written only for a recipient with a machine open or a bot click: the others keep version 2's size
 _ID_LEN = struct.Struct("<H")
 _REPORT = struct.Struct("<Hq?")  # message id index, reported_at, error
 _CONTACT_HEAD = struct.Struct("<qBB")
@@ -47,10 +48,11 @@ def pack_recipient(s: RecipientState) -> bytes:
     index = {m: i for i, m in enumerate(ids)}
     counts = (len(ids), len(s.messages), len(s.reports))
     times = (_opt(s.sent_at), _opt(s.opened_at), _opt(s.clicked_at))
-    if s.machine_opened_at is None:
+    if s.machine_opened_at is None and s.bot_clicked_at is None:
         parts = [_RECIPIENT_HEAD.pack(_RECIPIENT_V2, *times, *counts)]
     else:
-        parts = [_RECIPIENT_HEAD_V3.pack(_RECIPIENT_V3, *times, s.machine_opened_at, *counts)]
+        machines = (_opt(s.machine_opened_at), _opt(s.bot_clicked_at))
+        parts = [_RECIPIENT_HEAD_V3.pack(_RECIPIENT_V3, *times, *machines, *counts)]
     for m in ids:
         raw = m.encode()
         parts += [_ID_LEN.pack(len(raw)), raw]
@@ -64,9 +66,10 @@ def pack_recipient(s: RecipientState) -> bytes:
 def unpack_recipient(data: bytes) -> RecipientState:
     if len(data) == _RECIPIENT_V1.size:
         return _unpack_recipient_v1(data)
-    machine: int | None = None
+    machine = bot = _NONE
     if data[0] == _RECIPIENT_V3:
-        _, sent, opened, clicked, machine, n_ids, n_messages, n_reports = _RECIPIENT_HEAD_V3.unpack_from(data, 0)
+        head = _RECIPIENT_HEAD_V3.unpack_from(data, 0)
+        _, sent, opened, clicked, machine, bot, n_ids, n_messages, n_reports = head
         pos = _RECIPIENT_HEAD_V3.size
     else:
         _, sent, opened, clicked, n_ids, n_messages, n_reports = _RECIPIENT_HEAD.unpack_from(data, 0)
@@ -87,7 +90,13 @@ def unpack_recipient(data: bytes) -> RecipientState:
         reports.append((ids[i], at, error))
         pos += _REPORT.size
     return RecipientState(
-        _unopt(sent), _unopt(opened), _unopt(clicked), tuple(messages), tuple(reports), machine_opened_at=machine
+        _unopt(sent),
+        _unopt(opened),
+        _unopt(clicked),
+        tuple(messages),
+        tuple(reports),
+        machine_opened_at=_unopt(machine),
+        bot_clicked_at=_unopt(bot),
     )
 
 

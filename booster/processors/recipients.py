@@ -75,6 +75,8 @@ class RecipientState:
     # the earliest machine open (a privacy proxy such as Apple Mail Privacy Protection, or a prefetch):
     # kept apart, because it says nothing of the person's engagement and is not an open (R6)
     machine_opened_at: int | None = None
+    # the earliest click the sender flagged as a link scanner's (`bot`): kept apart, never excludes
+    bot_clicked_at: int | None = None
 
 
 def delivery(state: RecipientState, deadline: int) -> tuple[Delivery, int | None]:
@@ -117,6 +119,8 @@ def evolve_recipient(state: RecipientState | None, event: MessageEvent) -> Recip
             return replace(s, machine_opened_at=_earliest(s.machine_opened_at, event.opened_at))
         case MessageOpened():
             return replace(s, opened_at=_earliest(s.opened_at, event.opened_at))
+        case MessageClicked() if event.bot:
+            return replace(s, bot_clicked_at=_earliest(s.bot_clicked_at, event.clicked_at))
         case MessageClicked():
             return replace(s, clicked_at=_earliest(s.clicked_at, event.clicked_at))
         case _:
@@ -253,6 +257,8 @@ def explain(
         why = f"eligible: delivered at {format_timestamp(reported_at or 0)}, no exclusion applies"
         if criterion == "NOT_OPENED" and _at_or_before(r.machine_opened_at, at):
             why += f" (its open at {format_timestamp(r.machine_opened_at or 0)} was a machine open, not the person's)"
+        if _at_or_before(r.bot_clicked_at, at):
+            why += f" (its click at {format_timestamp(r.bot_clicked_at or 0)} was a link scanner's, not the person's)"
         return None, True, why
     if reason is Exclusion.DELETED:
         why = f"deleted at {format_timestamp(c.deleted_at or 0)}"

@@ -68,6 +68,8 @@ _SPECS = [
     TopicSpec("booster.fanout-progress", 25, "campaign_id", True, True, "internal", version=2),
     TopicSpec("booster.summaries", 26, "campaign_id", False, False, "internal", version=3),
     TopicSpec("booster.reports", 27, "campaign_id", False, True, "output", version=3),
+    # v2: bot, a click the sender knows a link scanner made (it never excludes)
+    TopicSpec("message.clicked", 28, "contact_id", True, False, "input", version=2),
 ]
 
 # every schema version ever written, by id; and each topic's latest version, which writers use

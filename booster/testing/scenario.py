@@ -39,6 +39,7 @@ ROLES: dict[str, str | None] = {
     "error": "ERROR",
     "clicked_and_deleted": "DELETED",  # R11: the first reason in order counts
     "late_click": None,  # clicked after the deadline: does not count (R5)
+    "bot_click": None,  # only a link scanner clicked (flagged `bot` by the sender): boosted
 }
 
 NOT_CLICKED_ROLES = {"opened": None, "machine_open": None}
@@ -150,6 +151,8 @@ def build(
         if role in ("clicked", "clicked_and_deleted"):
             sc.add("message.opened", {**base, "opened_at": t + HOUR_MS})
             sc.add("message.clicked", {**base, "clicked_at": t + HOUR_MS + 1000, "url": "https://example.com/x"})
+        if role == "bot_click":
+            sc.add("message.clicked", {**base, "clicked_at": t + 60_000, "url": "https://example.com/x", "bot": True})
         if role == "late_click":
             sc.add("message.clicked", {**base, "clicked_at": deadline + 1, "url": "https://example.com/late"})
         if role in ("deleted", "clicked_and_deleted"):

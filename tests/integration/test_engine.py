@@ -89,6 +89,7 @@ def run(kafka: LocalKafka, tmp_path_factory: pytest.TempPathFactory) -> Any:
         "email-sms": sc("email-sms", 140, channel="EMAIL", booster_channel="SMS"),
         "all-opened": sc("all-opened", 60, roles=["opened"]),
         "machine-opens": sc("machine-opens", 60, roles=["opened", "machine_open"]),
+        "bot-clicks": sc("bot-clicks", 40, roles=["clicked", "bot_click"]),
         "machine-opens-counted": sc(
             "machine-opens-counted", 60, roles=["opened", "machine_open"], count_machine_opens=True
         ),
@@ -367,6 +368,14 @@ def test_machine_opens_are_not_opens_so_their_recipients_are_boosted(run: Run) -
     assert report["boosted_despite_machine_open"] == 30  # all of them
     assert set(run.commanded("machine-opens")) == machine
     assert report["excluded"]["OPENED"] == 30
+
+
+def test_a_link_scanners_click_flagged_bot_does_not_exclude(run: Run) -> None:
+    sc = run.scenarios["bot-clicks"]
+    scanned = {c for c, role in sc.roles.items() if role == "bot_click"}
+    report = run.final("bot-clicks")
+    assert report["status"] == "SENT" and report["excluded"]["CLICKED"] == 20
+    assert set(run.commanded("bot-clicks")) == scanned and len(scanned) == 20
 
 
 def test_a_booster_that_counts_machine_opens_sees_a_full_open_rate(run: Run) -> None:

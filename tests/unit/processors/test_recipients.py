@@ -254,6 +254,22 @@ def test_a_machine_open_is_kept_apart_and_is_not_an_open() -> None:
     assert (reason, included) == (None, True) and "machine open" in why
 
 
+def test_a_link_scanners_click_is_kept_apart_and_never_excludes() -> None:
+    scanner = MessageClicked(C, K, T0 + 2000, bot=True)
+    r, _ = one([SENT, DELIVERED, scanner])
+    assert (r.clicked_at, r.bot_clicked_at) == (None, T0 + 2000)
+    assert unpack_recipient(pack_recipient(r)) == r
+    assert decide([SENT, DELIVERED, scanner]) is None
+    assert decide([SENT, DELIVERED, scanner], criterion="NOT_CLICKED") is None
+    # the scanner's click never hides the person's own, earlier or later
+    assert decide([SENT, DELIVERED, scanner, MessageClicked(C, K, T0 + 90_000)]) is Exclusion.CLICKED
+    assert decide([SENT, DELIVERED, MessageClicked(C, K, T0 + 1000), scanner]) is Exclusion.CLICKED
+    _, included, why = explain(
+        r, None, campaign_id=C, channel="EMAIL", criterion="NOT_OPENED", at=DEADLINE, count_machine_opens=False
+    )
+    assert included and "link scanner" in why
+
+
 def test_a_booster_that_counts_machine_opens_excludes_them_as_opens() -> None:
     r, _ = one([SENT, DELIVERED, MACHINE_OPEN])
     assert decide([SENT, DELIVERED, MACHINE_OPEN], count_machine_opens=True) is Exclusion.OPENED
@@ -270,7 +286,7 @@ def test_a_machine_open_packs_and_other_rows_keep_their_size() -> None:
     r, _ = one([SENT, DELIVERED, MACHINE_OPEN, MessageOpened(C, K, T0 + 5)])
     assert unpack_recipient(pack_recipient(r)) == r
     human_only = one([SENT, DELIVERED, MessageOpened(C, K, T0 + 5)])[0]
-    assert len(pack_recipient(r)) == len(pack_recipient(human_only)) + 8
+    assert len(pack_recipient(r)) == len(pack_recipient(human_only)) + 16  # a machine open and a bot click
     assert pack_recipient(human_only)[0] == 2  # the layout older workers read
 
 

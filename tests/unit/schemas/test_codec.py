@@ -18,7 +18,12 @@ from hypothesis import strategies as st
 
 from booster.errors import DecodeError
 from booster.processors.boosters import ReasonCode
-from booster.processors.events import BoosterSettings, launch_from_record
+from booster.processors.events import (
+    BoosterSettings,
+    MessageClicked,
+    launch_from_record,
+    message_event_from_record,
+)
 from booster.processors.notices import NoticeKind
 from booster.schemas import CATALOG, codec
 from booster.schemas.catalog import BY_ID, CONTACT_INPUT_TOPICS, INPUT_TOPICS
@@ -44,7 +49,7 @@ def test_schema_ids_are_unique_and_stable() -> None:
         17: ("booster.reports", 2), 18: ("booster.notices", 1), 19: ("booster.control", 2),
         20: ("booster.summaries", 2), 21: ("booster.audience", 1), 22: ("booster.control", 3),
         23: ("campaign.launched", 2), 24: ("booster.control", 4), 25: ("booster.fanout-progress", 2),
-        26: ("booster.summaries", 3), 27: ("booster.reports", 3),
+        26: ("booster.summaries", 3), 27: ("booster.reports", 3), 28: ("message.clicked", 2),
     }  # fmt: skip
     # writers use each topic's latest version
     assert {n: s.schema_id for n, s in CATALOG.items() if s.version > 1} == {
@@ -53,6 +58,7 @@ def test_schema_ids_are_unique_and_stable() -> None:
         "booster.summaries": 26,
         "campaign.launched": 23,
         "booster.fanout-progress": 25,
+        "message.clicked": 28,
     }
 
 
@@ -71,6 +77,15 @@ def test_a_version_1_report_decodes_as_the_latest_version() -> None:
     assert decoded == {**v1, "deadline": None, **added}
     v2 = {k: v for k, v in SAMPLES["booster.reports"].items() if k != "boosted_despite_machine_open"}
     assert codec().decode("booster.reports", _write(17, v2)) == {**v2, "boosted_despite_machine_open": 0}
+
+
+def test_a_version_1_click_decodes_as_the_persons() -> None:
+    v1 = {k: v for k, v in SAMPLES["message.clicked"].items() if k != "bot"}
+    decoded = codec().decode("message.clicked", _write(7, v1))
+    assert decoded == {**v1, "bot": False}
+    assert message_event_from_record("message.clicked", decoded) == MessageClicked("c1", "k", 1767225603000, False)
+    flagged = message_event_from_record("message.clicked", SAMPLES["message.clicked"])
+    assert flagged == MessageClicked("c1", "k", 1767225603000, True)
 
 
 def test_older_fanout_progress_decodes_with_nothing_boosted_despite_a_machine_open() -> None:
