@@ -268,6 +268,12 @@ def launch_moment(launch: CampaignLaunched) -> int:
     return launch.launched_at + min(launch.booster.delay_seconds * 1000, MAX_DELAY_MS)
 
 
+def decision_expired(moment: int, now: int, retention_ms: int) -> bool:
+    """A launch decision past its retention (the sweep drops it; a launch that old is `Forgotten`);
+    `moment` is its `launch_moment`."""
+    return now >= moment + retention_ms
+
+
 LaunchStatus = Literal["NONE", "SCHEDULED", "REJECTED", "CANCELLED"]
 LAUNCH_STATUSES: dict[str, LaunchStatus] = {s: s for s in get_args(LaunchStatus)}
 
@@ -294,7 +300,7 @@ def on_launch(
     if decided is not None:
         return Duplicate(launch.campaign_id, decided)
     moment = launch_moment(launch)
-    if decision_retention_ms is not None and now is not None and now >= moment + decision_retention_ms:
+    if decision_retention_ms is not None and now is not None and decision_expired(moment, now, decision_retention_ms):
         return Forgotten(launch.campaign_id, moment)
     if account is None:
         early = decide_launch(launch, None, now=now, staleness_ms=staleness_ms)

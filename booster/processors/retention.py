@@ -6,7 +6,8 @@ progress have their own ends (`campaigns.due`, `boosters.expire_pending`), decid
 - launch-decisions: a launch's decision is kept BOOSTER_DECISION_RETENTION_DAYS after its deadline (its
   launch time for a launch without booster), so a replayed or re-published launch is recognised as the
   same one; a launch older than that is forgotten on arrival (`boosters.on_launch`), not decided again
-  (deciding it again would call it stale and overwrite the report it got).
+  (deciding it again would call it stale and overwrite the report it got). Both ask
+  `boosters.decision_expired`.
 - summaries: the marker of a booster's final report is kept as long, so a replayed summary does not
   make a second report.
 - contacts: a deleted contact's row goes the longest window after its deletion (no campaign launched
@@ -20,11 +21,6 @@ from __future__ import annotations
 from booster.processors.boosters import MAX_DELAY_MS
 from booster.processors.recipients import ContactState
 from booster.processors.summaries import SummaryState
-
-
-def decision_expired(moment: int, now: int, retention_ms: int) -> bool:
-    """A kept launch decision past its retention; `moment` is its `boosters.launch_moment`."""
-    return now >= moment + retention_ms
 
 
 def summaries_expired(state: SummaryState, now: int, retention_ms: int) -> bool:

@@ -226,7 +226,7 @@ class Fanout(Service):
         tally = Tally()
         after = None
         if progress is not None:
-            tally = Tally(progress["audience"], dict(progress["excluded"]), progress.get("machine_opened", 0))
+            tally = Tally(progress["audience"], dict(progress["excluded"]), progress["machine_opened"])
             if progress["last_key"] is not None:
                 after = recipient_key(cid, progress["last_key"])
             log.info("booster %s partition %s: resuming fan-out after %s", cid, partition, progress["last_key"])

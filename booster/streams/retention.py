@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterator
 
+from booster.processors.boosters import decision_expired
 from booster.processors.campaigns import outlived
 from booster.processors.packing import (
     pack_launch_decision,
@@ -21,7 +22,7 @@ from booster.processors.packing import (
     unpack_live_booster,
     unpack_summaries,
 )
-from booster.processors.retention import contact_expired, decision_expired, summaries_expired
+from booster.processors.retention import contact_expired, summaries_expired
 from booster.processors.summaries import SummaryState
 from booster.schemas.catalog import LAUNCHES_BY_ACCOUNT
 from booster.streams.campaigns import CampaignStates

@@ -118,10 +118,9 @@ class Web:
             return out
         at = min(now, schedule.deadline)
         out["evaluated_at"] = at
-        tally = None
+        tally = Tally()
         for p in partitions:
             recipients, contacts = self.recipients.partition(p), self.contacts.partition(p)
-            tally = tally or Tally()
             for _, decision, machine_opened in decide_rows(recipients, contacts, schedule, at):
                 tally = tally.count(decision, machine_opened=machine_opened)
             if contact_id is not None and p == contact_partition(contact_id, self.settings.partitions):
@@ -137,11 +136,10 @@ class Web:
                     "reason": None if reason is None else reason.value,
                     "why": why,
                 }
-        if tally is not None:
-            out["audience"] = tally.audience
-            out["machine_opened"] = tally.machine_opened
-            out["recipients"] = tally.recipients
-            out["excluded"] = full_exclusions(tally.excluded)
+        out["audience"] = tally.audience
+        out["machine_opened"] = tally.machine_opened
+        out["recipients"] = tally.recipients
+        out["excluded"] = full_exclusions(tally.excluded)
         return out
 
     async def audience_cluster(self, campaign_id: str, contact_id: str | None, local: dict[str, Any]) -> dict[str, Any]:

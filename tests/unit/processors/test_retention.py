@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from booster.processors.boosters import MAX_DELAY_MS, Duplicate, Forgotten, launch_moment, on_launch
+from booster.processors.boosters import MAX_DELAY_MS, Duplicate, Forgotten, decision_expired, launch_moment, on_launch
 from booster.processors.events import AccountChannels, BoosterSettings, CampaignLaunched
 from booster.processors.recipients import ContactState
-from booster.processors.retention import contact_expired, decision_expired, summaries_expired
+from booster.processors.retention import contact_expired, summaries_expired
 from booster.processors.summaries import SummaryState
 
 DAY = 86_400_000
