@@ -10,7 +10,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "group_size": 1000, "launched_at": 1767225600000,
         "booster": {
             "delay_seconds": 7200, "channel": "SMS", "criterion": None, "content_ref": "tpl/9",
-            "count_machine_opens": True,
+            "count_machine_opens": True, "scanner_window_seconds": 30,
         },
     },
     "campaign.booster-cancelled": {"campaign_id": "cmp-1", "cancelled_at": 1767229200000},
@@ -31,11 +31,11 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "booster_id": "c1:booster", "booster_name": "Booster for X", "campaign_id": "c1", "account_id": "acct-1",
         "status": "CANCELLED", "reason": "cancelled before its window expired", "deadline": 1767232800000,
         "audience": 0, "excluded": {"OPENED": 3, "CLICKED": 1}, "billable": 0, "reason_code": "CANCEL_REQUESTED",
-        "boosted_despite_machine_open": 0,
+        "boosted_despite_machine_open": 0, "boosted_despite_scanner_click": 0,
     },
     "booster.notices": {
         "notice_id": "0b7c2c9e-7d1e-5f3a-9c43-2f7a4f6f0d11", "account_id": "acct-1", "campaign_id": "c1",
-        "booster_id": "c1:booster", "kind": "BOOSTER_CANCELLED", "reason_code": "CANCEL_REQUESTED",
+        "booster_id": "c1:booster", "kind": "BOOSTER_REJECTED", "reason_code": "SETTING_OUT_OF_RANGE",
         "text": "Booster for X was cancelled: cancelled before its window expired", "at": 1767232800000,
     },
     "booster.audience": {
@@ -52,7 +52,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "schedule": {
             "booster_id": "c1:booster", "booster_name": "Booster for X", "account_id": "acct-1", "channel": "SMS",
             "criterion": "NOT_CLICKED", "content_ref": "tpl/1", "deadline": 1767232800000,
-            "count_machine_opens": False,
+            "count_machine_opens": False, "scanner_window_seconds": 60, "campaign_channel": "EMAIL",
         },
         "cancelled_at": None, "reason": None, "from_partition": None, "all_opened": None, "enabled": None,
         "account_id": None,
@@ -62,11 +62,13 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "schedule": {
             "booster_id": "c1:booster", "booster_name": "Booster for X", "account_id": "acct-1", "channel": "SMS",
             "criterion": "NOT_CLICKED", "content_ref": "tpl/1", "deadline": 1767232800000,
+            "count_machine_opens": True, "scanner_window_seconds": 60, "campaign_channel": None,
         },
         "cancelled_at": None, "audience": 3, "excluded": {"DELETED": 1}, "cancel_reason": None, "machine_opened": 2,
+        "marks": {"MACHINE_OPEN": 2, "SCANNER_CLICK": 1},
     },
     "booster.fanout-progress": {
         "campaign_id": "c1", "partition": 2, "last_key": "contact-9", "done": False, "audience": 3, "excluded": {},
-        "machine_opened": 1,
+        "machine_opened": 1, "marks": {"MACHINE_OPEN": 1},
     },
 }  # fmt: skip

@@ -175,6 +175,8 @@ def render_audience(a: dict[str, Any]) -> str:
     ]
     if a.get("machine_opened"):  # absent from older workers' answers
         lines.append(f"  of them {a['machine_opened']} whose only opens were machine opens")
+    if a.get("scanner_clicked"):
+        lines.append(f"  of them {a['scanner_clicked']} whose only clicks were a link scanner's")
     if a["cancelled"]:
         lines.append("  cancelled: it will not be sent")
     if a["fired_partitions"]:
@@ -229,6 +231,7 @@ def fired_audience(report: dict[str, Any], contact: dict[str, Any] | None, conta
         "audience": report["audience"],
         "excluded": report["excluded"],
         "boosted_despite_machine_open": report["boosted_despite_machine_open"],
+        "boosted_despite_scanner_click": report["boosted_despite_scanner_click"],
         "contact_id": contact_id,
         "contact": contact,
     }
@@ -242,6 +245,8 @@ def render_fired_audience(a: dict[str, Any]) -> str:
     ]
     if a["boosted_despite_machine_open"]:
         lines.append(f"  of them {a['boosted_despite_machine_open']} whose only opens were machine opens")
+    if a["boosted_despite_scanner_click"]:
+        lines.append(f"  of them {a['boosted_despite_scanner_click']} whose only clicks were a link scanner's")
     for reason, count in a["excluded"].items():
         if count:
             lines.append(f"  excluded {reason:<13} {count}")

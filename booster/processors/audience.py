@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import Enum, StrEnum
 
 from booster.processors.events import Channel, Criterion
 from booster.processors.recipients import (
@@ -16,8 +16,10 @@ from booster.processors.recipients import (
     ContactState,
     Exclusion,
     RecipientState,
+    delivery,
     exclusion,
     first_open,
+    scanner_clicked,
 )
 
 
@@ -41,21 +43,43 @@ def decide(
     criterion: Criterion,
     at: int,
     count_machine_opens: bool,
+    scanner_window_ms: int = 0,
 ) -> Decision:
     if recipient.sent_at is None:
         return NOT_A_RECIPIENT
     return exclusion(
-        recipient, contact, channel=channel, criterion=criterion, deadline=at, count_machine_opens=count_machine_opens
-    )
+        recipient, contact, channel=channel, criterion=criterion, deadline=at,
+        count_machine_opens=count_machine_opens, scanner_window_ms=scanner_window_ms,
+    )  # fmt: skip
 
 
-def boosted_despite_machine_open(
-    recipient: RecipientState, decision: Decision, *, criterion: Criterion, at: int
-) -> bool:
-    """An included recipient of a NOT_OPENED booster whose original message a machine opened by `at`:
-    one the machine-open policy kept in the audience (a booster that counts machine opens has none)."""
+class Mark(StrEnum):
+    """What the report counts of an included recipient besides the audience: it was boosted despite..."""
+
+    MACHINE_OPEN = "MACHINE_OPEN"  # ...a machine open of the original, not counted as an open (R6)
+    SCANNER_CLICK = "SCANNER_CLICK"  # ...a link scanner's click on the original (flagged, or in the window)
+
+
+NO_MARKS: tuple[Mark, ...] = ()
+
+
+def marks_of(
+    recipient: RecipientState, decision: Decision, *, criterion: Criterion, at: int, scanner_window_ms: int = 0
+) -> tuple[Mark, ...]:
+    """The marks of an included recipient. MACHINE_OPEN: a NOT_OPENED booster's recipient whose
+    original a machine opened by `at` (one that counts machine opens has none: they exclude).
+    SCANNER_CLICK: a recipient with a scanner's click by `at` (a person's click would have excluded)."""
+    if decision is not None or (recipient.machine_opened_at is None and recipient.clicked_at is None
+                                and recipient.bot_clicked_at is None):  # fmt: skip
+        return NO_MARKS
+    marks: list[Mark] = []
     opened = recipient.machine_opened_at
-    return decision is None and criterion == "NOT_OPENED" and opened is not None and opened <= at
+    if criterion == "NOT_OPENED" and opened is not None and opened <= at:
+        marks.append(Mark.MACHINE_OPEN)
+    _, delivered_at = delivery(recipient, at)
+    if scanner_clicked(recipient, delivered_at, scanner_window_ms, at) is not None:
+        marks.append(Mark.SCANNER_CLICK)
+    return tuple(marks)
 
 
 INCLUDED = "INCLUDED"  # a recipient's outcome when the booster was sent to it
@@ -75,29 +99,39 @@ class Tally:
 
     audience: int = 0
     excluded: Mapping[str, int] = field(default_factory=dict)
-    machine_opened: int = 0  # of the audience: boosted although a machine opened the original (R6)
+    marks: Mapping[str, int] = field(default_factory=dict)  # of the audience, by Mark (see `marks_of`)
 
-    def add(self, reason: Exclusion | None, count: int = 1, *, machine_opened: bool = False) -> Tally:
+    def add(self, reason: Exclusion | None, count: int = 1, *, marks: tuple[Mark, ...] = NO_MARKS) -> Tally:
         if reason is None:
-            return Tally(self.audience + count, self.excluded, self.machine_opened + (count if machine_opened else 0))
-        excluded = dict(self.excluded)
-        excluded[reason.value] = excluded.get(reason.value, 0) + count
-        return Tally(self.audience, excluded, self.machine_opened)
+            if not marks:  # most rows: no mapping to make
+                return Tally(self.audience + count, self.excluded, self.marks)
+            return Tally(self.audience + count, self.excluded, _plus(self.marks, {m.value: count for m in marks}))
+        return Tally(self.audience, _plus(self.excluded, {reason.value: count}), self.marks)
 
-    def count(self, decision: Decision, *, machine_opened: bool = False) -> Tally:
-        """The tally with one more decided row (`machine_opened`: see `boosted_despite_machine_open`);
-        a row that is not a recipient is not counted."""
-        return self if decision is NOT_A_RECIPIENT else self.add(decision, machine_opened=machine_opened)
+    def count(self, decision: Decision, *, marks: tuple[Mark, ...] = NO_MARKS) -> Tally:
+        """The tally with one more decided row and its marks; a row that is not a recipient is not counted."""
+        return self if decision is NOT_A_RECIPIENT else self.add(decision, marks=marks)
 
     def merge(self, other: Tally) -> Tally:
-        excluded = dict(self.excluded)
-        for k, v in other.excluded.items():
-            excluded[k] = excluded.get(k, 0) + v
-        return Tally(self.audience + other.audience, excluded, self.machine_opened + other.machine_opened)
+        return Tally(
+            self.audience + other.audience, _plus(self.excluded, other.excluded), _plus(self.marks, other.marks)
+        )
+
+    def marked(self, mark: Mark) -> int:
+        return self.marks.get(mark.value, 0)
 
     @property
     def recipients(self) -> int:
         return self.audience + sum(self.excluded.values())
+
+
+def _plus(a: Mapping[str, int], b: Mapping[str, int]) -> Mapping[str, int]:
+    if not b:
+        return a
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = out.get(k, 0) + v
+    return out
 
 
 def tally_of(decisions: Iterable[Decision], start: Tally | None = None) -> Tally:

@@ -17,6 +17,7 @@ from booster.processors.text import human_duration
 MIN_DELAY_SECONDS = 2 * 3600
 MAX_DELAY_SECONDS = 7 * 24 * 3600
 MAX_DELAY_MS = MAX_DELAY_SECONDS * 1000
+MAX_SCANNER_WINDOW_SECONDS = 1800
 
 Status = Literal["PENDING", "SCHEDULED", "REJECTED", "CANCELLED", "SENT"]
 
@@ -62,6 +63,9 @@ class Schedule:
     content_ref: str
     deadline: int
     count_machine_opens: bool = False  # the booster's policy for machine opens (R6)
+    # clicks this long after delivery or sooner are a link scanner's, not the person's (0: none is)
+    scanner_window_seconds: int = 0
+    campaign_channel: Channel | None = None  # the original campaign's; None in schedules of older workers
 
 
 class ReasonCode(StrEnum):
@@ -80,6 +84,7 @@ class ReasonCode(StrEnum):
     CANCEL_TOO_LATE = "CANCEL_TOO_LATE"  # R13: the cancel came after the booster started firing
     ACCOUNT_PENDING = "ACCOUNT_PENDING"  # R15: the launch waits for its account's channels
     DUPLICATE_LAUNCH = "DUPLICATE_LAUNCH"  # G5: the campaign's launch was decided already
+    SETTING_OUT_OF_RANGE = "SETTING_OUT_OF_RANGE"  # a booster setting other than the delay is out of its range
     OTHER = "OTHER"  # what a reader gets for a code newer than its schema
 
 
@@ -107,6 +112,7 @@ class Report:
     billable: int = 0
     reason_code: ReasonCode | None = None  # set on every REJECTED and CANCELLED report (R14)
     boosted_despite_machine_open: int = 0  # of the audience: recipients whose only opens were a machine's
+    boosted_despite_scanner_click: int = 0  # of the audience: recipients whose only clicks were a scanner's
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +177,15 @@ def decide_launch(
             ),
             launch.launched_at,
         )
+    if (window := scanner_window_of(launch.channel, b)) < 0 or window > MAX_SCANNER_WINDOW_SECONDS:
+        return Refused(
+            report(
+                "REJECTED",
+                ReasonCode.SETTING_OUT_OF_RANGE,
+                f"scanner window {window} s is outside the allowed 0 to {MAX_SCANNER_WINDOW_SECONDS} s",
+            ),
+            launch.launched_at,
+        )
     if account is None or channel not in account.channels:
         return Refused(
             report("REJECTED", ReasonCode.CHANNEL_NOT_ENABLED, f"channel not enabled for this account ({channel})"),
@@ -191,6 +206,10 @@ def decide_launch(
             launch.launched_at,
         )
     return Accepted(schedule, report("SCHEDULED", None, None), launch.launched_at)
+
+
+# R2 and the settings' ranges do not need the account's channels: a launch they reject does not wait
+ACCOUNT_FREE_REJECTIONS = (ReasonCode.DELAY_OUT_OF_RANGE, ReasonCode.SETTING_OUT_OF_RANGE)
 
 
 def launch_report(schedule: Schedule, status: Status, code: ReasonCode | None, reason: str | None) -> Report:
@@ -219,7 +238,24 @@ def schedule_of(launch: CampaignLaunched, b: BoosterSettings) -> Schedule:
         content_ref=b.content_ref,
         deadline=launch.launched_at + b.delay_seconds * 1000,
         count_machine_opens=b.count_machine_opens,
+        scanner_window_seconds=scanner_window_of(launch.channel, b),
+        campaign_channel=launch.channel,
     )
+
+
+# Link scanners of mail gateways (Microsoft Safe Links, Proofpoint, Mimecast, Barracuda) click every
+# link within seconds of delivery, some a minute or two later; people rarely click an email in its
+# first minute. SMS and push are read within a minute or two, so a window there would call people's
+# clicks a machine's: off unless the booster asks for one.
+DEFAULT_SCANNER_WINDOW_SECONDS: dict[Channel, int] = {"EMAIL": 60, "SMS": 0, "PUSH": 0}
+
+
+def scanner_window_of(campaign_channel: Channel, b: BoosterSettings) -> int:
+    """The booster's scanner window: its setting, else the default of the original campaign's channel
+    (the clicks are on the original message)."""
+    if b.scanner_window_seconds is not None:
+        return b.scanner_window_seconds
+    return DEFAULT_SCANNER_WINDOW_SECONDS[campaign_channel]
 
 
 def evolve_account(state: AccountChannels | None, event: AccountChannels) -> AccountChannels:
@@ -304,8 +340,7 @@ def on_launch(
         return Forgotten(launch.campaign_id, moment)
     if account is None:
         early = decide_launch(launch, None, now=now, staleness_ms=staleness_ms)
-        # R1 and R2 do not need the account's channels: no reason to wait for them
-        if isinstance(early, NoBooster) or early.report.reason_code is ReasonCode.DELAY_OUT_OF_RANGE:
+        if isinstance(early, NoBooster) or early.report.reason_code in ACCOUNT_FREE_REJECTIONS:
             return early
         return AwaitAccount(launch)
     return decide_launch(launch, account, now=now, staleness_ms=staleness_ms)

@@ -22,6 +22,9 @@ class BoosterSettings:
     criterion: Criterion | None
     content_ref: str
     count_machine_opens: bool = False  # a machine open counts as the person's open (R6: not by default)
+    # clicks this many seconds after delivery or sooner are a link scanner's; None: the campaign
+    # channel's default (`boosters.default_scanner_window`)
+    scanner_window_seconds: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +119,7 @@ def launch_from_record(r: Mapping[str, Any]) -> CampaignLaunched:
             b.get("criterion"),
             b["content_ref"],
             bool(b.get("count_machine_opens", False)),
+            b.get("scanner_window_seconds"),  # since campaign.launched v3
         )
     )
     return CampaignLaunched(

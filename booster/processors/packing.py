@@ -12,7 +12,7 @@ import struct
 from collections.abc import Mapping
 from typing import Any
 
-from booster.processors.audience import Tally
+from booster.processors.audience import Mark, Tally
 from booster.processors.boosters import LaunchStatus, Schedule, launch_status_of, reason_code_of
 from booster.processors.campaigns import CampaignPartition, Decided, LiveBooster
 from booster.processors.events import AccountChannels
@@ -26,6 +26,12 @@ _RECIPIENT_V2 = 2
 # version 2's, then the earliest machine open and the earliest bot click after clicked
 _RECIPIENT_HEAD_V3 = struct.Struct("<B5qHHH")
 _RECIPIENT_V3 = 3  # written only for a recipient with a machine open or a bot click: the others keep version 2's size
+# version 3's head, then after the reports the times of `later_clicks` and `last_click` (only when
+# there are later clicks); the count's high bit says whether `last_click` follows them
+_RECIPIENT_HEAD_V4 = struct.Struct("<B5qHHHB")
+_LAST_CLICK_BIT = 0x80
+_RECIPIENT_V4 = 4
+_CLICK = struct.Struct("<q")
 _ID_LEN = struct.Struct("<H")
 _REPORT = struct.Struct("<Hq?")  # message id index, reported_at, error
 _CONTACT_HEAD = struct.Struct("<qBB")
@@ -48,16 +54,22 @@ def pack_recipient(s: RecipientState) -> bytes:
     index = {m: i for i, m in enumerate(ids)}
     counts = (len(ids), len(s.messages), len(s.reports))
     times = (_opt(s.sent_at), _opt(s.opened_at), _opt(s.clicked_at))
-    if s.machine_opened_at is None and s.bot_clicked_at is None:
+    machines = (_opt(s.machine_opened_at), _opt(s.bot_clicked_at))
+    if s.later_clicks:
+        n_clicks = len(s.later_clicks) | (0 if s.last_click is None else _LAST_CLICK_BIT)
+        parts = [_RECIPIENT_HEAD_V4.pack(_RECIPIENT_V4, *times, *machines, *counts, n_clicks)]
+    elif s.machine_opened_at is None and s.bot_clicked_at is None:
         parts = [_RECIPIENT_HEAD.pack(_RECIPIENT_V2, *times, *counts)]
     else:
-        machines = (_opt(s.machine_opened_at), _opt(s.bot_clicked_at))
         parts = [_RECIPIENT_HEAD_V3.pack(_RECIPIENT_V3, *times, *machines, *counts)]
     for m in ids:
         raw = m.encode()
         parts += [_ID_LEN.pack(len(raw)), raw]
     parts += [_ID_LEN.pack(index[m]) for m in s.messages]
     parts += [_REPORT.pack(index[m], at, error) for m, at, error in s.reports]
+    parts += [_CLICK.pack(at) for at in s.later_clicks]
+    if s.last_click is not None:
+        parts.append(_CLICK.pack(s.last_click))
     data = b"".join(parts)
     # 40 bytes is the length of the first layout, still read from older tables and changelogs
     return data + b"\0" if len(data) == _RECIPIENT_V1.size else data
@@ -67,7 +79,12 @@ def unpack_recipient(data: bytes) -> RecipientState:
     if len(data) == _RECIPIENT_V1.size:
         return _unpack_recipient_v1(data)
     machine = bot = _NONE
-    if data[0] == _RECIPIENT_V3:
+    n_clicks = 0
+    if data[0] == _RECIPIENT_V4:
+        head4 = _RECIPIENT_HEAD_V4.unpack_from(data, 0)
+        _, sent, opened, clicked, machine, bot, n_ids, n_messages, n_reports, n_clicks = head4
+        pos = _RECIPIENT_HEAD_V4.size
+    elif data[0] == _RECIPIENT_V3:
         head = _RECIPIENT_HEAD_V3.unpack_from(data, 0)
         _, sent, opened, clicked, machine, bot, n_ids, n_messages, n_reports = head
         pos = _RECIPIENT_HEAD_V3.size
@@ -89,6 +106,10 @@ def unpack_recipient(data: bytes) -> RecipientState:
         i, at, error = _REPORT.unpack_from(data, pos)
         reports.append((ids[i], at, error))
         pos += _REPORT.size
+    later_clicks = [_CLICK.unpack_from(data, pos + i * _CLICK.size)[0] for i in range(n_clicks & ~_LAST_CLICK_BIT)]
+    last_click = (
+        _CLICK.unpack_from(data, pos + len(later_clicks) * _CLICK.size)[0] if n_clicks & _LAST_CLICK_BIT else None
+    )
     return RecipientState(
         _unopt(sent),
         _unopt(opened),
@@ -97,6 +118,8 @@ def unpack_recipient(data: bytes) -> RecipientState:
         tuple(reports),
         machine_opened_at=_unopt(machine),
         bot_clicked_at=_unopt(bot),
+        later_clicks=tuple(later_clicks),
+        last_click=last_click,
     )
 
 
@@ -144,6 +167,8 @@ def schedule_to_dict(s: Schedule) -> dict[str, Any]:
         "content_ref": s.content_ref,
         "deadline": s.deadline,
         "count_machine_opens": s.count_machine_opens,
+        "scanner_window_seconds": s.scanner_window_seconds,
+        "campaign_channel": s.campaign_channel,
     }
 
 
@@ -158,6 +183,8 @@ def schedule_from_dict(d: Mapping[str, Any]) -> Schedule:
         d["content_ref"],
         d["deadline"],
         bool(d.get("count_machine_opens", False)),  # absent from older records and rows
+        d.get("scanner_window_seconds", 0),  # absent from older ones: no scanner window, as they were made
+        d.get("campaign_channel"),
     )
 
 
@@ -222,7 +249,8 @@ def summary_to_dict(s: PartitionSummary) -> dict[str, Any]:
         "audience": s.tally.audience,
         "excluded": dict(s.tally.excluded),
         "cancel_reason": None if s.cancel_reason is None else s.cancel_reason.value,
-        "machine_opened": s.tally.machine_opened,
+        "marks": dict(s.tally.marks),
+        "machine_opened": s.tally.marked(Mark.MACHINE_OPEN),  # as older workers read it
     }
 
 
@@ -233,9 +261,18 @@ def summary_from_dict(r: Mapping[str, Any]) -> PartitionSummary:
         partitions=r["partitions"],
         schedule=schedule_from_dict({"campaign_id": r["campaign_id"], **r["schedule"]}),
         cancelled_at=r["cancelled_at"],
-        tally=Tally(r["audience"], dict(r["excluded"]), r.get("machine_opened", 0)),  # since summaries v3
+        tally=tally_of_record(r),
         cancel_reason=reason_code_of(r.get("cancel_reason")),  # absent in rows of older versions
     )
+
+
+def tally_of_record(r: Mapping[str, Any]) -> Tally:
+    """The tally in a summary or fan-out progress record: `marks` since summaries v4 and progress v3;
+    records of the versions before have `machine_opened` alone (read into v4's schema: empty marks)."""
+    marks = dict(r.get("marks") or {})
+    if r.get("machine_opened"):
+        marks[Mark.MACHINE_OPEN.value] = r["machine_opened"]
+    return Tally(r["audience"], dict(r["excluded"]), marks)
 
 
 def pack_summaries(s: SummaryState) -> bytes:

@@ -77,6 +77,44 @@ class RecipientState:
     machine_opened_at: int | None = None
     # the earliest click the sender flagged as a link scanner's (`bot`): kept apart, never excludes
     bot_clicked_at: int | None = None
+    # unflagged clicks after `clicked_at`: the earliest of each later second, at most
+    # MAX_KEPT_CLICKS - 1, so that a person's click after a scanner's within the scanner window counts
+    later_clicks: tuple[int, ...] = ()
+    # the latest unflagged click, kept only once clicks came in more seconds than are kept
+    last_click: int | None = None
+
+    @property
+    def clicks(self) -> tuple[int, ...]:
+        """The unflagged clicks kept, earliest first: the earliest of each of the first MAX_KEPT_CLICKS
+        seconds, then the latest click when there were more."""
+        if self.clicked_at is None:
+            return ()
+        tail = () if self.last_click is None else (self.last_click,)
+        return (self.clicked_at, *self.later_clicks, *tail)
+
+
+# A scanner clicks every link of a message within a few seconds: 16 distinct seconds of clicks keep a
+# person's click after several scanners' and cost 8 bytes each, only for recipients who clicked.
+MAX_KEPT_CLICKS = 16
+
+
+def _with_click(s: RecipientState, at: int) -> RecipientState:
+    """The earliest click of each second, the first MAX_KEPT_CLICKS seconds, and the latest click if
+    there were more seconds: a function of the set of clicks seen, whatever their order and repeats
+    (G5), since the earliest seconds of a set and its latest click are those of their own parts."""
+    by_second: dict[int, int] = {}
+    for t in (s.clicked_at, *s.later_clicks, at):
+        if t is None:
+            continue
+        second = t // 1000
+        if second not in by_second or t < by_second[second]:
+            by_second[second] = t
+    earliest = sorted(by_second.values())
+    last = s.last_click
+    if len(earliest) > MAX_KEPT_CLICKS or last is not None:
+        last = max(t for t in (last, at, earliest[-1]) if t is not None)
+        earliest = earliest[:MAX_KEPT_CLICKS]  # `last` is in a later second than all of these
+    return replace(s, clicked_at=earliest[0], later_clicks=tuple(earliest[1:]), last_click=last)
 
 
 def delivery(state: RecipientState, deadline: int) -> tuple[Delivery, int | None]:
@@ -122,7 +160,7 @@ def evolve_recipient(state: RecipientState | None, event: MessageEvent) -> Recip
         case MessageClicked() if event.bot:
             return replace(s, bot_clicked_at=_earliest(s.bot_clicked_at, event.clicked_at))
         case MessageClicked():
-            return replace(s, clicked_at=_earliest(s.clicked_at, event.clicked_at))
+            return _with_click(s, event.clicked_at)
         case _:
             assert_never(event)  # a new message event is a type error until it is folded here
 
@@ -195,12 +233,14 @@ def exclusion(
     criterion: Criterion,
     deadline: int,
     count_machine_opens: bool,
+    scanner_window_ms: int = 0,
 ) -> Exclusion | None:
     """The first reason of R11 that excludes this recipient at the deadline, or None: eligible.
 
     The caller only asks for recipients of the campaign (those with a `sent` fact, R4).
     `channel` is the booster's channel: an unsubscribe from that channel or from all excludes.
     `count_machine_opens` is the booster's policy: whether a machine open counts as an open (R6).
+    `scanner_window_ms`: an unflagged click this long after the delivery or sooner is a scanner's.
     """
     if contact is not None:
         if _at_or_before(contact.deleted_at, deadline):
@@ -209,16 +249,34 @@ def exclusion(
             return Exclusion.BLOCKED
         if contact.unsubscribed and is_unsubscribed(contact, channel, deadline):
             return Exclusion.UNSUBSCRIBED
-    status, _ = delivery(recipient, deadline)
+    status, delivered_at = delivery(recipient, deadline)
     if status is Delivery.ERROR:
         return Exclusion.ERROR
     if status is Delivery.WAITING:
         return Exclusion.WAITING
-    if _at_or_before(recipient.clicked_at, deadline):
+    if _at_or_before(first_click(recipient, delivered_at, scanner_window_ms), deadline):
         return Exclusion.CLICKED
     if criterion == "NOT_OPENED" and _at_or_before(first_open(recipient, count_machine_opens), deadline):
         return Exclusion.OPENED
     return None
+
+
+def first_click(recipient: RecipientState, delivered_at: int | None, scanner_window_ms: int) -> int | None:
+    """The person's first click: the first unflagged one later than `scanner_window_ms` after the
+    delivery (earlier ones, before the delivery report too, are a link scanner's)."""
+    if scanner_window_ms <= 0 or delivered_at is None:
+        return recipient.clicked_at
+    after = delivered_at + scanner_window_ms
+    return next((at for at in recipient.clicks if at > after), None)
+
+
+def scanner_clicked(recipient: RecipientState, delivered_at: int | None, scanner_window_ms: int, at: int) -> int | None:
+    """The first click by `at` that a link scanner made (flagged `bot`, or within the window), if any."""
+    flagged = recipient.bot_clicked_at if _at_or_before(recipient.bot_clicked_at, at) else None
+    windowed = None
+    if scanner_window_ms > 0 and delivered_at is not None:
+        windowed = next((t for t in recipient.clicks if t <= delivered_at + scanner_window_ms and t <= at), None)
+    return min((t for t in (flagged, windowed) if t is not None), default=None)
 
 
 def first_open(recipient: RecipientState, count_machine_opens: bool) -> int | None:
@@ -243,13 +301,15 @@ def explain(
     criterion: Criterion,
     at: int,
     count_machine_opens: bool,
+    scanner_window_ms: int = 0,
 ) -> tuple[Exclusion | None, bool, str]:
     """(reason, in the audience, why in words) for one contact, as of `at`."""
     if recipient is None or not is_recipient(recipient):
         return None, False, f"not a recipient of campaign {campaign_id}: no `sent` fact for it (R4)"
     reason = exclusion(
-        recipient, contact, channel=channel, criterion=criterion, deadline=at, count_machine_opens=count_machine_opens
-    )
+        recipient, contact, channel=channel, criterion=criterion, deadline=at,
+        count_machine_opens=count_machine_opens, scanner_window_ms=scanner_window_ms,
+    )  # fmt: skip
     c = contact or ContactState()
     r = recipient
     _, reported_at = delivery(r, at)
@@ -257,8 +317,9 @@ def explain(
         why = f"eligible: delivered at {format_timestamp(reported_at or 0)}, no exclusion applies"
         if criterion == "NOT_OPENED" and _at_or_before(r.machine_opened_at, at):
             why += f" (its open at {format_timestamp(r.machine_opened_at or 0)} was a machine open, not the person's)"
-        if _at_or_before(r.bot_clicked_at, at):
-            why += f" (its click at {format_timestamp(r.bot_clicked_at or 0)} was a link scanner's, not the person's)"
+        if (scanned := scanner_clicked(r, reported_at, scanner_window_ms, at)) is not None:
+            how = "flagged bot" if scanned == r.bot_clicked_at else f"within {scanner_window_ms // 1000} s of delivery"
+            why += f" (its click at {format_timestamp(scanned)} was a link scanner's, {how}, not the person's)"
         return None, True, why
     if reason is Exclusion.DELETED:
         why = f"deleted at {format_timestamp(c.deleted_at or 0)}"
@@ -275,7 +336,9 @@ def explain(
     elif reason is Exclusion.WAITING:
         why = "the original message has no final delivery report (Waiting)"
     elif reason is Exclusion.CLICKED:
-        why = f"clicked the original message at {format_timestamp(r.clicked_at or 0)}"
+        clicked = first_click(r, reported_at, scanner_window_ms) or 0
+        later = " (after a link scanner's)" if clicked != r.clicked_at else ""
+        why = f"clicked the original message at {format_timestamp(clicked)}{later}"
     else:
         opened = first_open(r, count_machine_opens) or 0
         machine = " (a machine open, which this booster counts)" if opened != r.opened_at else ""

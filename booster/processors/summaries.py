@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
-from booster.processors.audience import Tally, full_exclusions
+from booster.processors.audience import Mark, Tally, full_exclusions
 from booster.processors.boosters import ReasonCode, Report, Schedule, Status
 
 
@@ -106,5 +106,7 @@ def final_report(summaries: Iterable[PartitionSummary]) -> Report | None:
             0,
         )
     return replace(
-        report("SENT", None, None, total.audience, total.audience), boosted_despite_machine_open=total.machine_opened
+        report("SENT", None, None, total.audience, total.audience),
+        boosted_despite_machine_open=total.marked(Mark.MACHINE_OPEN),
+        boosted_despite_scanner_click=total.marked(Mark.SCANNER_CLICK),
     )

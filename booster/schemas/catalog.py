@@ -70,6 +70,16 @@ _SPECS = [
     TopicSpec("booster.reports", 27, "campaign_id", False, True, "output", version=3),
     # v2: bot, a click the sender knows a link scanner made (it never excludes)
     TopicSpec("message.clicked", 28, "contact_id", True, False, "input", version=2),
+    # v3, v4, v4: `marks` counts the audience boosted despite a machine open or a link scanner's click
+    TopicSpec("booster.fanout-progress", 29, "campaign_id", True, True, "internal", version=3),
+    TopicSpec("booster.summaries", 30, "campaign_id", False, False, "internal", version=4),
+    TopicSpec("booster.reports", 31, "campaign_id", False, True, "output", version=4),
+    # v2: reason code SETTING_OUT_OF_RANGE (a booster setting other than its delay is out of range)
+    TopicSpec("booster.notices", 32, "account_id", False, False, "output", version=2),
+    # v3: booster.scanner_window_seconds, clicks that soon after delivery are a link scanner's
+    TopicSpec("campaign.launched", 33, "campaign_id", False, False, "input", version=3),
+    # v5: the schedule carries the scanner window and the original campaign's channel
+    TopicSpec("booster.control", 34, "campaign_id", True, False, "internal", version=5),
 ]
 
 # every schema version ever written, by id; and each topic's latest version, which writers use

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from booster.processors.audience import Decision, boosted_despite_machine_open, decide
+from booster.processors.audience import Decision, Mark, decide, marks_of
 from booster.processors.boosters import Schedule
 from booster.processors.packing import unpack_contact, unpack_recipient
 from booster.processors.recipients import ContactState, RecipientState
@@ -14,9 +14,10 @@ from booster.streams.store import PartitionStore, recipient_key, recipient_prefi
 
 def decide_rows(
     recipients: PartitionStore, contacts: PartitionStore, schedule: Schedule, at: int, after: bytes | None = None
-) -> Iterator[tuple[str, Decision, bool]]:
-    """(contact_id, decision at `at`, boosted despite a machine open) for every row of the booster's
-    campaign in this partition, in key order, after the row `after` when given."""
+) -> Iterator[tuple[str, Decision, tuple[Mark, ...]]]:
+    """(contact_id, decision at `at`, its marks) for every row of the booster's campaign in this
+    partition, in key order, after the row `after` when given."""
+    window_ms = schedule.scanner_window_seconds * 1000
     prefix = recipient_prefix(schedule.campaign_id)
     cut = len(prefix)
     for key, value in recipients.items(prefix, after):
@@ -30,9 +31,10 @@ def decide_rows(
             criterion=schedule.criterion,
             at=at,
             count_machine_opens=schedule.count_machine_opens,
+            scanner_window_ms=window_ms,
         )
-        machine = boosted_despite_machine_open(recipient, decision, criterion=schedule.criterion, at=at)
-        yield contact_key.decode(), decision, machine
+        marks = marks_of(recipient, decision, criterion=schedule.criterion, at=at, scanner_window_ms=window_ms)
+        yield contact_key.decode(), decision, marks
 
 
 def recipient_states(recipients: PartitionStore, campaign_id: str) -> Iterator[RecipientState]:

@@ -24,7 +24,7 @@ from booster.config import Settings
 from booster.processors.audience import Tally, outcome_of
 from booster.processors.boosters import Schedule, command_id_of
 from booster.processors.campaigns import CampaignPartition, called_off, cancelled_by
-from booster.processors.packing import summary_to_dict
+from booster.processors.packing import summary_to_dict, tally_of_record
 from booster.processors.summaries import PartitionSummary
 from booster.schemas import codec
 from booster.schemas.catalog import audience_key
@@ -226,7 +226,7 @@ class Fanout(Service):
         tally = Tally()
         after = None
         if progress is not None:
-            tally = Tally(progress["audience"], dict(progress["excluded"]), progress["machine_opened"])
+            tally = tally_of_record(progress)
             if progress["last_key"] is not None:
                 after = recipient_key(cid, progress["last_key"])
             log.info("booster %s partition %s: resuming fan-out after %s", cid, partition, progress["last_key"])
@@ -257,10 +257,10 @@ class Fanout(Service):
         reason = called_off(state)  # as the booster's one decision says (R13)
         if reason is None:
             rows = decide_rows(recipients, contacts, schedule, schedule.deadline, after)
-            for contact_id, decision, machine_opened in rows:
+            for contact_id, decision, marks in rows:
                 last_contact = contact_id
                 walked += 1
-                tally = tally.count(decision, machine_opened=machine_opened)
+                tally = tally.count(decision, marks=marks)
                 command_id = None
                 if decision is None:  # eligible: not excluded, and a recipient
                     command_id = command_id_of(booster_id, contact_id)

@@ -11,7 +11,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
 from booster.config import Settings
-from booster.processors.audience import Tally, full_exclusions
+from booster.processors.audience import Mark, Tally, full_exclusions
 from booster.processors.campaigns import called_off
 from booster.processors.recipients import explain
 from booster.schemas.catalog import CONTACT_INPUT_TOPICS
@@ -110,6 +110,7 @@ class Web:
             "evaluated_at": now,
             "audience": 0,
             "machine_opened": 0,  # of the audience: recipients whose only opens were machine opens
+            "scanner_clicked": 0,  # of the audience: recipients whose only clicks were a link scanner's
             "recipients": 0,
             "excluded": full_exclusions({}),
             "contact": None,
@@ -121,13 +122,14 @@ class Web:
         tally = Tally()
         for p in partitions:
             recipients, contacts = self.recipients.partition(p), self.contacts.partition(p)
-            for _, decision, machine_opened in decide_rows(recipients, contacts, schedule, at):
-                tally = tally.count(decision, machine_opened=machine_opened)
+            for _, decision, marks in decide_rows(recipients, contacts, schedule, at):
+                tally = tally.count(decision, marks=marks)
             if contact_id is not None and p == contact_partition(contact_id, self.settings.partitions):
                 recipient, contact = facts_of(recipients, contacts, campaign_id, contact_id)
                 reason, included, why = explain(
                     recipient, contact, campaign_id=campaign_id, channel=schedule.channel,
                     criterion=schedule.criterion, at=at, count_machine_opens=schedule.count_machine_opens,
+                    scanner_window_ms=schedule.scanner_window_seconds * 1000,
                 )  # fmt: skip
                 out["contact"] = {
                     "contact_id": contact_id,
@@ -137,7 +139,8 @@ class Web:
                     "why": why,
                 }
         out["audience"] = tally.audience
-        out["machine_opened"] = tally.machine_opened
+        out["machine_opened"] = tally.marked(Mark.MACHINE_OPEN)
+        out["scanner_clicked"] = tally.marked(Mark.SCANNER_CLICK)
         out["recipients"] = tally.recipients
         out["excluded"] = full_exclusions(tally.excluded)
         return out
@@ -160,6 +163,7 @@ class Web:
                     merged.update(scheduled=True, deadline=part["deadline"], evaluated_at=part["evaluated_at"])
                 merged["audience"] += part["audience"]
                 merged["machine_opened"] += part.get("machine_opened", 0)  # older workers do not count them
+                merged["scanner_clicked"] += part.get("scanner_clicked", 0)
                 merged["recipients"] += part["recipients"]
                 merged["excluded"] = {k: v + part["excluded"].get(k, 0) for k, v in merged["excluded"].items()}
                 if part["contact"] is not None:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any, assert_never
 
 from booster.errors import DecodeError
-from booster.processors.audience import Tally
+from booster.processors.audience import Mark, Tally
 from booster.processors.boosters import Report, reason_code_of
 from booster.processors.campaigns import (
     ChannelAccess,
@@ -38,6 +38,7 @@ def report_record(r: Report) -> dict[str, Any]:
         "billable": r.billable,
         "reason_code": None if r.reason_code is None else r.reason_code.value,
         "boosted_despite_machine_open": r.boosted_despite_machine_open,
+        "boosted_despite_scanner_click": r.boosted_despite_scanner_click,
     }
 
 
@@ -132,5 +133,6 @@ def progress_record(campaign_id: str, partition: int, last_key: str | None, done
         "done": done,
         "audience": tally.audience,
         "excluded": dict(tally.excluded),
-        "machine_opened": tally.machine_opened,
+        "marks": dict(tally.marks),
+        "machine_opened": tally.marked(Mark.MACHINE_OPEN),  # as older workers read it
     }

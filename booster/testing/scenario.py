@@ -40,7 +40,10 @@ ROLES: dict[str, str | None] = {
     "clicked_and_deleted": "DELETED",  # R11: the first reason in order counts
     "late_click": None,  # clicked after the deadline: does not count (R5)
     "bot_click": None,  # only a link scanner clicked (flagged `bot` by the sender): boosted
+    "scanner_click": None,  # unflagged, 5 s after delivery: a scanner's within the window (none: CLICKED)
+    "scanner_then_click": "CLICKED",  # a scanner's click, then the person's an hour later
 }
+SCANNER_CLICK_MS = 5_000  # after the delivery report
 
 NOT_CLICKED_ROLES = {"opened": None, "machine_open": None}
 
@@ -62,6 +65,8 @@ class Scenario:
     expected_excluded: Counter[str] = field(default_factory=Counter)
     expected_outcome: dict[str, str] = field(default_factory=dict)  # contact -> INCLUDED or its exclusion (R16)
     expected_machine_opened: int = 0  # of the audience: boosted despite a machine open
+    scanner_window_seconds: int | None = None  # the booster's; None: the campaign channel's default
+    expected_scanner_clicked: int = 0  # of the audience: boosted despite a link scanner's click
 
     @property
     def deadline(self) -> int:
@@ -84,6 +89,7 @@ class Scenario:
                 "criterion": self.criterion,
                 "content_ref": f"content/{self.campaign_id}/booster",
                 "count_machine_opens": self.count_machine_opens,
+                "scanner_window_seconds": self.scanner_window_seconds,
             },
         }
 
@@ -114,6 +120,7 @@ def build(
     roles: list[str] | None = None,
     contact_prefix: str | None = None,
     count_machine_opens: bool = False,
+    scanner_window_seconds: int | None = None,
 ) -> Scenario:
     """A campaign whose recipients cycle through `roles` (all of ROLES by default)."""
     cycle = roles or list(ROLES)
@@ -127,6 +134,10 @@ def build(
         launched_at=launched_at,
         delay_seconds=delay_seconds,
         count_machine_opens=count_machine_opens,
+        scanner_window_seconds=scanner_window_seconds,
+    )
+    window_ms = 1000 * (
+        scanner_window_seconds if scanner_window_seconds is not None else 60 if channel == "EMAIL" else 0
     )
     effective_channel = booster_channel or channel
     effective_criterion = criterion or ("NOT_CLICKED" if channel == "SMS" else "NOT_OPENED")
@@ -153,6 +164,11 @@ def build(
             sc.add("message.clicked", {**base, "clicked_at": t + HOUR_MS + 1000, "url": "https://example.com/x"})
         if role == "bot_click":
             sc.add("message.clicked", {**base, "clicked_at": t + 60_000, "url": "https://example.com/x", "bot": True})
+        if role in ("scanner_click", "scanner_then_click"):
+            scanned_at = t + 60_000 + SCANNER_CLICK_MS
+            sc.add("message.clicked", {**base, "clicked_at": scanned_at, "url": "https://example.com/x"})
+        if role == "scanner_then_click":
+            sc.add("message.clicked", {**base, "clicked_at": t + HOUR_MS, "url": "https://example.com/x"})
         if role == "late_click":
             sc.add("message.clicked", {**base, "clicked_at": deadline + 1, "url": "https://example.com/late"})
         if role in ("deleted", "clicked_and_deleted"):
@@ -200,10 +216,14 @@ def build(
             reason = "OPENED"  # the booster counts machine opens as opens
         if effective_criterion == "NOT_CLICKED" and role in NOT_CLICKED_ROLES:
             reason = NOT_CLICKED_ROLES[role]
+        if role == "scanner_click" and window_ms < SCANNER_CLICK_MS:
+            reason = "CLICKED"  # no scanner window that long: the click is the person's
         if reason is None:
             sc.expected_audience.add(contact)
             if role == "machine_open" and effective_criterion == "NOT_OPENED":
                 sc.expected_machine_opened += 1
+            if role in ("bot_click", "scanner_click"):
+                sc.expected_scanner_clicked += 1
         else:
             sc.expected_excluded[reason] += 1
         sc.expected_outcome[contact] = reason or "INCLUDED"

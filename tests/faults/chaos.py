@@ -36,7 +36,7 @@ CHAOS_ROLES = [
     "eligible",
     "machine_open",
     "clicked",
-    "eligible",
+    "scanner_click",
     "eligible",
     "opened",
     "eligible",

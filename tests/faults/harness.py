@@ -91,6 +91,9 @@ def verify(settings: Settings, sc: Scenario, report: dict[str, Any] | None = Non
     elif v.report["boosted_despite_machine_open"] != sc.expected_machine_opened:
         got = v.report["boosted_despite_machine_open"]
         v.problems.append(f"report boosted despite a machine open {got} != {sc.expected_machine_opened}")
+    elif v.report["boosted_despite_scanner_click"] != sc.expected_scanner_clicked:
+        got = v.report["boosted_despite_scanner_click"]
+        v.problems.append(f"report boosted despite a scanner's click {got} != {sc.expected_scanner_clicked}")
     return v
 
 

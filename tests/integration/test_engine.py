@@ -90,6 +90,10 @@ def run(kafka: LocalKafka, tmp_path_factory: pytest.TempPathFactory) -> Any:
         "all-opened": sc("all-opened", 60, roles=["opened"]),
         "machine-opens": sc("machine-opens", 60, roles=["opened", "machine_open"]),
         "bot-clicks": sc("bot-clicks", 40, roles=["clicked", "bot_click"]),
+        "scanner-clicks": sc("scanner-clicks", 60, roles=["scanner_click", "scanner_then_click", "bot_click"]),
+        "scanner-window-off": sc(
+            "scanner-window-off", 40, roles=["scanner_click", "eligible"], scanner_window_seconds=0
+        ),
         "machine-opens-counted": sc(
             "machine-opens-counted", 60, roles=["opened", "machine_open"], count_machine_opens=True
         ),
@@ -376,6 +380,23 @@ def test_a_link_scanners_click_flagged_bot_does_not_exclude(run: Run) -> None:
     report = run.final("bot-clicks")
     assert report["status"] == "SENT" and report["excluded"]["CLICKED"] == 20
     assert set(run.commanded("bot-clicks")) == scanned and len(scanned) == 20
+    assert report["boosted_despite_scanner_click"] == 20
+
+
+def test_a_click_within_the_scanner_window_is_a_scanners_and_never_hides_the_persons_later_click(run: Run) -> None:
+    """EMAIL's default window, 60 s: a click 5 s after delivery does not exclude, a later one does;
+    with the window off (0), the same click excludes."""
+    sc = run.scenarios["scanner-clicks"]
+    boosted = {c for c, role in sc.roles.items() if role in ("scanner_click", "bot_click")}
+    report = run.final("scanner-clicks")
+    assert report["status"] == "SENT" and report["audience"] == len(boosted) == 40
+    assert report["excluded"]["CLICKED"] == 20  # scanner_then_click: the person clicked an hour later
+    assert report["boosted_despite_scanner_click"] == 40
+    assert set(run.commanded("scanner-clicks")) == boosted
+    off = run.final("scanner-window-off")
+    assert (off["audience"], off["excluded"]["CLICKED"], off["boosted_despite_scanner_click"]) == (20, 20, 0)
+    roles = run.scenarios["scanner-window-off"].roles
+    assert {roles[c] for c in run.commanded("scanner-window-off")} == {"eligible"}
 
 
 def test_a_booster_that_counts_machine_opens_sees_a_full_open_rate(run: Run) -> None:

@@ -85,8 +85,10 @@ def test_audience_preview_counts_every_reason_before_the_deadline(env: Env) -> N
     assert preview["audience"] == len(env.later.expected_audience)
     assert preview["excluded"] == {k: env.later.expected_excluded.get(k, 0) for k in preview["excluded"]}
     assert sorted(preview["partitions"]) == list(range(env.settings.partitions))
+    assert preview["scanner_clicked"] == env.later.expected_scanner_clicked > 0
     text = booster(env.settings, "audience", env.later.campaign_id, "--worker", env.url)
     assert f"would reach {len(env.later.expected_audience)} of {len(env.later.roles)}" in text.stdout
+    assert f"of them {env.later.expected_scanner_clicked} whose only clicks were a link scanner's" in text.stdout
 
 
 @pytest.mark.parametrize(
@@ -103,6 +105,9 @@ def test_audience_preview_counts_every_reason_before_the_deadline(env: Env) -> N
         ("unsub_other", "eligible"),
         ("waiting", "excluded, WAITING"),
         ("error", "excluded, ERROR"),
+        ("scanner_click", "was a link scanner's, within 60 s of delivery"),
+        ("scanner_then_click", "(after a link scanner's)"),
+        ("bot_click", "was a link scanner's, flagged bot"),
     ],
 )
 def test_audience_explains_one_contact_per_reason(env: Env, role: str, words: str) -> None:
@@ -196,6 +201,8 @@ def test_a_fired_booster_s_audience_counts_and_explains_each_contact_from_its_ou
     assert fired["boosted_despite_machine_open"] == sc.expected_machine_opened > 0
     plain = booster(env.settings, "audience", sc.campaign_id).stdout
     assert f"of them {sc.expected_machine_opened} whose only opens were machine opens" in plain
+    assert fired["boosted_despite_scanner_click"] == sc.expected_scanner_clicked > 0
+    assert f"of them {sc.expected_scanner_clicked} whose only clicks were a link scanner's" in plain
     for role in ("eligible", "clicked", "deleted", "unsub_all", "waiting"):
         contact = next(c for c, r in sc.roles.items() if r == role)
         r = booster(env.settings, "audience", sc.campaign_id, "--contact", contact, "--json")

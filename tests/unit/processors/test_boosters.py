@@ -13,6 +13,7 @@ from booster.processors.boosters import (
     COMMAND_NAMESPACE,
     Accepted,
     NoBooster,
+    ReasonCode,
     Refused,
     Schedule,
     booster_id_of,
@@ -20,6 +21,7 @@ from booster.processors.boosters import (
     decide_launch,
     evolve_account,
     on_account,
+    on_launch,
 )
 from booster.processors.campaigns import (
     CampaignPartition,
@@ -84,6 +86,27 @@ def test_r3_booster_channel_defaults_to_the_campaigns() -> None:
     assert isinstance(decision, Accepted) and decision.schedule.channel == "PUSH"
     decision = decide_launch(launch(channel="EMAIL", booster_channel="SMS"), ALL)
     assert isinstance(decision, Accepted) and decision.schedule.channel == "SMS"
+
+
+@pytest.mark.parametrize(("channel", "window"), [("EMAIL", 60), ("SMS", 0), ("PUSH", 0)])
+def test_the_scanner_window_defaults_to_the_original_campaigns_channel(channel: str, window: int) -> None:
+    decision = decide_launch(launch(channel=channel, booster_channel="EMAIL"), ALL)
+    assert isinstance(decision, Accepted)
+    assert (decision.schedule.scanner_window_seconds, decision.schedule.campaign_channel) == (window, channel)
+
+
+@pytest.mark.parametrize(("window", "accepted"), [(0, True), (5, True), (1800, True), (1801, False), (-1, False)])
+def test_a_scanner_window_out_of_range_is_rejected_without_waiting_for_the_account(window: int, accepted: bool) -> None:
+    b = BoosterSettings(7200, None, None, "tpl/1", scanner_window_seconds=window)
+    launched = replace(launch(), booster=b)
+    decision = decide_launch(launched, ALL)
+    assert isinstance(decision, Accepted) == accepted
+    if accepted:
+        assert isinstance(decision, Accepted) and decision.schedule.scanner_window_seconds == window
+    else:
+        assert isinstance(decision, Refused) and decision.report.reason_code is ReasonCode.SETTING_OUT_OF_RANGE
+        assert "0 to 1800 s" in (decision.report.reason or "")
+        assert on_launch(None, None, launched) == decision  # the account's channels would not change it
 
 
 def test_default_criterion_follows_the_original_message() -> None:

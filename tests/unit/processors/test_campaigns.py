@@ -12,10 +12,11 @@ from hypothesis import strategies as st
 
 from booster.processors.audience import (
     NOT_A_RECIPIENT,
+    Mark,
     Tally,
     all_opened,
-    boosted_despite_machine_open,
     decide,
+    marks_of,
     tally_of,
 )
 from booster.processors.boosters import (
@@ -339,20 +340,37 @@ def test_the_same_launch_seen_again_broadcasts_its_decision_again_while_partitio
     assert broadcast_again(launched, "REJECTED", T0) == NoBoosterFor("cmp", launched.launched_at)
 
 
-def test_the_report_counts_the_audience_boosted_despite_a_machine_open() -> None:
-    tally = Tally().count(None, machine_opened=True).count(None).count(Exclusion.OPENED, machine_opened=True)
-    assert tally == Tally(2, {"OPENED": 1}, machine_opened=1)  # only an included recipient counts
+def test_the_report_counts_the_audience_boosted_despite_a_machine_open_or_a_scanner_click() -> None:
+    both = (Mark.MACHINE_OPEN, Mark.SCANNER_CLICK)
+    tally = Tally().count(None, marks=both).count(None).count(Exclusion.OPENED, marks=(Mark.MACHINE_OPEN,))
+    assert tally == Tally(2, {"OPENED": 1}, {"MACHINE_OPEN": 1, "SCANNER_CLICK": 1})  # only the included count
     parts = [
-        PartitionSummary("cmp", p, 2, SCHEDULE, None, Tally(3, {"OPENED": 1}, machine_opened=p + 1)) for p in (0, 1)
+        PartitionSummary(
+            "cmp", p, 2, SCHEDULE, None, Tally(3, {"OPENED": 1}, {"MACHINE_OPEN": p + 1, "SCANNER_CLICK": p})
+        )
+        for p in (0, 1)
     ]
     _, report = evolve_summaries(evolve_summaries(None, parts[0])[0], parts[1])
     assert report is not None and report.status == "SENT"
-    assert (report.audience, report.boosted_despite_machine_open) == (6, 3)
+    assert (report.audience, report.boosted_despite_machine_open, report.boosted_despite_scanner_click) == (6, 3, 1)
 
 
 def test_boosted_despite_a_machine_open_only_where_opens_matter() -> None:
     machine = RecipientState(sent_at=T0, machine_opened_at=T0 + 1)
-    assert boosted_despite_machine_open(machine, None, criterion="NOT_OPENED", at=T0 + 5)
-    assert not boosted_despite_machine_open(machine, None, criterion="NOT_OPENED", at=T0)  # after `at`
-    assert not boosted_despite_machine_open(machine, None, criterion="NOT_CLICKED", at=T0 + 5)
-    assert not boosted_despite_machine_open(machine, Exclusion.OPENED, criterion="NOT_OPENED", at=T0 + 5)
+    assert marks_of(machine, None, criterion="NOT_OPENED", at=T0 + 5) == (Mark.MACHINE_OPEN,)
+    assert marks_of(machine, None, criterion="NOT_OPENED", at=T0) == ()  # after `at`
+    assert marks_of(machine, None, criterion="NOT_CLICKED", at=T0 + 5) == ()
+    assert marks_of(machine, Exclusion.OPENED, criterion="NOT_OPENED", at=T0 + 5) == ()
+
+
+def test_boosted_despite_a_scanner_click_flagged_or_in_the_window() -> None:
+    delivered = RecipientState(sent_at=T0, messages=("m",), reports=(("m", T0 + 1_000, False),))
+    flagged = replace(delivered, bot_clicked_at=T0 + 2_000)
+    assert marks_of(flagged, None, criterion="NOT_CLICKED", at=T0 + 5_000) == (Mark.SCANNER_CLICK,)
+    assert marks_of(flagged, None, criterion="NOT_CLICKED", at=T0 + 1_500) == ()  # not yet by `at`
+    windowed = replace(delivered, clicked_at=T0 + 3_000)
+    assert marks_of(windowed, None, criterion="NOT_CLICKED", at=T0 + 5_000, scanner_window_ms=2_000) == (
+        Mark.SCANNER_CLICK,
+    )
+    assert marks_of(windowed, None, criterion="NOT_CLICKED", at=T0 + 5_000, scanner_window_ms=1_000) == ()
+    assert marks_of(windowed, Exclusion.CLICKED, criterion="NOT_CLICKED", at=T0 + 5_000, scanner_window_ms=2_000) == ()

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, cast
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from booster.processors.audience import Tally, decide
-from booster.processors.boosters import default_criterion
+from booster.processors.boosters import DEFAULT_SCANNER_WINDOW_SECONDS, default_criterion
 from booster.processors.events import contact_event_from_record, message_event_from_record
 from booster.processors.recipients import fold
 from booster.testing.scenario import Scenario, build
@@ -32,7 +32,8 @@ def audience(sc: Scenario, evs: list[tuple[str, dict[str, Any]]]) -> tuple[set[s
         for topic, r in evs
     )
     channel: Any = sc.booster_channel or sc.channel
-    criterion = default_criterion(cast(Any, sc.channel))
+    channel_of_campaign: Any = sc.channel
+    criterion = default_criterion(channel_of_campaign)
     chosen, tally = set(), Tally()
     for (_campaign, contact), recipient in folded.recipients.items():
         decision = decide(
@@ -42,6 +43,7 @@ def audience(sc: Scenario, evs: list[tuple[str, dict[str, Any]]]) -> tuple[set[s
             criterion=criterion,
             at=sc.deadline,
             count_machine_opens=False,
+            scanner_window_ms=1000 * DEFAULT_SCANNER_WINDOW_SECONDS[channel_of_campaign],
         )
         tally = tally.count(decision)
         if decision is None:

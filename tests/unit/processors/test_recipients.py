@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import random
 import struct
 from collections.abc import Sequence
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from booster.processors.audience import all_opened
 from booster.processors.events import (
@@ -23,11 +26,13 @@ from booster.processors.events import (
 )
 from booster.processors.packing import pack_contact, pack_recipient, unpack_contact, unpack_recipient
 from booster.processors.recipients import (
+    MAX_KEPT_CLICKS,
     ContactState,
     Exclusion,
     RecipientState,
     exclusion,
     explain,
+    first_click,
     fold,
     is_recipient,
 )
@@ -52,6 +57,7 @@ def decide(
     channel: str = "EMAIL",
     criterion: str = "NOT_OPENED",
     count_machine_opens: bool = False,
+    scanner_window_ms: int = 0,
 ) -> Exclusion | None:
     r, c = one(messages, contacts)
     return exclusion(
@@ -61,6 +67,7 @@ def decide(
         criterion=criterion,  # type: ignore[arg-type]
         deadline=DEADLINE,
         count_machine_opens=count_machine_opens,
+        scanner_window_ms=scanner_window_ms,
     )
 
 
@@ -268,6 +275,93 @@ def test_a_link_scanners_click_is_kept_apart_and_never_excludes() -> None:
         r, None, campaign_id=C, channel="EMAIL", criterion="NOT_OPENED", at=DEADLINE, count_machine_opens=False
     )
     assert included and "link scanner" in why
+
+
+WINDOW_MS = 60_000  # the EMAIL default
+
+
+def clicked(after_delivery_ms: int) -> MessageClicked:
+    return MessageClicked(C, K, DELIVERED.reported_at + after_delivery_ms)
+
+
+def test_a_click_within_the_scanner_window_after_delivery_is_a_scanners() -> None:
+    for criterion in ("NOT_OPENED", "NOT_CLICKED"):
+        scanned: list[MessageEvent] = [SENT, DELIVERED, clicked(2_000)]
+        assert decide(scanned, criterion=criterion, scanner_window_ms=WINDOW_MS) is None
+        assert decide(scanned, criterion=criterion, scanner_window_ms=0) is Exclusion.CLICKED  # no window: a click
+        at_the_edge: list[MessageEvent] = [SENT, DELIVERED, clicked(WINDOW_MS)]
+        assert decide(at_the_edge, criterion=criterion, scanner_window_ms=WINDOW_MS) is None
+        just_after: list[MessageEvent] = [SENT, DELIVERED, clicked(WINDOW_MS + 1)]
+        assert decide(just_after, criterion=criterion, scanner_window_ms=WINDOW_MS) is Exclusion.CLICKED
+    # a click before the delivery report came (reports lag) is within the window too
+    early: list[MessageEvent] = [SENT, MessageClicked(C, K, T0 + 500), DELIVERED]
+    assert decide(early, scanner_window_ms=WINDOW_MS) is None
+
+
+def test_a_scanners_click_never_hides_the_persons_later_click() -> None:
+    person = clicked(WINDOW_MS + 30_000)
+    burst = [clicked(ms) for ms in range(0, 10_000, 125)]  # a gateway clicking 80 links over 10 s
+    orders: list[list[MessageEvent]] = [[SENT, DELIVERED, *burst, person], [person, *reversed(burst), DELIVERED, SENT]]
+    for events in orders:
+        assert decide(events, scanner_window_ms=WINDOW_MS) is Exclusion.CLICKED
+        r, _ = one(events)
+        assert unpack_recipient(pack_recipient(r)) == r
+        _, _, why = explain(
+            r, None, campaign_id=C, channel="EMAIL", criterion="NOT_OPENED", at=DEADLINE,
+            count_machine_opens=False, scanner_window_ms=WINDOW_MS,
+        )  # fmt: skip
+        assert "clicked the original message at 2026-01-01T00:01:31.000Z (after a link scanner's)" in why
+    # a scanner clicking in more seconds than are kept: the latest click is kept too
+    slow_scanner = [clicked(ms) for ms in range(0, MAX_KEPT_CLICKS * 2000, 2000)]
+    assert decide([SENT, DELIVERED, *slow_scanner, person], scanner_window_ms=WINDOW_MS) is Exclusion.CLICKED
+    r, _ = one([SENT, DELIVERED, person, *slow_scanner])
+    assert r.last_click == person.clicked_at and unpack_recipient(pack_recipient(r)) == r
+    # the limit: then a person's click is lost if a later one came after the deadline
+    after_deadline = MessageClicked(C, K, DEADLINE + 1)
+    assert decide([SENT, DELIVERED, *slow_scanner, person, after_deadline], scanner_window_ms=WINDOW_MS) is None
+    r, _ = one([SENT, DELIVERED, *burst])
+    _, included, why = explain(
+        r, None, campaign_id=C, channel="EMAIL", criterion="NOT_OPENED", at=DEADLINE,
+        count_machine_opens=False, scanner_window_ms=WINDOW_MS,
+    )  # fmt: skip
+    assert included and "was a link scanner's, within 60 s of delivery" in why
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    clicks=st.lists(st.integers(min_value=0, max_value=40_000), min_size=1, max_size=40),
+    window_ms=st.sampled_from([0, 1_000, 5_000, 20_000]),
+    seed=st.randoms(use_true_random=False),
+)
+def test_the_kept_clicks_decide_as_every_click_would_in_any_order(
+    clicks: list[int], window_ms: int, seed: random.Random
+) -> None:
+    """The first MAX_KEPT_CLICKS seconds of clicks decide as all of them (at one-second precision)."""
+    events: list[MessageEvent] = [SENT, DELIVERED, *(clicked(ms) for ms in clicks), clicked(clicks[0])]
+    shuffled = list(events)
+    seed.shuffle(shuffled)
+    r, _ = one(events)
+    assert one(shuffled)[0] == r  # any order, any repeat (G5)
+    assert len(r.clicks) <= MAX_KEPT_CLICKS + 1 and r.clicked_at == DELIVERED.reported_at + min(clicks)
+    assert unpack_recipient(pack_recipient(r)) == r
+    times = [DELIVERED.reported_at + ms for ms in clicks]
+    earliest_of_second: dict[int, int] = {}
+    for t in sorted(times, reverse=True):
+        earliest_of_second[t // 1000] = t
+    threshold = DELIVERED.reported_at + window_ms
+    person = [t for t in times if window_ms == 0 or t > threshold]
+    kept = first_click(r, DELIVERED.reported_at, window_ms)
+    if not person:
+        assert kept is None
+    elif len(earliest_of_second) <= MAX_KEPT_CLICKS:
+        first = min(person)
+        if earliest_of_second[first // 1000] == first:
+            assert kept == first
+        else:  # a scanner's click in the same second as the window's end: the next second's counts
+            assert kept == min((t for t in earliest_of_second.values() if t > threshold), default=None)
+    else:  # more seconds than are kept: the latest click is, and a person's found is one of theirs
+        assert r.last_click == max(times)
+        assert kept is not None and kept in person
 
 
 def test_a_booster_that_counts_machine_opens_excludes_them_as_opens() -> None:

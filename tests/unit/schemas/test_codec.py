@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from booster.errors import DecodeError
+from booster.processors.audience import Tally
 from booster.processors.boosters import ReasonCode
 from booster.processors.events import (
     BoosterSettings,
@@ -25,6 +26,7 @@ from booster.processors.events import (
     message_event_from_record,
 )
 from booster.processors.notices import NoticeKind
+from booster.processors.packing import schedule_from_dict, tally_of_record
 from booster.schemas import CATALOG, codec
 from booster.schemas.catalog import BY_ID, CONTACT_INPUT_TOPICS, INPUT_TOPICS
 from booster.schemas.codec import strip_logical_types
@@ -50,15 +52,18 @@ def test_schema_ids_are_unique_and_stable() -> None:
         20: ("booster.summaries", 2), 21: ("booster.audience", 1), 22: ("booster.control", 3),
         23: ("campaign.launched", 2), 24: ("booster.control", 4), 25: ("booster.fanout-progress", 2),
         26: ("booster.summaries", 3), 27: ("booster.reports", 3), 28: ("message.clicked", 2),
+        29: ("booster.fanout-progress", 3), 30: ("booster.summaries", 4), 31: ("booster.reports", 4),
+        32: ("booster.notices", 2), 33: ("campaign.launched", 3), 34: ("booster.control", 5),
     }  # fmt: skip
     # writers use each topic's latest version
     assert {n: s.schema_id for n, s in CATALOG.items() if s.version > 1} == {
-        "booster.reports": 27,
-        "booster.control": 24,
-        "booster.summaries": 26,
-        "campaign.launched": 23,
-        "booster.fanout-progress": 25,
+        "booster.reports": 31,
+        "booster.control": 34,
+        "booster.summaries": 30,
+        "campaign.launched": 33,
+        "booster.fanout-progress": 29,
         "message.clicked": 28,
+        "booster.notices": 32,
     }
 
 
@@ -71,12 +76,15 @@ def _write(schema_id: int, value: dict[str, Any]) -> bytes:
 
 
 def test_a_version_1_report_decodes_as_the_latest_version() -> None:
-    added = {"reason_code": None, "boosted_despite_machine_open": 0}
+    added = {"reason_code": None, "boosted_despite_machine_open": 0, "boosted_despite_scanner_click": 0}
     v1 = {k: v for k, v in SAMPLES["booster.reports"].items() if k not in added}
     decoded = codec().decode("booster.reports", _write(12, {**v1, "deadline": None}))
     assert decoded == {**v1, "deadline": None, **added}
-    v2 = {k: v for k, v in SAMPLES["booster.reports"].items() if k != "boosted_despite_machine_open"}
-    assert codec().decode("booster.reports", _write(17, v2)) == {**v2, "boosted_despite_machine_open": 0}
+    despite = ("boosted_despite_machine_open", "boosted_despite_scanner_click")
+    v2 = {k: v for k, v in SAMPLES["booster.reports"].items() if k not in despite}
+    assert codec().decode("booster.reports", _write(17, v2)) == {**v2, **dict.fromkeys(despite, 0)}
+    v3 = {**v2, "boosted_despite_machine_open": 4}
+    assert codec().decode("booster.reports", _write(27, v3)) == {**v3, "boosted_despite_scanner_click": 0}
 
 
 def test_a_version_1_click_decodes_as_the_persons() -> None:
@@ -88,9 +96,15 @@ def test_a_version_1_click_decodes_as_the_persons() -> None:
     assert flagged == MessageClicked("c1", "k", 1767225603000, True)
 
 
-def test_older_fanout_progress_decodes_with_nothing_boosted_despite_a_machine_open() -> None:
-    v1 = {k: v for k, v in SAMPLES["booster.fanout-progress"].items() if k != "machine_opened"}
-    assert codec().decode("booster.fanout-progress", _write(16, v1)) == {**v1, "machine_opened": 0}
+def test_older_fanout_progress_decodes_with_its_machine_opens_and_nothing_else_marked() -> None:
+    v1 = {k: v for k, v in SAMPLES["booster.fanout-progress"].items() if k not in ("machine_opened", "marks")}
+    v1_read = codec().decode("booster.fanout-progress", _write(16, v1))
+    assert v1_read == {**v1, "machine_opened": 0, "marks": {}}
+    v2 = {**v1, "machine_opened": 5}
+    v2_read = codec().decode("booster.fanout-progress", _write(25, v2))
+    assert v2_read == {**v2, "marks": {}}
+    assert tally_of_record(v2_read) == Tally(3, {}, {"MACHINE_OPEN": 5})
+    assert tally_of_record(SAMPLES["booster.fanout-progress"]) == Tally(3, {}, {"MACHINE_OPEN": 1})
 
 
 def _enum(schema: dict[str, Any], name: str) -> dict[str, Any]:
@@ -103,10 +117,10 @@ def _enum(schema: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def test_the_reason_codes_and_notice_kinds_are_the_cores() -> None:
-    for schema_id in (17, 18):
+    for schema_id in (CATALOG["booster.reports"].schema_id, CATALOG["booster.notices"].schema_id):
         reasons = _enum(json.loads(BY_ID[schema_id].schema_path.read_text()), "ReasonCode")
         assert reasons["symbols"] == [c.value for c in ReasonCode]
-    kinds = _enum(json.loads(BY_ID[18].schema_path.read_text()), "NoticeKind")
+    kinds = _enum(json.loads(CATALOG["booster.notices"].schema_path.read_text()), "NoticeKind")
     assert kinds["symbols"] == [k.value for k in NoticeKind]
 
 
@@ -116,9 +130,12 @@ def test_a_version_1_control_record_decodes_as_the_latest_version() -> None:
         "account_id": None,
     }  # fmt: skip
     v1 = {k: v for k, v in SAMPLES["booster.control"].items() if k not in added}
-    v1["schedule"] = {k: v for k, v in v1["schedule"].items() if k != "count_machine_opens"}
+    settings = {"count_machine_opens": False, "scanner_window_seconds": 0, "campaign_channel": None}
+    v1["schedule"] = {k: v for k, v in v1["schedule"].items() if k not in settings}
     decoded = codec().decode("booster.control", _write(14, v1))
-    assert decoded == {**v1, **added, "schedule": {**v1["schedule"], "count_machine_opens": False}}
+    assert decoded == {**v1, **added, "schedule": {**v1["schedule"], **settings}}
+    # scheduled without a scanner window by an older worker: none, as every partition reads the same record
+    assert schedule_from_dict({"campaign_id": "c1", **decoded["schedule"]}).scanner_window_seconds == 0
 
 
 def test_each_topic_is_listed_once_whatever_its_versions() -> None:
@@ -126,13 +143,16 @@ def test_each_topic_is_listed_once_whatever_its_versions() -> None:
     assert len(CONTACT_INPUT_TOPICS) == len(set(CONTACT_INPUT_TOPICS)) == 7
 
 
-def test_a_version_1_launch_decodes_with_machine_opens_not_counted() -> None:
+def test_a_version_1_launch_decodes_with_machine_opens_not_counted_and_the_default_scanner_window() -> None:
     v1 = dict(SAMPLES["campaign.launched"])
-    v1["booster"] = {k: v for k, v in v1["booster"].items() if k != "count_machine_opens"}
+    v1["booster"] = {
+        k: v for k, v in v1["booster"].items() if k not in ("count_machine_opens", "scanner_window_seconds")
+    }
     decoded = codec().decode("campaign.launched", _write(1, v1))
     assert decoded["booster"]["count_machine_opens"] is False
-    assert launch_from_record(decoded).booster == BoosterSettings(7200, "SMS", None, "tpl/9", False)
-    assert launch_from_record(SAMPLES["campaign.launched"]).booster == BoosterSettings(7200, "SMS", None, "tpl/9", True)
+    assert launch_from_record(decoded).booster == BoosterSettings(7200, "SMS", None, "tpl/9", False, None)
+    latest = launch_from_record(SAMPLES["campaign.launched"])
+    assert latest.booster == BoosterSettings(7200, "SMS", None, "tpl/9", True, 30)
 
 
 def test_a_version_2_channel_record_decodes_with_no_account() -> None:
@@ -142,9 +162,12 @@ def test_a_version_2_channel_record_decodes_with_no_account() -> None:
 
 
 def test_a_version_1_summary_decodes_as_the_latest_version() -> None:
-    added = {"cancel_reason": None, "machine_opened": 0}
+    added: dict[str, Any] = {"cancel_reason": None, "machine_opened": 0, "marks": {}}
+    settings = {"count_machine_opens": False, "scanner_window_seconds": 0, "campaign_channel": None}
     v1 = {k: v for k, v in SAMPLES["booster.summaries"].items() if k not in added}
-    assert codec().decode("booster.summaries", _write(15, v1)) == {**v1, **added}
+    v1["schedule"] = {k: v for k, v in v1["schedule"].items() if k not in settings}
+    decoded = codec().decode("booster.summaries", _write(15, v1))
+    assert decoded == {**v1, **added, "schedule": {**v1["schedule"], **settings}}
 
 
 def test_a_reason_code_newer_than_the_reader_reads_as_other() -> None:
