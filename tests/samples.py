@@ -22,6 +22,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "contact.unsubscribed": {"contact_id": "k", "account_id": "acct-1", "channel": None, "unsubscribed_at": 1767225604000},
     "contact.deleted": {"contact_id": "k", "account_id": "acct-1", "deleted_at": 1767225605000},
     "contact.blocked": {"contact_id": "k", "account_id": "acct-1", "blocked": False, "changed_at": 1767225606000},
+    "contact.reachability": {"contact_id": "k", "account_id": "acct-1", "channel": "SMS", "reachable": False, "changed_at": 1767225607000},
     "booster.commands": {
         "command_id": "5d2c", "booster_id": "c1:booster", "booster_name": "Booster for X", "campaign_id": "c1",
         "account_id": "acct-1", "contact_id": "k", "channel": "PUSH", "content_ref": "tpl/1",
@@ -39,7 +40,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "text": "Booster for X was cancelled: cancelled before its window expired", "at": 1767232800000,
     },
     "booster.audience": {
-        "contact_id": "ct-1", "outcome": "INCLUDED", "command_id": "5e0c1f4a-0d3c-5b8e-9f65-1b8c2d3e4f50",
+        "contact_id": "ct-1", "outcome": "UNREACHABLE", "command_id": None,
         "booster_id": "c1:booster", "campaign_id": "c1", "account_id": "acct-1", "deadline": 1767232800000,
         "decided_at": 1767232805000,
     },

@@ -44,12 +44,14 @@ def decide(
     at: int,
     count_machine_opens: bool,
     scanner_window_ms: int = 0,
+    campaign_channel: Channel | None = None,
 ) -> Decision:
     if recipient.sent_at is None:
         return NOT_A_RECIPIENT
     return exclusion(
         recipient, contact, channel=channel, criterion=criterion, deadline=at,
         count_machine_opens=count_machine_opens, scanner_window_ms=scanner_window_ms,
+        campaign_channel=campaign_channel,
     )  # fmt: skip
 
 

@@ -104,8 +104,19 @@ class ContactBlocked:
     changed_at: int
 
 
+@dataclass(frozen=True, slots=True)
+class ContactReachability:
+    """Whether the contact can be sent messages on a channel from `changed_at` on: an address or a
+    number, and consent, for that channel (the account's contact service decides)."""
+
+    contact_id: str
+    channel: Channel
+    reachable: bool
+    changed_at: int
+
+
 MessageEvent = MessageSent | MessageDelivered | MessageOpened | MessageClicked
-ContactEvent = ContactUnsubscribed | ContactDeleted | ContactBlocked
+ContactEvent = ContactUnsubscribed | ContactDeleted | ContactBlocked | ContactReachability
 
 
 def launch_from_record(r: Mapping[str, Any]) -> CampaignLaunched:
@@ -154,4 +165,6 @@ def contact_event_from_record(topic: str, r: Mapping[str, Any]) -> ContactEvent:
         return ContactDeleted(r["contact_id"], r["deleted_at"])
     if topic == "contact.blocked":
         return ContactBlocked(r["contact_id"], r["blocked"], r["changed_at"])
+    if topic == "contact.reachability":
+        return ContactReachability(r["contact_id"], r["channel"], r["reachable"], r["changed_at"])
     raise ValueError(f"{topic} is not a contact topic")

@@ -37,6 +37,9 @@ _REPORT = struct.Struct("<Hq?")  # message id index, reported_at, error
 _CONTACT_HEAD = struct.Struct("<qBB")
 _UNSUB = struct.Struct("<Bq")
 _BLOCK = struct.Struct("<q?")
+# after the blocks, in rows with reachability facts only: their count, then (channel, changed_at, reachable)
+_REACH_COUNT = struct.Struct("<B")
+_REACH = struct.Struct("<Bq?")
 _CHANNEL_CODES = {"ALL": 0, "EMAIL": 1, "SMS": 2, "PUSH": 3}
 _CHANNEL_NAMES = {v: k for k, v in _CHANNEL_CODES.items()}
 
@@ -137,7 +140,19 @@ def pack_contact(s: ContactState) -> bytes:
     parts += [_UNSUB.pack(_CHANNEL_CODES[ch], at) for ch, at in s.unsubscribed]
     # more than 255 block changes of one contact: keep the latest, they decide
     parts += [_BLOCK.pack(at, blocked) for at, blocked in s.blocks[-255:]]
+    if s.reachability:
+        # more than 255 changes: keep each channel's latest, they decide
+        kept = s.reachability if len(s.reachability) <= 255 else _latest_reachability(s.reachability)
+        parts.append(_REACH_COUNT.pack(len(kept)))
+        parts += [_REACH.pack(_CHANNEL_CODES[ch], at, ok) for ch, at, ok in kept]
     return b"".join(parts)
+
+
+def _latest_reachability(facts: tuple[tuple[str, int, bool], ...]) -> tuple[tuple[str, int, bool], ...]:
+    by_channel: dict[str, list[tuple[str, int, bool]]] = {}
+    for fact in facts:
+        by_channel.setdefault(fact[0], []).append(fact)
+    return tuple(sorted(f for channel_facts in by_channel.values() for f in channel_facts[-80:]))
 
 
 def unpack_contact(data: bytes) -> ContactState:
@@ -153,7 +168,15 @@ def unpack_contact(data: bytes) -> ContactState:
         at, blocked = _BLOCK.unpack_from(data, pos)
         blocks.append((at, blocked))
         pos += _BLOCK.size
-    return ContactState(_unopt(deleted_at), tuple(unsub), tuple(blocks))
+    reachability = []
+    if pos < len(data):  # rows of older workers end with the blocks
+        (n_reach,) = _REACH_COUNT.unpack_from(data, pos)
+        pos += _REACH_COUNT.size
+        for _ in range(n_reach):
+            code, at, ok = _REACH.unpack_from(data, pos)
+            reachability.append((_CHANNEL_NAMES[code], at, ok))
+            pos += _REACH.size
+    return ContactState(_unopt(deleted_at), tuple(unsub), tuple(blocks), tuple(reachability))
 
 
 def schedule_to_dict(s: Schedule) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from booster.processors.events import (
     ContactBlocked,
     ContactDeleted,
     ContactEvent,
+    ContactReachability,
     ContactUnsubscribed,
     Criterion,
     MessageClicked,
@@ -40,6 +41,7 @@ class Exclusion(StrEnum):
     DELETED = "DELETED"
     BLOCKED = "BLOCKED"
     UNSUBSCRIBED = "UNSUBSCRIBED"
+    UNREACHABLE = "UNREACHABLE"  # a booster on another channel than its campaign's cannot reach the contact there
     ERROR = "ERROR"
     WAITING = "WAITING"
     CLICKED = "CLICKED"
@@ -140,6 +142,8 @@ class ContactState:
     unsubscribed: tuple[tuple[str, int], ...] = ()
     # every distinct (changed_at, blocked) seen, sorted: the latest one at a moment decides
     blocks: tuple[tuple[int, bool], ...] = ()
+    # every distinct (channel, changed_at, reachable) seen, sorted: per channel, the latest at a moment decides
+    reachability: tuple[tuple[str, int, bool], ...] = ()
 
 
 def evolve_recipient(state: RecipientState | None, event: MessageEvent) -> RecipientState:
@@ -180,6 +184,11 @@ def evolve_contact(state: ContactState | None, event: ContactEvent) -> ContactSt
             if entry in s.blocks:
                 return s
             return replace(s, blocks=tuple(sorted((*s.blocks, entry))))
+        case ContactReachability():
+            fact = (event.channel, event.changed_at, event.reachable)
+            if fact in s.reachability:
+                return s
+            return replace(s, reachability=tuple(sorted((*s.reachability, fact))))
         case _:
             assert_never(event)  # a new contact event is a type error until it is folded here
 
@@ -200,7 +209,7 @@ def fold(events: Iterable[MessageEvent | ContactEvent], into: Folded | None = No
             case MessageSent() | MessageDelivered() | MessageOpened() | MessageClicked():
                 key = (event.campaign_id, event.contact_id)
                 out.recipients[key] = evolve_recipient(out.recipients.get(key), event)
-            case ContactUnsubscribed() | ContactDeleted() | ContactBlocked():
+            case ContactUnsubscribed() | ContactDeleted() | ContactBlocked() | ContactReachability():
                 out.contacts[event.contact_id] = evolve_contact(out.contacts.get(event.contact_id), event)
             case _:
                 assert_never(event)
@@ -221,6 +230,31 @@ def is_blocked(contact: ContactState, deadline: int) -> bool:
     return bool(latest)
 
 
+def _reachability_changes(contact: ContactState, channel: Channel, deadline: int) -> list[tuple[int, bool]]:
+    """(changed_at, reachable) on the channel at or before the deadline, one per moment, in time order;
+    facts of the same moment that disagree count as unreachable (as a block does at a tie)."""
+    changes: dict[int, bool] = {}
+    for ch, changed_at, reachable in contact.reachability:
+        if ch == channel and changed_at <= deadline:
+            changes[changed_at] = changes.get(changed_at, True) and reachable
+    return sorted(changes.items())
+
+
+def is_unreachable(contact: ContactState, channel: Channel, deadline: int) -> bool:
+    """The latest reachability fact on the channel at or before the deadline says unreachable; with
+    none, the contact counts as reachable."""
+    changes = _reachability_changes(contact, channel, deadline)
+    return bool(changes) and not changes[-1][1]
+
+
+def unreachable_since(contact: ContactState, channel: Channel, deadline: int) -> int | None:
+    """Since when the contact has been unreachable on the channel as of the deadline, or None."""
+    since = None
+    for changed_at, reachable in _reachability_changes(contact, channel, deadline):
+        since = None if reachable else (changed_at if since is None else since)
+    return since
+
+
 def is_unsubscribed(contact: ContactState, channel: Channel, deadline: int) -> bool:
     return any(ch in (channel, ALL_CHANNELS) and at <= deadline for ch, at in contact.unsubscribed)
 
@@ -234,6 +268,7 @@ def exclusion(
     deadline: int,
     count_machine_opens: bool,
     scanner_window_ms: int = 0,
+    campaign_channel: Channel | None = None,
 ) -> Exclusion | None:
     """The first reason of R11 that excludes this recipient at the deadline, or None: eligible.
 
@@ -241,6 +276,8 @@ def exclusion(
     `channel` is the booster's channel: an unsubscribe from that channel or from all excludes.
     `count_machine_opens` is the booster's policy: whether a machine open counts as an open (R6).
     `scanner_window_ms`: an unflagged click this long after the delivery or sooner is a scanner's.
+    `campaign_channel`: the original campaign's; a booster on another channel excludes a contact
+    unreachable on the booster's channel (None: not checked, as in schedules of older workers).
     """
     if contact is not None:
         if _at_or_before(contact.deleted_at, deadline):
@@ -249,6 +286,12 @@ def exclusion(
             return Exclusion.BLOCKED
         if contact.unsubscribed and is_unsubscribed(contact, channel, deadline):
             return Exclusion.UNSUBSCRIBED
+        if (
+            contact.reachability
+            and campaign_channel not in (None, channel)
+            and is_unreachable(contact, channel, deadline)
+        ):
+            return Exclusion.UNREACHABLE
     status, delivered_at = delivery(recipient, deadline)
     if status is Delivery.ERROR:
         return Exclusion.ERROR
@@ -302,6 +345,7 @@ def explain(
     at: int,
     count_machine_opens: bool,
     scanner_window_ms: int = 0,
+    campaign_channel: Channel | None = None,
 ) -> tuple[Exclusion | None, bool, str]:
     """(reason, in the audience, why in words) for one contact, as of `at`."""
     if recipient is None or not is_recipient(recipient):
@@ -309,6 +353,7 @@ def explain(
     reason = exclusion(
         recipient, contact, channel=channel, criterion=criterion, deadline=at,
         count_machine_opens=count_machine_opens, scanner_window_ms=scanner_window_ms,
+        campaign_channel=campaign_channel,
     )  # fmt: skip
     c = contact or ContactState()
     r = recipient
@@ -331,6 +376,9 @@ def explain(
         ch, t = min(hits, key=lambda h: h[1])
         where = "every channel" if ch == ALL_CHANNELS else ch
         why = f"unsubscribed from {where} at {format_timestamp(t)}"
+    elif reason is Exclusion.UNREACHABLE:
+        unreachable_at = format_timestamp(unreachable_since(c, channel, at) or 0)
+        why = f"cannot be reached on {channel} since {unreachable_at} (the campaign went out on {campaign_channel})"
     elif reason is Exclusion.ERROR:
         why = f"the original message ended in Error at {format_timestamp(reported_at or 0)}"
     elif reason is Exclusion.WAITING:

@@ -80,6 +80,11 @@ _SPECS = [
     TopicSpec("campaign.launched", 33, "campaign_id", False, False, "input", version=3),
     # v5: the schedule carries the scanner window and the original campaign's channel
     TopicSpec("booster.control", 34, "campaign_id", True, False, "internal", version=5),
+    # whether a contact can be reached on a channel (latest wins): boosters on another channel than
+    # their campaign's exclude the unreachable (UNREACHABLE)
+    TopicSpec("contact.reachability", 35, "contact_id", True, False, "input"),
+    # v2: the outcome UNREACHABLE, and OTHER for outcomes newer than a reader
+    TopicSpec("booster.audience", 36, None, True, True, "output", version=2, expires=True),
 ]
 
 # every schema version ever written, by id; and each topic's latest version, which writers use

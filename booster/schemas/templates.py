@@ -51,7 +51,7 @@ class CommandTemplate:
 
 
 # the symbols of booster.audience's AudienceOutcomeKind, in schema order
-OUTCOMES = ("INCLUDED", "DELETED", "BLOCKED", "UNSUBSCRIBED", "ERROR", "WAITING", "CLICKED", "OPENED")
+OUTCOMES = ("INCLUDED", "DELETED", "BLOCKED", "UNSUBSCRIBED", "UNREACHABLE", "ERROR", "WAITING", "CLICKED", "OPENED")
 _OUTCOME_INDEX = {name: i for i, name in enumerate(OUTCOMES)}
 
 

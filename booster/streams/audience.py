@@ -32,6 +32,7 @@ def decide_rows(
             at=at,
             count_machine_opens=schedule.count_machine_opens,
             scanner_window_ms=window_ms,
+            campaign_channel=schedule.campaign_channel,
         )
         marks = marks_of(recipient, decision, criterion=schedule.criterion, at=at, scanner_window_ms=window_ms)
         yield contact_key.decode(), decision, marks

@@ -130,6 +130,7 @@ class Web:
                     recipient, contact, campaign_id=campaign_id, channel=schedule.channel,
                     criterion=schedule.criterion, at=at, count_machine_opens=schedule.count_machine_opens,
                     scanner_window_ms=schedule.scanner_window_seconds * 1000,
+                    campaign_channel=schedule.campaign_channel,
                 )  # fmt: skip
                 out["contact"] = {
                     "contact_id": contact_id,

@@ -42,6 +42,9 @@ ROLES: dict[str, str | None] = {
     "bot_click": None,  # only a link scanner clicked (flagged `bot` by the sender): boosted
     "scanner_click": None,  # unflagged, 5 s after delivery: a scanner's within the window (none: CLICKED)
     "scanner_then_click": "CLICKED",  # a scanner's click, then the person's an hour later
+    # unreachable on the booster's channel: excluded when the booster's channel is not the campaign's
+    "unreachable": "UNREACHABLE",
+    "reachable_again": None,  # unreachable on the booster's channel, then reachable again before the deadline
 }
 SCANNER_CLICK_MS = 5_000  # after the delivery report
 
@@ -201,6 +204,12 @@ def build(
                 "contact.unsubscribed",
                 {"contact_id": contact, "account_id": account_id, "channel": None, "unsubscribed_at": t + 5000},
             )
+        if role in ("unreachable", "reachable_again"):
+            reach = {"contact_id": contact, "account_id": account_id, "channel": effective_channel}
+            sc.add("contact.reachability", {**reach, "reachable": False, "changed_at": t + 1000})
+        if role == "reachable_again":
+            reach = {"contact_id": contact, "account_id": account_id, "channel": effective_channel}
+            sc.add("contact.reachability", {**reach, "reachable": True, "changed_at": t + 2000})
         if role == "unsub_other":
             sc.add(
                 "contact.unsubscribed",
@@ -216,6 +225,8 @@ def build(
             reason = "OPENED"  # the booster counts machine opens as opens
         if effective_criterion == "NOT_CLICKED" and role in NOT_CLICKED_ROLES:
             reason = NOT_CLICKED_ROLES[role]
+        if role == "unreachable" and effective_channel == channel:
+            reason = None  # the original reached the contact on this channel: reachability is not asked
         if role == "scanner_click" and window_ms < SCANNER_CLICK_MS:
             reason = "CLICKED"  # no scanner window that long: the click is the person's
         if reason is None:

@@ -91,6 +91,9 @@ def run(kafka: LocalKafka, tmp_path_factory: pytest.TempPathFactory) -> Any:
         "machine-opens": sc("machine-opens", 60, roles=["opened", "machine_open"]),
         "bot-clicks": sc("bot-clicks", 40, roles=["clicked", "bot_click"]),
         "scanner-clicks": sc("scanner-clicks", 60, roles=["scanner_click", "scanner_then_click", "bot_click"]),
+        "reachability": sc(
+            "reachability", 60, booster_channel="SMS", roles=["unreachable", "reachable_again", "eligible"]
+        ),
         "scanner-window-off": sc(
             "scanner-window-off", 40, roles=["scanner_click", "eligible"], scanner_window_seconds=0
         ),
@@ -249,8 +252,11 @@ def test_email_report_counts_every_reason(run: Run) -> None:
     assert report["booster_name"] == "Booster for Spring sale"
     assert report["audience"] == len(sc.expected_audience) == report["billable"]
     assert report["excluded"] == {reason: sc.expected_excluded.get(reason, 0) for reason in report["excluded"]}
-    assert set(report["excluded"]) == {"DELETED", "BLOCKED", "UNSUBSCRIBED", "ERROR", "WAITING", "CLICKED", "OPENED"}
-    assert all(report["excluded"][r] > 0 for r in report["excluded"])
+    reasons = ["DELETED", "BLOCKED", "UNSUBSCRIBED", "UNREACHABLE", "ERROR", "WAITING", "CLICKED", "OPENED"]
+    assert list(report["excluded"]) == reasons  # R11's order
+    # an EMAIL booster of an EMAIL campaign does not ask reachability: the original reached them
+    assert all(report["excluded"][r] > 0 for r in reasons if r != "UNREACHABLE")
+    assert report["excluded"]["UNREACHABLE"] == 0
     assert report["audience"] + sum(report["excluded"].values()) == len(sc.roles)  # R11
 
 
@@ -313,6 +319,24 @@ def test_other_channels_and_criteria(run: Run, name: str, channel: str) -> None:
     assert report["excluded"] == {k: sc.expected_excluded.get(k, 0) for k in report["excluded"]}
     booster_id = booster_id_of(sc.campaign_id)
     assert {c["channel"] for c in run.commands if c["booster_id"] == booster_id} == {channel}
+
+
+def test_a_booster_on_another_channel_leaves_out_the_contacts_it_cannot_reach_there(run: Run) -> None:
+    """An SMS booster after an email campaign: contacts unreachable on SMS at the deadline get no command
+    and the outcome UNREACHABLE; one reachable again before the deadline is boosted. The same facts do not
+    touch an EMAIL booster of an EMAIL campaign (the "email" scenario has every role)."""
+    sc = run.scenarios["reachability"]
+    unreachable = {c for c, role in sc.roles.items() if role == "unreachable"}
+    report = run.final("reachability")
+    assert report["status"] == "SENT" and report["audience"] == report["billable"] == 40
+    assert {k: v for k, v in report["excluded"].items() if v} == {"UNREACHABLE": 20}
+    assert set(run.commanded("reachability")) == set(sc.roles) - unreachable
+    booster_id = booster_id_of(sc.campaign_id)
+    outcomes = {o["contact_id"]: o["outcome"] for _, _, o in run.extra["outcomes"] if o["booster_id"] == booster_id}
+    assert {c for c, outcome in outcomes.items() if outcome == "UNREACHABLE"} == unreachable
+    email = run.scenarios["email"]
+    same_channel = {c for c, role in email.roles.items() if role == "unreachable"}
+    assert same_channel and same_channel <= set(run.commanded("email"))
 
 
 def test_sms_opens_do_not_exclude(run: Run) -> None:

@@ -44,6 +44,7 @@ def audience(sc: Scenario, evs: list[tuple[str, dict[str, Any]]]) -> tuple[set[s
             at=sc.deadline,
             count_machine_opens=False,
             scanner_window_ms=1000 * DEFAULT_SCANNER_WINDOW_SECONDS[channel_of_campaign],
+            campaign_channel=channel_of_campaign,
         )
         tally = tally.count(decision)
         if decision is None:

@@ -16,6 +16,7 @@ from booster.processors.events import (
     ContactBlocked,
     ContactDeleted,
     ContactEvent,
+    ContactReachability,
     ContactUnsubscribed,
     MessageClicked,
     MessageDelivered,
@@ -35,6 +36,7 @@ from booster.processors.recipients import (
     first_click,
     fold,
     is_recipient,
+    is_unreachable,
 )
 
 C, K = "cmp", "contact"
@@ -362,6 +364,77 @@ def test_the_kept_clicks_decide_as_every_click_would_in_any_order(
     else:  # more seconds than are kept: the latest click is, and a person's found is one of theirs
         assert r.last_click == max(times)
         assert kept is not None and kept in person
+
+
+def unreachable(at: int, reachable: bool = False, channel: str = "SMS") -> ContactReachability:
+    return ContactReachability(K, channel, reachable, at)  # type: ignore[arg-type]
+
+
+def decide_sms_after_email(contacts: Sequence[ContactEvent], *, at: int = DEADLINE) -> Exclusion | None:
+    r, c = one([SENT, DELIVERED], contacts)
+    return exclusion(
+        r, c, channel="SMS", criterion="NOT_OPENED", deadline=at, count_machine_opens=False, campaign_channel="EMAIL"
+    )
+
+
+def test_a_booster_on_another_channel_excludes_the_contacts_it_cannot_reach_there() -> None:
+    assert decide_sms_after_email([unreachable(T0)]) is Exclusion.UNREACHABLE
+    assert decide_sms_after_email([]) is None  # no fact: reachable
+    assert decide_sms_after_email([unreachable(T0, channel="PUSH")]) is None  # another channel
+    assert decide_sms_after_email([unreachable(T0), unreachable(T0 + 5, True)]) is None  # latest wins
+    assert decide_sms_after_email([unreachable(T0 + 5), unreachable(T0, True)]) is Exclusion.UNREACHABLE
+    assert decide_sms_after_email([unreachable(T0, True), unreachable(T0)]) is Exclusion.UNREACHABLE  # a tie
+    assert decide_sms_after_email([unreachable(DEADLINE + 1)]) is None  # after the deadline (R5)
+    # R11's order: after UNSUBSCRIBED, before the message's own facts
+    assert decide_sms_after_email([unreachable(T0), ContactUnsubscribed(K, None, T0)]) is Exclusion.UNSUBSCRIBED
+    r, c = one([SENT, MessageDelivered(C, K, True, T0 + 9)], [unreachable(T0)])
+    assert (
+        exclusion(
+            r,
+            c,
+            channel="SMS",
+            criterion="NOT_OPENED",
+            deadline=DEADLINE,
+            count_machine_opens=False,
+            campaign_channel="EMAIL",
+        )
+        is Exclusion.UNREACHABLE
+    )
+
+
+def test_reachability_is_not_asked_on_the_campaigns_own_channel_or_of_older_schedules() -> None:
+    r, c = one([SENT, DELIVERED], [unreachable(T0)])
+    for campaign_channel in ("SMS", None):
+        assert exclusion(
+            r, c, channel="SMS", criterion="NOT_OPENED", deadline=DEADLINE, count_machine_opens=False,
+            campaign_channel=campaign_channel,
+        ) is None  # fmt: skip
+
+
+def test_reachability_folds_in_any_order_packs_and_explains() -> None:
+    facts = [unreachable(T0 + 1), unreachable(T0 + 2, True), unreachable(T0 + 3), unreachable(T0 + 1, channel="PUSH")]
+    states = {one([SENT], order)[1] for order in itertools.permutations([*facts, facts[0]])}
+    assert len(states) == 1
+    c = states.pop()
+    assert c is not None and unpack_contact(pack_contact(c)) == c
+    assert unpack_contact(pack_contact(ContactState(blocks=((T0, True),)))) == ContactState(blocks=((T0, True),))
+    r, _ = one([SENT, DELIVERED])
+    reason, included, why = explain(
+        r, c, campaign_id=C, channel="SMS", criterion="NOT_OPENED", at=DEADLINE, count_machine_opens=False,
+        campaign_channel="EMAIL",
+    )  # fmt: skip
+    assert (reason, included) == (Exclusion.UNREACHABLE, False)
+    assert "cannot be reached on SMS since 2026-01-01T00:00:00.003Z (the campaign went out on EMAIL)" in why
+
+
+def test_a_contact_with_many_reachability_changes_keeps_the_latest_of_each_channel() -> None:
+    flips = [unreachable(T0 + i, reachable=i % 2 == 1) for i in range(300)]
+    c = one([SENT], flips)[1]
+    assert c is not None and len(c.reachability) == 300
+    packed = unpack_contact(pack_contact(c))
+    assert len(packed.reachability) <= 255 and packed.reachability[-1] == c.reachability[-1]
+    for at in (T0 + 299, T0 + 298, DEADLINE):
+        assert is_unreachable(packed, "SMS", at) == is_unreachable(c, "SMS", at)
 
 
 def test_a_booster_that_counts_machine_opens_excludes_them_as_opens() -> None:

@@ -59,3 +59,7 @@ def test_a_deleted_contact_goes_after_the_longest_window_and_other_rows_after_th
     # with a retention, counted from the latest fact about the contact
     assert not contact_expired(unsubscribed, T0 + 409 * DAY, retention_ms=400 * DAY, allowed_lateness_ms=LATENESS)
     assert contact_expired(unsubscribed, T0 + 410 * DAY, retention_ms=400 * DAY, allowed_lateness_ms=LATENESS)
+    # a reachability fact is a fact about the contact: it dates the row too
+    reached = ContactState(unsubscribed=(("SMS", T0),), reachability=(("SMS", T0 + 20 * DAY, False),))
+    assert not contact_expired(reached, T0 + 410 * DAY, retention_ms=400 * DAY, allowed_lateness_ms=LATENESS)
+    assert contact_expired(reached, T0 + 420 * DAY, retention_ms=400 * DAY, allowed_lateness_ms=LATENESS)

@@ -54,6 +54,7 @@ def test_schema_ids_are_unique_and_stable() -> None:
         26: ("booster.summaries", 3), 27: ("booster.reports", 3), 28: ("message.clicked", 2),
         29: ("booster.fanout-progress", 3), 30: ("booster.summaries", 4), 31: ("booster.reports", 4),
         32: ("booster.notices", 2), 33: ("campaign.launched", 3), 34: ("booster.control", 5),
+        35: ("contact.reachability", 1), 36: ("booster.audience", 2),
     }  # fmt: skip
     # writers use each topic's latest version
     assert {n: s.schema_id for n, s in CATALOG.items() if s.version > 1} == {
@@ -64,6 +65,7 @@ def test_schema_ids_are_unique_and_stable() -> None:
         "booster.fanout-progress": 29,
         "message.clicked": 28,
         "booster.notices": 32,
+        "booster.audience": 36,
     }
 
 
@@ -139,8 +141,8 @@ def test_a_version_1_control_record_decodes_as_the_latest_version() -> None:
 
 
 def test_each_topic_is_listed_once_whatever_its_versions() -> None:
-    assert len(INPUT_TOPICS) == len(set(INPUT_TOPICS)) == 10
-    assert len(CONTACT_INPUT_TOPICS) == len(set(CONTACT_INPUT_TOPICS)) == 7
+    assert len(INPUT_TOPICS) == len(set(INPUT_TOPICS)) == 11
+    assert len(CONTACT_INPUT_TOPICS) == len(set(CONTACT_INPUT_TOPICS)) == 8
 
 
 def test_a_version_1_launch_decodes_with_machine_opens_not_counted_and_the_default_scanner_window() -> None:
@@ -281,3 +283,8 @@ def test_corrupted_good_records_raise_only_our_error(topic: str, data: st.DataOb
     good[position] = data.draw(st.integers(0, 255))
     with contextlib.suppress(DecodeError):
         codec().decode(topic, bytes(good))
+
+
+def test_a_version_1_outcome_decodes_as_the_latest_version() -> None:
+    v1 = {**SAMPLES["booster.audience"], "outcome": "OPENED"}
+    assert codec().decode("booster.audience", _write(21, v1)) == v1
