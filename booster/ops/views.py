@@ -177,6 +177,8 @@ def render_audience(a: dict[str, Any]) -> str:
         lines.append(f"  of them {a['machine_opened']} whose only opens were machine opens")
     if a.get("scanner_clicked"):
         lines.append(f"  of them {a['scanner_clicked']} whose only clicks were a link scanner's")
+    if a.get("deferred"):
+        lines.append(f"  of them {a['deferred']} inside the quiet hours at the deadline: their commands would wait")
     if a["cancelled"]:
         lines.append("  cancelled: it will not be sent")
     if a["fired_partitions"]:
@@ -232,6 +234,7 @@ def fired_audience(report: dict[str, Any], contact: dict[str, Any] | None, conta
         "excluded": report["excluded"],
         "boosted_despite_machine_open": report["boosted_despite_machine_open"],
         "boosted_despite_scanner_click": report["boosted_despite_scanner_click"],
+        "deferred": report["deferred"],
         "contact_id": contact_id,
         "contact": contact,
     }
@@ -247,6 +250,8 @@ def render_fired_audience(a: dict[str, Any]) -> str:
         lines.append(f"  of them {a['boosted_despite_machine_open']} whose only opens were machine opens")
     if a["boosted_despite_scanner_click"]:
         lines.append(f"  of them {a['boosted_despite_scanner_click']} whose only clicks were a link scanner's")
+    if a["deferred"]:
+        lines.append(f"  of them {a['deferred']} whose commands wait for the end of the quiet hours (send_after)")
     for reason, count in a["excluded"].items():
         if count:
             lines.append(f"  excluded {reason:<13} {count}")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 
 from booster.processors.events import Channel, Criterion
+from booster.processors.quiet import QuietHours, format_clock, send_after
 from booster.processors.recipients import (
     EXCLUSION_ORDER,
     ContactState,
@@ -20,7 +21,9 @@ from booster.processors.recipients import (
     exclusion,
     first_open,
     scanner_clicked,
+    time_zone_at,
 )
+from booster.processors.text import format_timestamp
 
 
 class NotARecipient(Enum):
@@ -60,9 +63,32 @@ class Mark(StrEnum):
 
     MACHINE_OPEN = "MACHINE_OPEN"  # ...a machine open of the original, not counted as an open (R6)
     SCANNER_CLICK = "SCANNER_CLICK"  # ...a link scanner's click on the original (flagged, or in the window)
+    DEFERRED = "DEFERRED"  # not despite anything: its command waits for the end of the quiet hours
 
 
 NO_MARKS: tuple[Mark, ...] = ()
+
+
+def deferred_until(
+    contact: ContactState | None, quiet_hours: QuietHours | None, *, deadline: int, issued_at: int
+) -> int | None:
+    """When an included recipient's command may be sent, if it is issued inside the account's quiet
+    hours in the contact's local time (its time zone as of the deadline, R5, else the account's)."""
+    if quiet_hours is None:
+        return None
+    return send_after(issued_at, quiet_hours, time_zone_at(contact, deadline))
+
+
+def explain_deferral(contact: ContactState | None, quiet_hours: QuietHours | None, deadline: int) -> str:
+    """Words on the quiet hours for an included contact's explanation, if its command fired at the
+    deadline would wait; "" otherwise."""
+    waits = deferred_until(contact, quiet_hours, deadline=deadline, issued_at=deadline)
+    if waits is None or quiet_hours is None:
+        return ""
+    zone_name = time_zone_at(contact, deadline) or f"{quiet_hours.time_zone}, the account's"
+    hours = f"{format_clock(quiet_hours.start_minute)}-{format_clock(quiet_hours.end_minute)}"
+    until = format_timestamp(waits)
+    return f"; at the deadline it is inside the quiet hours {hours} ({zone_name}): its command waits until {until}"
 
 
 def marks_of(

@@ -9,9 +9,10 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from booster.processors.events import AccountChannels, BoosterSettings, CampaignLaunched, Channel, Criterion
+from booster.processors.quiet import QuietHours
 from booster.processors.text import human_duration
 
 MIN_DELAY_SECONDS = 2 * 3600
@@ -66,6 +67,8 @@ class Schedule:
     # clicks this long after delivery or sooner are a link scanner's, not the person's (0: none is)
     scanner_window_seconds: int = 0
     campaign_channel: Channel | None = None  # the original campaign's; None in schedules of older workers
+    # the account's quiet hours for the booster's channel when the launch was decided; None: none
+    quiet_hours: QuietHours | None = None
 
 
 class ReasonCode(StrEnum):
@@ -113,6 +116,7 @@ class Report:
     reason_code: ReasonCode | None = None  # set on every REJECTED and CANCELLED report (R14)
     boosted_despite_machine_open: int = 0  # of the audience: recipients whose only opens were a machine's
     boosted_despite_scanner_click: int = 0  # of the audience: recipients whose only clicks were a scanner's
+    deferred: int = 0  # of the audience: commands that carry a send_after (issued inside the quiet hours)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +165,7 @@ def decide_launch(
     b = launch.booster
     if b is None:
         return NoBooster(launch.campaign_id, launch.launched_at)
-    schedule = schedule_of(launch, b)
+    schedule = schedule_of(launch, b, quiet_hours_for(account, b.channel or launch.channel))
     channel, deadline = schedule.channel, schedule.deadline
 
     def report(status: Status, code: ReasonCode | None, reason: str | None) -> Report:
@@ -226,8 +230,19 @@ def launch_report(schedule: Schedule, status: Status, code: ReasonCode | None, r
     )
 
 
-def schedule_of(launch: CampaignLaunched, b: BoosterSettings) -> Schedule:
-    """The schedule of an accepted launch: a function of the launch alone, so it can be made again."""
+def quiet_hours_for(account: AccountChannels | None, channel: Channel) -> QuietHours | None:
+    """The account's quiet hours on the channel, with the account's time zone; None: it has none."""
+    if account is None:
+        return None
+    for ch, start, end in account.quiet_hours:
+        if ch == channel and start != end:
+            return QuietHours(start, end, account.time_zone)
+    return None
+
+
+def schedule_of(launch: CampaignLaunched, b: BoosterSettings, quiet_hours: QuietHours | None = None) -> Schedule:
+    """The schedule of an accepted launch: a function of the launch and the account's quiet hours when
+    it was decided (kept with the decision), so it can be made again."""
     return Schedule(
         campaign_id=launch.campaign_id,
         booster_id=booster_id_of(launch.campaign_id),
@@ -240,6 +255,7 @@ def schedule_of(launch: CampaignLaunched, b: BoosterSettings) -> Schedule:
         count_machine_opens=b.count_machine_opens,
         scanner_window_seconds=scanner_window_of(launch.channel, b),
         campaign_channel=launch.channel,
+        quiet_hours=quiet_hours,
     )
 
 
@@ -262,9 +278,13 @@ def evolve_account(state: AccountChannels | None, event: AccountChannels) -> Acc
     """account.channels is compacted, latest wins: by updated_at, then by content for a tie."""
     if state is None:
         return event
-    if (event.updated_at, sorted(event.channels)) > (state.updated_at, sorted(state.channels)):
+    if _account_rank(event) > _account_rank(state):
         return event
     return state
+
+
+def _account_rank(a: AccountChannels) -> tuple[Any, ...]:
+    return a.updated_at, sorted(a.channels), a.quiet_hours, a.time_zone
 
 
 @dataclass(frozen=True, slots=True)

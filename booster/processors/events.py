@@ -10,6 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from booster.errors import BoosterError, DecodeError
+from booster.processors.quiet import parse_clock, zone
+
 Channel = Literal["EMAIL", "SMS", "PUSH"]
 Criterion = Literal["NOT_OPENED", "NOT_CLICKED"]
 CHANNELS: tuple[Channel, ...] = ("EMAIL", "SMS", "PUSH")
@@ -49,6 +52,9 @@ class AccountChannels:
     account_id: str
     channels: frozenset[Channel]
     updated_at: int
+    # (channel, start minute, end minute) of the local day when the account sends nothing on it, by channel
+    quiet_hours: tuple[tuple[Channel, int, int], ...] = ()
+    time_zone: str = "UTC"  # the local time of contacts without a `contact.time-zone` fact
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +121,17 @@ class ContactReachability:
     changed_at: int
 
 
+@dataclass(frozen=True, slots=True)
+class ContactTimeZone:
+    """The contact's IANA time zone from `changed_at` on (its local time for quiet hours)."""
+
+    contact_id: str
+    time_zone: str
+    changed_at: int
+
+
 MessageEvent = MessageSent | MessageDelivered | MessageOpened | MessageClicked
-ContactEvent = ContactUnsubscribed | ContactDeleted | ContactBlocked | ContactReachability
+ContactEvent = ContactUnsubscribed | ContactDeleted | ContactBlocked | ContactReachability | ContactTimeZone
 
 
 def launch_from_record(r: Mapping[str, Any]) -> CampaignLaunched:
@@ -167,4 +182,29 @@ def contact_event_from_record(topic: str, r: Mapping[str, Any]) -> ContactEvent:
         return ContactBlocked(r["contact_id"], r["blocked"], r["changed_at"])
     if topic == "contact.reachability":
         return ContactReachability(r["contact_id"], r["channel"], r["reachable"], r["changed_at"])
+    if topic == "contact.time-zone":
+        return ContactTimeZone(r["contact_id"], _time_zone(r["time_zone"]), r["changed_at"])
     raise ValueError(f"{topic} is not a contact topic")
+
+
+def account_from_record(account_id: str, r: Mapping[str, Any]) -> AccountChannels:
+    """An account.channels record (version 2 adds quiet hours and the account's time zone); a time of
+    day or a zone that makes no sense is a DecodeError, so the record goes to the dead-letter topic."""
+    quiet: list[tuple[Channel, int, int]] = []
+    for q in r.get("quiet_hours") or ():
+        try:
+            quiet.append((q["channel"], parse_clock(q["start"]), parse_clock(q["end"])))
+        except ValueError as exc:
+            raise DecodeError(f"quiet hours of {q['channel']}: {exc}", kind="bad_value") from None
+    if len({channel for channel, _, _ in quiet}) != len(quiet):
+        raise DecodeError("quiet hours name a channel twice: give each channel one window", kind="bad_value")
+    time_zone = _time_zone(r.get("time_zone") or "UTC")
+    return AccountChannels(account_id, frozenset(r["channels"]), r["updated_at"], tuple(sorted(quiet)), time_zone)
+
+
+def _time_zone(name: str) -> str:
+    try:
+        zone(name)
+    except BoosterError as exc:
+        raise DecodeError(str(exc), kind="bad_value") from None
+    return name

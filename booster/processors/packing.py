@@ -16,6 +16,7 @@ from booster.processors.audience import Mark, Tally
 from booster.processors.boosters import LaunchStatus, Schedule, launch_status_of, reason_code_of
 from booster.processors.campaigns import CampaignPartition, Decided, LiveBooster
 from booster.processors.events import AccountChannels
+from booster.processors.quiet import QuietHours
 from booster.processors.recipients import ContactState, RecipientState
 from booster.processors.summaries import PartitionSummary, SummaryState
 
@@ -37,9 +38,12 @@ _REPORT = struct.Struct("<Hq?")  # message id index, reported_at, error
 _CONTACT_HEAD = struct.Struct("<qBB")
 _UNSUB = struct.Struct("<Bq")
 _BLOCK = struct.Struct("<q?")
-# after the blocks, in rows with reachability facts only: their count, then (channel, changed_at, reachable)
-_REACH_COUNT = struct.Struct("<B")
+# after the blocks, in rows with reachability or time-zone facts only: the count of reachability facts,
+# then each (channel, changed_at, reachable); then, with time-zone facts, their count and each
+# (changed_at, name length) and the name
+_COUNT = struct.Struct("<B")
 _REACH = struct.Struct("<Bq?")
+_ZONE = struct.Struct("<qB")
 _CHANNEL_CODES = {"ALL": 0, "EMAIL": 1, "SMS": 2, "PUSH": 3}
 _CHANNEL_NAMES = {v: k for k, v in _CHANNEL_CODES.items()}
 
@@ -140,11 +144,17 @@ def pack_contact(s: ContactState) -> bytes:
     parts += [_UNSUB.pack(_CHANNEL_CODES[ch], at) for ch, at in s.unsubscribed]
     # more than 255 block changes of one contact: keep the latest, they decide
     parts += [_BLOCK.pack(at, blocked) for at, blocked in s.blocks[-255:]]
-    if s.reachability:
+    if s.reachability or s.time_zones:
         # more than 255 changes: keep each channel's latest, they decide
         kept = s.reachability if len(s.reachability) <= 255 else _latest_reachability(s.reachability)
-        parts.append(_REACH_COUNT.pack(len(kept)))
+        parts.append(_COUNT.pack(len(kept)))
         parts += [_REACH.pack(_CHANNEL_CODES[ch], at, ok) for ch, at, ok in kept]
+    if s.time_zones:
+        zones = s.time_zones[-255:]  # the latest decide
+        parts.append(_COUNT.pack(len(zones)))
+        for at, name in zones:
+            raw = name.encode()
+            parts += [_ZONE.pack(at, len(raw)), raw]
     return b"".join(parts)
 
 
@@ -170,13 +180,22 @@ def unpack_contact(data: bytes) -> ContactState:
         pos += _BLOCK.size
     reachability = []
     if pos < len(data):  # rows of older workers end with the blocks
-        (n_reach,) = _REACH_COUNT.unpack_from(data, pos)
-        pos += _REACH_COUNT.size
+        (n_reach,) = _COUNT.unpack_from(data, pos)
+        pos += _COUNT.size
         for _ in range(n_reach):
             code, at, ok = _REACH.unpack_from(data, pos)
             reachability.append((_CHANNEL_NAMES[code], at, ok))
             pos += _REACH.size
-    return ContactState(_unopt(deleted_at), tuple(unsub), tuple(blocks), tuple(reachability))
+    zones = []
+    if pos < len(data):
+        (n_zones,) = _COUNT.unpack_from(data, pos)
+        pos += _COUNT.size
+        for _ in range(n_zones):
+            at, length = _ZONE.unpack_from(data, pos)
+            pos += _ZONE.size
+            zones.append((at, data[pos : pos + length].decode()))
+            pos += length
+    return ContactState(_unopt(deleted_at), tuple(unsub), tuple(blocks), tuple(reachability), tuple(zones))
 
 
 def schedule_to_dict(s: Schedule) -> dict[str, Any]:
@@ -192,7 +211,12 @@ def schedule_to_dict(s: Schedule) -> dict[str, Any]:
         "count_machine_opens": s.count_machine_opens,
         "scanner_window_seconds": s.scanner_window_seconds,
         "campaign_channel": s.campaign_channel,
+        "quiet_hours": None if s.quiet_hours is None else quiet_hours_to_dict(s.quiet_hours),
     }
+
+
+def quiet_hours_to_dict(q: QuietHours) -> dict[str, Any]:
+    return {"start_minute": q.start_minute, "end_minute": q.end_minute, "time_zone": q.time_zone}
 
 
 def schedule_from_dict(d: Mapping[str, Any]) -> Schedule:
@@ -208,6 +232,7 @@ def schedule_from_dict(d: Mapping[str, Any]) -> Schedule:
         bool(d.get("count_machine_opens", False)),  # absent from older records and rows
         d.get("scanner_window_seconds", 0),  # absent from older ones: no scanner window, as they were made
         d.get("campaign_channel"),
+        None if d.get("quiet_hours") is None else QuietHours(**d["quiet_hours"]),
     )
 
 
@@ -313,25 +338,43 @@ def unpack_summaries(data: bytes) -> SummaryState:
 
 
 def pack_account(a: AccountChannels) -> bytes:
-    return json.dumps({"channels": sorted(a.channels), "updated_at": a.updated_at}).encode()
+    d: dict[str, Any] = {"channels": sorted(a.channels), "updated_at": a.updated_at}
+    if a.quiet_hours or a.time_zone != "UTC":  # rows of accounts without them stay as older workers wrote
+        d["quiet_hours"] = [list(q) for q in a.quiet_hours]
+        d["time_zone"] = a.time_zone
+    return json.dumps(d).encode()
 
 
 def unpack_account(account_id: str, raw: bytes) -> AccountChannels:
     d = json.loads(raw)
-    return AccountChannels(account_id, frozenset(d["channels"]), d["updated_at"])
+    quiet = tuple((q[0], q[1], q[2]) for q in d.get("quiet_hours", ()))
+    return AccountChannels(account_id, frozenset(d["channels"]), d["updated_at"], quiet, d.get("time_zone", "UTC"))
 
 
-def pack_launch_decision(status: LaunchStatus, fingerprint: str, moment: int) -> bytes:
+def pack_launch_decision(
+    status: LaunchStatus, fingerprint: str, moment: int, quiet_hours: QuietHours | None = None
+) -> bytes:
     """What is kept of a decided launch: its status, its fingerprint to tell a retry of it from another
-    launch of the same campaign, and its `launch_moment`, from which it is kept (retention)."""
-    return f"{status}:{fingerprint}:{moment}".encode()
+    launch of the same campaign, its `launch_moment`, from which it is kept (retention), and the
+    account's quiet hours its schedule got, so that a schedule broadcast again is the same one."""
+    quiet = (
+        "" if quiet_hours is None else f"{quiet_hours.start_minute}-{quiet_hours.end_minute}@{quiet_hours.time_zone}"
+    )
+    return f"{status}:{fingerprint}:{moment}:{quiet}".encode()
 
 
-def unpack_launch_decision(raw: bytes) -> tuple[LaunchStatus, str | None, int | None]:
-    """(status, fingerprint, moment); rows of older workers have the status alone, or no moment."""
+def unpack_launch_decision(raw: bytes) -> tuple[LaunchStatus, str | None, int | None, QuietHours | None]:
+    """(status, fingerprint, moment, quiet hours); rows of older workers have the status alone, or no
+    moment, or no quiet hours."""
     status, _, rest = raw.decode().partition(":")
-    fingerprint, _, moment = rest.partition(":")
-    return launch_status_of(status), fingerprint or None, int(moment) if moment else None
+    fingerprint, _, rest = rest.partition(":")
+    moment, _, quiet = rest.partition(":")
+    quiet_hours = None
+    if quiet:
+        minutes, _, time_zone = quiet.partition("@")
+        start, _, end = minutes.partition("-")
+        quiet_hours = QuietHours(int(start), int(end), time_zone)
+    return launch_status_of(status), fingerprint or None, int(moment) if moment else None, quiet_hours
 
 
 def pack_live_booster(b: LiveBooster) -> bytes:

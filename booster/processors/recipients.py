@@ -24,6 +24,7 @@ from booster.processors.events import (
     ContactDeleted,
     ContactEvent,
     ContactReachability,
+    ContactTimeZone,
     ContactUnsubscribed,
     Criterion,
     MessageClicked,
@@ -144,6 +145,8 @@ class ContactState:
     blocks: tuple[tuple[int, bool], ...] = ()
     # every distinct (channel, changed_at, reachable) seen, sorted: per channel, the latest at a moment decides
     reachability: tuple[tuple[str, int, bool], ...] = ()
+    # every distinct (changed_at, IANA time zone) seen, sorted: the latest one at a moment is its local time
+    time_zones: tuple[tuple[int, str], ...] = ()
 
 
 def evolve_recipient(state: RecipientState | None, event: MessageEvent) -> RecipientState:
@@ -189,6 +192,11 @@ def evolve_contact(state: ContactState | None, event: ContactEvent) -> ContactSt
             if fact in s.reachability:
                 return s
             return replace(s, reachability=tuple(sorted((*s.reachability, fact))))
+        case ContactTimeZone():
+            zone_fact = (event.changed_at, event.time_zone)
+            if zone_fact in s.time_zones:
+                return s
+            return replace(s, time_zones=tuple(sorted((*s.time_zones, zone_fact))))
         case _:
             assert_never(event)  # a new contact event is a type error until it is folded here
 
@@ -209,7 +217,9 @@ def fold(events: Iterable[MessageEvent | ContactEvent], into: Folded | None = No
             case MessageSent() | MessageDelivered() | MessageOpened() | MessageClicked():
                 key = (event.campaign_id, event.contact_id)
                 out.recipients[key] = evolve_recipient(out.recipients.get(key), event)
-            case ContactUnsubscribed() | ContactDeleted() | ContactBlocked() | ContactReachability():
+            case (
+                ContactUnsubscribed() | ContactDeleted() | ContactBlocked() | ContactReachability() | ContactTimeZone()
+            ):
                 out.contacts[event.contact_id] = evolve_contact(out.contacts.get(event.contact_id), event)
             case _:
                 assert_never(event)
@@ -253,6 +263,17 @@ def unreachable_since(contact: ContactState, channel: Channel, deadline: int) ->
     for changed_at, reachable in _reachability_changes(contact, channel, deadline):
         since = None if reachable else (changed_at if since is None else since)
     return since
+
+
+def time_zone_at(contact: ContactState | None, at: int) -> str | None:
+    """The contact's time zone at `at`: its latest fact then (at a tie, the greatest name, so that any
+    order of arrival agrees); None without one."""
+    latest = None
+    for changed_at, name in contact.time_zones if contact is not None else ():  # sorted
+        if changed_at > at:
+            break
+        latest = name
+    return latest
 
 
 def is_unsubscribed(contact: ContactState, channel: Channel, deadline: int) -> bool:

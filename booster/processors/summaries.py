@@ -109,4 +109,5 @@ def final_report(summaries: Iterable[PartitionSummary]) -> Report | None:
         report("SENT", None, None, total.audience, total.audience),
         boosted_despite_machine_open=total.marked(Mark.MACHINE_OPEN),
         boosted_despite_scanner_click=total.marked(Mark.SCANNER_CLICK),
+        deferred=total.marked(Mark.DEFERRED),
     )

@@ -85,6 +85,12 @@ _SPECS = [
     TopicSpec("contact.reachability", 35, "contact_id", True, False, "input"),
     # v2: the outcome UNREACHABLE, and OTHER for outcomes newer than a reader
     TopicSpec("booster.audience", 36, None, True, True, "output", version=2, expires=True),
+    # v2: the account's quiet hours per channel, and its time zone for contacts without their own
+    TopicSpec("account.channels", 37, "account_id", False, True, "input", version=2),
+    # a contact's time zone (latest wins): the local time the quiet hours are judged in
+    TopicSpec("contact.time-zone", 38, "contact_id", True, False, "input"),
+    # v2: send_after, the end of the quiet hours a command issued inside them waits for
+    TopicSpec("booster.commands", 39, "contact_id", True, False, "output", version=2),
 ]
 
 # every schema version ever written, by id; and each topic's latest version, which writers use

@@ -46,8 +46,11 @@ class CommandTemplate:
             avro_long(_CHANNELS[channel]) + avro_string(content_ref) + avro_long(deadline) + avro_long(issued_at)
         )
 
-    def encode(self, command_id: str, contact_id: str) -> bytes:
-        return b"".join((self._header, avro_string(command_id), self._middle, avro_string(contact_id), self._tail))
+    def encode(self, command_id: str, contact_id: str, send_after: int | None = None) -> bytes:
+        # send_after (version 2): union branch 0, null, or 1, the timestamp
+        waits = b"\x00" if send_after is None else b"\x02" + avro_long(send_after)
+        parts = (self._header, avro_string(command_id), self._middle, avro_string(contact_id), self._tail, waits)
+        return b"".join(parts)
 
 
 # the symbols of booster.audience's AudienceOutcomeKind, in schema order

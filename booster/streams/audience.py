@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from booster.processors.audience import Decision, Mark, decide, marks_of
+from booster.processors.audience import Decision, Mark, decide, deferred_until, marks_of
 from booster.processors.boosters import Schedule
 from booster.processors.packing import unpack_contact, unpack_recipient
 from booster.processors.recipients import ContactState, RecipientState
@@ -13,10 +13,18 @@ from booster.streams.store import PartitionStore, recipient_key, recipient_prefi
 
 
 def decide_rows(
-    recipients: PartitionStore, contacts: PartitionStore, schedule: Schedule, at: int, after: bytes | None = None
-) -> Iterator[tuple[str, Decision, tuple[Mark, ...]]]:
-    """(contact_id, decision at `at`, its marks) for every row of the booster's campaign in this
-    partition, in key order, after the row `after` when given."""
+    recipients: PartitionStore,
+    contacts: PartitionStore,
+    schedule: Schedule,
+    at: int,
+    after: bytes | None = None,
+    *,
+    issued_at: int,
+) -> Iterator[tuple[str, Decision, tuple[Mark, ...], int | None]]:
+    """(contact_id, decision at `at`, its marks, the end of the quiet hours its command waits for) for
+    every row of the booster's campaign in this partition, in key order, after the row `after` when
+    given; quiet hours are judged at `issued_at`, when the command is issued."""
+    quiet_hours = schedule.quiet_hours
     window_ms = schedule.scanner_window_seconds * 1000
     prefix = recipient_prefix(schedule.campaign_id)
     cut = len(prefix)
@@ -24,9 +32,10 @@ def decide_rows(
         contact_key = key[cut:]
         raw_contact = contacts.get(contact_key)
         recipient = unpack_recipient(value)
+        contact = None if raw_contact is None else unpack_contact(raw_contact)
         decision = decide(
             recipient,
-            None if raw_contact is None else unpack_contact(raw_contact),
+            contact,
             channel=schedule.channel,
             criterion=schedule.criterion,
             at=at,
@@ -35,7 +44,12 @@ def decide_rows(
             campaign_channel=schedule.campaign_channel,
         )
         marks = marks_of(recipient, decision, criterion=schedule.criterion, at=at, scanner_window_ms=window_ms)
-        yield contact_key.decode(), decision, marks
+        waits = None
+        if decision is None and quiet_hours is not None:
+            waits = deferred_until(contact, quiet_hours, deadline=schedule.deadline, issued_at=issued_at)
+            if waits is not None:
+                marks = (*marks, Mark.DEFERRED)
+        yield contact_key.decode(), decision, marks, waits
 
 
 def recipient_states(recipients: PartitionStore, campaign_id: str) -> Iterator[RecipientState]:

@@ -256,15 +256,18 @@ class Fanout(Service):
         last_contact: str | None = progress["last_key"] if progress else None
         reason = called_off(state)  # as the booster's one decision says (R13)
         if reason is None:
-            rows = decide_rows(recipients, contacts, schedule, schedule.deadline, after)
-            for contact_id, decision, marks in rows:
+            # quiet hours are judged when the commands are issued: a worker that fires late judges its own time
+            rows = decide_rows(
+                recipients, contacts, schedule, schedule.deadline, after, issued_at=max(now, schedule.deadline)
+            )
+            for contact_id, decision, marks, send_after in rows:
                 last_contact = contact_id
                 walked += 1
                 tally = tally.count(decision, marks=marks)
                 command_id = None
                 if decision is None:  # eligible: not excluded, and a recipient
                     command_id = command_id_of(booster_id, contact_id)
-                    batch.append((contact_id.encode(), template.encode(command_id, contact_id), None))
+                    batch.append((contact_id.encode(), template.encode(command_id, contact_id, send_after), None))
                 if (outcome := outcome_of(decision)) is not None:
                     value = outcome_template.encode(contact_id, outcome, command_id)
                     outcomes.append((audience_key(booster_id, contact_id), value, None))

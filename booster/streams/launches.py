@@ -39,7 +39,7 @@ from booster.processors.campaigns import (
     broadcast_again,
     outlived,
 )
-from booster.processors.events import AccountChannels, BoosterCancelled, launch_from_record
+from booster.processors.events import AccountChannels, BoosterCancelled, account_from_record, launch_from_record
 from booster.processors.notices import launch_fingerprint
 from booster.processors.packing import (
     pack_account,
@@ -121,7 +121,7 @@ class Launches:
     async def _account(self, incoming: Incoming) -> None:
         record = incoming.decode()
         account_id = incoming.key_text(record, "account_id")
-        event = AccountChannels(account_id, frozenset(record["channels"]), record["updated_at"])
+        event = account_from_record(account_id, record)
         accounts, pending = self.accounts.partition(incoming.partition), self.pending.partition(incoming.partition)
         raw = accounts.get(account_id.encode())
         waiting = list(pending.items(pending_prefix(account_id)))
@@ -143,9 +143,9 @@ class Launches:
         p = incoming.partition
         fingerprint = launch_fingerprint(incoming.value or b"")  # decoded above: never None here
         raw_decided = self.decided.partition(p).get(launch.campaign_id.encode())
-        decided, decided_fingerprint = None, None
+        decided, decided_fingerprint, decided_quiet_hours = None, None, None
         if raw_decided is not None:
-            decided, decided_fingerprint, _ = unpack_launch_decision(raw_decided)
+            decided, decided_fingerprint, _, decided_quiet_hours = unpack_launch_decision(raw_decided)
         if decided_fingerprint not in (None, fingerprint):
             # G5: another launch of the campaign id is decided as well; the control partitions keep the
             # one that wins, whatever the order, and tell the account of the one that lost
@@ -162,7 +162,7 @@ class Launches:
         match step:
             case Duplicate():  # the same launch again (a decision kept by an older worker has no fingerprint)
                 self.metrics.inc("booster_duplicate_launches_total")
-                again = broadcast_again(launch, step.decided, now_ms())
+                again = broadcast_again(launch, step.decided, now_ms(), decided_quiet_hours)
                 if again is not None:
                     await self.control.broadcast(again)
             case AwaitAccount():
@@ -202,7 +202,8 @@ class Launches:
                 live.write(rows)
             case _:
                 assert_never(decision)
-        row = pack_launch_decision(launch_status(decision), fingerprint, moment)
+        quiet_hours = decision.schedule.quiet_hours if isinstance(decision, Accepted) else None
+        row = pack_launch_decision(launch_status(decision), fingerprint, moment, quiet_hours)
         self.decided.partition(partition).write({decision.campaign_id.encode(): row})
 
     async def _tell_live_boosters(

@@ -122,9 +122,9 @@ class Retention:
         return removed
 
     def _decision(self, key: bytes, value: bytes, now: int) -> Verdict:
-        status, fingerprint, moment = unpack_launch_decision(value)
+        status, fingerprint, moment, quiet_hours = unpack_launch_decision(value)
         if moment is None:  # kept by an older worker: its retention starts now
-            return pack_launch_decision(status, fingerprint or "", now)
+            return pack_launch_decision(status, fingerprint or "", now, quiet_hours)
         return None if decision_expired(moment, now, self.decision_retention_ms) else True
 
     def _live_booster(self, key: bytes, value: bytes, now: int) -> Verdict:

@@ -11,7 +11,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
 from booster.config import Settings
-from booster.processors.audience import Mark, Tally, full_exclusions
+from booster.processors.audience import Mark, Tally, explain_deferral, full_exclusions
 from booster.processors.campaigns import called_off
 from booster.processors.recipients import explain
 from booster.schemas.catalog import CONTACT_INPUT_TOPICS
@@ -111,6 +111,7 @@ class Web:
             "audience": 0,
             "machine_opened": 0,  # of the audience: recipients whose only opens were machine opens
             "scanner_clicked": 0,  # of the audience: recipients whose only clicks were a link scanner's
+            "deferred": 0,  # of the audience: commands that would wait for the end of the quiet hours
             "recipients": 0,
             "excluded": full_exclusions({}),
             "contact": None,
@@ -122,7 +123,8 @@ class Web:
         tally = Tally()
         for p in partitions:
             recipients, contacts = self.recipients.partition(p), self.contacts.partition(p)
-            for _, decision, marks in decide_rows(recipients, contacts, schedule, at):
+            # quiet hours as if it fired at its deadline
+            for _, decision, marks, _ in decide_rows(recipients, contacts, schedule, at, issued_at=schedule.deadline):
                 tally = tally.count(decision, marks=marks)
             if contact_id is not None and p == contact_partition(contact_id, self.settings.partitions):
                 recipient, contact = facts_of(recipients, contacts, campaign_id, contact_id)
@@ -137,11 +139,13 @@ class Web:
                     "partition": p,
                     "in_audience": included,
                     "reason": None if reason is None else reason.value,
-                    "why": why,
+                    "why": why
+                    + (explain_deferral(contact, schedule.quiet_hours, schedule.deadline) if included else ""),
                 }
         out["audience"] = tally.audience
         out["machine_opened"] = tally.marked(Mark.MACHINE_OPEN)
         out["scanner_clicked"] = tally.marked(Mark.SCANNER_CLICK)
+        out["deferred"] = tally.marked(Mark.DEFERRED)
         out["recipients"] = tally.recipients
         out["excluded"] = full_exclusions(tally.excluded)
         return out
@@ -165,6 +169,7 @@ class Web:
                 merged["audience"] += part["audience"]
                 merged["machine_opened"] += part.get("machine_opened", 0)  # older workers do not count them
                 merged["scanner_clicked"] += part.get("scanner_clicked", 0)
+                merged["deferred"] += part.get("deferred", 0)
                 merged["recipients"] += part["recipients"]
                 merged["excluded"] = {k: v + part["excluded"].get(k, 0) for k, v in merged["excluded"].items()}
                 if part["contact"] is not None:

@@ -39,6 +39,7 @@ def report_record(r: Report) -> dict[str, Any]:
         "reason_code": None if r.reason_code is None else r.reason_code.value,
         "boosted_despite_machine_open": r.boosted_despite_machine_open,
         "boosted_despite_scanner_click": r.boosted_despite_scanner_click,
+        "deferred": r.deferred,
     }
 
 

@@ -70,6 +70,10 @@ class Scenario:
     expected_machine_opened: int = 0  # of the audience: boosted despite a machine open
     scanner_window_seconds: int | None = None  # the booster's; None: the campaign channel's default
     expected_scanner_clicked: int = 0  # of the audience: boosted despite a link scanner's click
+    # the account's quiet hours ([{"channel", "start", "end"}]) and time zone, on account.channels
+    quiet_hours: list[dict[str, str]] = field(default_factory=list)
+    time_zone: str = "UTC"
+    time_zones: dict[str, str] = field(default_factory=dict)  # contact -> its contact.time-zone fact
 
     @property
     def deadline(self) -> int:
@@ -102,6 +106,8 @@ class Scenario:
             "account_id": self.account_id,
             "channels": ["EMAIL", "SMS", "PUSH"],
             "updated_at": self.launched_at - HOUR_MS,
+            "quiet_hours": self.quiet_hours,
+            "time_zone": self.time_zone,
         }
 
     @property
@@ -124,8 +130,10 @@ def build(
     contact_prefix: str | None = None,
     count_machine_opens: bool = False,
     scanner_window_seconds: int | None = None,
+    time_zones: list[str | None] | None = None,
 ) -> Scenario:
-    """A campaign whose recipients cycle through `roles` (all of ROLES by default)."""
+    """A campaign whose recipients cycle through `roles` (all of ROLES by default) and, when given,
+    through `time_zones` (None: no contact.time-zone fact)."""
     cycle = roles or list(ROLES)
     sc = Scenario(
         campaign_id=campaign_id,
@@ -155,6 +163,11 @@ def build(
         t = launched_at + (i % 1000)  # sent within a second of the launch
         base = {"campaign_id": campaign_id, "contact_id": contact, "message_id": msg}
         sc.add("message.sent", {**base, "channel": channel, "sent_at": t})
+        zone_name = time_zones[i % len(time_zones)] if time_zones else None
+        if zone_name is not None:
+            sc.time_zones[contact] = zone_name
+            fact = {"contact_id": contact, "account_id": account_id, "time_zone": zone_name, "changed_at": t + 500}
+            sc.add("contact.time-zone", fact)
         if role != "waiting":
             status = "ERROR" if role == "error" else "DELIVERED"
             sc.add("message.delivered", {**base, "status": status, "reported_at": t + 60_000})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,16 +14,18 @@ from booster.config import Settings
 
 
 def free_port_pair() -> int:
-    """A port whose next one is free too (the broker's controller listens there)."""
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port: int = s.getsockname()[1]
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
+    """A port whose next one is free too (the broker's controller listens there). Taken below the
+    kernel's ephemeral range (32768 and up on Linux), where client sockets get their ports: a port
+    picked there can be handed to an outgoing connection before the broker binds it."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20_000, 32_000)
+        try:
+            for candidate in (port, port + 1):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
         return port
     raise RuntimeError("no two consecutive free ports")
 

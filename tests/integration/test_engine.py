@@ -14,8 +14,10 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiokafka import TopicPartition
@@ -25,6 +27,7 @@ from booster.config import Settings
 from booster.ops import admin
 from booster.ops.clients import publish_lines, read_topic
 from booster.processors.boosters import booster_id_of, command_id_of
+from booster.processors.quiet import format_clock
 from booster.schemas.catalog import CONTACT_INPUT_TOPICS, audience_key
 from booster.schemas.codec import codec
 from booster.streams.records import contact_partition
@@ -67,6 +70,33 @@ class Run:
         return [c["contact_id"] for c in self.commands if c["booster_id"] == booster_id]
 
 
+# quiet hours of 12 hours centred on the test's start in London (UTC in winter): contacts in London,
+# Kolkata and New York are inside them when the booster fires, those in Los Angeles, Auckland and
+# Sydney outside, each by 30 minutes or more
+QUIET_INSIDE = {"Europe/London", "Asia/Kolkata", "America/New_York"}
+QUIET_ZONES: list[str | None] = [
+    None,
+    "Asia/Kolkata",
+    "America/New_York",
+    "America/Los_Angeles",
+    "Pacific/Auckland",
+    "Australia/Sydney",
+]
+
+
+def quiet_hours_scenario(tag: str, launched_at: int, start: int) -> Scenario:
+    now = datetime.fromtimestamp(start / 1000, ZoneInfo("Europe/London"))
+    minute = now.hour * 60 + now.minute
+    window = [(minute - 6 * 60) % 1440, (minute + 6 * 60) % 1440]
+    sc = build(
+        f"{tag}-quiet-hours", 48, launched_at=launched_at, account_id=f"acct-{tag}-quiet", channel="SMS",
+        roles=["eligible"], time_zones=QUIET_ZONES,
+    )  # fmt: skip
+    sc.quiet_hours = [{"channel": "SMS", "start": format_clock(window[0]), "end": format_clock(window[1])}]
+    sc.time_zone = "Europe/London"
+    return sc
+
+
 @pytest.fixture(scope="module")
 def run(kafka: LocalKafka, tmp_path_factory: pytest.TempPathFactory) -> Any:
     settings = fresh_settings()
@@ -94,6 +124,7 @@ def run(kafka: LocalKafka, tmp_path_factory: pytest.TempPathFactory) -> Any:
         "reachability": sc(
             "reachability", 60, booster_channel="SMS", roles=["unreachable", "reachable_again", "eligible"]
         ),
+        "quiet-hours": quiet_hours_scenario(tag, due, start),
         "scanner-window-off": sc(
             "scanner-window-off", 40, roles=["scanner_click", "eligible"], scanner_window_seconds=0
         ),
@@ -337,6 +368,26 @@ def test_a_booster_on_another_channel_leaves_out_the_contacts_it_cannot_reach_th
     email = run.scenarios["email"]
     same_channel = {c for c, role in email.roles.items() if role == "unreachable"}
     assert same_channel and same_channel <= set(run.commanded("email"))
+
+
+def test_commands_issued_inside_the_quiet_hours_carry_their_end_in_each_recipients_time_zone(run: Run) -> None:
+    sc = run.scenarios["quiet-hours"]
+    end = sc.quiet_hours[0]["end"]
+    commands = [c for c in run.commands if c["booster_id"] == booster_id_of(sc.campaign_id)]
+    assert len(commands) == 48
+    deferred = 0
+    for c in commands:
+        zone_name = sc.time_zones.get(c["contact_id"], sc.time_zone)  # the account's without a fact
+        if zone_name in QUIET_INSIDE:
+            deferred += 1
+            waits = c["send_after"]
+            assert waits is not None and c["issued_at"] < waits <= c["issued_at"] + 12 * HOUR_MS, (zone_name, c)
+            local = datetime.fromtimestamp(waits / 1000, ZoneInfo(zone_name))
+            assert local.strftime("%H:%M") == end and local.second == 0, (zone_name, local)
+        else:
+            assert c["send_after"] is None, (zone_name, c)
+    report = run.final("quiet-hours")
+    assert deferred == 24 and report["deferred"] == 24 and report["audience"] == 48
 
 
 def test_sms_opens_do_not_exclude(run: Run) -> None:

@@ -57,12 +57,15 @@ from booster.processors.campaigns import (
 from booster.processors.events import AccountChannels, BoosterCancelled, BoosterSettings, CampaignLaunched
 from booster.processors.packing import (
     pack_campaign,
+    pack_launch_decision,
     pack_summaries,
     summary_from_dict,
     summary_to_dict,
     unpack_campaign,
+    unpack_launch_decision,
     unpack_summaries,
 )
+from booster.processors.quiet import QuietHours
 from booster.processors.recipients import Exclusion, RecipientState
 from booster.processors.summaries import PartitionSummary, SummaryState, evolve_summaries, final_report
 
@@ -338,6 +341,20 @@ def test_the_same_launch_seen_again_broadcasts_its_decision_again_while_partitio
     assert broadcast_again(launched, "SCHEDULED", horizon - 1) is not None
     assert broadcast_again(launched, "SCHEDULED", horizon) is None  # the partitions may have forgotten it
     assert broadcast_again(launched, "REJECTED", T0) == NoBoosterFor("cmp", launched.launched_at)
+
+
+def test_a_schedule_keeps_the_quiet_hours_its_account_had_and_gets_them_again_when_broadcast_again() -> None:
+    quiet_account = replace(ACCOUNT, quiet_hours=(("EMAIL", 1260, 480), ("SMS", 1200, 540)), time_zone="Asia/Tokyo")
+    launched = launch()
+    accepted = on_launch(None, quiet_account, launched)
+    assert isinstance(accepted, Accepted)
+    assert accepted.schedule.quiet_hours == QuietHours(1260, 480, "Asia/Tokyo")  # the booster's channel's
+    row = pack_launch_decision("SCHEDULED", "f", T0, accepted.schedule.quiet_hours)
+    kept = unpack_launch_decision(row)[3]
+    # the account changed its quiet hours since: the decision's schedule is broadcast again, the same
+    assert broadcast_again(launched, "SCHEDULED", T0, kept) == Scheduled(accepted.schedule, launched.launched_at)
+    without = on_launch(None, ACCOUNT, launched)
+    assert isinstance(without, Accepted) and without.schedule.quiet_hours is None
 
 
 def test_the_report_counts_the_audience_boosted_despite_a_machine_open_or_a_scanner_click() -> None:

@@ -43,6 +43,7 @@ from booster.processors.notices import (
     report_notice,
 )
 from booster.processors.packing import pack_launch_decision, unpack_launch_decision
+from booster.processors.quiet import QuietHours
 from booster.processors.summaries import PartitionSummary, final_report
 
 T0 = 1_767_225_600_000
@@ -175,9 +176,17 @@ def test_a_cancel_is_refused_after_firing_or_after_the_window() -> None:
 
 
 def test_a_launch_decision_keeps_its_fingerprint_and_old_rows_still_read() -> None:
-    assert unpack_launch_decision(pack_launch_decision("SCHEDULED", "ab12", 17)) == ("SCHEDULED", "ab12", 17)
-    assert unpack_launch_decision(b"SCHEDULED:ab12") == ("SCHEDULED", "ab12", None)  # before retention
-    assert unpack_launch_decision(b"REJECTED") == ("REJECTED", None, None)
+    assert unpack_launch_decision(pack_launch_decision("SCHEDULED", "ab12", 17)) == ("SCHEDULED", "ab12", 17, None)
+    quiet = QuietHours(1260, 480, "America/New_York")
+    assert unpack_launch_decision(pack_launch_decision("SCHEDULED", "ab12", 17, quiet)) == (
+        "SCHEDULED",
+        "ab12",
+        17,
+        quiet,
+    )
+    assert unpack_launch_decision(b"SCHEDULED:ab12:17") == ("SCHEDULED", "ab12", 17, None)  # before quiet hours
+    assert unpack_launch_decision(b"SCHEDULED:ab12") == ("SCHEDULED", "ab12", None, None)  # before retention
+    assert unpack_launch_decision(b"REJECTED") == ("REJECTED", None, None, None)
     with pytest.raises(ValueError, match="not a launch status"):
         unpack_launch_decision(b"SENT:ab")
 

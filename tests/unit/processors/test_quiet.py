@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+from dataclasses import replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -10,14 +12,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from booster.errors import BoosterError
+from booster.processors.audience import deferred_until, explain_deferral
+from booster.processors.events import ContactTimeZone
+from booster.processors.packing import pack_contact, unpack_contact
 from booster.processors.quiet import QuietHours, parse_clock, send_after, zone
+from booster.processors.recipients import ContactState, evolve_contact, time_zone_at
 
 MINUTE = 60_000
 ZONES = ["Europe/Paris", "America/New_York", "Australia/Sydney", "Asia/Kolkata", "Pacific/Chatham", "UTC"]
 
 
 def at(tz: str, *when: int, fold: int = 0) -> int:
-    return int(datetime(*when, tzinfo=ZoneInfo(tz), fold=fold).timestamp() * 1000)  # type: ignore[misc]
+    return int(datetime(*when, tzinfo=ZoneInfo(tz), fold=fold).timestamp() * 1000)  # type: ignore[misc, arg-type]
 
 
 def local(ms: int, tz: str) -> str:
@@ -117,3 +123,38 @@ def test_send_after_is_the_first_minute_out_of_the_quiet_hours(
     while _quiet(expected, tz, quiet):
         expected += MINUTE
     assert got == expected
+
+
+def test_a_contacts_own_time_zone_as_of_the_deadline_else_the_accounts() -> None:
+    deadline = at("UTC", 2026, 11, 29, 19, 0)  # 20:00 in Paris, 06:00 in Sydney, 14:00 in New York
+    sydney = ContactState(time_zones=((deadline - 1000, "Australia/Sydney"),))
+    assert deferred_until(None, EVENINGS, deadline=deadline, issued_at=deadline) is None  # Paris: 20:00
+    waits = deferred_until(sydney, EVENINGS, deadline=deadline, issued_at=deadline)
+    assert waits is not None and local(waits, "Australia/Sydney") == "2026-11-30T08:00:00+11:00"
+    moved_later = ContactState(time_zones=((deadline - 1000, "Australia/Sydney"), (deadline + 1, "America/New_York")))
+    assert deferred_until(moved_later, EVENINGS, deadline=deadline, issued_at=deadline) == waits  # R5
+    # judged when the command is issued: a booster fired late, at 21:30 in Paris, waits too
+    late = deadline + 90 * MINUTE
+    assert deferred_until(None, EVENINGS, deadline=deadline, issued_at=late) == at("Europe/Paris", 2026, 11, 30, 8, 0)
+    assert deferred_until(sydney, None, deadline=deadline, issued_at=deadline) is None  # no quiet hours
+    words = explain_deferral(sydney, EVENINGS, deadline)
+    assert "inside the quiet hours 21:00-08:00 (Australia/Sydney): its command waits until 2026-11-29T21:00:00" in words
+    assert explain_deferral(None, EVENINGS, deadline) == ""
+
+
+def test_time_zone_facts_fold_in_any_order_and_pack() -> None:
+    facts = [
+        ContactTimeZone("k", "Europe/Paris", 5),
+        ContactTimeZone("k", "Asia/Tokyo", 9),
+        ContactTimeZone("k", "UTC", 9),
+    ]
+    states = {
+        evolve_contact(evolve_contact(evolve_contact(None, a), b), c) for a, b, c in itertools.permutations(facts)
+    }
+    assert len(states) == 1
+    state = states.pop()
+    assert time_zone_at(state, 4) is None and time_zone_at(state, 5) == "Europe/Paris"
+    assert time_zone_at(state, 9) == "UTC"  # a tie: the greatest name, whatever came first
+    assert unpack_contact(pack_contact(state)) == state
+    both = replace(state, reachability=(("SMS", 3, False),))
+    assert unpack_contact(pack_contact(both)) == both

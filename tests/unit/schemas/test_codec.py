@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import struct
 from datetime import UTC, datetime
 from typing import Any
@@ -20,8 +21,10 @@ from booster.errors import DecodeError
 from booster.processors.audience import Tally
 from booster.processors.boosters import ReasonCode
 from booster.processors.events import (
+    AccountChannels,
     BoosterSettings,
     MessageClicked,
+    account_from_record,
     launch_from_record,
     message_event_from_record,
 )
@@ -54,7 +57,8 @@ def test_schema_ids_are_unique_and_stable() -> None:
         26: ("booster.summaries", 3), 27: ("booster.reports", 3), 28: ("message.clicked", 2),
         29: ("booster.fanout-progress", 3), 30: ("booster.summaries", 4), 31: ("booster.reports", 4),
         32: ("booster.notices", 2), 33: ("campaign.launched", 3), 34: ("booster.control", 5),
-        35: ("contact.reachability", 1), 36: ("booster.audience", 2),
+        35: ("contact.reachability", 1), 36: ("booster.audience", 2), 37: ("account.channels", 2),
+        38: ("contact.time-zone", 1), 39: ("booster.commands", 2),
     }  # fmt: skip
     # writers use each topic's latest version
     assert {n: s.schema_id for n, s in CATALOG.items() if s.version > 1} == {
@@ -66,6 +70,8 @@ def test_schema_ids_are_unique_and_stable() -> None:
         "message.clicked": 28,
         "booster.notices": 32,
         "booster.audience": 36,
+        "account.channels": 37,
+        "booster.commands": 39,
     }
 
 
@@ -78,15 +84,19 @@ def _write(schema_id: int, value: dict[str, Any]) -> bytes:
 
 
 def test_a_version_1_report_decodes_as_the_latest_version() -> None:
-    added = {"reason_code": None, "boosted_despite_machine_open": 0, "boosted_despite_scanner_click": 0}
+    added = {"reason_code": None, "boosted_despite_machine_open": 0, "boosted_despite_scanner_click": 0, "deferred": 0}
     v1 = {k: v for k, v in SAMPLES["booster.reports"].items() if k not in added}
     decoded = codec().decode("booster.reports", _write(12, {**v1, "deadline": None}))
     assert decoded == {**v1, "deadline": None, **added}
-    despite = ("boosted_despite_machine_open", "boosted_despite_scanner_click")
+    despite = ("boosted_despite_machine_open", "boosted_despite_scanner_click", "deferred")
     v2 = {k: v for k, v in SAMPLES["booster.reports"].items() if k not in despite}
     assert codec().decode("booster.reports", _write(17, v2)) == {**v2, **dict.fromkeys(despite, 0)}
     v3 = {**v2, "boosted_despite_machine_open": 4}
-    assert codec().decode("booster.reports", _write(27, v3)) == {**v3, "boosted_despite_scanner_click": 0}
+    assert codec().decode("booster.reports", _write(27, v3)) == {
+        **v3,
+        "boosted_despite_scanner_click": 0,
+        "deferred": 0,
+    }
 
 
 def test_a_version_1_click_decodes_as_the_persons() -> None:
@@ -132,7 +142,12 @@ def test_a_version_1_control_record_decodes_as_the_latest_version() -> None:
         "account_id": None,
     }  # fmt: skip
     v1 = {k: v for k, v in SAMPLES["booster.control"].items() if k not in added}
-    settings = {"count_machine_opens": False, "scanner_window_seconds": 0, "campaign_channel": None}
+    settings = {
+        "count_machine_opens": False,
+        "scanner_window_seconds": 0,
+        "campaign_channel": None,
+        "quiet_hours": None,
+    }
     v1["schedule"] = {k: v for k, v in v1["schedule"].items() if k not in settings}
     decoded = codec().decode("booster.control", _write(14, v1))
     assert decoded == {**v1, **added, "schedule": {**v1["schedule"], **settings}}
@@ -141,8 +156,8 @@ def test_a_version_1_control_record_decodes_as_the_latest_version() -> None:
 
 
 def test_each_topic_is_listed_once_whatever_its_versions() -> None:
-    assert len(INPUT_TOPICS) == len(set(INPUT_TOPICS)) == 11
-    assert len(CONTACT_INPUT_TOPICS) == len(set(CONTACT_INPUT_TOPICS)) == 8
+    assert len(INPUT_TOPICS) == len(set(INPUT_TOPICS)) == 12
+    assert len(CONTACT_INPUT_TOPICS) == len(set(CONTACT_INPUT_TOPICS)) == 9
 
 
 def test_a_version_1_launch_decodes_with_machine_opens_not_counted_and_the_default_scanner_window() -> None:
@@ -165,7 +180,12 @@ def test_a_version_2_channel_record_decodes_with_no_account() -> None:
 
 def test_a_version_1_summary_decodes_as_the_latest_version() -> None:
     added: dict[str, Any] = {"cancel_reason": None, "machine_opened": 0, "marks": {}}
-    settings = {"count_machine_opens": False, "scanner_window_seconds": 0, "campaign_channel": None}
+    settings = {
+        "count_machine_opens": False,
+        "scanner_window_seconds": 0,
+        "campaign_channel": None,
+        "quiet_hours": None,
+    }
     v1 = {k: v for k, v in SAMPLES["booster.summaries"].items() if k not in added}
     v1["schedule"] = {k: v for k, v in v1["schedule"].items() if k not in settings}
     decoded = codec().decode("booster.summaries", _write(15, v1))
@@ -288,3 +308,33 @@ def test_corrupted_good_records_raise_only_our_error(topic: str, data: st.DataOb
 def test_a_version_1_outcome_decodes_as_the_latest_version() -> None:
     v1 = {**SAMPLES["booster.audience"], "outcome": "OPENED"}
     assert codec().decode("booster.audience", _write(21, v1)) == v1
+
+
+def test_a_version_1_command_and_account_decode_with_no_quiet_hours() -> None:
+    v1 = {k: v for k, v in SAMPLES["booster.commands"].items() if k != "send_after"}
+    assert codec().decode("booster.commands", _write(11, v1)) == {**v1, "send_after": None}
+    account = {k: v for k, v in SAMPLES["account.channels"].items() if k not in ("quiet_hours", "time_zone")}
+    decoded = codec().decode("account.channels", _write(3, account))
+    assert decoded == {**account, "quiet_hours": [], "time_zone": "UTC"}
+    assert account_from_record("acct-1", decoded) == AccountChannels(
+        "acct-1", frozenset({"EMAIL", "SMS"}), 1767225600000
+    )
+    latest = account_from_record("acct-1", SAMPLES["account.channels"])
+    assert (latest.quiet_hours, latest.time_zone) == ((("SMS", 1260, 480),), "Europe/Paris")
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"time_zone": "Europe/Pariss"}, "'Europe/Pariss' is not an IANA time zone"),
+        ({"quiet_hours": [{"channel": "SMS", "start": "9pm", "end": "08:00"}]}, "quiet hours of SMS: '9pm' is not"),
+        (
+            {"quiet_hours": [{"channel": "SMS", "start": "21:00", "end": "08:00"}] * 2},
+            "quiet hours name a channel twice",
+        ),
+    ],
+)
+def test_an_account_with_quiet_hours_that_make_no_sense_is_refused(change: dict[str, Any], words: str) -> None:
+    with pytest.raises(DecodeError, match=re.escape(words)) as refused:
+        account_from_record("acct-1", {**SAMPLES["account.channels"], **change})
+    assert refused.value.kind == "bad_value"

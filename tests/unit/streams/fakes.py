@@ -113,7 +113,10 @@ class Fanout:
         assert state.schedule is not None
         self.runs.append((state.schedule.campaign_id, partition))
         self.cancelled_at[(state.schedule.campaign_id, partition)] = cancelled_by(state)
-        tally = tally_of(d for _, d, _ in decide_rows(recipients, contacts, state.schedule, state.schedule.deadline))
+        deadline = state.schedule.deadline
+        tally = tally_of(
+            d for _, d, _, _ in decide_rows(recipients, contacts, state.schedule, deadline, issued_at=deadline)
+        )
         summary = PartitionSummary(state.schedule.campaign_id, partition, 1, state.schedule, None, tally)
         return FanoutResult(summary, tally.audience)
 

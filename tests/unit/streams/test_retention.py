@@ -86,8 +86,8 @@ def test_rows_of_an_older_worker_are_dated_when_first_swept(monkeypatch: pytest.
     w.decided.partition(0).write({b"c1": b"SCHEDULED:f1", b"c2": b"REJECTED"})
     w.summaries.partition(0).write({b"c1": b'{"done":true,"parts":{}}'})
     w.sweep_at(T0, monkeypatch)
-    assert unpack_launch_decision(w.decided.partition(0).get(b"c1") or b"") == ("SCHEDULED", "f1", T0)
-    assert unpack_launch_decision(w.decided.partition(0).get(b"c2") or b"") == ("REJECTED", None, T0)
+    assert unpack_launch_decision(w.decided.partition(0).get(b"c1") or b"") == ("SCHEDULED", "f1", T0, None)
+    assert unpack_launch_decision(w.decided.partition(0).get(b"c2") or b"") == ("REJECTED", None, T0, None)
     assert unpack_summaries(w.summaries.partition(0).get(b"c1") or b"") == SummaryState(done=True, deadline=T0)
     removed = w.sweep_at(T0 + KEEP, monkeypatch)
     assert removed["launch-decisions"] == 2 and removed["summaries"] == 1
