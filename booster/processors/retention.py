@@ -11,7 +11,7 @@ progress have their own ends (`campaigns.due`, `boosters.expire_pending`), decid
 - summaries: the marker of a booster's final report is kept as long, so a replayed summary does not
   make a second report.
 - contacts: a deleted contact's row goes the longest window after its deletion (no campaign launched
-  after a deletion reaches the contact); unsubscribes, blocks and reachability facts go after
+  after a deletion reaches the contact); unsubscribes, blocks, reachability and time zones go after
   BOOSTER_CONTACT_RETENTION_DAYS without a new fact about the contact, and are kept for ever when it
   is 0 (the default: an unsubscribe must hold however long ago it was given, also for a booster on
   another channel than its campaign).
@@ -38,7 +38,7 @@ def contact_expired(state: ContactState, now: int, *, retention_ms: int, allowed
     if retention_ms <= 0:
         return False
     facts = [at for _, at in state.unsubscribed] + [at for at, _ in state.blocks]
-    facts += [at for _, at, _ in state.reachability]
+    facts += [at for _, at, _ in state.reachability] + [at for at, _ in state.time_zones]
     if state.deleted_at is not None:
         facts.append(state.deleted_at)
     return bool(facts) and now >= max(facts) + retention_ms

@@ -63,3 +63,6 @@ def test_a_deleted_contact_goes_after_the_longest_window_and_other_rows_after_th
     reached = ContactState(unsubscribed=(("SMS", T0),), reachability=(("SMS", T0 + 20 * DAY, False),))
     assert not contact_expired(reached, T0 + 410 * DAY, retention_ms=400 * DAY, allowed_lateness_ms=LATENESS)
     assert contact_expired(reached, T0 + 420 * DAY, retention_ms=400 * DAY, allowed_lateness_ms=LATENESS)
+    zoned = ContactState(time_zones=((T0 + 30 * DAY, "Asia/Tokyo"),))  # a row with nothing else
+    assert not contact_expired(zoned, T0 + 429 * DAY, retention_ms=400 * DAY, allowed_lateness_ms=LATENESS)
+    assert contact_expired(zoned, T0 + 430 * DAY, retention_ms=400 * DAY, allowed_lateness_ms=LATENESS)
