@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from booster.processors.audience import Decision, Mark, decide, deferred_until, marks_of
 from booster.processors.boosters import Schedule
 from booster.processors.packing import unpack_contact, unpack_recipient
-from booster.processors.recipients import ContactState, RecipientState
+from booster.processors.recipients import ContactState, RecipientState, time_zone_at
 from booster.streams.store import PartitionStore, recipient_key, recipient_prefix
 
 
@@ -25,6 +25,8 @@ def decide_rows(
     every row of the booster's campaign in this partition, in key order, after the row `after` when
     given; quiet hours are judged at `issued_at`, when the command is issued."""
     quiet_hours = schedule.quiet_hours
+    # every command of a walk is issued at one moment: the end of the quiet hours depends on the zone only
+    waits_in: dict[str | None, int | None] = {}
     window_ms = schedule.scanner_window_seconds * 1000
     prefix = recipient_prefix(schedule.campaign_id)
     cut = len(prefix)
@@ -46,7 +48,10 @@ def decide_rows(
         marks = marks_of(recipient, decision, criterion=schedule.criterion, at=at, scanner_window_ms=window_ms)
         waits = None
         if decision is None and quiet_hours is not None:
-            waits = deferred_until(contact, quiet_hours, deadline=schedule.deadline, issued_at=issued_at)
+            zone = time_zone_at(contact, schedule.deadline)
+            if zone not in waits_in:
+                waits_in[zone] = deferred_until(contact, quiet_hours, deadline=schedule.deadline, issued_at=issued_at)
+            waits = waits_in[zone]
             if waits is not None:
                 marks = (*marks, Mark.DEFERRED)
         yield contact_key.decode(), decision, marks, waits
