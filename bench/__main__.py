@@ -230,25 +230,34 @@ def measure_size(
     timeout: float,
     lead_s: float,
     keep_topics: bool = False,
+    features: str = "none",
 ) -> dict[str, Any]:
     settings = fresh_settings(partitions)
     asyncio.run(admin.create(settings))
     try:
-        return _measure_size(settings, n, workdir, baselines, caps, timeout, lead_s)
+        return _measure_size(settings, n, workdir, baselines, caps, timeout, lead_s, features)
     finally:
         if not keep_topics:  # a large workload's topics take disk, and every client reads their metadata
             asyncio.run(admin.delete_topics(settings, own_topics(settings)))
 
 
 def _measure_size(
-    settings: Settings, n: int, workdir: Path, baselines: bool, caps: dict[str, int], timeout: float, lead_s: float
+    settings: Settings,
+    n: int,
+    workdir: Path,
+    baselines: bool,
+    caps: dict[str, int],
+    timeout: float,
+    lead_s: float,
+    features: str,
 ) -> dict[str, Any]:
-    figures: dict[str, Any] = {"recipients": n, "topic_prefix": settings.topic_prefix}
+    figures: dict[str, Any] = {"recipients": n, "topic_prefix": settings.topic_prefix, "features": features}
     campaign_id = f"bench-{n}"
     launched_at = int(time.time() * 1000) - 2 * HOUR_MS  # moved to the real launch below
     say(f"N={n:,}: producing the workload ...")
     started = time.monotonic()
-    w = asyncio.run(produce(settings, campaign_id, n, launched_at))
+    on = features != "none"
+    w = asyncio.run(produce(settings, campaign_id, n, launched_at, features=on, cap=features == "all"))
     figures["events"] = w.events
     figures["produce_s"] = round(time.monotonic() - started, 1)
     say(f"N={n:,}: {w.events:,} events produced in {figures['produce_s']} s; ingesting with one booster worker ...")
@@ -281,6 +290,8 @@ def _measure_size(
             "group_size": n, "launched_at": deadline - 2 * HOUR_MS,
             "booster": {"delay_seconds": 7200, "channel": None, "criterion": None, "content_ref": "content/bench"},
         }  # fmt: skip
+        if on:  # on SMS after the email campaign: reachability and the SMS quiet hours count
+            launch["booster"]["channel"] = "SMS"  # type: ignore[index]
 
         async def publish_launch() -> None:
             producer = AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all")
@@ -442,6 +453,17 @@ def main(argv: list[str] | None = None) -> int:
         "--lead", type=float, default=8.0, help="seconds from the launch to the deadline (the worker waits for it)"
     )
     parser.add_argument(
+        "--all-features",
+        action="store_true",
+        help="every audience policy on (machine opens, scanner clicks, reachability, time zones and quiet "
+        "hours, a frequency cap; see bench/workload.py)",
+    )
+    parser.add_argument(
+        "--without-cap",
+        action="store_true",
+        help="with --all-features: no frequency cap (to tell what the cap's history costs)",
+    )
+    parser.add_argument(
         "--misrouting",
         type=int,
         metavar="N",
@@ -459,7 +481,10 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="booster-bench-") as tmp:
             workdir = Path(args.workdir) if args.workdir else Path(tmp)
             caps = {"nothing": args.nothing_cap, "naive": args.naive_cap}
-            common = (caps, args.timeout, args.lead, args.keep_topics)
+            features = "all" if args.all_features else "none"
+            if args.all_features and args.without_cap:
+                features = "all-but-cap"
+            common = (caps, args.timeout, args.lead, args.keep_topics, features)
             small = measure_size(small_n, args.partitions, workdir, False, *common)
             large = measure_size(n, args.partitions, workdir, True, *common)
             if args.misrouting:

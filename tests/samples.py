@@ -17,6 +17,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "account.channels": {
         "account_id": "acct-1", "channels": ["EMAIL", "SMS"], "updated_at": 1767225600000,
         "quiet_hours": [{"channel": "SMS", "start": "21:00", "end": "08:00"}], "time_zone": "Europe/Paris",
+        "frequency_cap": {"max_boosters": 2, "window_hours": 168},
     },
     "message.sent": {"campaign_id": "c1", "contact_id": "k", "message_id": "m", "channel": "SMS", "sent_at": 1767225600000},
     "message.delivered": {"campaign_id": "c1", "contact_id": "k", "message_id": "m", "status": "ERROR", "reported_at": 1767225601000},
@@ -46,7 +47,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "booster.audience": {
         "contact_id": "ct-1", "outcome": "UNREACHABLE", "command_id": None,
         "booster_id": "c1:booster", "campaign_id": "c1", "account_id": "acct-1", "deadline": 1767232800000,
-        "decided_at": 1767232805000,
+        "decided_at": 1767232805000, "frequency_capped": True,
     },
     "booster.dead-letter": {
         "source_topic": "message.sent", "partition": 3, "offset": 42, "key": b"k", "value": b"\x01\x02",
@@ -59,6 +60,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
             "criterion": "NOT_CLICKED", "content_ref": "tpl/1", "deadline": 1767232800000,
             "count_machine_opens": False, "scanner_window_seconds": 60, "campaign_channel": "EMAIL",
             "quiet_hours": {"start_minute": 1260, "end_minute": 480, "time_zone": "Europe/Paris"},
+            "frequency_cap": {"max_boosters": 1, "window_ms": 86400000},
         },
         "cancelled_at": None, "reason": None, "from_partition": None, "all_opened": None, "enabled": None,
         "account_id": None,
@@ -69,7 +71,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
             "booster_id": "c1:booster", "booster_name": "Booster for X", "account_id": "acct-1", "channel": "SMS",
             "criterion": "NOT_CLICKED", "content_ref": "tpl/1", "deadline": 1767232800000,
             "count_machine_opens": True, "scanner_window_seconds": 60, "campaign_channel": None,
-            "quiet_hours": None,
+            "quiet_hours": None, "frequency_cap": None,
         },
         "cancelled_at": None, "audience": 3, "excluded": {"DELETED": 1}, "cancel_reason": None, "machine_opened": 2,
         "marks": {"MACHINE_OPEN": 2, "SCANNER_CLICK": 1},

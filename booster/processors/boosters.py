@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Any, Literal, get_args
 
 from booster.processors.events import AccountChannels, BoosterSettings, CampaignLaunched, Channel, Criterion
+from booster.processors.frequency import FrequencyCap
 from booster.processors.quiet import QuietHours
 from booster.processors.text import human_duration
 
@@ -69,6 +70,8 @@ class Schedule:
     campaign_channel: Channel | None = None  # the original campaign's; None in schedules of older workers
     # the account's quiet hours for the booster's channel when the launch was decided; None: none
     quiet_hours: QuietHours | None = None
+    # the account's frequency cap when the launch was decided; None: this booster neither counts nor is capped
+    frequency_cap: FrequencyCap | None = None
 
 
 class ReasonCode(StrEnum):
@@ -165,7 +168,8 @@ def decide_launch(
     b = launch.booster
     if b is None:
         return NoBooster(launch.campaign_id, launch.launched_at)
-    schedule = schedule_of(launch, b, quiet_hours_for(account, b.channel or launch.channel))
+    quiet_hours = quiet_hours_for(account, b.channel or launch.channel)
+    schedule = schedule_of(launch, b, quiet_hours, None if account is None else account.frequency_cap)
     channel, deadline = schedule.channel, schedule.deadline
 
     def report(status: Status, code: ReasonCode | None, reason: str | None) -> Report:
@@ -240,9 +244,14 @@ def quiet_hours_for(account: AccountChannels | None, channel: Channel) -> QuietH
     return None
 
 
-def schedule_of(launch: CampaignLaunched, b: BoosterSettings, quiet_hours: QuietHours | None = None) -> Schedule:
-    """The schedule of an accepted launch: a function of the launch and the account's quiet hours when
-    it was decided (kept with the decision), so it can be made again."""
+def schedule_of(
+    launch: CampaignLaunched,
+    b: BoosterSettings,
+    quiet_hours: QuietHours | None = None,
+    frequency_cap: FrequencyCap | None = None,
+) -> Schedule:
+    """The schedule of an accepted launch: a function of the launch and of the account's quiet hours
+    and frequency cap when it was decided (kept with the decision), so it can be made again."""
     return Schedule(
         campaign_id=launch.campaign_id,
         booster_id=booster_id_of(launch.campaign_id),
@@ -256,6 +265,7 @@ def schedule_of(launch: CampaignLaunched, b: BoosterSettings, quiet_hours: Quiet
         scanner_window_seconds=scanner_window_of(launch.channel, b),
         campaign_channel=launch.channel,
         quiet_hours=quiet_hours,
+        frequency_cap=frequency_cap,
     )
 
 
@@ -284,7 +294,8 @@ def evolve_account(state: AccountChannels | None, event: AccountChannels) -> Acc
 
 
 def _account_rank(a: AccountChannels) -> tuple[Any, ...]:
-    return a.updated_at, sorted(a.channels), a.quiet_hours, a.time_zone
+    cap = (0, 0) if a.frequency_cap is None else (a.frequency_cap.max_boosters, a.frequency_cap.window_ms)
+    return a.updated_at, sorted(a.channels), a.quiet_hours, a.time_zone, cap
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from booster.processors.boosters import (
     schedule_of,
 )
 from booster.processors.events import AccountChannels, BoosterCancelled, CampaignLaunched, Channel
+from booster.processors.frequency import FrequencyCap
 from booster.processors.quiet import QuietHours
 
 
@@ -446,16 +447,20 @@ def access_changes(
 
 
 def broadcast_again(
-    launch: CampaignLaunched, decided: LaunchStatus, now: int, quiet_hours: QuietHours | None = None
+    launch: CampaignLaunched,
+    decided: LaunchStatus,
+    now: int,
+    quiet_hours: QuietHours | None = None,
+    frequency_cap: FrequencyCap | None = None,
 ) -> Scheduled | NoBoosterFor | None:
     """The same launch seen again (a replay after a crash, or a producer's retry): its decision's
     broadcast, to send again, because the decision may have been kept while its broadcast was lost
     (the table and booster.control are not written in one transaction); receivers keep the first.
     None once the partitions may have forgotten the campaign (the longest window after its deadline, or
-    after the launch for a campaign without booster): there it would start again. `quiet_hours`: the
-    ones the decision's schedule got (kept with it)."""
+    after the launch for a campaign without booster): there it would start again. `quiet_hours` and
+    `frequency_cap`: the ones the decision's schedule got (kept with it)."""
     if decided == "SCHEDULED" and launch.booster is not None:
-        schedule = schedule_of(launch, launch.booster, quiet_hours)
+        schedule = schedule_of(launch, launch.booster, quiet_hours, frequency_cap)
         return Scheduled(schedule, launch.launched_at) if now < schedule.deadline + MAX_DELAY_MS else None
     if decided != "SCHEDULED" and now < launch.launched_at + MAX_DELAY_MS:
         return NoBoosterFor(launch.campaign_id, launch.launched_at)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from booster.errors import BoosterError, DecodeError
+from booster.processors.frequency import MAX_CAP_WINDOW_MS, FrequencyCap
 from booster.processors.quiet import parse_clock, zone
 
 Channel = Literal["EMAIL", "SMS", "PUSH"]
@@ -55,6 +56,7 @@ class AccountChannels:
     # (channel, start minute, end minute) of the local day when the account sends nothing on it, by channel
     quiet_hours: tuple[tuple[Channel, int, int], ...] = ()
     time_zone: str = "UTC"  # the local time of contacts without a `contact.time-zone` fact
+    frequency_cap: FrequencyCap | None = None  # at most so many boosters per contact per rolling window
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +201,18 @@ def account_from_record(account_id: str, r: Mapping[str, Any]) -> AccountChannel
     if len({channel for channel, _, _ in quiet}) != len(quiet):
         raise DecodeError("quiet hours name a channel twice: give each channel one window", kind="bad_value")
     time_zone = _time_zone(r.get("time_zone") or "UTC")
-    return AccountChannels(account_id, frozenset(r["channels"]), r["updated_at"], tuple(sorted(quiet)), time_zone)
+    cap = r.get("frequency_cap")
+    frequency_cap = None
+    if cap is not None:
+        if cap["max_boosters"] < 1 or not 1 <= cap["window_hours"] <= MAX_CAP_WINDOW_MS // 3_600_000:
+            raise DecodeError(
+                f"frequency cap {cap['max_boosters']} per {cap['window_hours']} h: at least 1 booster, "
+                f"in a window of 1 to {MAX_CAP_WINDOW_MS // 3_600_000} hours",
+                kind="bad_value",
+            )
+        frequency_cap = FrequencyCap(cap["max_boosters"], cap["window_hours"] * 3_600_000)
+    quiet_hours = tuple(sorted(quiet))
+    return AccountChannels(account_id, frozenset(r["channels"]), r["updated_at"], quiet_hours, time_zone, frequency_cap)
 
 
 def _time_zone(name: str) -> str:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from booster.processors.audience import Mark, Tally
 from booster.processors.boosters import LaunchStatus, Schedule, launch_status_of, reason_code_of
 from booster.processors.campaigns import CampaignPartition, Decided, LiveBooster
 from booster.processors.events import AccountChannels
+from booster.processors.frequency import FrequencyCap
 from booster.processors.quiet import QuietHours
 from booster.processors.recipients import ContactState, RecipientState
 from booster.processors.summaries import PartitionSummary, SummaryState
@@ -212,7 +213,12 @@ def schedule_to_dict(s: Schedule) -> dict[str, Any]:
         "scanner_window_seconds": s.scanner_window_seconds,
         "campaign_channel": s.campaign_channel,
         "quiet_hours": None if s.quiet_hours is None else quiet_hours_to_dict(s.quiet_hours),
+        "frequency_cap": None if s.frequency_cap is None else frequency_cap_to_dict(s.frequency_cap),
     }
+
+
+def frequency_cap_to_dict(c: FrequencyCap) -> dict[str, Any]:
+    return {"max_boosters": c.max_boosters, "window_ms": c.window_ms}
 
 
 def quiet_hours_to_dict(q: QuietHours) -> dict[str, Any]:
@@ -233,6 +239,7 @@ def schedule_from_dict(d: Mapping[str, Any]) -> Schedule:
         d.get("scanner_window_seconds", 0),  # absent from older ones: no scanner window, as they were made
         d.get("campaign_channel"),
         None if d.get("quiet_hours") is None else QuietHours(**d["quiet_hours"]),
+        None if d.get("frequency_cap") is None else FrequencyCap(**d["frequency_cap"]),
     )
 
 
@@ -342,39 +349,65 @@ def pack_account(a: AccountChannels) -> bytes:
     if a.quiet_hours or a.time_zone != "UTC":  # rows of accounts without them stay as older workers wrote
         d["quiet_hours"] = [list(q) for q in a.quiet_hours]
         d["time_zone"] = a.time_zone
+    if a.frequency_cap is not None:
+        d["frequency_cap"] = frequency_cap_to_dict(a.frequency_cap)
     return json.dumps(d).encode()
 
 
 def unpack_account(account_id: str, raw: bytes) -> AccountChannels:
     d = json.loads(raw)
     quiet = tuple((q[0], q[1], q[2]) for q in d.get("quiet_hours", ()))
-    return AccountChannels(account_id, frozenset(d["channels"]), d["updated_at"], quiet, d.get("time_zone", "UTC"))
+    cap = None if d.get("frequency_cap") is None else FrequencyCap(**d["frequency_cap"])
+    return AccountChannels(account_id, frozenset(d["channels"]), d["updated_at"], quiet, d.get("time_zone", "UTC"), cap)
+
+
+class DecidedRow(NamedTuple):
+    """What is kept of a decided launch (see `pack_launch_decision`)."""
+
+    status: LaunchStatus
+    fingerprint: str | None
+    moment: int | None
+    quiet_hours: QuietHours | None = None
+    frequency_cap: FrequencyCap | None = None
 
 
 def pack_launch_decision(
-    status: LaunchStatus, fingerprint: str, moment: int, quiet_hours: QuietHours | None = None
+    status: LaunchStatus,
+    fingerprint: str,
+    moment: int,
+    quiet_hours: QuietHours | None = None,
+    frequency_cap: FrequencyCap | None = None,
 ) -> bytes:
     """What is kept of a decided launch: its status, its fingerprint to tell a retry of it from another
     launch of the same campaign, its `launch_moment`, from which it is kept (retention), and the
-    account's quiet hours its schedule got, so that a schedule broadcast again is the same one."""
-    quiet = (
-        "" if quiet_hours is None else f"{quiet_hours.start_minute}-{quiet_hours.end_minute}@{quiet_hours.time_zone}"
-    )
-    return f"{status}:{fingerprint}:{moment}:{quiet}".encode()
+    account's quiet hours and frequency cap its schedule got, so that a schedule broadcast again is the
+    same one: `STATUS:fingerprint:moment:q=START-END@ZONE;c=MAX/WINDOW_MS`."""
+    settings = []
+    if quiet_hours is not None:
+        settings.append(f"q={quiet_hours.start_minute}-{quiet_hours.end_minute}@{quiet_hours.time_zone}")
+    if frequency_cap is not None:
+        settings.append(f"c={frequency_cap.max_boosters}/{frequency_cap.window_ms}")
+    return f"{status}:{fingerprint}:{moment}:{';'.join(settings)}".encode()
 
 
-def unpack_launch_decision(raw: bytes) -> tuple[LaunchStatus, str | None, int | None, QuietHours | None]:
-    """(status, fingerprint, moment, quiet hours); rows of older workers have the status alone, or no
-    moment, or no quiet hours."""
+def unpack_launch_decision(raw: bytes) -> DecidedRow:
+    """Rows of older workers have the status alone, or no moment, or no settings."""
     status, _, rest = raw.decode().partition(":")
     fingerprint, _, rest = rest.partition(":")
-    moment, _, quiet = rest.partition(":")
-    quiet_hours = None
-    if quiet:
-        minutes, _, time_zone = quiet.partition("@")
-        start, _, end = minutes.partition("-")
-        quiet_hours = QuietHours(int(start), int(end), time_zone)
-    return launch_status_of(status), fingerprint or None, int(moment) if moment else None, quiet_hours
+    moment, _, settings = rest.partition(":")
+    quiet_hours, frequency_cap = None, None
+    for setting in filter(None, settings.split(";")):
+        name, _, value = setting.partition("=")
+        if name == "q":
+            minutes, _, time_zone = value.partition("@")
+            start, _, end = minutes.partition("-")
+            quiet_hours = QuietHours(int(start), int(end), time_zone)
+        elif name == "c":
+            max_boosters, _, window_ms = value.partition("/")
+            frequency_cap = FrequencyCap(int(max_boosters), int(window_ms))
+    return DecidedRow(
+        launch_status_of(status), fingerprint or None, int(moment) if moment else None, quiet_hours, frequency_cap
+    )
 
 
 def pack_live_booster(b: LiveBooster) -> bytes:

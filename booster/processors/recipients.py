@@ -47,6 +47,8 @@ class Exclusion(StrEnum):
     WAITING = "WAITING"
     CLICKED = "CLICKED"
     OPENED = "OPENED"
+    # would be boosted, but the contact got its account's most boosters in a window already (issue 11)
+    FREQUENCY_CAP = "FREQUENCY_CAP"
 
 
 EXCLUSION_ORDER: tuple[Exclusion, ...] = tuple(Exclusion)

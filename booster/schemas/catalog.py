@@ -91,6 +91,13 @@ _SPECS = [
     TopicSpec("contact.time-zone", 38, "contact_id", True, False, "input"),
     # v2: send_after, the end of the quiet hours a command issued inside them waits for
     TopicSpec("booster.commands", 39, "contact_id", True, False, "output", version=2),
+    # v3: the account's frequency cap, the most boosters per contact in a rolling window
+    TopicSpec("account.channels", 40, "account_id", False, True, "input", version=3),
+    # v3: the outcome FREQUENCY_CAP, and frequency_capped, whether the booster counts toward the cap
+    TopicSpec("booster.audience", 41, None, True, True, "output", version=3, expires=True),
+    # v6, v5: the schedule carries the account's frequency cap when the launch was decided
+    TopicSpec("booster.control", 42, "campaign_id", True, False, "internal", version=6),
+    TopicSpec("booster.summaries", 43, "campaign_id", False, False, "internal", version=5),
 ]
 
 # every schema version ever written, by id; and each topic's latest version, which writers use
@@ -117,6 +124,9 @@ STATE_TABLES = (
     "pending-launches",
     "launch-decisions",
     "account-boosters",
+    # per contact, the boosters sent to it that count toward its account's frequency cap, and the
+    # offset of booster.audience up to which they are read (`streams/history.py`)
+    "sent-history",
 )
 
 

@@ -54,17 +54,29 @@ class CommandTemplate:
 
 
 # the symbols of booster.audience's AudienceOutcomeKind, in schema order
-OUTCOMES = ("INCLUDED", "DELETED", "BLOCKED", "UNSUBSCRIBED", "UNREACHABLE", "ERROR", "WAITING", "CLICKED", "OPENED")
+OUTCOMES = (
+    "INCLUDED", "DELETED", "BLOCKED", "UNSUBSCRIBED", "UNREACHABLE", "ERROR", "WAITING", "CLICKED", "OPENED",
+    "FREQUENCY_CAP",
+)  # fmt: skip
 _OUTCOME_INDEX = {name: i for i, name in enumerate(OUTCOMES)}
 
 
 class OutcomeTemplate:
     """booster.audience values of one booster's fan-out: only contact, outcome and command differ."""
 
-    def __init__(self, *, booster_id: str, campaign_id: str, account_id: str, deadline: int, decided_at: int) -> None:
+    def __init__(
+        self,
+        *,
+        booster_id: str,
+        campaign_id: str,
+        account_id: str,
+        deadline: int,
+        decided_at: int,
+        frequency_capped: bool = False,
+    ) -> None:
         self._header = codec().header("booster.audience")
         self._tail = b"".join(avro_string(s) for s in (booster_id, campaign_id, account_id))
-        self._tail += avro_long(deadline) + avro_long(decided_at)
+        self._tail += avro_long(deadline) + avro_long(decided_at) + (b"\x01" if frequency_capped else b"\x00")
         self._outcomes = {name: avro_long(i) for name, i in _OUTCOME_INDEX.items()}
 
     def encode(self, contact_id: str, outcome: str, command_id: str | None) -> bytes:

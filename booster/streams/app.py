@@ -90,12 +90,13 @@ class BoosterApp:
         self.metrics = metrics = Metrics()
         self.sink = sink = ChangelogSink(s.broker, s.request_timeout)
         self.gate = gate = LagGate(s.broker, self.app_id)
-        self.fanout = fanout = Fanout(s, self.app_id)
+        self.fanout = fanout = Fanout(s, self.app_id, flush_tables=sink.flush)
         for service in (sink, gate, fanout):
             app.add_dependency(service)
 
         self.recipients = self._table("recipients", ROCKSDB_LARGE)
         self.contacts = self._table("contacts", ROCKSDB_LARGE)
+        self.sent_history = self._table("sent-history", ROCKSDB_SMALL)
         self.campaigns = CampaignStates(self._table("campaigns", ROCKSDB_SMALL))
 
         retry = Retry(s.retry_seconds)
@@ -132,6 +133,7 @@ class BoosterApp:
             campaigns=self.campaigns,
             recipients=self.recipients,
             contacts=self.contacts,
+            sent_history=self.sent_history,
             control=control,
             gate=gate,
             fanout=fanout,
@@ -146,6 +148,7 @@ class BoosterApp:
             summaries=self.reports.summaries,
             contacts=self.contacts,
             recipients=self.recipients,
+            sent_history=self.sent_history,
             campaigns=self.campaigns,
             sink=sink,
             metrics=metrics,
@@ -159,6 +162,7 @@ class BoosterApp:
             campaigns=self.campaigns,
             recipients=self.recipients,
             contacts=self.contacts,
+            sent_history=self.sent_history,
             gate=gate,
             metrics=metrics,
             active_partitions=self.active_partitions,

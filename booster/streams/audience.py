@@ -7,8 +7,10 @@ from collections.abc import Iterator
 
 from booster.processors.audience import Decision, Mark, decide, deferred_until, marks_of
 from booster.processors.boosters import Schedule
+from booster.processors.frequency import Sent, capped
 from booster.processors.packing import unpack_contact, unpack_recipient
-from booster.processors.recipients import ContactState, RecipientState, time_zone_at
+from booster.processors.recipients import ContactState, Exclusion, RecipientState, time_zone_at
+from booster.streams.history import history_of
 from booster.streams.store import PartitionStore, recipient_key, recipient_prefix
 
 
@@ -20,13 +22,18 @@ def decide_rows(
     after: bytes | None = None,
     *,
     issued_at: int,
+    history: PartitionStore | None = None,
+    histories_read: dict[bytes, tuple[Sent, ...]] | None = None,
 ) -> Iterator[tuple[str, Decision, tuple[Mark, ...], int | None]]:
     """(contact_id, decision at `at`, its marks, the end of the quiet hours its command waits for) for
     every row of the booster's campaign in this partition, in key order, after the row `after` when
-    given; quiet hours are judged at `issued_at`, when the command is issued."""
+    given; quiet hours are judged at `issued_at`, when the command is issued. A booster with a
+    frequency cap leaves out the contacts whose `history` already holds the most its account allows;
+    the rows it read for the contacts it keeps go to `histories_read`, when given."""
     quiet_hours = schedule.quiet_hours
     # every command of a walk is issued at one moment: the end of the quiet hours depends on the zone only
     waits_in: dict[str | None, int | None] = {}
+    cap = schedule.frequency_cap if history is not None else None
     window_ms = schedule.scanner_window_seconds * 1000
     prefix = recipient_prefix(schedule.campaign_id)
     cut = len(prefix)
@@ -45,6 +52,12 @@ def decide_rows(
             scanner_window_ms=window_ms,
             campaign_channel=schedule.campaign_channel,
         )
+        if decision is None and cap is not None and history is not None:
+            sent = history_of(history, contact_key)
+            if capped(sent, schedule.booster_id, schedule.deadline, cap):
+                decision = Exclusion.FREQUENCY_CAP
+            elif histories_read is not None:
+                histories_read[contact_key] = sent
         marks = marks_of(recipient, decision, criterion=schedule.criterion, at=at, scanner_window_ms=window_ms)
         waits = None
         if decision is None and quiet_hours is not None:

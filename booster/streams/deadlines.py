@@ -84,6 +84,7 @@ class Deadlines:
         campaigns: CampaignStates,
         recipients: Table,
         contacts: Table,
+        sent_history: Table,
         control: Control,
         gate: LagGate,
         fanout: Fanout,
@@ -96,6 +97,7 @@ class Deadlines:
         self.campaigns = campaigns
         self.recipients = recipients
         self.contacts = contacts
+        self.sent_history = sent_history
         self.control = control
         self.gate = gate
         self.fanout = fanout
@@ -274,6 +276,7 @@ class Deadlines:
                 partition=p,
                 recipients=self.recipients.partition(p),
                 contacts=self.contacts.partition(p),
+                history=self.sent_history.partition(p),
                 now=now,
             )
         except KafkaError as exc:

@@ -24,12 +24,14 @@ from booster.config import Settings
 from booster.processors.audience import Tally, outcome_of
 from booster.processors.boosters import Schedule, command_id_of
 from booster.processors.campaigns import CampaignPartition, called_off, cancelled_by
+from booster.processors.frequency import MAX_CAP_WINDOW_MS, Sent
 from booster.processors.packing import summary_to_dict, tally_of_record
 from booster.processors.summaries import PartitionSummary
 from booster.schemas import codec
 from booster.schemas.catalog import audience_key
 from booster.schemas.templates import CommandTemplate, OutcomeTemplate
 from booster.streams.audience import decide_rows
+from booster.streams.history import add_sent, counted_sends, next_offset, set_marker
 from booster.streams.records import exit_for_restart, give_up_after, send_batches
 from booster.streams.store import PartitionStore, recipient_key
 from booster.streams.wire import progress_record
@@ -58,6 +60,10 @@ class FanoutResult:
 PROGRESS_POLL_MS = 20
 
 
+async def _nothing_to_flush() -> None:
+    """Tables kept in memory (tests): nothing waits for a changelog."""
+
+
 class Fanout(Service):
     """The fan-out producers (one per partition this worker fans out) and the progress reader; they
     start when first needed and stop with the worker."""
@@ -67,12 +73,15 @@ class Fanout(Service):
         settings: Settings,
         app_id: str,
         give_up: Callable[[str, BaseException], NoReturn] = exit_for_restart,
+        flush_tables: Callable[[], Awaitable[None]] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.settings = settings
         self.app_id = app_id
         self.give_up = give_up
+        # the tables' changelog writes, flushed before the history's marker moves (`streams/history.py`)
+        self.flush_tables = flush_tables or _nothing_to_flush
         self._producers: dict[int, AIOKafkaProducer] = {}
         self._lock = asyncio.Lock()
         # one reader for the worker's life instead of a consumer started per fan-out
@@ -80,6 +89,8 @@ class Fanout(Service):
         # read once per owned partition, then only what is new: the topic holds every booster ever
         # run there, and re-reading it at each fan-out made fire latency grow with uptime
         self.progress: dict[int, ProgressLog] = {}
+        # per partition, where this worker's last commit marker in booster.audience is
+        self._own_commit_at: dict[int, int] = {}
 
     def _transactional_id(self, partition: int) -> str:
         return f"{self.app_id}-fanout-{partition}"
@@ -103,6 +114,7 @@ class Fanout(Service):
     async def release(self, partitions: set[int]) -> None:
         for p in partitions:
             self.progress.pop(p, None)  # another owner may write it meanwhile
+            self._own_commit_at.pop(p, None)
             prod = self._producers.pop(p, None)
             if prod is not None:
                 try:
@@ -119,8 +131,48 @@ class Fanout(Service):
     async def load_progress(self, partition: int) -> dict[str, dict[str, Any]]:
         """The latest committed progress of every booster in a partition that has not fired since this
         worker took the partition."""
-        topic = self.settings.topic("booster.fanout-progress")
-        tp = TopicPartition(topic, partition)
+        known = self.progress.setdefault(partition, ProgressLog())
+
+        def fold(msgs: list[Any]) -> None:
+            for msg in msgs:
+                known.records_read += 1
+                if msg.value is None:  # a tombstone (`forget`): that booster is done with for good
+                    known.latest.pop((msg.key or b"").decode(), None)
+                    continue
+                record = codec().decode("booster.fanout-progress", msg.value)
+                known.latest[record["campaign_id"]] = record
+
+        tp = TopicPartition(self.settings.topic("booster.fanout-progress"), partition)
+        known.next_offset = await self._read_on(tp, known.next_offset, fold)
+        return known.latest
+
+    async def catch_up_history(self, partition: int, history: PartitionStore, now: int) -> int:
+        """Bring the contacts' booster history up to the end of this partition of booster.audience
+        (committed records): what a worker killed after a commit, or the partition's earlier owner,
+        did not add (`streams/history.py`). How many outcomes it read."""
+        read = 0
+
+        def fold(msgs: list[Any]) -> None:
+            nonlocal read
+            read += len(msgs)
+            outcomes = [codec().decode("booster.audience", m.value) for m in msgs if m.value is not None]
+            add_sent(history, counted_sends(o for o in outcomes if o["deadline"] > now - MAX_CAP_WINDOW_MS), now)
+
+        tp = TopicPartition(self.settings.topic("booster.audience"), partition)
+        start = next_offset(history)
+        end = await self._read_on(tp, start, fold, skip_marker_at=self._own_commit_at.get(partition))
+        if end != start:
+            if read:
+                await self._flush_history(partition)
+            set_marker(history, end)
+        return read
+
+    async def _read_on(
+        self, tp: TopicPartition, start: int, fold: Callable[[list[Any]], None], skip_marker_at: int | None = None
+    ) -> int:
+        """Read a partition's committed records from `start` to its end, handing each fetched batch to
+        `fold`; the offset to read on from next time. `skip_marker_at`: the offset of a transaction
+        marker this worker wrote, not read when it is all there is (a fetch of it waits for nothing)."""
         if self._progress_reader is None:
             self._progress_reader = AIOKafkaConsumer(
                 bootstrap_servers=self.settings.broker,
@@ -131,32 +183,26 @@ class Fanout(Service):
             )
             await self._progress_reader.start()
         consumer = self._progress_reader
-        known = self.progress.setdefault(partition, ProgressLog())
         # the end first: a long-polling fetch of the partition assigned last would hold the offsets
         # request behind it on the same connection, so it is paused (unsubscribe() or assign([])
         # instead can leave a group-less consumer whose stop() never returns, aiokafka 0.14.0)
         consumer.pause(*consumer.assignment())
-        end = (await consumer.end_offsets([tp]))[tp]
-        if end <= known.next_offset:
-            return known.latest
+        end: int = (await consumer.end_offsets([tp]))[tp]
+        if end <= start or (start == skip_marker_at and end == start + 1):
+            return end
         consumer.assign([tp])
-        if known.next_offset == 0:
+        if start == 0:
             await consumer.seek_to_beginning(tp)
         else:
-            consumer.seek(tp, known.next_offset)
+            consumer.seek(tp, start)
         while await consumer.position(tp) < end:
             # short polls: what is left may be only a transaction marker, which moves the position but
             # yields no record, and getmany would wait its whole timeout for one (0.5 s per fan-out)
             batch = await consumer.getmany(tp, timeout_ms=PROGRESS_POLL_MS)
-            for msg in batch.get(tp, []):
-                known.records_read += 1
-                if msg.value is None:  # a tombstone (`forget`): that booster is done with for good
-                    known.latest.pop((msg.key or b"").decode(), None)
-                    continue
-                record = codec().decode("booster.fanout-progress", msg.value)
-                known.latest[record["campaign_id"]] = record
-        known.next_offset = await consumer.position(tp)
-        return known.latest
+            if msgs := batch.get(tp, []):
+                fold(msgs)
+        position: int = await consumer.position(tp)
+        return position
 
     def _forget_progress(self, partition: int, campaign_id: str, last_offset: int) -> None:
         """A booster fired here: its progress is not needed again while this worker owns the
@@ -177,18 +223,18 @@ class Fanout(Service):
         async with self._lock:
             try:
                 prod = await self.producer_for(partition)
-                offset = await self._commit(campaign_id, partition, self._tombstone(prod, partition, campaign_id))
+                offset, _ = await self._commit(campaign_id, partition, self._tombstone(prod, partition, campaign_id))
                 self._forget_progress(partition, campaign_id, offset)
             except KafkaError as exc:  # only retention is lost: the record stays until the next try
                 await self.release({partition})
                 log.warning("forgetting the fan-out progress of %s in partition %s: %s", campaign_id, partition, exc)
 
-    async def _tombstone(self, prod: AIOKafkaProducer, partition: int, campaign_id: str) -> int:
+    async def _tombstone(self, prod: AIOKafkaProducer, partition: int, campaign_id: str) -> tuple[int, None]:
         topic = self.settings.topic("booster.fanout-progress")
         async with prod.transaction():
             sent = await prod.send(topic, value=None, key=campaign_id.encode(), partition=partition)
         offset: int = (await sent).offset
-        return offset
+        return offset, None
 
     async def run(
         self,
@@ -197,13 +243,14 @@ class Fanout(Service):
         partition: int,
         recipients: PartitionStore,
         contacts: PartitionStore,
+        history: PartitionStore,
         now: int,
     ) -> FanoutResult:
         schedule = state.schedule
         assert schedule is not None
         async with self._lock:
             try:
-                return await self._run(schedule, state, partition, recipients, contacts, now)
+                return await self._run(schedule, state, partition, recipients, contacts, history, now)
             except KafkaError:
                 # a fenced or broken producer is not reused; the next tick starts a fresh one
                 await self.release({partition})
@@ -216,10 +263,14 @@ class Fanout(Service):
         partition: int,
         recipients: PartitionStore,
         contacts: PartitionStore,
+        history: PartitionStore,
         now: int,
     ) -> FanoutResult:
         cid = schedule.campaign_id
         prod = await self.producer_for(partition)
+        capped = schedule.frequency_cap is not None
+        if capped:  # only a capped booster reads or writes the history: the others run as before the cap
+            await self.catch_up_history(partition, history, now)
         progress = (await self.load_progress(partition)).get(cid)
         if progress is not None and progress["done"]:
             return FanoutResult(None, 0)
@@ -247,10 +298,16 @@ class Fanout(Service):
             account_id=schedule.account_id,
             deadline=schedule.deadline,
             decided_at=now,
+            frequency_capped=capped,
         )
         chunk_size = self.settings.fanout_chunk
         batch: list[Record] = []
         outcomes: list[Record] = []  # R16: each recipient's outcome, in the same transactions
+        sent: dict[bytes, list[Sent]] = {}  # of a capped booster: its sends, the contacts' history
+        counted = 0  # sends added to the history by the committed transactions before the last
+        read: dict[bytes, tuple[Sent, ...]] = {}  # the history rows the walk read, for `add_sent`
+        outcomes_end: int | None = None  # the offset after this fan-out's last committed outcome
+        sent_entry = [(schedule.deadline, booster_id)]
         walked = 0
         commands = 0
         last_contact: str | None = progress["last_key"] if progress else None
@@ -258,8 +315,9 @@ class Fanout(Service):
         if reason is None:
             # quiet hours are judged when the commands are issued: a worker that fires late judges its own time
             rows = decide_rows(
-                recipients, contacts, schedule, schedule.deadline, after, issued_at=max(now, schedule.deadline)
-            )
+                recipients, contacts, schedule, schedule.deadline, after,
+                issued_at=max(now, schedule.deadline), history=history, histories_read=read,
+            )  # fmt: skip
             for contact_id, decision, marks, send_after in rows:
                 last_contact = contact_id
                 walked += 1
@@ -268,6 +326,8 @@ class Fanout(Service):
                 if decision is None:  # eligible: not excluded, and a recipient
                     command_id = command_id_of(booster_id, contact_id)
                     batch.append((contact_id.encode(), template.encode(command_id, contact_id, send_after), None))
+                    if capped:
+                        sent[contact_id.encode()] = sent_entry
                 if (outcome := outcome_of(decision)) is not None:
                     value = outcome_template.encode(contact_id, outcome, command_id)
                     outcomes.append((audience_key(booster_id, contact_id), value, None))
@@ -275,9 +335,15 @@ class Fanout(Service):
                     commands += len(batch)
                     progress_value = progress_record(cid, partition, last_contact, False, tally)
                     chunk = self._transaction(prod, partition, cid, batch, outcomes, progress_value)
-                    await self._commit(cid, partition, chunk)
+                    _, chunk_end = await self._commit(cid, partition, chunk)
+                    outcomes_end = chunk_end or outcomes_end
+                    if capped:
+                        add_sent(history, sent, now, read)  # the marker moves once, at the end (`_add_history`)
+                        counted += len(sent)
+                        read.clear()
                     batch = []
                     outcomes = []
+                    sent = {}
                     walked = 0
         summary = PartitionSummary(
             campaign_id=cid,
@@ -291,11 +357,36 @@ class Fanout(Service):
         commands += len(batch)
         done = progress_record(cid, partition, last_contact, True, tally)
         last = self._transaction(prod, partition, cid, batch, outcomes, done, summary)
-        last_offset = await self._commit(cid, partition, last)
+        last_offset, chunk_end = await self._commit(cid, partition, last)
+        if capped:
+            add_sent(history, sent, now, read)
+            await self._add_history(partition, history, counted + len(sent), chunk_end or outcomes_end)
         self._forget_progress(partition, cid, last_offset)
         return FanoutResult(summary, commands)
 
-    async def _commit(self, campaign_id: str, partition: int, transaction: Awaitable[int]) -> int:
+    async def _add_history(self, partition: int, history: PartitionStore, added: int, end: int | None) -> None:
+        """The marker past a fan-out's outcomes once the sends it added to the contacts' rows are in the
+        changelog (a worker killed before reads them from booster.audience instead, `catch_up_history`):
+        one flush per partition's fan-out, not per transaction."""
+        if end is None:
+            return
+        if added:
+            await self._flush_history(partition)
+        set_marker(history, end)
+        # what follows in the partition is this transaction's commit marker, and then nothing until
+        # this worker writes again: the partition's transactional producer fences every other writer
+        self._own_commit_at[partition] = end
+
+    async def _flush_history(self, partition: int) -> None:
+        """The history rows' changelog writes, before the marker: bounded like a commit (a broker that
+        does not answer for BOOSTER_RETRY_SECONDS ends the worker; the restarted one reads the sends
+        back from booster.audience)."""
+        what = f"writing the frequency-cap history of partition {partition} to its changelog"
+        await give_up_after(self.settings.retry_seconds, what, self.flush_tables(), self.give_up)
+
+    async def _commit(
+        self, campaign_id: str, partition: int, transaction: Awaitable[tuple[int, int | None]]
+    ) -> tuple[int, int | None]:
         """A chunk's transaction (`_transaction`). A broker that does not answer for BOOSTER_RETRY_SECONDS
         ends the worker (an idempotent producer waits for as long as the broker is away): the restarted
         worker resumes after the last committed chunk, and its producer fences this one's open
@@ -312,16 +403,16 @@ class Fanout(Service):
         outcomes: list[Record],
         progress: dict[str, Any],
         summary: PartitionSummary | None = None,
-    ) -> int:
+    ) -> tuple[int, int | None]:
         """Commands, outcomes, progress and summary in one transaction; returns the progress record's
-        offset."""
+        offset, and the offset after the last outcome (None without outcomes)."""
         s = self.settings
         c = codec()
         async with prod.transaction():
             # contacts of this partition are keyed to the same partition of booster.commands and
             # booster.audience (co-partitioned)
             await send_batches(prod, s.topic("booster.commands"), partition, batch)
-            await send_batches(prod, s.topic("booster.audience"), partition, outcomes)
+            outcomes_sent = await send_batches(prod, s.topic("booster.audience"), partition, outcomes)
             progress_sent = await prod.send(
                 s.topic("booster.fanout-progress"),
                 value=c.encode("booster.fanout-progress", progress),
@@ -335,4 +426,8 @@ class Fanout(Service):
                     key=campaign_id.encode(),
                 )
         offset: int = (await progress_sent).offset  # delivered: the transaction is committed
-        return offset
+        outcomes_end = None
+        if outcomes_sent:
+            last_batch, count = outcomes_sent[-1]
+            outcomes_end = (await last_batch).offset + count  # a batch's future gives its first offset
+        return offset, outcomes_end

@@ -143,9 +143,9 @@ class Launches:
         p = incoming.partition
         fingerprint = launch_fingerprint(incoming.value or b"")  # decoded above: never None here
         raw_decided = self.decided.partition(p).get(launch.campaign_id.encode())
-        decided, decided_fingerprint, decided_quiet_hours = None, None, None
-        if raw_decided is not None:
-            decided, decided_fingerprint, _, decided_quiet_hours = unpack_launch_decision(raw_decided)
+        row = None if raw_decided is None else unpack_launch_decision(raw_decided)
+        decided = None if row is None else row.status
+        decided_fingerprint = None if row is None else row.fingerprint
         if decided_fingerprint not in (None, fingerprint):
             # G5: another launch of the campaign id is decided as well; the control partitions keep the
             # one that wins, whatever the order, and tell the account of the one that lost
@@ -162,7 +162,8 @@ class Launches:
         match step:
             case Duplicate():  # the same launch again (a decision kept by an older worker has no fingerprint)
                 self.metrics.inc("booster_duplicate_launches_total")
-                again = broadcast_again(launch, step.decided, now_ms(), decided_quiet_hours)
+                assert row is not None  # a duplicate of a decision kept in this row
+                again = broadcast_again(launch, step.decided, now_ms(), row.quiet_hours, row.frequency_cap)
                 if again is not None:
                     await self.control.broadcast(again)
             case AwaitAccount():
@@ -202,8 +203,10 @@ class Launches:
                 live.write(rows)
             case _:
                 assert_never(decision)
-        quiet_hours = decision.schedule.quiet_hours if isinstance(decision, Accepted) else None
-        row = pack_launch_decision(launch_status(decision), fingerprint, moment, quiet_hours)
+        schedule = decision.schedule if isinstance(decision, Accepted) else None
+        quiet_hours = None if schedule is None else schedule.quiet_hours
+        frequency_cap = None if schedule is None else schedule.frequency_cap
+        row = pack_launch_decision(launch_status(decision), fingerprint, moment, quiet_hours, frequency_cap)
         self.decided.partition(partition).write({decision.campaign_id.encode(): row})
 
     async def _tell_live_boosters(

@@ -1,6 +1,7 @@
 """The sweep: every BOOSTER_SWEEP_INTERVAL_SECONDS, rows that outlived their retention
-(`processors/retention.py`) leave this worker's active partitions of launch-decisions, account-boosters,
-summaries and contacts, and their tombstones go to the changelogs, so that compaction drops them too.
+(`processors/retention.py`, `processors/frequency.py`) leave this worker's active partitions of
+launch-decisions, account-boosters, summaries, contacts and sent-history, and their tombstones go to
+the changelogs, so that compaction drops them too.
 
 Each row is read and deleted with no await in between, so a handler that writes the same row meanwhile
 is not undone; partitions are swept a slice at a time, letting the agents run between slices.
@@ -13,7 +14,8 @@ import logging
 from collections.abc import Callable, Iterator
 
 from booster.processors.boosters import decision_expired
-from booster.processors.campaigns import outlived
+from booster.processors.campaigns import outlived as booster_outlived
+from booster.processors.frequency import outlived, pack_history, unpack_history
 from booster.processors.packing import (
     pack_launch_decision,
     pack_summaries,
@@ -26,6 +28,7 @@ from booster.processors.retention import contact_expired, summaries_expired
 from booster.processors.summaries import SummaryState
 from booster.schemas.catalog import LAUNCHES_BY_ACCOUNT
 from booster.streams.campaigns import CampaignStates
+from booster.streams.history import MARKER
 from booster.streams.metrics import Metrics
 from booster.streams.records import Flushable, now_ms, run_timer
 from booster.streams.store import PartitionStore, Table, recipient_key, split_pending_key
@@ -45,6 +48,7 @@ class Retention:
         summaries: Table,
         contacts: Table,
         recipients: Table,
+        sent_history: Table,
         campaigns: CampaignStates,
         sink: Flushable,
         metrics: Metrics,
@@ -58,6 +62,7 @@ class Retention:
         self.summaries = summaries
         self.contacts = contacts
         self.recipients = recipients
+        self.sent_history = sent_history
         self.campaigns = campaigns
         self.sink = sink
         self.metrics = metrics
@@ -74,7 +79,7 @@ class Retention:
 
     async def sweep(self) -> dict[str, int]:
         """One sweep of every active partition; the rows removed, per table."""
-        removed = dict.fromkeys(("launch-decisions", "account-boosters", "summaries", "contacts"), 0)
+        removed = dict.fromkeys(("launch-decisions", "account-boosters", "summaries", "contacts", "sent-history"), 0)
         for p in self.partitions_of(LAUNCHES_BY_ACCOUNT):
             ours = self._still_ours(LAUNCHES_BY_ACCOUNT, p)
             removed["launch-decisions"] += await self._sweep(self.decided.partition(p), self._decision, ours)
@@ -85,6 +90,7 @@ class Retention:
         for p in self.partitions_of("booster.control"):
             ours = self._still_ours("booster.control", p)
             removed["contacts"] += await self._sweep(self.contacts.partition(p), self._contact_in(p), ours)
+            removed["sent-history"] += await self._sweep(self.sent_history.partition(p), self._sent_history, ours)
         await self.sink.flush()
         for table, n in removed.items():
             if n:
@@ -122,20 +128,30 @@ class Retention:
         return removed
 
     def _decision(self, key: bytes, value: bytes, now: int) -> Verdict:
-        status, fingerprint, moment, quiet_hours = unpack_launch_decision(value)
-        if moment is None:  # kept by an older worker: its retention starts now
-            return pack_launch_decision(status, fingerprint or "", now, quiet_hours)
-        return None if decision_expired(moment, now, self.decision_retention_ms) else True
+        row = unpack_launch_decision(value)
+        if row.moment is None:  # kept by an older worker: its retention starts now
+            return pack_launch_decision(row.status, row.fingerprint or "", now, row.quiet_hours, row.frequency_cap)
+        return None if decision_expired(row.moment, now, self.decision_retention_ms) else True
 
     def _live_booster(self, key: bytes, value: bytes, now: int) -> Verdict:
         booster = unpack_live_booster(split_pending_key(key)[1], value)
-        return None if outlived([booster], now, self.allowed_lateness_ms) else True
+        return None if booster_outlived([booster], now, self.allowed_lateness_ms) else True
 
     def _summaries(self, key: bytes, value: bytes, now: int) -> Verdict:
         state = unpack_summaries(value)
         if state.done and state.deadline is None:  # kept by an older worker: its retention starts now
             return pack_summaries(SummaryState(done=True, deadline=now))
         return None if summaries_expired(state, now, self.decision_retention_ms) else True
+
+    def _sent_history(self, key: bytes, value: bytes, now: int) -> Verdict:
+        """A contact's sends that can no longer count toward any cap go (the longest window)."""
+        if key == MARKER:
+            return True
+        history = unpack_history(value)
+        kept = outlived(history, now)
+        if kept == history:
+            return True
+        return pack_history(kept) if kept else None
 
     def _contact_in(self, partition: int) -> Callable[[bytes, bytes, int], Verdict]:
         """The verdict on a partition's contacts: a row past its retention stays while a booster of the

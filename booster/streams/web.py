@@ -12,12 +12,15 @@ from aiokafka.errors import KafkaError
 
 from booster.config import Settings
 from booster.processors.audience import Mark, Tally, explain_deferral, full_exclusions
+from booster.processors.boosters import Schedule
 from booster.processors.campaigns import called_off
-from booster.processors.recipients import explain
+from booster.processors.frequency import capped, explain_cap
+from booster.processors.recipients import Exclusion, explain
 from booster.schemas.catalog import CONTACT_INPUT_TOPICS
 from booster.streams.audience import decide_rows, facts_of
 from booster.streams.campaigns import CampaignStates
 from booster.streams.gate import LagGate
+from booster.streams.history import history_of
 from booster.streams.metrics import Metrics
 from booster.streams.records import contact_partition, now_ms
 from booster.streams.store import Table
@@ -33,6 +36,7 @@ class Web:
         campaigns: CampaignStates,
         recipients: Table,
         contacts: Table,
+        sent_history: Table,
         gate: LagGate,
         metrics: Metrics,
         active_partitions: Callable[[], list[int]],
@@ -44,6 +48,7 @@ class Web:
         self.campaigns = campaigns
         self.recipients = recipients
         self.contacts = contacts
+        self.sent_history = sent_history
         self.gate = gate
         self.metrics = metrics
         self.active_partitions = active_partitions
@@ -124,24 +129,13 @@ class Web:
         for p in partitions:
             recipients, contacts = self.recipients.partition(p), self.contacts.partition(p)
             # quiet hours as if it fired at its deadline
-            for _, decision, marks, _ in decide_rows(recipients, contacts, schedule, at, issued_at=schedule.deadline):
+            history = self.sent_history.partition(p)
+            rows = decide_rows(recipients, contacts, schedule, at, issued_at=schedule.deadline, history=history)
+            for _, decision, marks, _ in rows:
                 tally = tally.count(decision, marks=marks)
             if contact_id is not None and p == contact_partition(contact_id, self.settings.partitions):
-                recipient, contact = facts_of(recipients, contacts, campaign_id, contact_id)
-                reason, included, why = explain(
-                    recipient, contact, campaign_id=campaign_id, channel=schedule.channel,
-                    criterion=schedule.criterion, at=at, count_machine_opens=schedule.count_machine_opens,
-                    scanner_window_ms=schedule.scanner_window_seconds * 1000,
-                    campaign_channel=schedule.campaign_channel,
-                )  # fmt: skip
-                out["contact"] = {
-                    "contact_id": contact_id,
-                    "partition": p,
-                    "in_audience": included,
-                    "reason": None if reason is None else reason.value,
-                    "why": why
-                    + (explain_deferral(contact, schedule.quiet_hours, schedule.deadline) if included else ""),
-                }
+                out["contact"] = {"contact_id": contact_id, "partition": p}
+                out["contact"].update(self._explain(schedule, p, contact_id, at))
         out["audience"] = tally.audience
         out["machine_opened"] = tally.marked(Mark.MACHINE_OPEN)
         out["scanner_clicked"] = tally.marked(Mark.SCANNER_CLICK)
@@ -149,6 +143,26 @@ class Web:
         out["recipients"] = tally.recipients
         out["excluded"] = full_exclusions(tally.excluded)
         return out
+
+    def _explain(self, schedule: Schedule, p: int, contact_id: str, at: int) -> dict[str, Any]:
+        """One contact's place in the audience as of `at`, in words: the exclusions of R11, then the
+        frequency cap, then whether its command would wait for the end of the quiet hours."""
+        recipients, contacts = self.recipients.partition(p), self.contacts.partition(p)
+        recipient, contact = facts_of(recipients, contacts, schedule.campaign_id, contact_id)
+        reason, included, why = explain(
+            recipient, contact, campaign_id=schedule.campaign_id, channel=schedule.channel,
+            criterion=schedule.criterion, at=at, count_machine_opens=schedule.count_machine_opens,
+            scanner_window_ms=schedule.scanner_window_seconds * 1000, campaign_channel=schedule.campaign_channel,
+        )  # fmt: skip
+        cap = schedule.frequency_cap
+        if included and cap is not None:
+            sent = history_of(self.sent_history.partition(p), contact_id.encode())
+            if capped(sent, schedule.booster_id, schedule.deadline, cap):
+                reason, included = Exclusion.FREQUENCY_CAP, False
+                why = explain_cap(sent, schedule.booster_id, schedule.deadline, cap)
+        if included:
+            why += explain_deferral(contact, schedule.quiet_hours, schedule.deadline)
+        return {"in_audience": included, "reason": None if reason is None else reason.value, "why": why}
 
     async def audience_cluster(self, campaign_id: str, contact_id: str | None, local: dict[str, Any]) -> dict[str, Any]:
         """The local preview merged with every other worker's (each owns some partitions)."""

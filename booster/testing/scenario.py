@@ -74,6 +74,7 @@ class Scenario:
     quiet_hours: list[dict[str, str]] = field(default_factory=list)
     time_zone: str = "UTC"
     time_zones: dict[str, str] = field(default_factory=dict)  # contact -> its contact.time-zone fact
+    frequency_cap: dict[str, int] | None = None  # the account's ({"max_boosters", "window_hours"})
 
     @property
     def deadline(self) -> int:
@@ -108,6 +109,7 @@ class Scenario:
             "updated_at": self.launched_at - HOUR_MS,
             "quiet_hours": self.quiet_hours,
             "time_zone": self.time_zone,
+            "frequency_cap": self.frequency_cap,
         }
 
     @property

@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -172,6 +173,9 @@ async def chaos(
     result.missing = len(v.missing)
     result.unexpected = len(v.unexpected)
     result.problems += v.problems
+    if v.missing or v.unexpected:  # which roles: the first thing to look at
+        roles = Counter(sc.roles.get(c, "unknown") for c in (*v.missing, *v.unexpected))
+        result.problems.append(f"roles of the missing and unexpected recipients: {dict(roles)}")
     result.seconds = round(time.monotonic() - began, 1)
     return result
 

@@ -1,4 +1,4 @@
-"""The benchmark works end to end (a tiny run; no timing is asserted)."""
+"""The benchmark works end to end, with every audience policy on (a tiny run; no timing is asserted)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ def test_bench_smoke(kafka: LocalKafka, tmp_path: Path, monkeypatch: pytest.Monk
                 str(tmp_path),
                 "--out",
                 str(out),
+                "--all-features",
             ]
         )
         == 0
@@ -48,6 +49,10 @@ def test_bench_smoke(kafka: LocalKafka, tmp_path: Path, monkeypatch: pytest.Monk
         "fanout_records_vs_plain_producer_ratio",
     }
     assert wanted <= set(ratios)
+    # every audience policy on: the commands are exactly the recipients the workload makes eligible
+    for size in ("small", "large"):
+        figures = results[size]
+        assert figures["features"] == "all" and figures["commands"] == figures["expected_commands"] > 0, figures
     for size in ("small", "large"):
         figures = results[size]
         assert figures["commands"] == figures["expected_commands"] == figures["report_audience"]

@@ -97,6 +97,15 @@ def quiet_hours_scenario(tag: str, launched_at: int, start: int) -> Scenario:
     return sc
 
 
+def capped_scenario(tag: str, short: str, launched_at: int, roles: list[str]) -> Scenario:
+    sc = build(
+        f"{tag}-capped-{short}", 40, launched_at=launched_at, account_id=f"acct-{tag}-capped", roles=roles,
+        contact_prefix=f"{tag}-capped-",
+    )  # fmt: skip
+    sc.frequency_cap = {"max_boosters": 1, "window_hours": 7 * 24}
+    return sc
+
+
 @pytest.fixture(scope="module")
 def run(kafka: LocalKafka, tmp_path_factory: pytest.TempPathFactory) -> Any:
     settings = fresh_settings()
@@ -125,6 +134,9 @@ def run(kafka: LocalKafka, tmp_path_factory: pytest.TempPathFactory) -> Any:
             "reachability", 60, booster_channel="SMS", roles=["unreachable", "reachable_again", "eligible"]
         ),
         "quiet-hours": quiet_hours_scenario(tag, due, start),
+        # one account with a cap of one booster a week; two boosters for the same 40 contacts
+        "capped-a": capped_scenario(tag, "a", due, ["eligible", "opened"]),
+        "capped-b": capped_scenario(tag, "b", due, ["eligible"]),
         "scanner-window-off": sc(
             "scanner-window-off", 40, roles=["scanner_click", "eligible"], scanner_window_seconds=0
         ),
@@ -284,10 +296,11 @@ def test_email_report_counts_every_reason(run: Run) -> None:
     assert report["audience"] == len(sc.expected_audience) == report["billable"]
     assert report["excluded"] == {reason: sc.expected_excluded.get(reason, 0) for reason in report["excluded"]}
     reasons = ["DELETED", "BLOCKED", "UNSUBSCRIBED", "UNREACHABLE", "ERROR", "WAITING", "CLICKED", "OPENED"]
-    assert list(report["excluded"]) == reasons  # R11's order
-    # an EMAIL booster of an EMAIL campaign does not ask reachability: the original reached them
+    assert list(report["excluded"]) == [*reasons, "FREQUENCY_CAP"]  # R11's order, the cap last
+    # an EMAIL booster of an EMAIL campaign does not ask reachability: the original reached them; its
+    # account has no frequency cap
     assert all(report["excluded"][r] > 0 for r in reasons if r != "UNREACHABLE")
-    assert report["excluded"]["UNREACHABLE"] == 0
+    assert report["excluded"]["UNREACHABLE"] == report["excluded"]["FREQUENCY_CAP"] == 0
     assert report["audience"] + sum(report["excluded"].values()) == len(sc.roles)  # R11
 
 
@@ -388,6 +401,30 @@ def test_commands_issued_inside_the_quiet_hours_carry_their_end_in_each_recipien
             assert c["send_after"] is None, (zone_name, c)
     report = run.final("quiet-hours")
     assert deferred == 24 and report["deferred"] == 24 and report["audience"] == 48
+
+
+def test_a_frequency_cap_leaves_out_the_contacts_that_had_their_booster_of_the_week(run: Run) -> None:
+    """Two boosters of one account (one a week), due together, for the same contacts: whichever fires
+    first in a partition takes its contacts there; the other leaves them out as FREQUENCY_CAP. No
+    contact gets both; a contact the first one excluded (it opened that campaign) gets the second."""
+    a, b = run.scenarios["capped-a"], run.scenarios["capped-b"]
+    got_a, got_b = set(run.commanded("capped-a")), set(run.commanded("capped-b"))
+    assert not got_a & got_b
+    openers = {c for c, role in a.roles.items() if role == "opened"}
+    assert got_a | got_b == set(b.roles) and openers <= got_b
+    # each contact both boosters would reach is capped once, in the one that fired second there
+    both = set(a.roles) - openers
+    reports = run.final("capped-a"), run.final("capped-b")
+    assert sum(r["excluded"]["FREQUENCY_CAP"] for r in reports) == len(both) == 20
+    assert (reports[0]["audience"], reports[1]["audience"]) == (len(got_a), len(got_b))
+    assert reports[0]["excluded"]["OPENED"] == 20
+    ids = {booster_id_of(a.campaign_id), booster_id_of(b.campaign_id)}
+    capped = [
+        o["contact_id"]
+        for _, _, o in run.extra["outcomes"]
+        if o["booster_id"] in ids and o["outcome"] == "FREQUENCY_CAP"
+    ]
+    assert sorted(capped) == sorted(both)
 
 
 def test_sms_opens_do_not_exclude(run: Run) -> None:

@@ -235,7 +235,7 @@ def test_final_report_needs_every_partition_and_counts_duplicates_once() -> None
     assert report is not None
     assert report.status == "SENT" and report.audience == 6 and report.billable == 6
     assert report.excluded == {
-        "DELETED": 1, "BLOCKED": 0, "UNSUBSCRIBED": 0, "UNREACHABLE": 0, "ERROR": 0, "WAITING": 4, "CLICKED": 0, "OPENED": 3,
+        "DELETED": 1, "BLOCKED": 0, "UNSUBSCRIBED": 0, "UNREACHABLE": 0, "ERROR": 0, "WAITING": 4, "CLICKED": 0, "OPENED": 3, "FREQUENCY_CAP": 0,
     }  # fmt: skip
 
 

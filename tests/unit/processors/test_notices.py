@@ -36,13 +36,14 @@ from booster.processors.campaigns import (
     refuses_cancel,
 )
 from booster.processors.events import AccountChannels, BoosterCancelled, BoosterSettings, CampaignLaunched
+from booster.processors.frequency import FrequencyCap
 from booster.processors.notices import (
     NoticeKind,
     cancel_refused_notice,
     lost_launch_notice,
     report_notice,
 )
-from booster.processors.packing import pack_launch_decision, unpack_launch_decision
+from booster.processors.packing import DecidedRow, pack_launch_decision, unpack_launch_decision
 from booster.processors.quiet import QuietHours
 from booster.processors.summaries import PartitionSummary, final_report
 
@@ -176,17 +177,14 @@ def test_a_cancel_is_refused_after_firing_or_after_the_window() -> None:
 
 
 def test_a_launch_decision_keeps_its_fingerprint_and_old_rows_still_read() -> None:
-    assert unpack_launch_decision(pack_launch_decision("SCHEDULED", "ab12", 17)) == ("SCHEDULED", "ab12", 17, None)
-    quiet = QuietHours(1260, 480, "America/New_York")
-    assert unpack_launch_decision(pack_launch_decision("SCHEDULED", "ab12", 17, quiet)) == (
-        "SCHEDULED",
-        "ab12",
-        17,
-        quiet,
-    )
-    assert unpack_launch_decision(b"SCHEDULED:ab12:17") == ("SCHEDULED", "ab12", 17, None)  # before quiet hours
-    assert unpack_launch_decision(b"SCHEDULED:ab12") == ("SCHEDULED", "ab12", None, None)  # before retention
-    assert unpack_launch_decision(b"REJECTED") == ("REJECTED", None, None, None)
+    assert unpack_launch_decision(pack_launch_decision("SCHEDULED", "ab12", 17)) == DecidedRow("SCHEDULED", "ab12", 17)
+    quiet, cap = QuietHours(1260, 480, "America/New_York"), FrequencyCap(2, 86_400_000)
+    for settings in ((quiet, None), (None, cap), (quiet, cap)):
+        row = unpack_launch_decision(pack_launch_decision("SCHEDULED", "ab12", 17, *settings))
+        assert row == DecidedRow("SCHEDULED", "ab12", 17, *settings)
+    assert unpack_launch_decision(b"SCHEDULED:ab12:17") == DecidedRow("SCHEDULED", "ab12", 17)  # before the settings
+    assert unpack_launch_decision(b"SCHEDULED:ab12") == DecidedRow("SCHEDULED", "ab12", None)  # before retention
+    assert unpack_launch_decision(b"REJECTED") == DecidedRow("REJECTED", None, None)
     with pytest.raises(ValueError, match="not a launch status"):
         unpack_launch_decision(b"SENT:ab")
 

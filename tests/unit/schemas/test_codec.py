@@ -28,6 +28,7 @@ from booster.processors.events import (
     launch_from_record,
     message_event_from_record,
 )
+from booster.processors.frequency import FrequencyCap
 from booster.processors.notices import NoticeKind
 from booster.processors.packing import schedule_from_dict, tally_of_record
 from booster.schemas import CATALOG, codec
@@ -58,19 +59,20 @@ def test_schema_ids_are_unique_and_stable() -> None:
         29: ("booster.fanout-progress", 3), 30: ("booster.summaries", 4), 31: ("booster.reports", 4),
         32: ("booster.notices", 2), 33: ("campaign.launched", 3), 34: ("booster.control", 5),
         35: ("contact.reachability", 1), 36: ("booster.audience", 2), 37: ("account.channels", 2),
-        38: ("contact.time-zone", 1), 39: ("booster.commands", 2),
+        38: ("contact.time-zone", 1), 39: ("booster.commands", 2), 40: ("account.channels", 3),
+        41: ("booster.audience", 3), 42: ("booster.control", 6), 43: ("booster.summaries", 5),
     }  # fmt: skip
     # writers use each topic's latest version
     assert {n: s.schema_id for n, s in CATALOG.items() if s.version > 1} == {
         "booster.reports": 31,
-        "booster.control": 34,
-        "booster.summaries": 30,
+        "booster.control": 42,
+        "booster.summaries": 43,
         "campaign.launched": 33,
         "booster.fanout-progress": 29,
         "message.clicked": 28,
         "booster.notices": 32,
-        "booster.audience": 36,
-        "account.channels": 37,
+        "booster.audience": 41,
+        "account.channels": 40,
         "booster.commands": 39,
     }
 
@@ -136,18 +138,23 @@ def test_the_reason_codes_and_notice_kinds_are_the_cores() -> None:
     assert kinds["symbols"] == [k.value for k in NoticeKind]
 
 
+# what a schedule of an older record reads as: the booster settings and the account's, none of them
+SCHEDULE_SETTINGS_OF_OLDER_RECORDS = {
+    "count_machine_opens": False,
+    "scanner_window_seconds": 0,
+    "campaign_channel": None,
+    "quiet_hours": None,
+    "frequency_cap": None,
+}
+
+
 def test_a_version_1_control_record_decodes_as_the_latest_version() -> None:
     added = {
         "cancelled_at": None, "reason": None, "from_partition": None, "all_opened": None, "enabled": None,
         "account_id": None,
     }  # fmt: skip
     v1 = {k: v for k, v in SAMPLES["booster.control"].items() if k not in added}
-    settings = {
-        "count_machine_opens": False,
-        "scanner_window_seconds": 0,
-        "campaign_channel": None,
-        "quiet_hours": None,
-    }
+    settings = SCHEDULE_SETTINGS_OF_OLDER_RECORDS
     v1["schedule"] = {k: v for k, v in v1["schedule"].items() if k not in settings}
     decoded = codec().decode("booster.control", _write(14, v1))
     assert decoded == {**v1, **added, "schedule": {**v1["schedule"], **settings}}
@@ -180,12 +187,7 @@ def test_a_version_2_channel_record_decodes_with_no_account() -> None:
 
 def test_a_version_1_summary_decodes_as_the_latest_version() -> None:
     added: dict[str, Any] = {"cancel_reason": None, "machine_opened": 0, "marks": {}}
-    settings = {
-        "count_machine_opens": False,
-        "scanner_window_seconds": 0,
-        "campaign_channel": None,
-        "quiet_hours": None,
-    }
+    settings = SCHEDULE_SETTINGS_OF_OLDER_RECORDS
     v1 = {k: v for k, v in SAMPLES["booster.summaries"].items() if k not in added}
     v1["schedule"] = {k: v for k, v in v1["schedule"].items() if k not in settings}
     decoded = codec().decode("booster.summaries", _write(15, v1))
@@ -306,21 +308,56 @@ def test_corrupted_good_records_raise_only_our_error(topic: str, data: st.DataOb
 
 
 def test_a_version_1_outcome_decodes_as_the_latest_version() -> None:
-    v1 = {**SAMPLES["booster.audience"], "outcome": "OPENED"}
-    assert codec().decode("booster.audience", _write(21, v1)) == v1
+    v1 = {k: v for k, v in SAMPLES["booster.audience"].items() if k != "frequency_capped"}
+    v1["outcome"] = "OPENED"
+    assert codec().decode("booster.audience", _write(21, v1)) == {**v1, "frequency_capped": False}
+
+
+def test_version_2_outcomes_and_accounts_decode_with_no_frequency_cap() -> None:
+    v2 = {k: v for k, v in SAMPLES["booster.audience"].items() if k != "frequency_capped"}
+    assert codec().decode("booster.audience", _write(36, v2)) == {**v2, "frequency_capped": False}
+    account = {k: v for k, v in SAMPLES["account.channels"].items() if k != "frequency_cap"}
+    decoded = codec().decode("account.channels", _write(37, account))
+    assert decoded == {**account, "frequency_cap": None}
+    assert account_from_record("acct-1", decoded).frequency_cap is None
+
+
+def test_a_frequency_cap_outcome_reads_as_other_to_a_version_2_reader() -> None:
+    """A consumer of booster.audience that has not upgraded gets OTHER for the new outcome, not an error."""
+    written = {**SAMPLES["booster.audience"], "outcome": "FREQUENCY_CAP"}
+    newer, older = (parse_schema(strip_logical_types(json.loads(BY_ID[i].schema_path.read_text()))) for i in (41, 36))
+    out = io.BytesIO()
+    schemaless_writer(out, newer, written)
+    value = schemaless_reader(io.BytesIO(out.getvalue()), newer, older)
+    assert value == {k: v for k, v in {**written, "outcome": "OTHER"}.items() if k != "frequency_capped"}
+
+
+def test_version_5_schedules_decode_with_no_frequency_cap() -> None:
+    control = SAMPLES["booster.control"]
+    v5 = {**control, "schedule": {k: v for k, v in control["schedule"].items() if k != "frequency_cap"}}
+    decoded = codec().decode("booster.control", _write(34, v5))
+    assert decoded == {**v5, "schedule": {**v5["schedule"], "frequency_cap": None}}
+    summary = SAMPLES["booster.summaries"]
+    v4 = {**summary, "schedule": {k: v for k, v in summary["schedule"].items() if k != "frequency_cap"}}
+    assert codec().decode("booster.summaries", _write(30, v4)) == {
+        **v4,
+        "schedule": {**v4["schedule"], "frequency_cap": None},
+    }
 
 
 def test_a_version_1_command_and_account_decode_with_no_quiet_hours() -> None:
     v1 = {k: v for k, v in SAMPLES["booster.commands"].items() if k != "send_after"}
     assert codec().decode("booster.commands", _write(11, v1)) == {**v1, "send_after": None}
-    account = {k: v for k, v in SAMPLES["account.channels"].items() if k not in ("quiet_hours", "time_zone")}
+    added = ("quiet_hours", "time_zone", "frequency_cap")
+    account = {k: v for k, v in SAMPLES["account.channels"].items() if k not in added}
     decoded = codec().decode("account.channels", _write(3, account))
-    assert decoded == {**account, "quiet_hours": [], "time_zone": "UTC"}
+    assert decoded == {**account, "quiet_hours": [], "time_zone": "UTC", "frequency_cap": None}
     assert account_from_record("acct-1", decoded) == AccountChannels(
         "acct-1", frozenset({"EMAIL", "SMS"}), 1767225600000
     )
     latest = account_from_record("acct-1", SAMPLES["account.channels"])
     assert (latest.quiet_hours, latest.time_zone) == ((("SMS", 1260, 480),), "Europe/Paris")
+    assert latest.frequency_cap == FrequencyCap(2, 168 * 3_600_000)
 
 
 @pytest.mark.parametrize(
@@ -332,6 +369,8 @@ def test_a_version_1_command_and_account_decode_with_no_quiet_hours() -> None:
             {"quiet_hours": [{"channel": "SMS", "start": "21:00", "end": "08:00"}] * 2},
             "quiet hours name a channel twice",
         ),
+        ({"frequency_cap": {"max_boosters": 0, "window_hours": 24}}, "frequency cap 0 per 24 h: at least 1"),
+        ({"frequency_cap": {"max_boosters": 1, "window_hours": 721}}, "in a window of 1 to 720 hours"),
     ],
 )
 def test_an_account_with_quiet_hours_that_make_no_sense_is_refused(change: dict[str, Any], words: str) -> None:

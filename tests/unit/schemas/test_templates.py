@@ -40,18 +40,20 @@ def test_template_bytes_equal_the_codecs(ids: tuple[str, ...], channel: str, dea
     command_id=st.one_of(st.none(), text),
     deadline=millis,
     decided_at=millis,
+    frequency_capped=st.booleans(),
 )
 def test_outcome_template_bytes_equal_the_codecs(
-    ids: tuple[str, ...], outcome: str, command_id: str | None, deadline: int, decided_at: int
+    ids: tuple[str, ...], outcome: str, command_id: str | None, deadline: int, decided_at: int, frequency_capped: bool
 ) -> None:
     booster_id, campaign_id, account_id, contact_id = ids
     record = {
         "contact_id": contact_id, "outcome": outcome, "command_id": command_id, "booster_id": booster_id,
         "campaign_id": campaign_id, "account_id": account_id, "deadline": deadline, "decided_at": decided_at,
+        "frequency_capped": frequency_capped,
     }  # fmt: skip
     template = OutcomeTemplate(
         booster_id=booster_id, campaign_id=campaign_id, account_id=account_id, deadline=deadline,
-        decided_at=decided_at,
+        decided_at=decided_at, frequency_capped=frequency_capped,
     )  # fmt: skip
     encoded = template.encode(contact_id, outcome, command_id)
     assert encoded == codec().encode("booster.audience", record)

@@ -106,6 +106,7 @@ class Fanout:
         partition: int,
         recipients: PartitionStore,
         contacts: PartitionStore,
+        history: PartitionStore,
         now: int,
     ) -> FanoutResult:
         from booster.streams.audience import decide_rows

@@ -48,7 +48,7 @@ class World:
         self.control_log: list[dict[str, Any]] = []  # every control record delivered
         self.deadlines = Deadlines(
             settings=self.settings, campaigns=self.campaigns, recipients=self.recipients, contacts=self.contacts,
-            control=Control(self.control_topic, 2), gate=self.gate, fanout=self.fanout,  # type: ignore[arg-type]
+            sent_history=MemoryTable("sent-history"), control=Control(self.control_topic, 2), gate=self.gate, fanout=self.fanout,  # type: ignore[arg-type]
             notices=Notices(self.notices, self.metrics),
             reports=Reports(self.reports, MemoryTable("summaries"), Notices(self.notices, self.metrics), self.metrics),
             metrics=self.metrics, active_partitions=lambda: [0, 1],

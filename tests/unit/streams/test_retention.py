@@ -10,7 +10,9 @@ import pytest
 
 from booster.processors.boosters import MAX_DELAY_MS
 from booster.processors.campaigns import CampaignPartition, LiveBooster
+from booster.processors.frequency import MAX_CAP_WINDOW_MS
 from booster.processors.packing import (
+    DecidedRow,
     pack_campaign,
     pack_contact,
     pack_launch_decision,
@@ -25,6 +27,7 @@ from booster.processors.summaries import SummaryState
 from booster.schemas.catalog import LAUNCHES_BY_ACCOUNT
 from booster.streams import retention
 from booster.streams.campaigns import CampaignStates
+from booster.streams.history import add_sent, history_of, next_offset, set_marker
 from booster.streams.metrics import Metrics
 from booster.streams.retention import Retention
 from booster.streams.store import MemoryTable, campaign_key, pending_key, recipient_key
@@ -42,11 +45,13 @@ class World:
         self.decided, self.live = MemoryTable("launch-decisions"), MemoryTable("account-boosters")
         self.summaries, self.contacts = MemoryTable("summaries"), MemoryTable("contacts")
         self.campaign_rows, self.recipients = MemoryTable("campaigns"), MemoryTable("recipients")
+        self.sent_history = MemoryTable("sent-history")
         self.partitions = {LAUNCHES_BY_ACCOUNT: [0], "booster.summaries": [0, 1], "booster.control": [0, 1]}
         self.sink, self.metrics = Flushes(), Metrics()
         self.retention = Retention(
             decided=self.decided, live=self.live, summaries=self.summaries, contacts=self.contacts,
-            recipients=self.recipients, campaigns=CampaignStates(self.campaign_rows), sink=self.sink,
+            recipients=self.recipients, sent_history=self.sent_history,
+            campaigns=CampaignStates(self.campaign_rows), sink=self.sink,
             metrics=self.metrics, decision_retention_ms=KEEP, contact_retention_ms=contact_retention_ms,
             allowed_lateness_ms=LATENESS, partitions_of=lambda topic: list(self.partitions[topic]),
         )  # fmt: skip
@@ -72,7 +77,7 @@ def test_decisions_and_report_markers_go_after_the_retention_and_not_before(monk
         }
     )
     assert w.sweep_at(T0 + KEEP - 1, monkeypatch) == {
-        "launch-decisions": 0, "account-boosters": 0, "summaries": 0, "contacts": 0,
+        "launch-decisions": 0, "account-boosters": 0, "summaries": 0, "contacts": 0, "sent-history": 0,
     }  # fmt: skip
     removed = w.sweep_at(T0 + KEEP, monkeypatch)
     assert removed["launch-decisions"] == 1 and removed["summaries"] == 1
@@ -86,8 +91,8 @@ def test_rows_of_an_older_worker_are_dated_when_first_swept(monkeypatch: pytest.
     w.decided.partition(0).write({b"c1": b"SCHEDULED:f1", b"c2": b"REJECTED"})
     w.summaries.partition(0).write({b"c1": b'{"done":true,"parts":{}}'})
     w.sweep_at(T0, monkeypatch)
-    assert unpack_launch_decision(w.decided.partition(0).get(b"c1") or b"") == ("SCHEDULED", "f1", T0, None)
-    assert unpack_launch_decision(w.decided.partition(0).get(b"c2") or b"") == ("REJECTED", None, T0, None)
+    assert unpack_launch_decision(w.decided.partition(0).get(b"c1") or b"") == DecidedRow("SCHEDULED", "f1", T0)
+    assert unpack_launch_decision(w.decided.partition(0).get(b"c2") or b"") == DecidedRow("REJECTED", None, T0)
     assert unpack_summaries(w.summaries.partition(0).get(b"c1") or b"") == SummaryState(done=True, deadline=T0)
     removed = w.sweep_at(T0 + KEEP, monkeypatch)
     assert removed["launch-decisions"] == 2 and removed["summaries"] == 1
@@ -152,3 +157,14 @@ def test_a_partition_is_swept_a_slice_at_a_time(monkeypatch: pytest.MonkeyPatch)
     w.decided.partition(0).write({f"c{i:02}".encode(): pack_launch_decision("NONE", "f", T0 + i) for i in range(10)})
     w.sweep_at(T0 + KEEP + 5, monkeypatch)  # c00..c05 are past
     assert keys(w.decided) == [f"c{i:02}".encode() for i in range(6, 10)]
+
+
+def test_sends_that_can_no_longer_count_toward_a_cap_leave_the_history(monkeypatch: pytest.MonkeyPatch) -> None:
+    w = World()
+    store = w.sent_history.partition(1)
+    add_sent(store, {b"k1": [(T0, "a")], b"k2": [(T0, "a"), (T0 + DAY, "b")]}, T0)
+    set_marker(store, 42)
+    assert w.sweep_at(T0 + MAX_CAP_WINDOW_MS - 1, monkeypatch)["sent-history"] == 0
+    assert w.sweep_at(T0 + MAX_CAP_WINDOW_MS, monkeypatch)["sent-history"] == 1  # k1 had only a's
+    assert history_of(store, b"k1") == () and history_of(store, b"k2") == ((T0 + DAY, "b"),)
+    assert next_offset(store) == 42  # the marker stays

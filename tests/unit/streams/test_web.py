@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from booster.config import Settings
 from booster.processors.campaigns import CampaignPartition
+from booster.processors.frequency import FrequencyCap
 from booster.processors.packing import pack_contact, pack_recipient
 from booster.processors.recipients import ContactState, RecipientState
 from booster.streams.campaigns import CampaignStates
+from booster.streams.history import add_sent
 from booster.streams.metrics import Metrics
 from booster.streams.records import contact_partition
 from booster.streams.store import MemoryTable, recipient_key
@@ -30,7 +33,8 @@ def test_preview_counts_like_the_fan_out_and_explains_a_contact() -> None:
         campaigns.put("c1", p, CampaignPartition(schedule=schedule(deadline)))
     contacts.partition(contact_partition("deleted", 2)).write({b"deleted": pack_contact(ContactState(deleted_at=5))})
     web = Web(
-        settings=settings, campaigns=campaigns, recipients=recipients, contacts=contacts, gate=Gate(),  # type: ignore[arg-type]
+        settings=settings, campaigns=campaigns, recipients=recipients, contacts=contacts,
+        sent_history=MemoryTable("sent-history"), gate=Gate(),  # type: ignore[arg-type]
         metrics=Metrics(), active_partitions=lambda: [0, 1], contract_name=str,
         own_url=lambda: "http://me", other_urls=set,
     )  # fmt: skip
@@ -39,3 +43,25 @@ def test_preview_counts_like_the_fan_out_and_explains_a_contact() -> None:
     assert out["excluded"]["WAITING"] == 1 and out["excluded"]["DELETED"] == 1
     assert out["contact"]["in_audience"] is False and "DELETED" in out["contact"]["why"]
     assert web.audience_local("other", None)["scheduled"] is False
+
+
+def test_preview_leaves_out_and_explains_a_contact_the_frequency_cap_stops() -> None:
+    settings = Settings.from_env({"BOOSTER_PARTITIONS": "1"})
+    recipients, contacts, campaigns = MemoryTable("recipients"), MemoryTable("contacts"), CampaignStates(MemoryTable())
+    history = MemoryTable("sent-history")
+    deadline = int(time.time() * 1000) + HOUR
+    delivered = pack_recipient(RecipientState(sent_at=1, messages=("m",), reports=(("m", 2, False),)))
+    recipients.partition(0).write({recipient_key("c1", c): delivered for c in ("fresh", "boosted")})
+    capped_schedule = replace(schedule(deadline), frequency_cap=FrequencyCap(1, 24 * HOUR))
+    campaigns.put("c1", 0, CampaignPartition(schedule=capped_schedule))
+    add_sent(history.partition(0), {b"boosted": [(deadline - HOUR, "other:booster")]}, deadline)
+    web = Web(
+        settings=settings, campaigns=campaigns, recipients=recipients, contacts=contacts, sent_history=history,
+        gate=Gate(), metrics=Metrics(), active_partitions=lambda: [0], contract_name=str,  # type: ignore[arg-type]
+        own_url=lambda: "http://me", other_urls=set,
+    )  # fmt: skip
+    out = web.audience_local("c1", "boosted")
+    assert (out["audience"], out["excluded"]["FREQUENCY_CAP"]) == (1, 1)
+    assert out["contact"]["reason"] == "FREQUENCY_CAP" and out["contact"]["in_audience"] is False
+    assert "allows 1 booster(s) per 24 h and it got other:booster (deadline" in out["contact"]["why"]
+    assert web.audience_local("c1", "fresh")["contact"]["in_audience"] is True
