@@ -140,6 +140,15 @@ class Tally:
         """The tally with one more decided row and its marks; a row that is not a recipient is not counted."""
         return self if decision is NOT_A_RECIPIENT else self.add(decision, marks=marks)
 
+    def count_all(self, counts: Mapping[tuple[Decision, tuple[Mark, ...]], int]) -> Tally:
+        """The tally with rows counted in bulk, by decision and marks: a fan-out counts a chunk's rows
+        in a plain dict and adds them at the chunk's end, not a new Tally per row."""
+        tally = self
+        for (decision, marks), n in counts.items():
+            if decision is not NOT_A_RECIPIENT:
+                tally = tally.add(decision, n, marks=marks)
+        return tally
+
     def merge(self, other: Tally) -> Tally:
         return Tally(
             self.audience + other.audience, _plus(self.excluded, other.excluded), _plus(self.marks, other.marks)

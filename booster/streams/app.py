@@ -36,13 +36,15 @@ from booster.streams.metrics import Metrics
 from booster.streams.notices import Notices
 from booster.streams.records import DeadLetters, Guard, Handler, Incoming, Retry, WorkerClock, use_clock
 from booster.streams.reports import Reports
-from booster.streams.retention import Retention
+from booster.streams.retention import FiredRows, Retention
 from booster.streams.store import ChangelogSink, FaustTable
 from booster.streams.web import Web
 
 CONSUMER_MAX_POLL_RECORDS = 5000
 CONSUMER_BUFFER = 16384
 MIB = 1024 * 1024
+# how often the rows of fired boosters are looked for (they are deleted once no fan-out runs)
+FIRED_ROWS_INTERVAL = 0.5
 # RocksDB's memory is bounded per database (one per table and partition): Faust's defaults (64 MiB x 3
 # write buffers, a 2 GiB block cache each) would let it grow with the state
 ROCKSDB_LARGE = {"write_buffer_size": 16 * MIB, "max_write_buffer_number": 2, "block_cache_size": 32 * MIB}
@@ -128,6 +130,9 @@ class BoosterApp:
             decision_retention_ms=s.decision_retention_ms,
             active_partitions=lambda: self.active_partitions(LAUNCHES_BY_ACCOUNT),
         )
+        self.fired_rows = FiredRows(
+            self.recipients, sink, fanning_out=fanout.busy, partitions_of=self.active_partitions
+        )
         self.deadlines = Deadlines(
             settings=s,
             campaigns=self.campaigns,
@@ -141,6 +146,7 @@ class BoosterApp:
             reports=self.reports,
             metrics=metrics,
             active_partitions=self.active_partitions,
+            fired_rows=self.fired_rows,
         )
         self.retention = Retention(
             decided=decided,
@@ -182,6 +188,7 @@ class BoosterApp:
         app.timer(s.tick_interval, name="booster.deadlines")(self.deadlines.timer)
         app.timer(s.tick_interval, name="booster.pending-launches")(self.launches.timer)
         app.timer(s.sweep_interval, name="booster.retention")(self.retention.timer)
+        app.timer(FIRED_ROWS_INTERVAL, name="booster.fired-rows")(self.fired_rows.timer)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         self.web.register(app)
 

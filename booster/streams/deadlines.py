@@ -11,8 +11,8 @@ TICK, in three steps (R13):
   decide: the deciding partition, once every partition has counted, decides and broadcasts DECIDED
   fire:   every partition fans out as decided
 
-The fan-out runs inside the control agent's stream iteration, so it may delete the campaign's rows
-after its commands are committed.
+The fan-out runs inside the control agent's stream iteration; once its commands are committed, the
+campaign's rows go (`retention.FiredRows`), after this worker's other fan-outs.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ from booster.streams.metrics import Metrics
 from booster.streams.notices import Notices
 from booster.streams.records import Incoming, log_decision, now_ms, run_timer
 from booster.streams.reports import Reports
+from booster.streams.retention import FiredRows
 from booster.streams.store import Table
 from booster.streams.wire import control_event
 
@@ -92,6 +93,7 @@ class Deadlines:
         reports: Reports,
         metrics: Metrics,
         active_partitions: Callable[[], list[int]],
+        fired_rows: FiredRows,
     ) -> None:
         self.settings = settings
         self.campaigns = campaigns
@@ -105,6 +107,7 @@ class Deadlines:
         self.reports = reports
         self.metrics = metrics
         self.active_partitions = active_partitions
+        self.fired_rows = fired_rows
         self._watches: dict[tuple[str, int], _Watch] = {}
 
     # -- the timer ---------------------------------------------------------------------------------
@@ -239,6 +242,8 @@ class Deadlines:
             await self._decide(campaign_id, p, state, now)
             return
         if d.kind == "forget":
+            if state.fired:  # a worker that stopped before `fired_rows` deleted them left them
+                delete_rows(self.recipients.partition(p), campaign_id)
             self._done(campaign_id, p, None)
             if state.fired:  # issue 15: the topic would keep every booster's progress for ever
                 await self.fanout.forget(campaign_id, p)
@@ -283,8 +288,8 @@ class Deadlines:
             log.warning("fan-out of %s in partition %s failed (%s); it will be retried", campaign_id, p, exc)
             self._watch(campaign_id, p).ticked_at = None
             return
-        rows = delete_rows(self.recipients.partition(p), campaign_id)
         self._done(campaign_id, p, evolve_campaign_fired(state))
+        self.fired_rows.add(campaign_id, p)  # after the fan-outs: the next partition's commands first
         self.metrics.inc("booster_commands_total", result.commands)
         self.metrics.inc("booster_fanouts_total")
         deadline = state.schedule.deadline if state.schedule is not None else now
@@ -297,7 +302,6 @@ class Deadlines:
             partition=p,
             commands=result.commands,
             audience=None if summary is None else summary.tally.audience,
-            rows_deleted=rows,
             seconds=round(time.monotonic() - started, 3),
             late_by_ms=now - deadline,
         )

@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaError
 from mode import Service
 
 from booster.config import Settings
-from booster.processors.audience import Tally, outcome_of
+from booster.processors.audience import Decision, Mark, Tally, outcome_of
 from booster.processors.boosters import Schedule, command_id_of
 from booster.processors.campaigns import CampaignPartition, called_off, cancelled_by
 from booster.processors.frequency import MAX_CAP_WINDOW_MS, Sent
@@ -91,6 +91,10 @@ class Fanout(Service):
         self.progress: dict[int, ProgressLog] = {}
         # per partition, where this worker's last commit marker in booster.audience is
         self._own_commit_at: dict[int, int] = {}
+
+    def busy(self) -> bool:
+        """Whether a fan-out (or the forgetting of one's progress) is under way."""
+        return self._lock.locked()
 
     def _transactional_id(self, partition: int) -> str:
         return f"{self.app_id}-fanout-{partition}"
@@ -308,6 +312,8 @@ class Fanout(Service):
         read: dict[bytes, tuple[Sent, ...]] = {}  # the history rows the walk read, for `add_sent`
         outcomes_end: int | None = None  # the offset after this fan-out's last committed outcome
         sent_entry = [(schedule.deadline, booster_id)]
+        # a chunk's rows counted by decision and marks, added to the tally at its end (`Tally.count_all`)
+        counts: dict[tuple[Decision, tuple[Mark, ...]], int] = {}
         walked = 0
         commands = 0
         last_contact: str | None = progress["last_key"] if progress else None
@@ -321,7 +327,7 @@ class Fanout(Service):
             for contact_id, decision, marks, send_after in rows:
                 last_contact = contact_id
                 walked += 1
-                tally = tally.count(decision, marks=marks)
+                counts[(decision, marks)] = counts.get((decision, marks), 0) + 1
                 command_id = None
                 if decision is None:  # eligible: not excluded, and a recipient
                     command_id = command_id_of(booster_id, contact_id)
@@ -333,6 +339,8 @@ class Fanout(Service):
                     outcomes.append((audience_key(booster_id, contact_id), value, None))
                 if walked >= chunk_size:
                     commands += len(batch)
+                    tally = tally.count_all(counts)
+                    counts = {}
                     progress_value = progress_record(cid, partition, last_contact, False, tally)
                     chunk = self._transaction(prod, partition, cid, batch, outcomes, progress_value)
                     _, chunk_end = await self._commit(cid, partition, chunk)
@@ -345,6 +353,7 @@ class Fanout(Service):
                     outcomes = []
                     sent = {}
                     walked = 0
+        tally = tally.count_all(counts)
         summary = PartitionSummary(
             campaign_id=cid,
             partition=partition,

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from booster.processors.audience import (
     NOT_A_RECIPIENT,
+    Decision,
     Mark,
     Tally,
     all_opened,
@@ -184,6 +185,25 @@ def test_the_tally_counts_recipients_only() -> None:
     assert decisions == [None, NOT_A_RECIPIENT, Exclusion.WAITING]
     tally = tally_of(decisions)
     assert tally == Tally(1, {"WAITING": 1}) and tally.recipients == 2
+
+
+_DECISIONS = st.sampled_from([None, NOT_A_RECIPIENT, *Exclusion])
+_MARKS = st.lists(st.sampled_from(list(Mark)), max_size=3, unique=True).map(tuple)
+
+
+@given(start=st.lists(st.tuples(_DECISIONS, _MARKS)), rows=st.lists(st.tuples(_DECISIONS, _MARKS)))
+def test_counting_a_chunk_in_bulk_is_counting_it_row_by_row(
+    start: list[tuple[Decision, tuple[Mark, ...]]], rows: list[tuple[Decision, tuple[Mark, ...]]]
+) -> None:
+    before = Tally()
+    for decision, marks in start:
+        before = before.count(decision, marks=marks)
+    one_by_one = before
+    counts: dict[tuple[Decision, tuple[Mark, ...]], int] = {}
+    for decision, marks in rows:
+        one_by_one = one_by_one.count(decision, marks=marks)
+        counts[(decision, marks)] = counts.get((decision, marks), 0) + 1
+    assert before.count_all(counts) == one_by_one
 
 
 def test_every_control_event_names_its_campaign() -> None:

@@ -24,9 +24,10 @@ from booster.streams.deadlines import Deadlines
 from booster.streams.metrics import Metrics
 from booster.streams.notices import Notices
 from booster.streams.reports import Reports
+from booster.streams.retention import SLICE, FiredRows
 from booster.streams.store import MemoryTable, recipient_key
 from booster.streams.wire import control_event, control_record
-from tests.unit.streams.fakes import Fanout, Gate, SentRecords, incoming
+from tests.unit.streams.fakes import Fanout, Flushes, Gate, SentRecords, incoming
 
 HOUR = 3_600_000
 T0 = 1_767_225_600_000
@@ -46,12 +47,16 @@ class World:
         self.notices = SentRecords("booster.notices")
         self.reports = SentRecords("booster.reports")
         self.control_log: list[dict[str, Any]] = []  # every control record delivered
+        self.fanning_out = False
+        self.fired_rows = FiredRows(
+            self.recipients, Flushes(), fanning_out=lambda: self.fanning_out, partitions_of=lambda topic: [0, 1]
+        )
         self.deadlines = Deadlines(
             settings=self.settings, campaigns=self.campaigns, recipients=self.recipients, contacts=self.contacts,
             sent_history=MemoryTable("sent-history"), control=Control(self.control_topic, 2), gate=self.gate, fanout=self.fanout,  # type: ignore[arg-type]
             notices=Notices(self.notices, self.metrics),
             reports=Reports(self.reports, MemoryTable("summaries"), Notices(self.notices, self.metrics), self.metrics),
-            metrics=self.metrics, active_partitions=lambda: [0, 1],
+            metrics=self.metrics, active_partitions=lambda: [0, 1], fired_rows=self.fired_rows,
         )  # fmt: skip
 
     def control(self, event: Any, partition: int = 0) -> None:
@@ -222,18 +227,24 @@ def test_a_tick_fans_out_deletes_the_rows_and_forgets_the_timers_memory() -> Non
     w = World()
     w.control(Scheduled(schedule(now() - HOUR), T0))
     w.control(Decided("c1", now(), None))
-    w.add_recipient("k1")
-    w.add_recipient("k2", delivered=False)
+    for k in range(SLICE + 1):  # more than a slice
+        w.add_recipient(f"k{k}", delivered=k % 2 == 0)
     asyncio.run(w.deadlines.look_for_deadlines())
     assert w.deadlines.watched() >= 1
     w.control(Tick("c1", now()))
     assert w.fanout.runs == [("c1", 0)]
-    assert list(w.recipients.partition(0).items()) == []
+    # the rows go once no fan-out runs: another partition's (or booster's) commands go first
+    w.fanning_out = True
+    asyncio.run(w.fired_rows.delete())
+    assert len(list(w.recipients.partition(0).items())) == SLICE + 1 and w.fired_rows.waiting() == 1
+    w.fanning_out = False
+    asyncio.run(w.fired_rows.delete())
+    assert list(w.recipients.partition(0).items()) == [] and w.fired_rows.waiting() == 0
     state = w.campaigns.get("c1", 0)
     assert state is not None and state.fired
     assert ("c1", 0) not in {k for k in w.deadlines._watches}
     assert w.campaigns.cached() == 0  # a fired campaign is not kept in memory
-    assert w.metrics.get("booster_commands_total") == 1
+    assert w.metrics.get("booster_commands_total") == SLICE // 2 + 1  # the delivered ones
     w.control(Tick("c1", now()))  # a repeated tick does nothing
     assert w.fanout.runs == [("c1", 0)]
 
@@ -242,10 +253,12 @@ def test_a_fired_campaign_is_forgotten_after_the_longest_window() -> None:
     w = World()
     old = schedule(now() - 8 * 24 * HOUR)
     w.campaigns.put("c1", 0, CampaignPartition(schedule=old, fired=True))
+    w.add_recipient("k1")  # left by a worker that stopped before deleting its fired rows
     asyncio.run(w.deadlines.look_for_deadlines())
     assert w.ticks() == [("c1", 0)]
     w.control(Tick("c1", now()))
     assert w.campaigns.get("c1", 0) is None and w.deadlines.watched() == 0
+    assert list(w.recipients.partition(0).items()) == []
     assert w.fanout.forgotten == [("c1", 0)]  # its fan-out progress goes too (issue 15)
 
 

@@ -168,3 +168,17 @@ def test_sends_that_can_no_longer_count_toward_a_cap_leave_the_history(monkeypat
     assert w.sweep_at(T0 + MAX_CAP_WINDOW_MS, monkeypatch)["sent-history"] == 1  # k1 had only a's
     assert history_of(store, b"k1") == () and history_of(store, b"k2") == ((T0 + DAY, "b"),)
     assert next_offset(store) == 42  # the marker stays
+
+
+def test_fired_rows_of_a_partition_this_worker_lost_are_left_to_its_new_owner() -> None:
+    recipients, flushes = MemoryTable("recipients"), Flushes()
+    ours = [0, 1]
+    fired = retention.FiredRows(recipients, flushes, fanning_out=lambda: False, partitions_of=lambda topic: ours)
+    row = pack_recipient(RecipientState(sent_at=1))
+    for p in (0, 1):
+        recipients.partition(p).write({recipient_key("c1", f"k{i}"): row for i in range(3)})
+        fired.add("c1", p)
+    ours.remove(1)  # revoked before the rows went
+    asyncio.run(fired.delete())
+    assert list(recipients.partition(0).items()) == [] and len(list(recipients.partition(1).items())) == 3
+    assert fired.waiting() == 0 and flushes.count == 1
