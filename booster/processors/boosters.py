@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal, get_args
@@ -38,13 +38,25 @@ def booster_name_of(campaign_name: str) -> str:
 
 
 def command_id_of(booster_id: str, contact_id: str) -> str:
-    """uuid5(COMMAND_NAMESPACE, "<booster>/<contact>"), computed without the UUID object: a fan-out
-    makes millions of them."""
-    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + f"{booster_id}/{contact_id}".encode()).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    """uuid5(COMMAND_NAMESPACE, "<booster>/<contact>")."""
+    return command_ids(booster_id)(contact_id)
+
+
+def command_ids(booster_id: str) -> Callable[[str], str]:
+    """command_id_of for one booster's contacts, computed without the UUID object and with the
+    namespace and the booster hashed once: a fan-out makes millions of them."""
+    head = hashlib.sha1(_NAMESPACE_BYTES + f"{booster_id}/".encode())
+
+    def command_id(contact_id: str) -> str:
+        sha = head.copy()
+        sha.update(contact_id.encode())
+        digest = bytearray(sha.digest()[:16])
+        digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+        digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+        h = digest.hex()
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+    return command_id
 
 
 def default_criterion(campaign_channel: Channel) -> Criterion:

@@ -18,7 +18,7 @@ from booster.processors.campaigns import CampaignPartition, Decided, LiveBooster
 from booster.processors.events import AccountChannels
 from booster.processors.frequency import FrequencyCap
 from booster.processors.quiet import QuietHours
-from booster.processors.recipients import ContactState, RecipientState
+from booster.processors.recipients import ContactState, RecipientState, Report
 from booster.processors.summaries import PartitionSummary, SummaryState
 
 _NONE = -1
@@ -84,50 +84,68 @@ def pack_recipient(s: RecipientState) -> bytes:
 
 
 def unpack_recipient(data: bytes) -> RecipientState:
+    # the fan-out's hottest call, once per row: no closures (they would make `pos` a cell) and the
+    # usual row, one message and at most one report, read without loops
     if len(data) == _RECIPIENT_V1.size:
         return _unpack_recipient_v1(data)
+    layout = data[0]
     machine = bot = _NONE
     n_clicks = 0
-    if data[0] == _RECIPIENT_V4:
-        head4 = _RECIPIENT_HEAD_V4.unpack_from(data, 0)
-        _, sent, opened, clicked, machine, bot, n_ids, n_messages, n_reports, n_clicks = head4
+    if layout == _RECIPIENT_V4:
+        _, sent, opened, clicked, machine, bot, n_ids, n_messages, n_reports, n_clicks = _RECIPIENT_HEAD_V4.unpack_from(
+            data, 0
+        )
         pos = _RECIPIENT_HEAD_V4.size
-    elif data[0] == _RECIPIENT_V3:
-        head = _RECIPIENT_HEAD_V3.unpack_from(data, 0)
-        _, sent, opened, clicked, machine, bot, n_ids, n_messages, n_reports = head
+    elif layout == _RECIPIENT_V3:
+        _, sent, opened, clicked, machine, bot, n_ids, n_messages, n_reports = _RECIPIENT_HEAD_V3.unpack_from(data, 0)
         pos = _RECIPIENT_HEAD_V3.size
     else:
         _, sent, opened, clicked, n_ids, n_messages, n_reports = _RECIPIENT_HEAD.unpack_from(data, 0)
         pos = _RECIPIENT_HEAD.size
+        if n_ids == 1 and n_messages == 1 and n_reports <= 1:
+            length = data[pos] | data[pos + 1] << 8
+            message = data[pos + 2 : pos + 2 + length].decode()
+            pos += 4 + length  # past the id and the message's index (0, the only id)
+            report: tuple[Report, ...] = ()
+            if n_reports:
+                _, at, error = _REPORT.unpack_from(data, pos)
+                report = ((message, at, error),)
+            return RecipientState(
+                None if sent == _NONE else sent,
+                None if opened == _NONE else opened,
+                None if clicked == _NONE else clicked,
+                (message,),
+                report,
+            )
     ids = []
     for _ in range(n_ids):
-        (length,) = _ID_LEN.unpack_from(data, pos)
-        pos += _ID_LEN.size
-        ids.append(data[pos : pos + length].decode())
-        pos += length
+        length = data[pos] | data[pos + 1] << 8
+        ids.append(data[pos + 2 : pos + 2 + length].decode())
+        pos += 2 + length
     messages = []
     for _ in range(n_messages):
-        messages.append(ids[_ID_LEN.unpack_from(data, pos)[0]])
-        pos += _ID_LEN.size
+        messages.append(ids[data[pos] | data[pos + 1] << 8])
+        pos += 2
     reports = []
     for _ in range(n_reports):
         i, at, error = _REPORT.unpack_from(data, pos)
         reports.append((ids[i], at, error))
         pos += _REPORT.size
-    later_clicks = [_CLICK.unpack_from(data, pos + i * _CLICK.size)[0] for i in range(n_clicks & ~_LAST_CLICK_BIT)]
-    last_click = (
-        _CLICK.unpack_from(data, pos + len(later_clicks) * _CLICK.size)[0] if n_clicks & _LAST_CLICK_BIT else None
-    )
+    later_clicks = []
+    for _ in range(n_clicks & ~_LAST_CLICK_BIT):
+        later_clicks.append(_CLICK.unpack_from(data, pos)[0])
+        pos += _CLICK.size
+    last_click = _CLICK.unpack_from(data, pos)[0] if n_clicks & _LAST_CLICK_BIT else None
     return RecipientState(
-        _unopt(sent),
-        _unopt(opened),
-        _unopt(clicked),
+        None if sent == _NONE else sent,
+        None if opened == _NONE else opened,
+        None if clicked == _NONE else clicked,
         tuple(messages),
         tuple(reports),
-        machine_opened_at=_unopt(machine),
-        bot_clicked_at=_unopt(bot),
-        later_clicks=tuple(later_clicks),
-        last_click=last_click,
+        None if machine == _NONE else machine,
+        None if bot == _NONE else bot,
+        tuple(later_clicks),
+        last_click,
     )
 
 

@@ -22,7 +22,7 @@ from mode import Service
 
 from booster.config import Settings
 from booster.processors.audience import Decision, Mark, Tally, outcome_of
-from booster.processors.boosters import Schedule, command_id_of
+from booster.processors.boosters import Schedule, command_ids
 from booster.processors.campaigns import CampaignPartition, called_off, cancelled_by
 from booster.processors.frequency import MAX_CAP_WINDOW_MS, Sent
 from booster.processors.packing import summary_to_dict, tally_of_record
@@ -296,6 +296,7 @@ class Fanout(Service):
             issued_at=now,
         )
         booster_id = schedule.booster_id
+        command_id_for = command_ids(booster_id)
         outcome_template = OutcomeTemplate(
             booster_id=booster_id,
             campaign_id=cid,
@@ -330,7 +331,7 @@ class Fanout(Service):
                 counts[(decision, marks)] = counts.get((decision, marks), 0) + 1
                 command_id = None
                 if decision is None:  # eligible: not excluded, and a recipient
-                    command_id = command_id_of(booster_id, contact_id)
+                    command_id = command_id_for(contact_id)
                     batch.append((contact_id.encode(), template.encode(command_id, contact_id, send_after), None))
                     if capped:
                         sent[contact_id.encode()] = sent_entry

@@ -162,8 +162,9 @@ class _FaustPartition:
             yield key, value
 
     def write(self, rows: Rows) -> None:
-        append = self.table.sink.append
         table = self.table.faust_table
+        # the changelog batch looked up once per write, not per row (Faust names the topic each time)
+        changelog = self.table.sink.records_for(table, self.partition)
         db = self.db
         memory = compat.memory_rows(table) if db is None else None
         for key, value in rows.items():
@@ -176,7 +177,7 @@ class _FaustPartition:
                 db.delete(key)
             else:
                 db.put(key, value)
-            append(table, self.partition, key, value)
+            changelog.append((key, value, None))
 
 
 class FaustTable:
@@ -246,9 +247,14 @@ class ChangelogSink(Service):
         return self._producer
 
     def append(self, table: Any, partition: int, key: bytes, value: bytes | None) -> None:
+        self.records_for(table, partition).append((key, value, None))
+
+    def records_for(self, table: Any, partition: int) -> list[tuple[bytes | None, bytes | None, int | None]]:
+        """The changelog records waiting for the next flush of a table's partition, to append
+        (key, value, None) to, in the table's order; valid until the next await."""
         topic = table.changelog_topic.get_topic_name()
         self._tables[(topic, partition)] = table
-        self._batch(topic, partition).append((key, value, None))
+        return self._batch(topic, partition)
 
     def forward(self, topic: str, partition: int, key: bytes | None, value: bytes | None, timestamp_ms: int) -> None:
         """A record for another partition (real topic name), sent with its original timestamp."""

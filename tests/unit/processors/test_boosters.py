@@ -18,6 +18,7 @@ from booster.processors.boosters import (
     Schedule,
     booster_id_of,
     command_id_of,
+    command_ids,
     decide_launch,
     evolve_account,
     on_account,
@@ -258,6 +259,9 @@ def test_command_id_is_the_standard_uuid5(booster: str, contact: str) -> None:
 
     expected = str(uuid.uuid5(COMMAND_NAMESPACE, f"{booster}/{contact}"))
     assert command_id_of(booster, contact) == expected
+    of_booster = command_ids(booster)  # a fan-out's: one booster, many contacts
+    others = [contact, f"{contact}x", contact]
+    assert [of_booster(c) for c in others] == [str(uuid.uuid5(COMMAND_NAMESPACE, f"{booster}/{c}")) for c in others]
 
 
 def test_command_ids_are_deterministic_and_distinct() -> None:

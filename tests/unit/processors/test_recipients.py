@@ -245,6 +245,46 @@ def test_state_packs_and_unpacks() -> None:
     assert unpack_recipient(pack_recipient(several)) == several
 
 
+_TIMES = st.none() | st.integers(0, 2**62)
+
+
+@st.composite
+def recipient_states(draw: st.DrawFn) -> RecipientState:
+    """Any row the folds can make: messages and reports of any number (reports may name messages
+    without a `sent` fact), and the clicks kept after the first only when there is a first."""
+    ids = draw(st.lists(st.text(min_size=1, max_size=12), max_size=4, unique=True))
+    messages = tuple(sorted(draw(st.sets(st.sampled_from(ids)))) if ids else ())
+    reports = tuple(
+        sorted(draw(st.lists(st.tuples(st.sampled_from(ids), st.integers(0, 2**62), st.booleans()), max_size=4)))
+        if ids
+        else ()
+    )
+    clicked_at = draw(_TIMES)
+    later = tuple(draw(st.lists(st.integers(0, 2**62), max_size=15))) if clicked_at is not None else ()
+    return RecipientState(
+        draw(_TIMES), draw(_TIMES), clicked_at, messages, reports, draw(_TIMES), draw(_TIMES), later,
+        draw(_TIMES) if later else None,
+    )  # fmt: skip
+
+
+@given(recipient_states())
+def test_any_recipient_row_reads_back_as_it_was_written(r: RecipientState) -> None:
+    assert unpack_recipient(pack_recipient(r)) == r
+
+
+@given(
+    sent_at=_TIMES, opened_at=_TIMES, clicked_at=_TIMES, message=st.text(min_size=1, max_size=40),
+    report=st.none() | st.tuples(st.integers(0, 2**62), st.booleans()),
+)  # fmt: skip
+def test_the_usual_row_reads_back_as_it_was_written(
+    sent_at: int | None, opened_at: int | None, clicked_at: int | None, message: str, report: tuple[int, bool] | None
+) -> None:
+    """One message and at most one report, the rows of nearly every recipient (read without loops)."""
+    reports = () if report is None else ((message, *report),)
+    r = RecipientState(sent_at, opened_at, clicked_at, (message,), reports)
+    assert unpack_recipient(pack_recipient(r)) == r
+
+
 MACHINE_OPEN = MessageOpened(C, K, T0 + 60_000, machine=True)  # Apple Mail Privacy Protection and the like
 
 

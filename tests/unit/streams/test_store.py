@@ -16,10 +16,16 @@ from booster.streams.store import FaustTable, MemoryTable, PartitionStore, Table
 
 class RecordingSink:
     def __init__(self) -> None:
-        self.records: list[tuple[str, int, bytes, bytes | None]] = []
+        self.batches: list[tuple[str, int, list[tuple[bytes | None, bytes | None, int | None]]]] = []
 
-    def append(self, table: Any, partition: int, key: bytes, value: bytes | None) -> None:
-        self.records.append((table.changelog_topic.get_topic_name(), partition, key, value))
+    def records_for(self, table: Any, partition: int) -> list[tuple[bytes | None, bytes | None, int | None]]:
+        batch: list[tuple[bytes | None, bytes | None, int | None]] = []
+        self.batches.append((table.changelog_topic.get_topic_name(), partition, batch))
+        return batch
+
+    @property
+    def records(self) -> list[tuple[str, int, bytes | None, bytes | None]]:
+        return [(topic, p, key, value) for topic, p, batch in self.batches for key, value, _ in batch]
 
 
 @pytest.fixture(params=["memory", "rocksdb"])
