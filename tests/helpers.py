@@ -12,13 +12,16 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
 from booster.config import Settings
 from booster.ops import admin
 from booster.ops.clients import RawRecord, produce_raw, read_topic
 from booster.schemas import codec, spec_for
+from booster.schemas.catalog import INPUT_TOPICS
 from booster.streams.gate import LagGate
 from booster.testing.scenario import Scenario
 from booster.testing.workers import worker_env
@@ -79,6 +82,50 @@ def account_record(sc: Scenario) -> Record:
 
 def encoded(records: list[Record]) -> list[RawRecord]:
     return [(topic, key_of(topic, r), codec().encode(topic, r)) for topic, r in records]
+
+
+async def accept_stamps_ahead(settings: Settings) -> None:
+    """The facts are stamped with the worker's fast clock, days ahead of the broker's; Kafka 4 refuses
+    a record stamped more than an hour ahead unless the topic says otherwise."""
+    setting, ahead = "message.timestamp.after.max.ms", str(2**63 - 1)
+    client = AIOKafkaAdminClient(bootstrap_servers=settings.broker)
+    await client.start()
+    try:
+        await client.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, settings.topic(t), {setting: ahead}) for t in INPUT_TOPICS]
+        )
+        # the broker applies a topic's new config a moment later: a record sent before is refused
+        give_up_at = time.monotonic() + 30
+        while True:
+            described = await client.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, settings.topic(t)) for t in INPUT_TOPICS]
+            )
+            values = [
+                entry[1]
+                for response in described
+                for resource in response.resources
+                for entry in resource[4]
+                if entry[0] == setting
+            ]
+            if len(values) == len(INPUT_TOPICS) and all(v == ahead for v in values):
+                return
+            if time.monotonic() > give_up_at:
+                raise AssertionError(f"the broker did not apply {setting} to the input topics in 30 s: {values}")
+            await asyncio.sleep(0.2)
+    finally:
+        await client.close()
+
+
+async def publish_stamped(settings: Settings, records: list[RawRecord], stamp_ms: int) -> None:
+    """Produce records in this order, each stamped `stamp_ms`: a worker on a test clock dates a
+    campaign's rows by their record timestamps (R12), so they must read its time, not the wall's."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        sent = [await producer.send(settings.topic(t), key=k, value=v, timestamp_ms=stamp_ms) for t, k, v in records]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
 
 
 def publish_records(settings: Settings, records: list[Record]) -> int:

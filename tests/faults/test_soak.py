@@ -20,20 +20,18 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from booster.broker.local import LocalKafka
 from booster.config import Settings
 from booster.ops import admin
 from booster.ops.clients import RawRecord
 from booster.schemas import codec
-from booster.schemas.catalog import INPUT_TOPICS, STATE_TABLES
+from booster.schemas.catalog import STATE_TABLES
 from booster.streams.records import WorkerClock
 from booster.testing.scenario import build
 from booster.testing.workers import WorkerProcess
 from tests.conftest import fresh_settings
-from tests.helpers import account_record, encoded, scenario_records, wait_for
+from tests.helpers import accept_stamps_ahead, account_record, encoded, scenario_records, wait_for
 
 pytestmark = pytest.mark.soak
 
@@ -143,24 +141,6 @@ async def live_keys(settings: Settings) -> dict[str, int]:
     finally:
         await consumer.stop()
     return counts
-
-
-async def accept_stamps_ahead(settings: Settings) -> None:
-    """The facts are stamped with the worker's fast clock, days ahead of the broker's; Kafka 4 refuses
-    a record stamped more than an hour ahead unless the topic says otherwise."""
-    client = AIOKafkaAdminClient(bootstrap_servers=settings.broker)
-    await client.start()
-    try:
-        await client.alter_configs(
-            [
-                ConfigResource(
-                    ConfigResourceType.TOPIC, settings.topic(t), {"message.timestamp.after.max.ms": str(2**63 - 1)}
-                )
-                for t in INPUT_TOPICS
-            ]
-        )
-    finally:
-        await client.close()
 
 
 def _with_account(counts: dict[str, int]) -> dict[str, int] | None:

@@ -13,11 +13,20 @@ from pathlib import Path
 from booster.broker.local import LocalKafka
 from booster.ops import admin
 from booster.processors.boosters import booster_id_of
-from booster.testing.demo import publish_scenario
+from booster.streams.records import WorkerClock
 from booster.testing.scenario import HOUR_MS, build
 from booster.testing.workers import WorkerProcess
 from tests.conftest import fresh_settings
-from tests.helpers import read_all, reports_by_campaign, wait_for
+from tests.helpers import (
+    accept_stamps_ahead,
+    account_record,
+    encoded,
+    publish_stamped,
+    read_all,
+    reports_by_campaign,
+    scenario_records,
+    wait_for,
+)
 
 # Paris goes from 02:00 CET to 03:00 CEST, London from 01:00 GMT to 02:00 BST
 CHANGE = datetime(2027, 3, 28, 1, 0, tzinfo=UTC)
@@ -26,6 +35,7 @@ CHANGE = datetime(2027, 3, 28, 1, 0, tzinfo=UTC)
 START = CHANGE - timedelta(minutes=45)
 SPEED = 2
 QUIET = {"channel": "SMS", "start": "22:00", "end": "08:00"}
+FINAL = {"SENT", "CANCELLED", "REJECTED"}
 
 
 def _ms(t: datetime) -> int:
@@ -49,9 +59,10 @@ def test_quiet_hours_end_in_local_time_across_a_daylight_saving_change(kafka: Lo
     # now = anchor + (wall - anchor) * SPEED, so that the worker's clock reads START at the wall's now
     wall = time.time() * 1000
     anchor = int((SPEED * wall - _ms(START)) / (SPEED - 1))
+    clock = WorkerClock(SPEED, anchor)
     worker = WorkerProcess(settings, tmp_path / "w", BOOSTER_TEST_CLOCK=f"{SPEED}@{anchor}").start()
     try:
-        started = anchor + (time.time() * 1000 - anchor) * SPEED
+        started = clock.now()
         # due a minute after the worker's start: 2 hours (the shortest delay) after the launch
         sc = build(
             f"dst-{int(wall)}", 50, launched_at=int(started) - 2 * HOUR_MS + 60_000, channel="SMS",
@@ -60,15 +71,23 @@ def test_quiet_hours_end_in_local_time_across_a_daylight_saving_change(kafka: Lo
         )  # fmt: skip
         sc.quiet_hours = [QUIET]
         sc.time_zone = "Europe/Paris"  # the account's, for the contacts without a fact
-        asyncio.run(publish_scenario(settings, sc))
+        # stamped with the worker's clock, months ahead of the broker's: the rows are dated by them (R12)
+        asyncio.run(accept_stamps_ahead(settings))
+        records = encoded([account_record(sc), *scenario_records(sc)])
+        asyncio.run(publish_stamped(settings, records, clock.now()))
 
         def final() -> dict[str, object] | None:
             if not worker.alive():
                 raise AssertionError("the worker died:\n" + worker.log_text()[-4000:])
             reports = reports_by_campaign(settings).get(sc.campaign_id, [])
-            return next((r for r, _ in reversed(reports) if r["status"] == "SENT"), None)
+            return next((r for r, _ in reversed(reports) if r["status"] in FINAL), None)
 
-        report = wait_for("the booster's final report", final, 120, 0.5)
+        try:
+            report = wait_for("the booster's final report", final, 180, 0.5)
+        except AssertionError as exc:
+            seen = [r["status"] for r, _ in reports_by_campaign(settings).get(sc.campaign_id, [])]
+            raise AssertionError(f"{exc}; reports {seen}; the worker's log:\n{worker.log_text()[-6000:]}") from None
+        assert report["status"] == "SENT", f"{report}; the worker's log:\n{worker.log_text()[-6000:]}"
     finally:
         worker.stop()
     commands = [
