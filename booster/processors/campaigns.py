@@ -146,7 +146,7 @@ class CampaignPartition:
     """What one partition knows about one campaign's booster.
 
     Broadcast facts (schedule, cancellation, no booster, the decision) arrive in every partition;
-    `fired` is set once this partition's fan-out is complete and its rows are gone; `first_seen_at`
+    `fired` is set once this partition's fan-out is complete (its rows go after it); `first_seen_at`
     ages out the rows of campaigns whose launch never says they have a booster (R12).
     """
 
