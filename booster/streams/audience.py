@@ -3,6 +3,7 @@ the operators' preview (`booster audience`), so both count the same way."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 from booster.processors.audience import Decision, Mark, decide, deferred_until, marks_of
@@ -87,8 +88,9 @@ def facts_of(
     )
 
 
-def delete_rows(recipients: PartitionStore, campaign_id: str) -> int:
-    """Delete a campaign's rows in this partition; how many there were."""
-    keys = [key for key, _ in recipients.items(recipient_prefix(campaign_id))]
+def delete_rows(recipients: PartitionStore, campaign_id: str, limit: int | None = None) -> int:
+    """Delete a campaign's rows in this partition, the first `limit` of them when given; how many
+    were deleted."""
+    keys = [key for key, _ in itertools.islice(recipients.items(recipient_prefix(campaign_id)), limit)]
     recipients.write(dict.fromkeys(keys))
     return len(keys)

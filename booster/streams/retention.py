@@ -29,11 +29,12 @@ from booster.processors.packing import (
 from booster.processors.retention import contact_expired, summaries_expired
 from booster.processors.summaries import SummaryState
 from booster.schemas.catalog import LAUNCHES_BY_ACCOUNT
+from booster.streams.audience import delete_rows
 from booster.streams.campaigns import CampaignStates
 from booster.streams.history import MARKER
 from booster.streams.metrics import Metrics
 from booster.streams.records import Flushable, log_decision, now_ms, run_timer
-from booster.streams.store import PartitionStore, Table, recipient_key, recipient_prefix, split_pending_key
+from booster.streams.store import PartitionStore, Table, recipient_key, split_pending_key
 
 log = logging.getLogger("booster.worker")
 
@@ -222,11 +223,9 @@ class FiredRows:
             if p not in self.partitions_of("booster.control"):  # revoked: the new owner's rows now
                 del self._waiting[(campaign_id, p)]
                 continue
-            store = self.recipients.partition(p)
-            keys = [key for key, _ in _slice(store.items(recipient_prefix(campaign_id)), SLICE)]
-            store.write(dict.fromkeys(keys))
-            deleted += len(keys)
-            if len(keys) < SLICE:
+            removed = delete_rows(self.recipients.partition(p), campaign_id, limit=SLICE)
+            deleted += removed
+            if removed < SLICE:
                 del self._waiting[(campaign_id, p)]
                 log_decision("fired-rows-deleted", campaign_id, partition=p, rows=deleted)
             else:
