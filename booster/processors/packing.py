@@ -102,21 +102,23 @@ def unpack_recipient(data: bytes) -> RecipientState:
     else:
         _, sent, opened, clicked, n_ids, n_messages, n_reports = _RECIPIENT_HEAD.unpack_from(data, 0)
         pos = _RECIPIENT_HEAD.size
-        if n_ids == 1 and n_messages == 1 and n_reports <= 1:
-            length = data[pos] | data[pos + 1] << 8
-            message = data[pos + 2 : pos + 2 + length].decode()
-            pos += 4 + length  # past the id and the message's index (0, the only id)
-            report: tuple[Report, ...] = ()
-            if n_reports:
-                _, at, error = _REPORT.unpack_from(data, pos)
-                report = ((message, at, error),)
-            return RecipientState(
-                None if sent == _NONE else sent,
-                None if opened == _NONE else opened,
-                None if clicked == _NONE else clicked,
-                (message,),
-                report,
-            )
+    if n_ids == 1 and n_messages == 1 and n_reports <= 1 and not n_clicks:
+        length = data[pos] | data[pos + 1] << 8
+        message = data[pos + 2 : pos + 2 + length].decode()
+        pos += 4 + length  # past the id and the message's index (0, the only id)
+        report: tuple[Report, ...] = ()
+        if n_reports:
+            _, at, error = _REPORT.unpack_from(data, pos)
+            report = ((message, at, error),)
+        return RecipientState(
+            None if sent == _NONE else sent,
+            None if opened == _NONE else opened,
+            None if clicked == _NONE else clicked,
+            (message,),
+            report,
+            None if machine == _NONE else machine,
+            None if bot == _NONE else bot,
+        )
     ids = []
     for _ in range(n_ids):
         length = data[pos] | data[pos + 1] << 8

@@ -22,9 +22,14 @@ def avro_long(n: int) -> bytes:
     return bytes(out)
 
 
+# the length of most strings in one byte: ids, names and references are under 64 bytes
+_SHORT_LENGTHS = tuple(avro_long(n) for n in range(64))
+
+
 def avro_string(s: str) -> bytes:
     data = s.encode()
-    return avro_long(len(data)) + data
+    n = len(data)
+    return (_SHORT_LENGTHS[n] if n < 64 else avro_long(n)) + data
 
 
 class CommandTemplate:

@@ -8,11 +8,12 @@ from collections.abc import Iterator
 
 from booster.processors.audience import Decision, Mark, decide, deferred_until, marks_of
 from booster.processors.boosters import Schedule
-from booster.processors.frequency import Sent, capped
+from booster.processors.frequency import Sent, capped, unpack_history
 from booster.processors.packing import unpack_contact, unpack_recipient
 from booster.processors.recipients import ContactState, Exclusion, RecipientState, time_zone_at
-from booster.streams.history import history_of
 from booster.streams.store import PartitionStore, recipient_key, recipient_prefix
+
+READ_AHEAD = 256  # recipients
 
 
 def decide_rows(
@@ -38,37 +39,48 @@ def decide_rows(
     window_ms = schedule.scanner_window_seconds * 1000
     prefix = recipient_prefix(schedule.campaign_id)
     cut = len(prefix)
-    for key, value in recipients.items(prefix, after):
-        contact_key = key[cut:]
-        raw_contact = contacts.get(contact_key)
-        recipient = unpack_recipient(value)
-        contact = None if raw_contact is None else unpack_contact(raw_contact)
-        decision = decide(
-            recipient,
-            contact,
-            channel=schedule.channel,
-            criterion=schedule.criterion,
-            at=at,
-            count_machine_opens=schedule.count_machine_opens,
-            scanner_window_ms=window_ms,
-            campaign_channel=schedule.campaign_channel,
-        )
-        if decision is None and cap is not None and history is not None:
-            sent = history_of(history, contact_key)
-            if capped(sent, schedule.booster_id, schedule.deadline, cap):
-                decision = Exclusion.FREQUENCY_CAP
-            elif histories_read is not None:
-                histories_read[contact_key] = sent
-        marks = marks_of(recipient, decision, criterion=schedule.criterion, at=at, scanner_window_ms=window_ms)
-        waits = None
-        if decision is None and quiet_hours is not None:
-            zone = time_zone_at(contact, schedule.deadline)
-            if zone not in waits_in:
-                waits_in[zone] = deferred_until(contact, quiet_hours, deadline=schedule.deadline, issued_at=issued_at)
-            waits = waits_in[zone]
-            if waits is not None:
-                marks = (*marks, Mark.DEFERRED)
-        yield contact_key.decode(), decision, marks, waits
+    rows = recipients.items(prefix, after)
+    # the contacts' rows (and histories) read for READ_AHEAD recipients at once: a multi-get costs half
+    # as much a row. A fact ingested while the walk runs arrived past the lag gate either way.
+    while chunk := list(itertools.islice(rows, READ_AHEAD)):
+        contact_keys = [key[cut:] for key, _ in chunk]
+        raw_contacts = contacts.get_many(contact_keys)
+        raw_histories = history.get_many(contact_keys) if cap is not None and history is not None else None
+        for i, (_, value) in enumerate(chunk):
+            contact_key = contact_keys[i]
+            raw_contact = raw_contacts[i]
+            recipient = unpack_recipient(value)
+            contact = None if raw_contact is None else unpack_contact(raw_contact)
+            decision = decide(
+                recipient,
+                contact,
+                channel=schedule.channel,
+                criterion=schedule.criterion,
+                at=at,
+                count_machine_opens=schedule.count_machine_opens,
+                scanner_window_ms=window_ms,
+                campaign_channel=schedule.campaign_channel,
+            )
+            if decision is None and cap is not None and raw_histories is not None:
+                raw_history = raw_histories[i]
+                sent = () if raw_history is None else unpack_history(raw_history)
+                if capped(sent, schedule.booster_id, schedule.deadline, cap):
+                    decision = Exclusion.FREQUENCY_CAP
+                elif histories_read is not None:
+                    histories_read[contact_key] = sent
+            marks = marks_of(recipient, decision, criterion=schedule.criterion, at=at, scanner_window_ms=window_ms)
+            waits = None
+            if decision is None and quiet_hours is not None:
+                zone = time_zone_at(contact, schedule.deadline)
+                if zone in waits_in:
+                    waits = waits_in[zone]
+                else:
+                    waits = waits_in[zone] = deferred_until(
+                        contact, quiet_hours, deadline=schedule.deadline, issued_at=issued_at
+                    )
+                if waits is not None:
+                    marks = (*marks, Mark.DEFERRED)
+            yield contact_key.decode(), decision, marks, waits
 
 
 def recipient_states(recipients: PartitionStore, campaign_id: str) -> Iterator[RecipientState]:

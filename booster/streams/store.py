@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 from mode import Service
+from rocksdict import WriteBatch
 
 from booster.streams import compat
 from booster.streams.records import send_batches
@@ -28,6 +29,10 @@ Rows = Mapping[bytes, bytes | None]  # a batch of writes; None deletes
 
 class PartitionStore(Protocol):
     def get(self, key: bytes) -> bytes | None: ...
+
+    def get_many(self, keys: list[bytes]) -> list[bytes | None]:
+        """The rows of these keys, in their order (None for a missing one): one read for many rows."""
+        ...
 
     def items(self, prefix: bytes = b"", after: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         """Rows whose key starts with `prefix`, in key order, after `after` when given."""
@@ -98,6 +103,9 @@ class MemoryPartition:
     def get(self, key: bytes) -> bytes | None:
         return self.rows.get(key)
 
+    def get_many(self, keys: list[bytes]) -> list[bytes | None]:
+        return [self.rows.get(key) for key in keys]
+
     def items(self, prefix: bytes = b"", after: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         for key in sorted(k for k in self.rows if k.startswith(prefix) and (after is None or k > after)):
             yield key, self.rows[key]
@@ -142,6 +150,14 @@ class _FaustPartition:
         found: bytes | None = db.get(key)
         return found
 
+    def get_many(self, keys: list[bytes]) -> list[bytes | None]:
+        db = self.db
+        if db is None:
+            rows = compat.memory_rows(self.table.faust_table)
+            return [rows.get(key) for key in keys]
+        found: list[bytes | None] = db.get(keys)  # RocksDB's multi-get: half the time of a get per key
+        return found
+
     def items(self, prefix: bytes = b"", after: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         db = self.db
         if db is None:  # the memory store has one dict for every partition
@@ -166,18 +182,25 @@ class _FaustPartition:
         # the changelog batch looked up once per write, not per row (Faust names the topic each time)
         changelog = self.table.sink.records_for(table, self.partition)
         db = self.db
-        memory = compat.memory_rows(table) if db is None else None
-        for key, value in rows.items():
-            if memory is not None:
+        if db is None:
+            memory = compat.memory_rows(table)
+            for key, value in rows.items():
                 if value is None:
                     memory.pop(key, None)
                 else:
                     memory[key] = value
-            elif value is None:
-                db.delete(key)
+                changelog.append((key, value, None))
+            return
+        # one RocksDB write for the batch: half the time of a put per row, and all or nothing
+        # (Faust opens its databases in raw mode: bytes keys and values as they are)
+        batch = WriteBatch(raw_mode=True)
+        for key, value in rows.items():
+            if value is None:
+                batch.delete(key)
             else:
-                db.put(key, value)
+                batch.put(key, value)
             changelog.append((key, value, None))
+        db.write(batch)
 
 
 class FaustTable:

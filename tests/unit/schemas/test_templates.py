@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from booster.schemas import codec
-from booster.schemas.templates import OUTCOMES, CommandTemplate, OutcomeTemplate, avro_long
+from booster.schemas.templates import OUTCOMES, CommandTemplate, OutcomeTemplate, avro_long, avro_string
 
 text = st.text(max_size=40)
 millis = st.integers(946_684_800_000, 4_102_444_799_999)
@@ -77,3 +77,12 @@ def test_avro_long_round_trips_through_fastavro(n: int) -> None:
     from fastavro import schemaless_reader
 
     assert schemaless_reader(io.BytesIO(avro_long(n)), "long", None) == n
+
+
+@given(st.one_of(st.text(max_size=100), st.integers(60, 70).map(lambda n: "x" * n)))
+def test_avro_string_round_trips_through_fastavro(s: str) -> None:
+    import io
+
+    from fastavro import schemaless_reader
+
+    assert schemaless_reader(io.BytesIO(avro_string(s)), "string", None) == s

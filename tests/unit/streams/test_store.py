@@ -51,6 +51,8 @@ def test_prefix_walks_in_key_order_resume_after_a_key_and_delete(table: Table) -
     assert keys(p, b"b\x1f", after=b"a") == [b"b\x1f1", b"b\x1f2"]
     assert keys(p, b"z") == []
     assert p.get(b"c") == b"y" and p.get(b"nothing") is None
+    assert p.get_many([b"c", b"nothing", b"b\x1f2", b"b\x1f0"]) == [b"y", None, b"2", None]
+    assert p.get_many([]) == []
     p.write({b"b\x1f1": None})
     assert keys(p, b"b\x1f") == [b"b\x1f2"] and p.get(b"b\x1f1") is None
     assert table.estimated_keys([1]) >= 3
