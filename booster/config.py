@@ -50,7 +50,8 @@ DOCS: dict[str, str] = {
     "BOOSTER_REQUEST_TIMEOUT_SECONDS": "How long the worker's changelog and fan-out producers wait for the broker "
     "before a write fails (and is retried).",
     "BOOSTER_AUDIENCE_RETENTION_DAYS": "How long booster.audience keeps each outcome for the campaign report "
-    "(the topic's retention.ms, set when `booster topics create` makes it).",
+    "(the topic's retention.ms, set when `booster topics create` makes it); the frequency cap's history and the "
+    "uplift measurement read it back, so keep it above their longest windows (30 days after a deadline).",
     "BOOSTER_DECISION_RETENTION_DAYS": "How long after its deadline a booster's launch decision and final-report "
     "marker are kept, so that a replayed launch or summary is recognised (at least 8: the longest window).",
     "BOOSTER_CONTACT_RETENTION_DAYS": "A contact's unsubscribes and blocks are forgotten after this long without "

@@ -208,3 +208,29 @@ def scrape_metrics(port: int) -> dict[str, float]:
 def decisions(log: str) -> list[dict[str, Any]]:
     """The JSON decision lines of a worker's log."""
     return [json.loads(line[line.index("{") :]) for line in log.splitlines() if '"event": ' in line]
+
+
+def changelog_latest(settings: Settings, table: str) -> dict[bytes, bytes | None]:
+    """The latest value of every key of a table's changelog (None: deleted)."""
+
+    async def go() -> dict[bytes, bytes | None]:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        topic = f"{settings.group_id}-{table}-changelog"
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, isolation_level="read_committed")
+        await consumer.start()
+        latest: dict[bytes, bytes | None] = {}
+        try:
+            tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+                for msgs in (await consumer.getmany(timeout_ms=500)).values():
+                    for m in msgs:
+                        latest[m.key] = m.value
+        finally:
+            await consumer.stop()
+        return latest
+
+    return asyncio.run(go())

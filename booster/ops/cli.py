@@ -234,6 +234,29 @@ def cmd_audience(args: argparse.Namespace) -> int:
     return EXIT_OK if result["scheduled"] else EXIT_NOT_FOUND
 
 
+def cmd_results(args: argparse.Namespace) -> int:
+    from booster.ops import clients, views
+    from booster.processors.text import format_timestamp
+
+    settings = _settings()
+    results = _run(clients.booster_results(settings, args.campaign_id))
+    if results is not None:
+        print(json.dumps(results, indent=2) if args.json else views.render_results(results))
+        return EXIT_OK
+    final = _run(clients.final_report(settings, args.campaign_id))
+    if final is None:
+        why = "has no final report yet: its results come once it was SENT and its measurement window ended"
+    elif final[0]["status"] != "SENT":
+        why = f"was {final[0]['status']}: a booster that was not sent has no results"
+    else:
+        why = (
+            "was SENT and its measurement window has not ended yet (launch setting measurement_hours, 72 by "
+            "default, after the deadline " + format_timestamp(final[0]["deadline"]) + ")"
+        )
+    print(f"the booster of {args.campaign_id} {why}", file=sys.stderr)
+    return EXIT_NOT_FOUND
+
+
 def _export_audience(settings: Settings, report: dict[str, Any], target: str) -> int:
     from booster.ops import views
 
@@ -397,6 +420,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--worker", help="a worker's web address (default http://127.0.0.1:$BOOSTER_WEB_PORT)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_audience)
+
+    p = sub.add_parser(
+        "results",
+        help="what a booster earned: its boosted and held-out groups' engagement and the difference",
+        description=(
+            "Once a SENT booster's measurement window has ended (measurement_hours after its deadline, 72 by "
+            "default), prints its results from booster.results: the boosted group and the held-out group (launch "
+            "setting holdout_percent), how many of each engaged (a person's open or click of the original or the "
+            "booster), the difference with its 95 % confidence interval and the extra engagements. Exit code 4 "
+            "when it has none yet."
+        ),
+    )
+    p.add_argument("campaign_id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_results)
 
     p = sub.add_parser("lag", help="how far the workers are behind, per topic and partition; due deadlines waiting")
     p.add_argument("--json", action="store_true")

@@ -262,3 +262,13 @@ async def final_report(settings: Settings, campaign_id: str) -> tuple[dict[str, 
     """A booster's final report (SENT, CANCELLED or REJECTED) and its timestamp, if it has one yet."""
     found = (await latest_reports(settings)).get(campaign_id)
     return found if found is not None and found[0]["status"] in FINAL_STATUSES else None
+
+
+async def booster_results(settings: Settings, campaign_id: str) -> dict[str, Any] | None:
+    """A booster's results (issue 12), once its measurement window has ended: booster.results is
+    compacted by campaign, the latest record is the booster's."""
+    found = None
+    async for msg in read_topic(settings, "booster.results", until_end=True):
+        if msg.key == campaign_id.encode():
+            found = codec().decode("booster.results", msg.value)
+    return found

@@ -291,3 +291,44 @@ async def export_audience(
         if progress is not None and read % 100_000 == 0:
             progress(read, sum(counts.values()))
     return counts
+
+
+def _percent(rate: float | None) -> str:
+    return "-" if rate is None else f"{100 * rate:.2f} %"
+
+
+def render_results(r: dict[str, Any]) -> str:
+    """A booster's results in words: the groups, their engagement, and what the difference shows."""
+    window = human_duration((r["measured_until"] - r["deadline"]) // 1000)
+    lines = [
+        f"booster of {r['campaign_id']} ({r['booster_name']}): engagement from its deadline "
+        f"{format_timestamp(r['deadline'])} for {window}, to {format_timestamp(r['measured_until'])}",
+        f"  boosted   {r['boosted']:>10,}  engaged {r['boosted_engaged']:>10,}  {_percent(r['boosted_rate']):>9}",
+        f"  held out  {r['held_out']:>10,}  engaged {r['held_out_engaged']:>10,}  {_percent(r['held_out_rate']):>9}"
+        f"  ({r['holdout_percent']} % holdout)",
+    ]
+    if r["difference"] is None:
+        lines.append(
+            "  no held-out group to compare with: launch the booster with holdout_percent to measure its uplift"
+        )
+        return "\n".join(lines)
+    low, high = r["difference_low"], r["difference_high"]
+    lines.append(
+        f"  difference {100 * r['difference']:+.2f} points, 95 % confidence interval "
+        f"{100 * low:+.2f} to {100 * high:+.2f}"
+    )
+    lines.append(
+        f"  extra engagements from the booster: {r['extra_engagements']:,.0f} "
+        f"({r['extra_engagements_low']:,.0f} to {r['extra_engagements_high']:,.0f})"
+    )
+    if low > 0:
+        verdict = "the booster added engagement (the interval is above 0)"
+    elif high < 0:
+        verdict = "the booster lowered engagement (the interval is below 0)"
+    else:
+        verdict = (
+            "no effect shown: the interval holds 0; groups this size detect a difference of "
+            f"{100 * (r['detectable_difference'] or 0):.2f} points or more (80 % power)"
+        )
+    lines.append(f"  {verdict}")
+    return "\n".join(lines)

@@ -15,11 +15,16 @@ from booster.processors.events import AccountChannels, BoosterSettings, Campaign
 from booster.processors.frequency import FrequencyCap
 from booster.processors.quiet import QuietHours
 from booster.processors.text import human_duration
+from booster.processors.uplift import BOOSTER_SUFFIX
 
 MIN_DELAY_SECONDS = 2 * 3600
 MAX_DELAY_SECONDS = 7 * 24 * 3600
 MAX_DELAY_MS = MAX_DELAY_SECONDS * 1000
 MAX_SCANNER_WINDOW_SECONDS = 1800
+HOUR_MS = 3_600_000
+MAX_HOLDOUT_PERCENT = 50
+DEFAULT_MEASUREMENT_HOURS = 72
+MAX_MEASUREMENT_HOURS = 720
 
 Status = Literal["PENDING", "SCHEDULED", "REJECTED", "CANCELLED", "SENT"]
 
@@ -30,7 +35,7 @@ _NAMESPACE_BYTES = COMMAND_NAMESPACE.bytes
 
 def booster_id_of(campaign_id: str) -> str:
     """A campaign has at most one booster; its id is derived so every worker agrees on it."""
-    return f"{campaign_id}:booster"
+    return f"{campaign_id}{BOOSTER_SUFFIX}"
 
 
 def booster_name_of(campaign_name: str) -> str:
@@ -84,6 +89,10 @@ class Schedule:
     quiet_hours: QuietHours | None = None
     # the account's frequency cap when the launch was decided; None: this booster neither counts nor is capped
     frequency_cap: FrequencyCap | None = None
+    # issue 12: this share of the eligible recipients gets no command (HOLDOUT), the control group
+    holdout_percent: int = 0
+    # engagement is measured this long after the deadline; 0: not measured (scheduled by older workers)
+    measurement_ms: int = 0
 
 
 class ReasonCode(StrEnum):
@@ -206,6 +215,24 @@ def decide_launch(
             ),
             launch.launched_at,
         )
+    if not 0 <= b.holdout_percent <= MAX_HOLDOUT_PERCENT:
+        return Refused(
+            report(
+                "REJECTED",
+                ReasonCode.SETTING_OUT_OF_RANGE,
+                f"holdout {b.holdout_percent} % is outside the allowed 0 to {MAX_HOLDOUT_PERCENT} %",
+            ),
+            launch.launched_at,
+        )
+    if not 1 <= (hours := measurement_hours_of(b)) <= MAX_MEASUREMENT_HOURS:
+        return Refused(
+            report(
+                "REJECTED",
+                ReasonCode.SETTING_OUT_OF_RANGE,
+                f"measurement window {hours} h is outside the allowed 1 to {MAX_MEASUREMENT_HOURS} h",
+            ),
+            launch.launched_at,
+        )
     if account is None or channel not in account.channels:
         return Refused(
             report("REJECTED", ReasonCode.CHANNEL_NOT_ENABLED, f"channel not enabled for this account ({channel})"),
@@ -278,7 +305,13 @@ def schedule_of(
         campaign_channel=launch.channel,
         quiet_hours=quiet_hours,
         frequency_cap=frequency_cap,
+        holdout_percent=b.holdout_percent,
+        measurement_ms=measurement_hours_of(b) * HOUR_MS,
     )
+
+
+def measurement_hours_of(b: BoosterSettings) -> int:
+    return DEFAULT_MEASUREMENT_HOURS if b.measurement_hours is None else b.measurement_hours
 
 
 # Link scanners of mail gateways (Microsoft Safe Links, Proofpoint, Mimecast, Barracuda) click every

@@ -32,6 +32,7 @@ from booster.processors.boosters import (
 from booster.processors.events import AccountChannels, BoosterCancelled, CampaignLaunched, Channel
 from booster.processors.frequency import FrequencyCap
 from booster.processors.quiet import QuietHours
+from booster.processors.uplift import in_window
 
 
 class ControlKind(StrEnum):
@@ -160,6 +161,10 @@ class CampaignPartition:
     counts: Mapping[int, bool | None] = field(default_factory=dict)  # in the deciding partition: each one's
     # changes of the channel's access (at, enabled, account_id or ""), in time order
     access: tuple[tuple[int, bool, str], ...] = ()
+    # issue 12, once fired: the offsets of booster.audience in this partition between which its outcomes
+    # are (None: unknown, from the start, or to the end), and whether its measurement was sent
+    outcomes: tuple[int | None, int | None] | None = None
+    measured: bool = False
 
     @property
     def decided(self) -> bool:
@@ -305,9 +310,30 @@ def decide_booster(state: CampaignPartition, campaign_id: str, now: int) -> Deci
     return Decided(campaign_id, now, None, schedule=schedule)
 
 
-def evolve_campaign_fired(state: CampaignPartition) -> CampaignPartition:
-    """This partition's fan-out is committed and its rows deleted: later events are dropped."""
-    return replace(state, fired=True)
+def evolve_campaign_fired(
+    state: CampaignPartition, outcomes: tuple[int | None, int | None] | None = None
+) -> CampaignPartition:
+    """This partition's fan-out is committed and its rows deleted: later events are dropped (but
+    for the engagement its measurement counts). `outcomes`: where its outcomes are in booster.audience."""
+    return replace(state, fired=True, outcomes=outcomes)
+
+
+def evolve_campaign_measured(state: CampaignPartition) -> CampaignPartition:
+    return replace(state, measured=True)
+
+
+def engagement_counts(state: CampaignPartition | None, at: int) -> bool:
+    """Whether a person's open or click at `at`, of the campaign's message or its booster's, counts in
+    the booster's measurement: a booster measured and not measured yet, and `at` in its window."""
+    if state is None or state.schedule is None or state.measured or not measures(state):
+        return False
+    return in_window(at, state.schedule.deadline, state.schedule.measurement_ms)
+
+
+def measures(state: CampaignPartition) -> bool:
+    """Whether this booster's uplift is measured: it was sent (not called off), by a worker that
+    schedules measurements (an older one's schedule has no window)."""
+    return state.schedule is not None and state.schedule.measurement_ms > 0 and called_off(state) is None
 
 
 def evolve_campaign(state: CampaignPartition | None, event: CampaignEvent) -> CampaignPartition:
@@ -369,7 +395,7 @@ def is_cancelled(state: CampaignPartition) -> bool:
 class Due:
     """What the timer should do for a campaign in a partition at a moment."""
 
-    kind: Literal["count", "decide", "fire", "expire", "forget"]
+    kind: Literal["count", "decide", "fire", "expire", "forget", "measure"]
     gate_at: int | None  # for count, decide and fire: inputs must be processed past this event time first
 
 
@@ -381,12 +407,17 @@ def due(state: CampaignPartition, now: int, allowed_lateness_ms: int, *, decidin
     until the decision arrives: a count or a decision lost on the way is sent again, and the deciding
     partition answers a count with the decision once it has one), then decide (the deciding
     partition, once all `partitions` have counted), then fire (every partition, once the decision has
-    arrived). expire: rows of a campaign that never got a booster, after the longest
-    possible window (R12). forget: the small marker kept after a booster fired or a launch said "no
-    booster", or a cancellation of a campaign never launched here, once no event of that campaign can
-    matter any more.
+    arrived). measure (issue 12): a fired booster that was sent, once its measurement window and the
+    allowed lateness are past (the caller checks the lag gate against `gate_at` again). expire: rows of
+    a campaign that never got a booster, after the longest possible window (R12). forget: the small
+    marker kept after a booster fired (and was measured) or a launch said "no booster", or a
+    cancellation of a campaign never launched here, once no event of that campaign can matter any more.
     """
     horizon = MAX_DELAY_MS + allowed_lateness_ms
+    if state.fired and not state.measured and measures(state):
+        assert state.schedule is not None
+        gate_at = state.schedule.deadline + state.schedule.measurement_ms + allowed_lateness_ms
+        return Due("measure", gate_at) if now >= gate_at else None
     if state.fired or state.no_booster:
         ref = state.schedule.deadline if state.schedule is not None else state.first_seen_at
         if ref is not None and now >= ref + horizon:

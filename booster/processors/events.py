@@ -29,6 +29,10 @@ class BoosterSettings:
     # clicks this many seconds after delivery or sooner are a link scanner's; None: the campaign
     # channel's default (`boosters.default_scanner_window`)
     scanner_window_seconds: int | None = None
+    # the share of the eligible recipients held out as the uplift measurement's control group (issue 12)
+    holdout_percent: int = 0
+    # how long after the deadline engagement is measured; None: `boosters.DEFAULT_MEASUREMENT_HOURS`
+    measurement_hours: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +152,8 @@ def launch_from_record(r: Mapping[str, Any]) -> CampaignLaunched:
             b["content_ref"],
             bool(b.get("count_machine_opens", False)),
             b.get("scanner_window_seconds"),  # since campaign.launched v3
+            b.get("holdout_percent", 0),  # since v4
+            b.get("measurement_hours"),
         )
     )
     return CampaignLaunched(

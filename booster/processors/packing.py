@@ -20,6 +20,7 @@ from booster.processors.frequency import FrequencyCap
 from booster.processors.quiet import QuietHours
 from booster.processors.recipients import ContactState, RecipientState, Report
 from booster.processors.summaries import PartitionSummary, SummaryState
+from booster.processors.uplift import GroupCounts, Measuring, PartitionMeasurement
 
 _NONE = -1
 _RECIPIENT_V1 = struct.Struct("<5q")  # sent, earliest delivered, earliest error, opened, clicked: 40 bytes
@@ -234,6 +235,8 @@ def schedule_to_dict(s: Schedule) -> dict[str, Any]:
         "campaign_channel": s.campaign_channel,
         "quiet_hours": None if s.quiet_hours is None else quiet_hours_to_dict(s.quiet_hours),
         "frequency_cap": None if s.frequency_cap is None else frequency_cap_to_dict(s.frequency_cap),
+        "holdout_percent": s.holdout_percent,
+        "measurement_ms": s.measurement_ms,
     }
 
 
@@ -260,7 +263,22 @@ def schedule_from_dict(d: Mapping[str, Any]) -> Schedule:
         d.get("campaign_channel"),
         None if d.get("quiet_hours") is None else QuietHours(**d["quiet_hours"]),
         None if d.get("frequency_cap") is None else FrequencyCap(**d["frequency_cap"]),
+        d.get("holdout_percent", 0),  # absent from older ones: no holdout, not measured
+        d.get("measurement_ms", 0),
     )
+
+
+_MOMENT = struct.Struct(">q")
+
+
+def pack_moment(at: int) -> bytes:
+    """A single time (epoch ms): an `engagement` row's first engagement."""
+    return _MOMENT.pack(at)
+
+
+def unpack_moment(data: bytes) -> int:
+    at: int = _MOMENT.unpack(data)[0]
+    return at
 
 
 def pack_campaign(s: CampaignPartition) -> bytes:
@@ -275,6 +293,8 @@ def pack_campaign(s: CampaignPartition) -> bytes:
             "decision": None if s.decision is None else _decision_list(s.decision),
             "counts": {str(p): v for p, v in s.counts.items()},
             "access": [list(change) for change in s.access],
+            "outcomes": None if s.outcomes is None else list(s.outcomes),
+            "measured": s.measured,
         },
         separators=(",", ":"),
     ).encode()
@@ -294,6 +314,9 @@ def unpack_campaign(data: bytes, campaign_id: str) -> CampaignPartition:
         counts={int(p): v for p, v in d.get("counts", {}).items()},
         # a state kept before changes named their account has (at, enabled) entries
         access=tuple((change[0], change[1], change[2] if len(change) > 2 else "") for change in d.get("access", [])),
+        # absent in rows of older workers, which do not measure
+        outcomes=None if d.get("outcomes") is None else (d["outcomes"][0], d["outcomes"][1]),
+        measured=d.get("measured", False),
     )
 
 
@@ -437,3 +460,23 @@ def pack_live_booster(b: LiveBooster) -> bytes:
 def unpack_live_booster(campaign_id: str, raw: bytes) -> LiveBooster:
     d = json.loads(raw)
     return LiveBooster(campaign_id, d["channel"], d["deadline"])
+
+
+def pack_measuring(s: Measuring) -> bytes:
+    """The `measurements` table's row of a booster: its partitions' counts so far, or the done marker."""
+    parts = [
+        [p.partition, p.partitions, p.booster_id, p.booster_name, p.account_id, p.deadline, p.measurement_ms,
+         p.holdout_percent, p.counts.boosted, p.counts.boosted_engaged, p.counts.held_out,
+         p.counts.held_out_engaged, p.measured_at]
+        for p in s.parts
+    ]  # fmt: skip
+    return json.dumps({"parts": parts, "done": s.done, "deadline": s.deadline}, separators=(",", ":")).encode()
+
+
+def unpack_measuring(data: bytes, campaign_id: str) -> Measuring:
+    d = json.loads(data)
+    parts = tuple(
+        PartitionMeasurement(campaign_id, p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], GroupCounts(*p[8:12]), p[12])
+        for p in d["parts"]
+    )
+    return Measuring(parts, d["done"], d["deadline"])

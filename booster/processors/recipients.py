@@ -49,6 +49,8 @@ class Exclusion(StrEnum):
     OPENED = "OPENED"
     # would be boosted, but the contact got its account's most boosters in a window already (issue 11)
     FREQUENCY_CAP = "FREQUENCY_CAP"
+    # eligible, and held out as the control group of the booster's uplift measurement (issue 12)
+    HOLDOUT = "HOLDOUT"
 
 
 EXCLUSION_ORDER: tuple[Exclusion, ...] = tuple(Exclusion)

@@ -9,7 +9,7 @@ progress have their own ends (`campaigns.due`, `boosters.expire_pending`), decid
   (deciding it again would call it stale and overwrite the report it got). Both ask
   `boosters.decision_expired`.
 - summaries: the marker of a booster's final report is kept as long, so a replayed summary does not
-  make a second report.
+  make a second report; measurements: the marker of a booster's results likewise (issue 12).
 - contacts: a deleted contact's row goes the longest window after its deletion (no campaign launched
   after a deletion reaches the contact); unsubscribes, blocks, reachability and time zones go after
   BOOSTER_CONTACT_RETENTION_DAYS without a new fact about the contact, and are kept for ever when it
@@ -22,11 +22,17 @@ from __future__ import annotations
 from booster.processors.boosters import MAX_DELAY_MS
 from booster.processors.recipients import ContactState
 from booster.processors.summaries import SummaryState
+from booster.processors.uplift import Measuring
 
 
 def summaries_expired(state: SummaryState, now: int, retention_ms: int) -> bool:
     """A final report's marker past its retention. Summaries still waiting for other partitions stay:
     those partitions will fire (a booster never stops half-way, R13)."""
+    return state.done and state.deadline is not None and now >= state.deadline + retention_ms
+
+
+def measuring_expired(state: Measuring, now: int, retention_ms: int) -> bool:
+    """A booster's results marker past its retention (partitions still to measure stay, as above)."""
     return state.done and state.deadline is not None and now >= state.deadline + retention_ms
 
 

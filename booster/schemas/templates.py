@@ -61,7 +61,7 @@ class CommandTemplate:
 # the symbols of booster.audience's AudienceOutcomeKind, in schema order
 OUTCOMES = (
     "INCLUDED", "DELETED", "BLOCKED", "UNSUBSCRIBED", "UNREACHABLE", "ERROR", "WAITING", "CLICKED", "OPENED",
-    "FREQUENCY_CAP",
+    "FREQUENCY_CAP", "HOLDOUT",
 )  # fmt: skip
 _OUTCOME_INDEX = {name: i for i, name in enumerate(OUTCOMES)}
 

@@ -7,6 +7,7 @@ One record's way, from a fact to a command:
   launches.py   campaign.launched      -> launches-by-account -> validated -> booster.control (SCHEDULE)
   deadlines.py  booster.control        -> campaign state; the timer's TICK -> fanout.py -> booster.commands
   reports.py    booster.summaries      -> the final report on booster.reports
+  uplift.py     the timer's TICK after the measurement window -> booster.measurements -> booster.results
   notices.py    refused, cancelled, pending, duplicate launches, late cancels -> booster.notices
   retention.py  timer: rows past their retention -> deleted, tombstones to the changelogs
   web.py        /metrics and the audience preview
@@ -38,6 +39,7 @@ from booster.streams.records import DeadLetters, Guard, Handler, Incoming, Retry
 from booster.streams.reports import Reports
 from booster.streams.retention import FiredRows, Retention
 from booster.streams.store import ChangelogSink, FaustTable
+from booster.streams.uplift import Measurements
 from booster.streams.web import Web
 
 CONSUMER_MAX_POLL_RECORDS = 5000
@@ -99,6 +101,7 @@ class BoosterApp:
         self.recipients = self._table("recipients", ROCKSDB_LARGE)
         self.contacts = self._table("contacts", ROCKSDB_LARGE)
         self.sent_history = self._table("sent-history", ROCKSDB_SMALL)
+        self.engagement = self._table("engagement", ROCKSDB_SMALL)
         self.campaigns = CampaignStates(self._table("campaigns", ROCKSDB_SMALL))
 
         retry = Retry(s.retry_seconds)
@@ -111,7 +114,7 @@ class BoosterApp:
             self._topic("booster.reports"), self._table("summaries", ROCKSDB_SMALL), notices, metrics
         )
         self.ingestion = Ingestion(
-            self.recipients, self.contacts, self.campaigns, sink, dead_letters, gate, metrics, clocks,
+            self.recipients, self.contacts, self.engagement, self.campaigns, sink, dead_letters, gate, metrics, clocks,
             partitions=s.partitions, rerouted_topic=s.topic(REROUTED), retry=retry,
         )  # fmt: skip
         decided = self._table("launch-decisions", ROCKSDB_SMALL)
@@ -130,6 +133,16 @@ class BoosterApp:
             decision_retention_ms=s.decision_retention_ms,
             active_partitions=lambda: self.active_partitions(LAUNCHES_BY_ACCOUNT),
         )
+        self.measurements = Measurements(
+            campaigns=self.campaigns,
+            engagement=self.engagement,
+            measuring=self._table("measurements", ROCKSDB_SMALL),
+            fanout=fanout,
+            measurements_topic=self._topic("booster.measurements"),
+            results_topic=self._topic("booster.results"),
+            metrics=metrics,
+            partitions=s.partitions,
+        )
         self.fired_rows = FiredRows(
             self.recipients, sink, fanning_out=fanout.busy, partitions_of=self.active_partitions
         )
@@ -147,11 +160,14 @@ class BoosterApp:
             metrics=metrics,
             active_partitions=self.active_partitions,
             fired_rows=self.fired_rows,
+            engagement=self.engagement,
+            measurements=self.measurements,
         )
         self.retention = Retention(
             decided=decided,
             live=live,
             summaries=self.reports.summaries,
+            measurements=self.measurements.measuring,
             contacts=self.contacts,
             recipients=self.recipients,
             sent_history=self.sent_history,
@@ -185,6 +201,7 @@ class BoosterApp:
         self._agent("booster.accounts", ("account.channels", LAUNCHES_BY_ACCOUNT), self.launches.decide)
         self._agent("booster.control", ("booster.control",), self.deadlines.on_control)
         self._agent("booster.summaries", ("booster.summaries",), self.reports.on_summary)
+        self._agent("booster.measurements", ("booster.measurements",), self.measurements.on_measurement)
         app.timer(s.tick_interval, name="booster.deadlines")(self.deadlines.timer)
         app.timer(s.tick_interval, name="booster.pending-launches")(self.launches.timer)
         app.timer(s.sweep_interval, name="booster.retention")(self.retention.timer)

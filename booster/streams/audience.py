@@ -11,6 +11,7 @@ from booster.processors.boosters import Schedule
 from booster.processors.frequency import Sent, capped, unpack_history
 from booster.processors.packing import unpack_contact, unpack_recipient
 from booster.processors.recipients import ContactState, Exclusion, RecipientState, time_zone_at
+from booster.processors.uplift import holdout_of
 from booster.streams.store import PartitionStore, recipient_key, recipient_prefix
 
 READ_AHEAD = 256  # recipients
@@ -31,12 +32,14 @@ def decide_rows(
     every row of the booster's campaign in this partition, in key order, after the row `after` when
     given; quiet hours are judged at `issued_at`, when the command is issued. A booster with a
     frequency cap leaves out the contacts whose `history` already holds the most its account allows;
-    the rows it read for the contacts it keeps go to `histories_read`, when given."""
+    the rows it read for the contacts it keeps go to `histories_read`, when given. A booster with a
+    holdout then holds out its share of the contacts left (HOLDOUT: no command)."""
     quiet_hours = schedule.quiet_hours
     # every command of a walk is issued at one moment: the end of the quiet hours depends on the zone only
     waits_in: dict[str | None, int | None] = {}
     cap = schedule.frequency_cap if history is not None else None
     window_ms = schedule.scanner_window_seconds * 1000
+    held_out = holdout_of(schedule.booster_id, schedule.holdout_percent) if schedule.holdout_percent else None
     prefix = recipient_prefix(schedule.campaign_id)
     cut = len(prefix)
     rows = recipients.items(prefix, after)
@@ -68,6 +71,9 @@ def decide_rows(
                     decision = Exclusion.FREQUENCY_CAP
                 elif histories_read is not None:
                     histories_read[contact_key] = sent
+            contact_id = contact_key.decode()
+            if decision is None and held_out is not None and held_out(contact_id):
+                decision = Exclusion.HOLDOUT  # issue 12: after every exclusion, so drawn from the eligible
             marks = marks_of(recipient, decision, criterion=schedule.criterion, at=at, scanner_window_ms=window_ms)
             waits = None
             if decision is None and quiet_hours is not None:
@@ -80,7 +86,7 @@ def decide_rows(
                     )
                 if waits is not None:
                     marks = (*marks, Mark.DEFERRED)
-            yield contact_key.decode(), decision, marks, waits
+            yield contact_id, decision, marks, waits
 
 
 def recipient_states(recipients: PartitionStore, campaign_id: str) -> Iterator[RecipientState]:

@@ -4,7 +4,7 @@ and the ticks that decide a booster and fan a partition's share of it out.
 
 timer (every BOOSTER_TICK_INTERVAL_SECONDS) -> due(state)? -> lag gate open (G1)? -> TICK into the partition
 booster.control -> `on_control`: SCHEDULE / CANCEL / NO_BOOSTER / DECIDED / COUNTED fold into the state;
-TICK, in three steps (R13):
+TICK, in three steps (R13), and a fourth once the booster's measurement window ends (`streams/uplift.py`):
   count:  every partition tells the deciding one whether all its recipients opened (COUNTED, R7),
           again every RETICK_SECONDS until the decision arrives; the deciding partition answers a
           count that comes after its decision with the decision
@@ -59,6 +59,7 @@ from booster.streams.records import Incoming, log_decision, now_ms, run_timer
 from booster.streams.reports import Reports
 from booster.streams.retention import FiredRows
 from booster.streams.store import Table
+from booster.streams.uplift import Measurements
 from booster.streams.wire import control_event
 
 log = logging.getLogger("booster.worker")
@@ -94,6 +95,8 @@ class Deadlines:
         metrics: Metrics,
         active_partitions: Callable[[], list[int]],
         fired_rows: FiredRows,
+        engagement: Table,
+        measurements: Measurements,
     ) -> None:
         self.settings = settings
         self.campaigns = campaigns
@@ -108,6 +111,8 @@ class Deadlines:
         self.metrics = metrics
         self.active_partitions = active_partitions
         self.fired_rows = fired_rows
+        self.engagement = engagement
+        self.measurements = measurements
         self._watches: dict[tuple[str, int], _Watch] = {}
 
     # -- the timer ---------------------------------------------------------------------------------
@@ -128,7 +133,9 @@ class Deadlines:
                 watch = self._watch(campaign_id, p)
                 if watch.ticked_at is not None and time.monotonic() - watch.ticked_at < RETICK_SECONDS:
                     continue
-                if d.kind in ("count", "decide", "fire") and not await self._gate_open(campaign_id, p, watch):
+                if d.kind in ("count", "decide", "fire", "measure") and not await self._gate_open(
+                    campaign_id, p, watch
+                ):
                     waiting += 1
                     continue
                 await self.control.send(Tick(campaign_id, now), p)
@@ -241,9 +248,19 @@ class Deadlines:
         if d.kind == "decide":
             await self._decide(campaign_id, p, state, now)
             return
+        if d.kind == "measure":
+            try:
+                await self.measurements.measure(campaign_id, p, state, now)
+            except KafkaError as exc:
+                log.warning("measuring %s in partition %s failed (%s); it will be retried", campaign_id, p, exc)
+                self._watch(campaign_id, p).ticked_at = None
+                return
+            self._watches.pop((campaign_id, p), None)
+            return
         if d.kind == "forget":
             if state.fired:  # a worker that stopped before `fired_rows` deleted them left them
                 delete_rows(self.recipients.partition(p), campaign_id)
+                delete_rows(self.engagement.partition(p), campaign_id)  # a window that was not measured
             self._done(campaign_id, p, None)
             if state.fired:  # issue 15: the topic would keep every booster's progress for ever
                 await self.fanout.forget(campaign_id, p)
@@ -288,7 +305,7 @@ class Deadlines:
             log.warning("fan-out of %s in partition %s failed (%s); it will be retried", campaign_id, p, exc)
             self._watch(campaign_id, p).ticked_at = None
             return
-        self._done(campaign_id, p, evolve_campaign_fired(state))
+        self._done(campaign_id, p, evolve_campaign_fired(state, result.outcomes))
         self.fired_rows.add(campaign_id, p)  # after the fan-outs: the next partition's commands first
         self.metrics.inc("booster_commands_total", result.commands)
         self.metrics.inc("booster_fanouts_total")

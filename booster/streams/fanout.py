@@ -55,6 +55,9 @@ class ProgressLog:
 class FanoutResult:
     summary: PartitionSummary | None  # None when an earlier run had already finished
     commands: int
+    # the offsets of booster.audience between which the booster's outcomes are (None: from the
+    # partition's start, to its end), for its measurement (issue 12)
+    outcomes: tuple[int | None, int | None] = (None, None)
 
 
 PROGRESS_POLL_MS = 20
@@ -171,12 +174,25 @@ class Fanout(Service):
             set_marker(history, end)
         return read
 
-    async def _read_on(
-        self, tp: TopicPartition, start: int, fold: Callable[[list[Any]], None], skip_marker_at: int | None = None
-    ) -> int:
-        """Read a partition's committed records from `start` to its end, handing each fetched batch to
-        `fold`; the offset to read on from next time. `skip_marker_at`: the offset of a transaction
-        marker this worker wrote, not read when it is all there is (a fetch of it waits for nothing)."""
+    async def audience_end(self, partition: int) -> int:
+        """The end of this partition of booster.audience (its last stable offset: read committed)."""
+        consumer = await self._reader()
+        consumer.pause(*consumer.assignment())
+        tp = TopicPartition(self.settings.topic("booster.audience"), partition)
+        end: int = (await consumer.end_offsets([tp]))[tp]
+        return end
+
+    async def read_outcomes(
+        self, partition: int, start: int | None, end: int | None, fold: Callable[[list[Any]], None]
+    ) -> None:
+        """Hand `fold` the committed records of this partition of booster.audience from `start` (None:
+        its beginning) to `end` (None: its end now), a fetched batch at a time (issue 12). Under the
+        fan-out's lock: the two share a consumer."""
+        tp = TopicPartition(self.settings.topic("booster.audience"), partition)
+        async with self._lock:
+            await self._read_on(tp, start or 0, fold, until=end)
+
+    async def _reader(self) -> AIOKafkaConsumer:
         if self._progress_reader is None:
             self._progress_reader = AIOKafkaConsumer(
                 bootstrap_servers=self.settings.broker,
@@ -186,12 +202,28 @@ class Fanout(Service):
                 fetch_max_wait_ms=20,
             )
             await self._progress_reader.start()
-        consumer = self._progress_reader
+        return self._progress_reader
+
+    async def _read_on(
+        self,
+        tp: TopicPartition,
+        start: int,
+        fold: Callable[[list[Any]], None],
+        skip_marker_at: int | None = None,
+        until: int | None = None,
+    ) -> int:
+        """Read a partition's committed records from `start` to its end, handing each fetched batch to
+        `fold`; the offset to read on from next time. `skip_marker_at`: the offset of a transaction
+        marker this worker wrote, not read when it is all there is (a fetch of it waits for nothing).
+        `until`: read only the records before this offset."""
+        consumer = await self._reader()
         # the end first: a long-polling fetch of the partition assigned last would hold the offsets
         # request behind it on the same connection, so it is paused (unsubscribe() or assign([])
         # instead can leave a group-less consumer whose stop() never returns, aiokafka 0.14.0)
         consumer.pause(*consumer.assignment())
         end: int = (await consumer.end_offsets([tp]))[tp]
+        if until is not None:
+            end = min(end, until)
         if end <= start or (start == skip_marker_at and end == start + 1):
             return end
         consumer.assign([tp])
@@ -203,7 +235,10 @@ class Fanout(Service):
             # short polls: what is left may be only a transaction marker, which moves the position but
             # yields no record, and getmany would wait its whole timeout for one (0.5 s per fan-out)
             batch = await consumer.getmany(tp, timeout_ms=PROGRESS_POLL_MS)
-            if msgs := batch.get(tp, []):
+            msgs = batch.get(tp, [])
+            if until is not None:  # (the others fold what came after the end too: they read on from there)
+                msgs = [m for m in msgs if m.offset < until]
+            if msgs:
                 fold(msgs)
         position: int = await consumer.position(tp)
         return position
@@ -277,9 +312,12 @@ class Fanout(Service):
             await self.catch_up_history(partition, history, now)
         progress = (await self.load_progress(partition)).get(cid)
         if progress is not None and progress["done"]:
-            return FanoutResult(None, 0)
+            return FanoutResult(None, 0, (progress.get("outcomes_from"), None))
         tally = Tally()
         after = None
+        # every outcome this fan-out writes comes after the end of the partition now: the partition's
+        # transactional producer fences every other writer
+        outcomes_from = await self.audience_end(partition) if progress is None else progress.get("outcomes_from")
         if progress is not None:
             tally = tally_of_record(progress)
             if progress["last_key"] is not None:
@@ -342,7 +380,7 @@ class Fanout(Service):
                     commands += len(batch)
                     tally = tally.count_all(counts)
                     counts = {}
-                    progress_value = progress_record(cid, partition, last_contact, False, tally)
+                    progress_value = progress_record(cid, partition, last_contact, False, tally, outcomes_from)
                     chunk = self._transaction(prod, partition, cid, batch, outcomes, progress_value)
                     _, chunk_end = await self._commit(cid, partition, chunk)
                     outcomes_end = chunk_end or outcomes_end
@@ -365,14 +403,16 @@ class Fanout(Service):
             tally=tally,
         )
         commands += len(batch)
-        done = progress_record(cid, partition, last_contact, True, tally)
+        done = progress_record(cid, partition, last_contact, True, tally, outcomes_from)
         last = self._transaction(prod, partition, cid, batch, outcomes, done, summary)
         last_offset, chunk_end = await self._commit(cid, partition, last)
         if capped:
             add_sent(history, sent, now, read)
             await self._add_history(partition, history, counted + len(sent), chunk_end or outcomes_end)
         self._forget_progress(partition, cid, last_offset)
-        return FanoutResult(summary, commands)
+        # a fresh fan-out that wrote no outcome has none; a resumed one may have, before the crash
+        outcomes_to = chunk_end or outcomes_end or (outcomes_from if progress is None else None)
+        return FanoutResult(summary, commands, (outcomes_from, outcomes_to))
 
     async def _add_history(self, partition: int, history: PartitionStore, added: int, end: int | None) -> None:
         """The marker past a fan-out's outcomes once the sends it added to the contacts' rows are in the

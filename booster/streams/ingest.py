@@ -4,7 +4,9 @@
 A batch of records is decoded and folded with the processors' `evolve_*`, each changed row written
 once, the changelog flushed, and only then are the records counted as processed (the lag gate's
 position moves, Faust acks them). A message event of a campaign that fired here or has no booster is
-dropped; the first one of an unknown campaign marks when its rows appeared (R12).
+dropped; the first one of an unknown campaign marks when its rows appeared (R12). A person's open or
+click of a campaign's message, or of its booster's (whose campaign_id is the booster_id), in the
+booster's measurement window is kept in the `engagement` table, the first one per contact (issue 12).
 
 A fact found in another partition than its contact's (its producer partitions by another hash) is
 not folded there: it is forwarded, as it came, to the contact's partition of booster.rerouted, which
@@ -19,10 +21,18 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from booster.errors import DecodeError
-from booster.processors.campaigns import accepts_events, evolve_campaign_seen
+from booster.processors.campaigns import accepts_events, engagement_counts, evolve_campaign_seen
 from booster.processors.events import contact_event_from_record, message_event_from_record
-from booster.processors.packing import pack_contact, pack_recipient, unpack_contact, unpack_recipient
+from booster.processors.packing import (
+    pack_contact,
+    pack_moment,
+    pack_recipient,
+    unpack_contact,
+    unpack_moment,
+    unpack_recipient,
+)
 from booster.processors.recipients import evolve_contact, evolve_recipient
+from booster.processors.uplift import engaged_at, original_campaign
 from booster.schemas import codec
 from booster.schemas.catalog import CONTACT_INPUT_TOPICS, REROUTED
 from booster.streams import compat
@@ -57,6 +67,7 @@ class Folded:
 
     recipients: dict[int, dict[bytes, bytes | None]] = field(default_factory=dict)
     contacts: dict[int, dict[bytes, bytes | None]] = field(default_factory=dict)
+    engagement: dict[int, dict[bytes, bytes | None]] = field(default_factory=dict)
     refused: list[tuple[Incoming, str, str]] = field(default_factory=list)
     misrouted: list[tuple[Incoming, int]] = field(default_factory=list)  # with the contact's partition
     counted: dict[str, int] = field(default_factory=dict)
@@ -68,6 +79,7 @@ class Ingestion:
         self,
         recipients: Table,
         contacts: Table,
+        engagement: Table,
         campaigns: CampaignStates,
         sink: Forwarder,
         dead_letters: DeadLetters,
@@ -81,6 +93,7 @@ class Ingestion:
     ) -> None:
         self.recipients = recipients
         self.contacts = contacts
+        self.engagement = engagement
         self.campaigns = campaigns
         self.sink = sink
         self.dead_letters = dead_letters
@@ -132,6 +145,8 @@ class Ingestion:
             self.recipients.partition(p).write(rows)
         for p, rows in folded.contacts.items():
             self.contacts.partition(p).write(rows)
+        for p, rows in folded.engagement.items():
+            self.engagement.partition(p).write(rows)
         return folded
 
     def _fold_one(self, incoming: Incoming, folded: Folded) -> None:
@@ -148,9 +163,15 @@ class Ingestion:
             return
         if incoming.topic.startswith("message."):
             event = message_event_from_record(incoming.topic, record)
+            campaign_id, own = original_campaign(event.campaign_id)
+            at = engaged_at(event)
+            kept = at is not None and self._engaged(campaign_id, event.contact_id, at, p, folded)
+            if own:  # a booster's own message: its recipients are the booster's, not a campaign's
+                folded.dropped += not kept
+                return
             state = self.campaigns.get(event.campaign_id, p)
             if not accepts_events(state):
-                folded.dropped += 1
+                folded.dropped += not kept
                 return
             if state is None or state.first_seen_at is None:
                 self.campaigns.put(event.campaign_id, p, evolve_campaign_seen(state, incoming.timestamp_ms))
@@ -166,6 +187,18 @@ class Ingestion:
             new = pack_contact(evolve_contact(None if old is None else unpack_contact(old), contact_event))
         if new != old:
             rows[key] = new
+
+    def _engaged(self, campaign_id: str, contact_id: str, at: int, p: int, folded: Folded) -> bool:
+        """Issue 12: the first engagement of a contact in its booster's measurement window; whether
+        the event counts in one."""
+        if not engagement_counts(self.campaigns.get(campaign_id, p), at):
+            return False
+        key = recipient_key(campaign_id, contact_id)
+        rows = folded.engagement.setdefault(p, {})
+        old = rows[key] if key in rows else self.engagement.partition(p).get(key)
+        if old is None or at < unpack_moment(old):
+            rows[key] = pack_moment(at)
+        return True
 
 
 def rerouted_source(value: bytes | None) -> str:

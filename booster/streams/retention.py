@@ -24,9 +24,10 @@ from booster.processors.packing import (
     unpack_contact,
     unpack_launch_decision,
     unpack_live_booster,
+    unpack_measuring,
     unpack_summaries,
 )
-from booster.processors.retention import contact_expired, summaries_expired
+from booster.processors.retention import contact_expired, measuring_expired, summaries_expired
 from booster.processors.summaries import SummaryState
 from booster.schemas.catalog import LAUNCHES_BY_ACCOUNT
 from booster.streams.audience import delete_rows
@@ -49,6 +50,7 @@ class Retention:
         decided: Table,
         live: Table,
         summaries: Table,
+        measurements: Table,
         contacts: Table,
         recipients: Table,
         sent_history: Table,
@@ -63,6 +65,7 @@ class Retention:
         self.decided = decided
         self.live = live
         self.summaries = summaries
+        self.measurements = measurements
         self.contacts = contacts
         self.recipients = recipients
         self.sent_history = sent_history
@@ -82,7 +85,8 @@ class Retention:
 
     async def sweep(self) -> dict[str, int]:
         """One sweep of every active partition; the rows removed, per table."""
-        removed = dict.fromkeys(("launch-decisions", "account-boosters", "summaries", "contacts", "sent-history"), 0)
+        tables = ("launch-decisions", "account-boosters", "summaries", "measurements", "contacts", "sent-history")
+        removed = dict.fromkeys(tables, 0)
         for p in self.partitions_of(LAUNCHES_BY_ACCOUNT):
             ours = self._still_ours(LAUNCHES_BY_ACCOUNT, p)
             removed["launch-decisions"] += await self._sweep(self.decided.partition(p), self._decision, ours)
@@ -90,6 +94,9 @@ class Retention:
         for p in self.partitions_of("booster.summaries"):
             ours = self._still_ours("booster.summaries", p)
             removed["summaries"] += await self._sweep(self.summaries.partition(p), self._summaries, ours)
+        for p in self.partitions_of("booster.measurements"):
+            ours = self._still_ours("booster.measurements", p)
+            removed["measurements"] += await self._sweep(self.measurements.partition(p), self._measuring, ours)
         for p in self.partitions_of("booster.control"):
             ours = self._still_ours("booster.control", p)
             removed["contacts"] += await self._sweep(self.contacts.partition(p), self._contact_in(p), ours)
@@ -145,6 +152,10 @@ class Retention:
         if state.done and state.deadline is None:  # kept by an older worker: its retention starts now
             return pack_summaries(SummaryState(done=True, deadline=now))
         return None if summaries_expired(state, now, self.decision_retention_ms) else True
+
+    def _measuring(self, key: bytes, value: bytes, now: int) -> Verdict:
+        state = unpack_measuring(value, key.decode())
+        return None if measuring_expired(state, now, self.decision_retention_ms) else True
 
     def _sent_history(self, key: bytes, value: bytes, now: int) -> Verdict:
         """A contact's sends that can no longer count toward any cap go (the longest window)."""

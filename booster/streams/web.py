@@ -16,6 +16,7 @@ from booster.processors.boosters import Schedule
 from booster.processors.campaigns import called_off
 from booster.processors.frequency import capped, explain_cap
 from booster.processors.recipients import Exclusion, explain
+from booster.processors.uplift import holdout_of
 from booster.schemas.catalog import CONTACT_INPUT_TOPICS
 from booster.streams.audience import decide_rows, facts_of
 from booster.streams.campaigns import CampaignStates
@@ -146,7 +147,8 @@ class Web:
 
     def _explain(self, schedule: Schedule, p: int, contact_id: str, at: int) -> dict[str, Any]:
         """One contact's place in the audience as of `at`, in words: the exclusions of R11, then the
-        frequency cap, then whether its command would wait for the end of the quiet hours."""
+        frequency cap, then the holdout, then whether its command would wait for the end of the quiet
+        hours."""
         recipients, contacts = self.recipients.partition(p), self.contacts.partition(p)
         recipient, contact = facts_of(recipients, contacts, schedule.campaign_id, contact_id)
         reason, included, why = explain(
@@ -160,6 +162,16 @@ class Web:
             if capped(sent, schedule.booster_id, schedule.deadline, cap):
                 reason, included = Exclusion.FREQUENCY_CAP, False
                 why = explain_cap(sent, schedule.booster_id, schedule.deadline, cap)
+        if (
+            included
+            and schedule.holdout_percent
+            and holdout_of(schedule.booster_id, schedule.holdout_percent)(contact_id)
+        ):
+            reason, included = Exclusion.HOLDOUT, False
+            why = (
+                f"held out: eligible, and in the booster's {schedule.holdout_percent} % holdout, the control group "
+                "of its uplift measurement (no command)"
+            )
         if included:
             why += explain_deferral(contact, schedule.quiet_hours, schedule.deadline)
         return {"in_audience": included, "reason": None if reason is None else reason.value, "why": why}

@@ -22,6 +22,7 @@ from booster.processors.campaigns import (
 from booster.processors.events import BoosterCancelled
 from booster.processors.notices import Notice
 from booster.processors.packing import schedule_from_dict, schedule_record
+from booster.processors.uplift import GroupCounts, PartitionMeasurement, Results
 
 
 def report_record(r: Report) -> dict[str, Any]:
@@ -126,7 +127,9 @@ def control_event(record: Mapping[str, Any]) -> ControlEvent:
             assert_never(kind)
 
 
-def progress_record(campaign_id: str, partition: int, last_key: str | None, done: bool, tally: Tally) -> dict[str, Any]:
+def progress_record(
+    campaign_id: str, partition: int, last_key: str | None, done: bool, tally: Tally, outcomes_from: int | None = None
+) -> dict[str, Any]:
     return {
         "campaign_id": campaign_id,
         "partition": partition,
@@ -136,4 +139,60 @@ def progress_record(campaign_id: str, partition: int, last_key: str | None, done
         "excluded": dict(tally.excluded),
         "marks": dict(tally.marks),
         "machine_opened": tally.marked(Mark.MACHINE_OPEN),  # as older workers read it
+        "outcomes_from": outcomes_from,
+    }
+
+
+def measurement_record(m: PartitionMeasurement) -> dict[str, Any]:
+    c = m.counts
+    return {
+        "campaign_id": m.campaign_id,
+        "partition": m.partition,
+        "partitions": m.partitions,
+        "booster_id": m.booster_id,
+        "booster_name": m.booster_name,
+        "account_id": m.account_id,
+        "deadline": m.deadline,
+        "measurement_ms": m.measurement_ms,
+        "holdout_percent": m.holdout_percent,
+        "boosted": c.boosted,
+        "boosted_engaged": c.boosted_engaged,
+        "held_out": c.held_out,
+        "held_out_engaged": c.held_out_engaged,
+        "measured_at": m.measured_at,
+    }
+
+
+def measurement_of(r: Mapping[str, Any]) -> PartitionMeasurement:
+    counts = GroupCounts(r["boosted"], r["boosted_engaged"], r["held_out"], r["held_out_engaged"])
+    return PartitionMeasurement(
+        r["campaign_id"], r["partition"], r["partitions"], r["booster_id"], r["booster_name"], r["account_id"],
+        r["deadline"], r["measurement_ms"], r["holdout_percent"], counts, r["measured_at"],
+    )  # fmt: skip
+
+
+def results_record(r: Results) -> dict[str, Any]:
+    u, c = r.uplift, r.uplift.counts
+    return {
+        "booster_id": r.booster_id,
+        "booster_name": r.booster_name,
+        "campaign_id": r.campaign_id,
+        "account_id": r.account_id,
+        "deadline": r.deadline,
+        "measured_until": r.measured_until,
+        "holdout_percent": r.holdout_percent,
+        "boosted": c.boosted,
+        "boosted_engaged": c.boosted_engaged,
+        "held_out": c.held_out,
+        "held_out_engaged": c.held_out_engaged,
+        "boosted_rate": u.boosted_rate,
+        "held_out_rate": u.held_out_rate,
+        "difference": u.difference,
+        "difference_low": u.difference_low,
+        "difference_high": u.difference_high,
+        "extra_engagements": u.extra_engagements,
+        "extra_engagements_low": u.extra_low,
+        "extra_engagements_high": u.extra_high,
+        "detectable_difference": u.detectable,
+        "measured_at": r.measured_at,
     }

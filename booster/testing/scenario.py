@@ -11,6 +11,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from booster.processors.boosters import booster_id_of
+from booster.processors.uplift import holdout_of
+
 HOUR_MS = 3600 * 1000
 
 
@@ -75,6 +78,7 @@ class Scenario:
     time_zone: str = "UTC"
     time_zones: dict[str, str] = field(default_factory=dict)  # contact -> its contact.time-zone fact
     frequency_cap: dict[str, int] | None = None  # the account's ({"max_boosters", "window_hours"})
+    holdout_percent: int = 0  # the booster's (issue 12): expected_audience leaves the held-out contacts out
 
     @property
     def deadline(self) -> int:
@@ -98,6 +102,7 @@ class Scenario:
                 "content_ref": f"content/{self.campaign_id}/booster",
                 "count_machine_opens": self.count_machine_opens,
                 "scanner_window_seconds": self.scanner_window_seconds,
+                "holdout_percent": self.holdout_percent,
             },
         }
 
@@ -133,6 +138,7 @@ def build(
     count_machine_opens: bool = False,
     scanner_window_seconds: int | None = None,
     time_zones: list[str | None] | None = None,
+    holdout_percent: int = 0,
 ) -> Scenario:
     """A campaign whose recipients cycle through `roles` (all of ROLES by default) and, when given,
     through `time_zones` (None: no contact.time-zone fact)."""
@@ -148,7 +154,9 @@ def build(
         delay_seconds=delay_seconds,
         count_machine_opens=count_machine_opens,
         scanner_window_seconds=scanner_window_seconds,
+        holdout_percent=holdout_percent,
     )
+    held_out = holdout_of(booster_id_of(campaign_id), holdout_percent)
     window_ms = 1000 * (
         scanner_window_seconds if scanner_window_seconds is not None else 60 if channel == "EMAIL" else 0
     )
@@ -244,6 +252,8 @@ def build(
             reason = None  # the original reached the contact on this channel: reachability is not asked
         if role == "scanner_click" and window_ms < SCANNER_CLICK_MS:
             reason = "CLICKED"  # no scanner window that long: the click is the person's
+        if reason is None and holdout_percent and held_out(contact):
+            reason = "HOLDOUT"
         if reason is None:
             sc.expected_audience.add(contact)
             if role == "machine_open" and effective_criterion == "NOT_OPENED":

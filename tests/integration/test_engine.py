@@ -20,7 +20,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from aiokafka import TopicPartition
 
 from booster.broker.local import LocalKafka
 from booster.config import Settings
@@ -36,7 +35,7 @@ from booster.testing.demo import publish_scenario
 from booster.testing.scenario import HOUR_MS, Scenario, build, launched_for_deadline
 from booster.testing.workers import WorkerProcess
 from tests.conftest import fresh_settings
-from tests.helpers import decisions, group_lag, read_all, reports_by_campaign, wait_for
+from tests.helpers import changelog_latest, decisions, group_lag, read_all, reports_by_campaign, wait_for
 
 LATE_LEAD_MS = 12_000  # the one booster about timing: its deadline falls this long after it is published
 FINAL = {"SENT", "CANCELLED", "REJECTED"}
@@ -147,6 +146,8 @@ def run(kafka: LocalKafka, tmp_path_factory: pytest.TempPathFactory) -> Any:
         "machine-opens-counted": sc(
             "machine-opens-counted", 60, roles=["opened", "machine_open"], count_machine_opens=True
         ),
+        # issue 12: 30 % of the eligible held out; the others' exclusions first
+        "holdout": sc("holdout", 240, roles=["eligible", "eligible", "opened"], holdout_percent=30),
         "empty": sc("empty", 60, roles=["opened", "deleted"]),
         "cancelled": sc("cancelled", 60, roles=["eligible"]),
         "shared-a": sc("shared-a", 80, roles=["clicked", "eligible"], contact_prefix=f"{tag}-shared-"),
@@ -239,13 +240,13 @@ def run(kafka: LocalKafka, tmp_path_factory: pytest.TempPathFactory) -> Any:
     r.extra["outcomes"] = _outcomes(settings)
     # a fired booster's rows go once the worker has no fan-out under way: the last ones a moment later
     fired = [recipient_prefix(r.cid(n)) for n in ROWS_GONE]
-    changelog = _changelog(settings)
+    changelog = changelog_latest(settings, "recipients")
     give_up_at = time.monotonic() + 30
     while time.monotonic() < give_up_at and any(
         v is not None for k, v in changelog.items() if k.startswith(tuple(fired))
     ):
         time.sleep(0.5)
-        changelog = _changelog(settings)
+        changelog = changelog_latest(settings, "recipients")
     r.extra["changelog"] = changelog
     r.worker_log = worker.log_text()
     worker.stop()
@@ -260,32 +261,6 @@ def _outcomes(settings: Settings) -> list[tuple[bytes | None, int, dict[str, Any
             (msg.key, msg.partition, codec().decode("booster.audience", msg.value))
             async for msg in read_topic(settings, "booster.audience", until_end=True)
         ]
-
-    return asyncio.run(go())
-
-
-def _changelog(settings: Settings) -> dict[bytes, bytes | None]:
-    """The latest value of every key of the recipients table's changelog."""
-
-    async def go() -> dict[bytes, bytes | None]:
-        from aiokafka import AIOKafkaConsumer
-
-        topic = f"{settings.group_id}-recipients-changelog"
-        consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, isolation_level="read_committed")
-        await consumer.start()
-        latest: dict[bytes, bytes | None] = {}
-        try:
-            tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps)
-            while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-                for msgs in (await consumer.getmany(timeout_ms=500)).values():
-                    for m in msgs:
-                        latest[m.key] = m.value
-        finally:
-            await consumer.stop()
-        return latest
 
     return asyncio.run(go())
 
@@ -309,11 +284,12 @@ def test_email_report_counts_every_reason(run: Run) -> None:
     assert report["audience"] == len(sc.expected_audience) == report["billable"]
     assert report["excluded"] == {reason: sc.expected_excluded.get(reason, 0) for reason in report["excluded"]}
     reasons = ["DELETED", "BLOCKED", "UNSUBSCRIBED", "UNREACHABLE", "ERROR", "WAITING", "CLICKED", "OPENED"]
-    assert list(report["excluded"]) == [*reasons, "FREQUENCY_CAP"]  # R11's order, the cap last
+    assert list(report["excluded"]) == [*reasons, "FREQUENCY_CAP", "HOLDOUT"]  # R11's order, the cap, the holdout
     # an EMAIL booster of an EMAIL campaign does not ask reachability: the original reached them; its
     # account has no frequency cap
     assert all(report["excluded"][r] > 0 for r in reasons if r != "UNREACHABLE")
     assert report["excluded"]["UNREACHABLE"] == report["excluded"]["FREQUENCY_CAP"] == 0
+    assert report["excluded"]["HOLDOUT"] == 0  # no holdout asked
     assert report["audience"] + sum(report["excluded"].values()) == len(sc.roles)  # R11
 
 
@@ -346,6 +322,26 @@ def test_r16_each_recipient_s_outcome_is_kept_once_in_its_contact_s_partition(ru
         assert o["command_id"] == (command_id_of(booster_id, contact) if o["outcome"] == "INCLUDED" else None)
         assert (o["campaign_id"], o["account_id"], o["deadline"]) == (sc.campaign_id, sc.account_id, sc.deadline)
         assert o["decided_at"] >= sc.deadline
+
+
+def test_a_holdout_gets_no_command_and_is_counted_and_kept_as_such(run: Run) -> None:
+    """Issue 12: the held-out share of the eligible is the contacts the stable hash picks, no others;
+    they get no command, the report counts them under HOLDOUT, booster.audience marks them HOLDOUT."""
+    sc = run.scenarios["holdout"]
+    held_out = {c for c, outcome in sc.expected_outcome.items() if outcome == "HOLDOUT"}
+    eligible = len(sc.expected_audience) + len(held_out)
+    assert 0.2 * eligible < len(held_out) < 0.4 * eligible
+    got = run.commanded("holdout")
+    assert sorted(got) == sorted(sc.expected_audience)
+    report = run.final("holdout")
+    assert report["status"] == "SENT" and report["audience"] == report["billable"] == len(sc.expected_audience)
+    assert report["excluded"]["HOLDOUT"] == len(held_out)
+    assert report["excluded"]["OPENED"] == len(sc.roles) // 3
+    assert report["audience"] + sum(report["excluded"].values()) == len(sc.roles)
+    booster_id = booster_id_of(sc.campaign_id)
+    outcomes = {o["contact_id"]: o for _, _, o in run.extra["outcomes"] if o["booster_id"] == booster_id}
+    assert {c: o["outcome"] for c, o in outcomes.items()} == sc.expected_outcome
+    assert all(outcomes[c]["command_id"] is None for c in held_out)
 
 
 def test_r16_a_booster_called_off_keeps_no_outcome_and_an_empty_one_says_why_each_was_left_out(run: Run) -> None:

@@ -110,6 +110,30 @@ def test_a_scanner_window_out_of_range_is_rejected_without_waiting_for_the_accou
         assert on_launch(None, None, launched) == decision  # the account's channels would not change it
 
 
+@pytest.mark.parametrize(
+    ("holdout", "hours", "accepted", "says"),
+    [
+        (0, None, True, ""), (50, 1, True, ""), (10, 720, True, ""),
+        (51, None, False, "0 to 50 %"), (-1, None, False, "0 to 50 %"),
+        (10, 0, False, "1 to 720 h"), (10, 721, False, "1 to 720 h"),
+    ],
+)  # fmt: skip
+def test_the_measurement_settings_are_carried_or_rejected_without_waiting_for_the_account(
+    holdout: int, hours: int | None, accepted: bool, says: str
+) -> None:
+    b = BoosterSettings(7200, None, None, "tpl/1", holdout_percent=holdout, measurement_hours=hours)
+    launched = replace(launch(), booster=b)
+    decision = decide_launch(launched, ALL)
+    if accepted:
+        assert isinstance(decision, Accepted)
+        assert decision.schedule.holdout_percent == holdout
+        assert decision.schedule.measurement_ms == (72 if hours is None else hours) * 3_600_000
+    else:
+        assert isinstance(decision, Refused) and decision.report.reason_code is ReasonCode.SETTING_OUT_OF_RANGE
+        assert says in (decision.report.reason or "")
+        assert on_launch(None, None, launched) == decision
+
+
 def test_default_criterion_follows_the_original_message() -> None:
     crit = {}
     for ch in ("EMAIL", "PUSH", "SMS"):
@@ -237,6 +261,7 @@ def test_final_report_needs_every_partition_and_counts_duplicates_once() -> None
     assert report.status == "SENT" and report.audience == 6 and report.billable == 6
     assert report.excluded == {
         "DELETED": 1, "BLOCKED": 0, "UNSUBSCRIBED": 0, "UNREACHABLE": 0, "ERROR": 0, "WAITING": 4, "CLICKED": 0, "OPENED": 3, "FREQUENCY_CAP": 0,
+        "HOLDOUT": 0,
     }  # fmt: skip
 
 

@@ -61,17 +61,20 @@ def test_schema_ids_are_unique_and_stable() -> None:
         35: ("contact.reachability", 1), 36: ("booster.audience", 2), 37: ("account.channels", 2),
         38: ("contact.time-zone", 1), 39: ("booster.commands", 2), 40: ("account.channels", 3),
         41: ("booster.audience", 3), 42: ("booster.control", 6), 43: ("booster.summaries", 5),
+        44: ("campaign.launched", 4), 45: ("booster.control", 7), 46: ("booster.summaries", 6),
+        47: ("booster.audience", 4), 48: ("booster.fanout-progress", 4), 49: ("booster.measurements", 1),
+        50: ("booster.results", 1),
     }  # fmt: skip
     # writers use each topic's latest version
     assert {n: s.schema_id for n, s in CATALOG.items() if s.version > 1} == {
         "booster.reports": 31,
-        "booster.control": 42,
-        "booster.summaries": 43,
-        "campaign.launched": 33,
-        "booster.fanout-progress": 29,
+        "booster.control": 45,
+        "booster.summaries": 46,
+        "campaign.launched": 44,
+        "booster.fanout-progress": 48,
         "message.clicked": 28,
         "booster.notices": 32,
-        "booster.audience": 41,
+        "booster.audience": 47,
         "account.channels": 40,
         "booster.commands": 39,
     }
@@ -111,12 +114,15 @@ def test_a_version_1_click_decodes_as_the_persons() -> None:
 
 
 def test_older_fanout_progress_decodes_with_its_machine_opens_and_nothing_else_marked() -> None:
-    v1 = {k: v for k, v in SAMPLES["booster.fanout-progress"].items() if k not in ("machine_opened", "marks")}
+    added = ("machine_opened", "marks", "outcomes_from")
+    v1 = {k: v for k, v in SAMPLES["booster.fanout-progress"].items() if k not in added}
     v1_read = codec().decode("booster.fanout-progress", _write(16, v1))
-    assert v1_read == {**v1, "machine_opened": 0, "marks": {}}
+    assert v1_read == {**v1, "machine_opened": 0, "marks": {}, "outcomes_from": None}
     v2 = {**v1, "machine_opened": 5}
     v2_read = codec().decode("booster.fanout-progress", _write(25, v2))
-    assert v2_read == {**v2, "marks": {}}
+    assert v2_read == {**v2, "marks": {}, "outcomes_from": None}
+    v3 = {**v2, "marks": {"MACHINE_OPEN": 5}}
+    assert codec().decode("booster.fanout-progress", _write(29, v3)) == {**v3, "outcomes_from": None}
     assert tally_of_record(v2_read) == Tally(3, {}, {"MACHINE_OPEN": 5})
     assert tally_of_record(SAMPLES["booster.fanout-progress"]) == Tally(3, {}, {"MACHINE_OPEN": 1})
 
@@ -145,6 +151,8 @@ SCHEDULE_SETTINGS_OF_OLDER_RECORDS = {
     "campaign_channel": None,
     "quiet_hours": None,
     "frequency_cap": None,
+    "holdout_percent": 0,
+    "measurement_ms": 0,
 }
 
 
@@ -169,14 +177,21 @@ def test_each_topic_is_listed_once_whatever_its_versions() -> None:
 
 def test_a_version_1_launch_decodes_with_machine_opens_not_counted_and_the_default_scanner_window() -> None:
     v1 = dict(SAMPLES["campaign.launched"])
-    v1["booster"] = {
-        k: v for k, v in v1["booster"].items() if k not in ("count_machine_opens", "scanner_window_seconds")
-    }
+    added = ("count_machine_opens", "scanner_window_seconds", "holdout_percent", "measurement_hours")
+    v1["booster"] = {k: v for k, v in v1["booster"].items() if k not in added}
     decoded = codec().decode("campaign.launched", _write(1, v1))
     assert decoded["booster"]["count_machine_opens"] is False
-    assert launch_from_record(decoded).booster == BoosterSettings(7200, "SMS", None, "tpl/9", False, None)
+    assert launch_from_record(decoded).booster == BoosterSettings(7200, "SMS", None, "tpl/9", False, None, 0, None)
     latest = launch_from_record(SAMPLES["campaign.launched"])
-    assert latest.booster == BoosterSettings(7200, "SMS", None, "tpl/9", True, 30)
+    assert latest.booster == BoosterSettings(7200, "SMS", None, "tpl/9", True, 30, 10, 48)
+
+
+def test_a_version_3_launch_decodes_with_no_holdout_and_the_default_measurement() -> None:
+    v3 = dict(SAMPLES["campaign.launched"])
+    v3["booster"] = {k: v for k, v in v3["booster"].items() if k not in ("holdout_percent", "measurement_hours")}
+    decoded = codec().decode("campaign.launched", _write(33, v3))
+    assert decoded["booster"] == {**v3["booster"], "holdout_percent": 0, "measurement_hours": None}
+    assert launch_from_record(decoded).booster == BoosterSettings(7200, "SMS", None, "tpl/9", True, 30, 0, None)
 
 
 def test_a_version_2_channel_record_decodes_with_no_account() -> None:
@@ -333,16 +348,39 @@ def test_a_frequency_cap_outcome_reads_as_other_to_a_version_2_reader() -> None:
 
 
 def test_version_5_schedules_decode_with_no_frequency_cap() -> None:
+    absent = {"frequency_cap": None, "holdout_percent": 0, "measurement_ms": 0}
     control = SAMPLES["booster.control"]
-    v5 = {**control, "schedule": {k: v for k, v in control["schedule"].items() if k != "frequency_cap"}}
+    v5 = {**control, "schedule": {k: v for k, v in control["schedule"].items() if k not in absent}}
     decoded = codec().decode("booster.control", _write(34, v5))
-    assert decoded == {**v5, "schedule": {**v5["schedule"], "frequency_cap": None}}
+    assert decoded == {**v5, "schedule": {**v5["schedule"], **absent}}
     summary = SAMPLES["booster.summaries"]
-    v4 = {**summary, "schedule": {k: v for k, v in summary["schedule"].items() if k != "frequency_cap"}}
-    assert codec().decode("booster.summaries", _write(30, v4)) == {
-        **v4,
-        "schedule": {**v4["schedule"], "frequency_cap": None},
-    }
+    v4 = {**summary, "schedule": {k: v for k, v in summary["schedule"].items() if k not in absent}}
+    assert codec().decode("booster.summaries", _write(30, v4)) == {**v4, "schedule": {**v4["schedule"], **absent}}
+
+
+def test_version_6_schedules_decode_with_no_holdout_and_no_measurement() -> None:
+    absent = {"holdout_percent": 0, "measurement_ms": 0}
+    control = SAMPLES["booster.control"]
+    v6 = {**control, "schedule": {k: v for k, v in control["schedule"].items() if k not in absent}}
+    decoded = codec().decode("booster.control", _write(42, v6))
+    assert decoded == {**v6, "schedule": {**v6["schedule"], **absent}}
+    schedule = schedule_from_dict({"campaign_id": "c1", **decoded["schedule"]})
+    assert (schedule.holdout_percent, schedule.measurement_ms) == (0, 0)
+    latest = schedule_from_dict({"campaign_id": "c1", **control["schedule"]})
+    assert (latest.holdout_percent, latest.measurement_ms) == (20, 259_200_000)
+    summary = SAMPLES["booster.summaries"]
+    v5 = {**summary, "schedule": {k: v for k, v in summary["schedule"].items() if k not in absent}}
+    assert codec().decode("booster.summaries", _write(43, v5)) == {**v5, "schedule": {**v5["schedule"], **absent}}
+
+
+def test_a_holdout_outcome_reads_as_other_to_a_version_3_reader() -> None:
+    written = {**SAMPLES["booster.audience"], "outcome": "HOLDOUT"}
+    newer, older = (parse_schema(strip_logical_types(json.loads(BY_ID[i].schema_path.read_text()))) for i in (47, 41))
+    out = io.BytesIO()
+    schemaless_writer(out, newer, written)
+    assert schemaless_reader(io.BytesIO(out.getvalue()), newer, older) == {**written, "outcome": "OTHER"}
+    v3 = {**SAMPLES["booster.audience"], "outcome": "FREQUENCY_CAP"}
+    assert codec().decode("booster.audience", _write(41, v3)) == v3
 
 
 def test_a_version_1_command_and_account_decode_with_no_quiet_hours() -> None:

@@ -3,14 +3,14 @@ the lag gate and the fan-out. The tables are the real in-memory `MemoryTable`.""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaTimeoutError
 
-from booster.processors.audience import tally_of
+from booster.processors.audience import outcome_of, tally_of
 from booster.processors.campaigns import CampaignPartition, cancelled_by
 from booster.processors.summaries import PartitionSummary
 from booster.schemas import codec
@@ -24,6 +24,7 @@ class Sent:
     key: bytes | None
     value: bytes | None
     partition: int | None
+    offset: int = 0
 
 
 class SentRecords:
@@ -98,6 +99,7 @@ class Fanout:
         self.runs: list[tuple[str, int]] = []
         self.cancelled_at: dict[tuple[str, int], int | None] = {}  # per run: the cancel it followed
         self.forgotten: list[tuple[str, int]] = []  # boosters whose progress got a tombstone
+        self.outcomes: dict[int, list[Sent]] = {}  # per partition: its booster.audience, as written
 
     async def run(
         self,
@@ -115,11 +117,26 @@ class Fanout:
         self.runs.append((state.schedule.campaign_id, partition))
         self.cancelled_at[(state.schedule.campaign_id, partition)] = cancelled_by(state)
         deadline = state.schedule.deadline
-        tally = tally_of(
-            d for _, d, _, _ in decide_rows(recipients, contacts, state.schedule, deadline, issued_at=deadline)
-        )
+        rows = list(decide_rows(recipients, contacts, state.schedule, deadline, issued_at=deadline))
+        tally = tally_of(d for _, d, _, _ in rows)
         summary = PartitionSummary(state.schedule.campaign_id, partition, 1, state.schedule, None, tally)
-        return FanoutResult(summary, tally.audience)
+        written = self.outcomes.setdefault(partition, [])
+        start = len(written)
+        for contact_id, decision, _, _ in rows:
+            if (outcome := outcome_of(decision)) is not None:
+                record = {
+                    "contact_id": contact_id, "outcome": outcome, "command_id": None,
+                    "booster_id": state.schedule.booster_id, "campaign_id": state.schedule.campaign_id,
+                    "account_id": state.schedule.account_id, "deadline": deadline, "decided_at": now,
+                }  # fmt: skip
+                written.append(Sent(None, codec().encode("booster.audience", record), partition, len(written)))
+        return FanoutResult(summary, tally.audience, (start, len(written)))
+
+    async def read_outcomes(
+        self, partition: int, start: int | None, end: int | None, fold: Callable[[list[Any]], None]
+    ) -> None:
+        written = self.outcomes.get(partition, [])
+        fold(written[start or 0 : len(written) if end is None else end])
 
     async def release(self, partitions: set[int]) -> None:
         pass

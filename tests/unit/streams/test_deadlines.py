@@ -14,8 +14,9 @@ from booster.config import Settings
 from booster.processors.boosters import Schedule, booster_id_of
 from booster.processors.campaigns import CampaignPartition, ControlEvent, Decided, NoBoosterFor, Scheduled, Tick
 from booster.processors.events import BoosterCancelled
-from booster.processors.packing import pack_recipient
+from booster.processors.packing import pack_moment, pack_recipient
 from booster.processors.recipients import RecipientState
+from booster.processors.uplift import holdout_of
 from booster.schemas import codec
 from booster.streams import deadlines
 from booster.streams.campaigns import CampaignStates
@@ -26,6 +27,7 @@ from booster.streams.notices import Notices
 from booster.streams.reports import Reports
 from booster.streams.retention import SLICE, FiredRows
 from booster.streams.store import MemoryTable, recipient_key
+from booster.streams.uplift import Measurements
 from booster.streams.wire import control_event, control_record
 from tests.unit.streams.fakes import Fanout, Flushes, Gate, SentRecords, incoming
 
@@ -51,12 +53,20 @@ class World:
         self.fired_rows = FiredRows(
             self.recipients, Flushes(), fanning_out=lambda: self.fanning_out, partitions_of=lambda topic: [0, 1]
         )
+        self.engagement = MemoryTable("engagement")
+        self.measurement_topic, self.results = SentRecords("booster.measurements"), SentRecords("booster.results")
+        self.measurements = Measurements(
+            campaigns=self.campaigns, engagement=self.engagement, measuring=MemoryTable("measurements"),
+            fanout=self.fanout, measurements_topic=self.measurement_topic, results_topic=self.results,  # type: ignore[arg-type]
+            metrics=self.metrics, partitions=2,
+        )  # fmt: skip
         self.deadlines = Deadlines(
             settings=self.settings, campaigns=self.campaigns, recipients=self.recipients, contacts=self.contacts,
             sent_history=MemoryTable("sent-history"), control=Control(self.control_topic, 2), gate=self.gate, fanout=self.fanout,  # type: ignore[arg-type]
             notices=Notices(self.notices, self.metrics),
             reports=Reports(self.reports, MemoryTable("summaries"), Notices(self.notices, self.metrics), self.metrics),
             metrics=self.metrics, active_partitions=lambda: [0, 1], fired_rows=self.fired_rows,
+            engagement=self.engagement, measurements=self.measurements,
         )  # fmt: skip
 
     def control(self, event: Any, partition: int = 0) -> None:
@@ -297,3 +307,45 @@ def test_a_schedule_carries_its_machine_open_policy_to_every_partition() -> None
         event = Scheduled(replace(schedule(T0 + 5), count_machine_opens=counted), T0)
         wire = codec().decode("booster.control", codec().encode("booster.control", control_record(event)))
         assert control_event(wire) == event
+
+
+def test_a_sent_booster_is_measured_once_its_window_ends_and_its_window_rows_go() -> None:
+    """Issue 12: after the window, each partition reads its groups back from what the fan-out wrote to
+    booster.audience, counts the engaged in the `engagement` table and sends its measurement; the
+    last partition's makes the booster's one results record."""
+    w = World()
+    sch = replace(schedule(now() - 5 * HOUR), holdout_percent=50, measurement_ms=HOUR)
+    for p in (0, 1):
+        w.control(Scheduled(sch, T0), partition=p)
+        w.control(Decided("c1", now(), None), partition=p)
+    contacts = [f"k{i:03d}" for i in range(60)]
+    for i, c in enumerate(contacts):
+        w.add_recipient(c, opened=i % 6 == 0)  # opened: excluded, in neither group
+    asyncio.run(w.deadlines.look_for_deadlines())
+    w.run_ticks()
+    assert sorted(w.fanout.runs) == [("c1", 0), ("c1", 1)]
+    held_out = holdout_of(sch.booster_id, 50)
+    eligible = [c for i, c in enumerate(contacts) if i % 6]
+    boosted = [c for c in eligible if not held_out(c)]
+    held = [c for c in eligible if held_out(c)]
+    assert boosted and held
+    engaged = {*boosted[::2], *held[::3], contacts[0]}  # contacts[0] opened before: not in a group
+    w.engagement.partition(0).write({recipient_key("c1", c): pack_moment(sch.deadline + 60_000) for c in engaged})
+    asyncio.run(w.deadlines.look_for_deadlines())
+    w.run_ticks()
+    for p in (0, 1):
+        state = w.campaigns.get("c1", p)
+        assert state is not None and state.fired and state.measured
+    assert list(w.engagement.partition(0).items()) == []
+    parts = w.measurement_topic.decoded()
+    assert sorted(m["partition"] for m in parts) == [0, 1]
+    for sent in [*w.measurement_topic.sent, w.measurement_topic.sent[0]]:  # a duplicate changes nothing
+        record = codec().decode("booster.measurements", sent.value)
+        asyncio.run(w.measurements.on_measurement(incoming("booster.measurements", record, key="c1")))
+    [results] = w.results.decoded()
+    assert (results["boosted"], results["held_out"]) == (len(boosted), len(held))
+    assert results["boosted_engaged"] == len(boosted[::2]) and results["held_out_engaged"] == len(held[::3])
+    assert results["measured_until"] == sch.deadline + HOUR and results["holdout_percent"] == 50
+    assert results["difference"] == pytest.approx(len(boosted[::2]) / len(boosted) - len(held[::3]) / len(held))
+    asyncio.run(w.deadlines.look_for_deadlines())
+    assert w.ticks() == []  # measured: nothing more until the state is forgotten

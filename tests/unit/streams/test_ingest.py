@@ -9,18 +9,20 @@ from typing import Any
 
 import pytest
 
+from booster.processors.boosters import Schedule
 from booster.processors.campaigns import CampaignPartition
-from booster.processors.packing import unpack_contact, unpack_recipient
+from booster.processors.packing import unpack_contact, unpack_moment, unpack_recipient
 from booster.processors.recipients import ContactState, RecipientState
 from booster.streams.campaigns import CampaignStates
 from booster.streams.clocks import Clocks
 from booster.streams.ingest import Ingestion
 from booster.streams.metrics import Metrics
-from booster.streams.records import DeadLetters
+from booster.streams.records import DeadLetters, Incoming
 from booster.streams.store import MemoryTable, recipient_key
 from tests.unit.streams.fakes import Flushes, GaveUp, Positions, SentRecords, incoming, retry
 
 T0 = 1_767_225_600_000
+HOUR = 3_600_000
 
 
 def sent(contact: str, campaign: str = "c1", at: int = T0) -> dict[str, Any]:
@@ -34,12 +36,13 @@ def delivered(contact: str, at: int) -> dict[str, Any]:
 class World:
     def __init__(self, partitions: int = 1) -> None:
         self.recipients, self.contacts = MemoryTable("recipients"), MemoryTable("contacts")
+        self.engagement = MemoryTable("engagement")
         self.campaigns = CampaignStates(MemoryTable("campaigns"))
         self.dead = SentRecords("booster.dead-letter")
         self.flushes, self.positions, self.metrics = Flushes(), Positions(), Metrics()
         self.retry, self.sleeps = retry()
         self.ingestion = Ingestion(
-            self.recipients, self.contacts, self.campaigns, self.flushes,
+            self.recipients, self.contacts, self.engagement, self.campaigns, self.flushes,
             DeadLetters(self.dead, self.metrics, self.retry), self.positions, self.metrics, Clocks(self.metrics, 60_000),
             partitions=partitions, rerouted_topic="t.booster.rerouted", retry=self.retry,
         )  # fmt: skip
@@ -167,3 +170,58 @@ def test_a_broker_that_stays_away_ends_the_worker_before_the_batch_counts() -> N
         asyncio.run(w.ingestion.ingest([incoming("message.sent", sent("k1"), offset=4)]))
     assert w.dead.sent == [] and w.positions.processed == {}  # nothing counted, nothing dead-lettered
     assert sum(w.sleeps.slept) <= 30.0
+
+
+def engagement_of(w: World, contact: str, campaign: str = "c1") -> int | None:
+    raw = w.engagement.partition(0).get(recipient_key(campaign, contact))
+    return None if raw is None else unpack_moment(raw)
+
+
+def test_a_persons_open_or_click_in_the_measurement_window_is_kept_the_first_one() -> None:
+    """Issue 12: of the original message or of the booster's (campaign_id = booster_id), a person's
+    open or click from the deadline to the window's end; not a machine's open, not a click flagged
+    bot, not one before the deadline or after the window, not another campaign's."""
+    w = World()
+    deadline, window = T0 + 2 * HOUR, 72 * HOUR
+    sch = Schedule(
+        "c1", "c1:booster", "Booster for X", "a", "EMAIL", "NOT_OPENED", "t", deadline, measurement_ms=window
+    )
+    w.campaigns.put("c1", 0, CampaignPartition(schedule=sch, fired=True))
+
+    def opened(contact: str, at: int, campaign: str = "c1", machine: bool = False) -> Incoming:
+        record = {
+            "campaign_id": campaign,
+            "contact_id": contact,
+            "message_id": "m",
+            "opened_at": at,
+            "machine_open": machine,
+        }
+        return incoming("message.opened", record)
+
+    def clicked(contact: str, at: int, campaign: str = "c1", bot: bool = False) -> Incoming:
+        record = {
+            "campaign_id": campaign,
+            "contact_id": contact,
+            "message_id": "m",
+            "clicked_at": at,
+            "url": "u",
+            "bot": bot,
+        }
+        return incoming("message.clicked", record)
+
+    batch = [
+        opened("k1", deadline + 50), opened("k1", deadline + 20, campaign="c1:booster"),  # the earliest
+        clicked("k2", deadline + window - 1, campaign="c1:booster"),
+        opened("k3", deadline + 10, machine=True), clicked("k3", deadline + 10, bot=True),
+        opened("k4", deadline - 1), clicked("k4", deadline + window),  # before the deadline, after the window
+        opened("k5", deadline + 10, campaign="c2"), opened("k6", deadline + 10, campaign="c2:booster"),
+    ]  # fmt: skip
+    folded = asyncio.run(w.ingestion.ingest(batch))
+    assert {k: engagement_of(w, k) for k in ("k1", "k2", "k3", "k4", "k5", "k6")} == {
+        "k1": deadline + 20, "k2": deadline + window - 1, "k3": None, "k4": None, "k5": None, "k6": None,
+    }  # fmt: skip
+    assert w.recipient("k6", campaign="c2:booster") is None  # a booster's own messages make no recipients
+    assert folded.dropped == 5  # of the fired campaign or a booster, and not counted in a window (k5 folds)
+    w.campaigns.put("c1", 0, CampaignPartition(schedule=sch, fired=True, measured=True))
+    asyncio.run(w.ingestion.ingest([opened("k7", deadline + 30)]))
+    assert engagement_of(w, "k7") is None  # measured already: too late to count

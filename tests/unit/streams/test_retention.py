@@ -17,6 +17,7 @@ from booster.processors.packing import (
     pack_contact,
     pack_launch_decision,
     pack_live_booster,
+    pack_measuring,
     pack_recipient,
     pack_summaries,
     unpack_launch_decision,
@@ -24,6 +25,7 @@ from booster.processors.packing import (
 )
 from booster.processors.recipients import ContactState, RecipientState
 from booster.processors.summaries import SummaryState
+from booster.processors.uplift import GroupCounts, Measuring, PartitionMeasurement
 from booster.schemas.catalog import LAUNCHES_BY_ACCOUNT
 from booster.streams import retention
 from booster.streams.campaigns import CampaignStates
@@ -45,11 +47,15 @@ class World:
         self.decided, self.live = MemoryTable("launch-decisions"), MemoryTable("account-boosters")
         self.summaries, self.contacts = MemoryTable("summaries"), MemoryTable("contacts")
         self.campaign_rows, self.recipients = MemoryTable("campaigns"), MemoryTable("recipients")
-        self.sent_history = MemoryTable("sent-history")
-        self.partitions = {LAUNCHES_BY_ACCOUNT: [0], "booster.summaries": [0, 1], "booster.control": [0, 1]}
+        self.sent_history, self.measurements = MemoryTable("sent-history"), MemoryTable("measurements")
+        self.partitions = {
+            LAUNCHES_BY_ACCOUNT: [0], "booster.summaries": [0, 1], "booster.control": [0, 1],
+            "booster.measurements": [0, 1],
+        }  # fmt: skip
         self.sink, self.metrics = Flushes(), Metrics()
         self.retention = Retention(
-            decided=self.decided, live=self.live, summaries=self.summaries, contacts=self.contacts,
+            decided=self.decided, live=self.live, summaries=self.summaries, measurements=self.measurements,
+            contacts=self.contacts,
             recipients=self.recipients, sent_history=self.sent_history,
             campaigns=CampaignStates(self.campaign_rows), sink=self.sink,
             metrics=self.metrics, decision_retention_ms=KEEP, contact_retention_ms=contact_retention_ms,
@@ -76,12 +82,22 @@ def test_decisions_and_report_markers_go_after_the_retention_and_not_before(monk
             b"new": pack_summaries(SummaryState(done=True, deadline=T0 + DAY)),
         }
     )
+    waiting = Measuring((PartitionMeasurement("c3", 0, 2, "b", "n", "a", T0, DAY, 0, GroupCounts(), T0),))
+    w.measurements.partition(1).write(
+        {
+            b"old": pack_measuring(Measuring(done=True, deadline=T0)),
+            b"new": pack_measuring(Measuring(done=True, deadline=T0 + DAY)),
+            b"c3": pack_measuring(waiting),  # another partition has not measured yet: kept
+        }
+    )
     assert w.sweep_at(T0 + KEEP - 1, monkeypatch) == {
-        "launch-decisions": 0, "account-boosters": 0, "summaries": 0, "contacts": 0, "sent-history": 0,
+        "launch-decisions": 0, "account-boosters": 0, "summaries": 0, "measurements": 0, "contacts": 0,
+        "sent-history": 0,
     }  # fmt: skip
     removed = w.sweep_at(T0 + KEEP, monkeypatch)
-    assert removed["launch-decisions"] == 1 and removed["summaries"] == 1
+    assert removed["launch-decisions"] == 1 and removed["summaries"] == 1 and removed["measurements"] == 1
     assert keys(w.decided) == [b"new"] and keys(w.summaries, 1) == [b"new"]
+    assert keys(w.measurements, 1) == [b"c3", b"new"]
     assert w.sink.count == 2  # the tombstones are flushed to the changelog at each sweep
     assert 'booster_expired_rows_total{table="summaries"} 1' in w.metrics.render()
 
