@@ -79,6 +79,7 @@ class Scenario:
     time_zones: dict[str, str] = field(default_factory=dict)  # contact -> its contact.time-zone fact
     frequency_cap: dict[str, int] | None = None  # the account's ({"max_boosters", "window_hours"})
     holdout_percent: int = 0  # the booster's (issue 12): expected_audience leaves the held-out contacts out
+    measurement_hours: int | None = None  # the booster's measurement window; None: the default (72)
 
     @property
     def deadline(self) -> int:
@@ -103,6 +104,7 @@ class Scenario:
                 "count_machine_opens": self.count_machine_opens,
                 "scanner_window_seconds": self.scanner_window_seconds,
                 "holdout_percent": self.holdout_percent,
+                "measurement_hours": self.measurement_hours,
             },
         }
 
