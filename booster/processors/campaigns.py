@@ -325,9 +325,14 @@ def evolve_campaign_measured(state: CampaignPartition) -> CampaignPartition:
 def engagement_counts(state: CampaignPartition | None, at: int) -> bool:
     """Whether a person's open or click at `at`, of the campaign's message or its booster's, counts in
     the booster's measurement: a booster measured and not measured yet, and `at` in its window."""
-    if state is None or state.schedule is None or state.measured or not measures(state):
+    if state is None or state.schedule is None or not measuring(state):
         return False
     return in_window(at, state.schedule.deadline, state.schedule.measurement_ms)
+
+
+def measuring(state: CampaignPartition) -> bool:
+    """A booster measured whose measurement has not been sent yet."""
+    return not state.measured and measures(state)
 
 
 def measures(state: CampaignPartition) -> bool:
@@ -414,7 +419,7 @@ def due(state: CampaignPartition, now: int, allowed_lateness_ms: int, *, decidin
     cancellation of a campaign never launched here, once no event of that campaign can matter any more.
     """
     horizon = MAX_DELAY_MS + allowed_lateness_ms
-    if state.fired and not state.measured and measures(state):
+    if state.fired and measuring(state):
         assert state.schedule is not None
         gate_at = state.schedule.deadline + state.schedule.measurement_ms + allowed_lateness_ms
         return Due("measure", gate_at) if now >= gate_at else None

@@ -1,16 +1,17 @@
 """Campaign states per partition (the `campaigns` table), with a cache for the ingest path.
 
 Ingestion reads the state of a message's campaign for every event (to drop events of fired or
-booster-less campaigns); the cache keeps the live ones in memory. A campaign leaves the cache when
-it fires or is forgotten, and a partition's campaigns leave it when the partition is revoked, so the
-cache holds at most the live campaigns of this worker's partitions (G8).
+booster-less campaigns, and to keep the engagement a booster's measurement counts); the cache keeps
+the live ones in memory. A campaign leaves the cache when it fires (or, when its booster is measured,
+once it is measured) or is forgotten, and a partition's campaigns leave it when the partition is
+revoked, so the cache holds at most the live and measuring campaigns of this worker's partitions (G8).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from booster.processors.campaigns import CampaignPartition
+from booster.processors.campaigns import CampaignPartition, measuring
 from booster.processors.packing import pack_campaign, unpack_campaign
 from booster.streams.store import Table, campaign_key, split_campaign_key
 
@@ -36,7 +37,8 @@ class CampaignStates:
         self._remember((campaign_id, partition), state)
 
     def _remember(self, key: tuple[str, int], state: CampaignPartition | None) -> None:
-        if state is None or state.fired:
+        # a fired booster whose measurement window is open stays: its people's opens and clicks read it
+        if state is None or (state.fired and not measuring(state)):
             self._cache.pop(key, None)
         else:
             self._cache[key] = state

@@ -324,6 +324,7 @@ def test_a_sent_booster_is_measured_once_its_window_ends_and_its_window_rows_go(
     asyncio.run(w.deadlines.look_for_deadlines())
     w.run_ticks()
     assert sorted(w.fanout.runs) == [("c1", 0), ("c1", 1)]
+    assert w.campaigns.cached() == 2  # fired, and measuring: the window's opens and clicks read it
     held_out = holdout_of(sch.booster_id, 50)
     eligible = [c for i, c in enumerate(contacts) if i % 6]
     boosted = [c for c in eligible if not held_out(c)]
@@ -336,7 +337,7 @@ def test_a_sent_booster_is_measured_once_its_window_ends_and_its_window_rows_go(
     for p in (0, 1):
         state = w.campaigns.get("c1", p)
         assert state is not None and state.fired and state.measured
-    assert list(w.engagement.partition(0).items()) == []
+    assert list(w.engagement.partition(0).items()) == [] and w.campaigns.cached() == 0
     parts = w.measurement_topic.decoded()
     assert sorted(m["partition"] for m in parts) == [0, 1]
     for sent in [*w.measurement_topic.sent, w.measurement_topic.sent[0]]:  # a duplicate changes nothing
