@@ -58,6 +58,7 @@ class Progress:
     settings: Settings
     group: str
     samples: list[tuple[float, int]] = field(default_factory=list)
+    committed: dict[TopicPartition, int] = field(default_factory=dict)  # at the last sample
 
     async def sample(self, admin_client: AIOKafkaAdminClient) -> int:
         tps = [
@@ -66,9 +67,25 @@ class Progress:
             for p in range(self.settings.partitions)
         ]
         committed = await admin_client.list_consumer_group_offsets(self.group, partitions=tps)
+        self.committed = {tp: m.offset for tp, m in committed.items()}
         total: int = sum(max(0, m.offset) for m in committed.values())
         self.samples.append((time.monotonic(), total))
         return total
+
+    async def behind(self) -> str:
+        """The partitions whose commits are short of their end, for the message of a stalled run."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.broker, isolation_level="read_committed")
+        await consumer.start()
+        try:
+            ends = await consumer.end_offsets(list(self.committed))
+        finally:
+            await consumer.stop()
+        short = [
+            f"{tp.topic}[{tp.partition}] committed {self.committed[tp]} of {end}"
+            for tp, end in sorted(ends.items())
+            if max(0, self.committed[tp]) < end
+        ]
+        return "; ".join(short) or "none"
 
     def rate(self) -> float:
         """Events/s between the first commit and the last sample: startup and recovery are left out."""
@@ -97,7 +114,10 @@ async def follow(settings: Settings, group: str, target: int, timeout: float, al
                 last_note = time.monotonic()
             await asyncio.sleep(0.25)
         else:
-            raise RuntimeError(f"{group} processed fewer than {target:,} events within {timeout:.0f} s")
+            behind = await progress.behind()
+            raise RuntimeError(
+                f"{group} processed fewer than {target:,} events within {timeout:.0f} s; behind: {behind}"
+            )
     finally:
         await client.close()
     return progress
