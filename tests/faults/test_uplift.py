@@ -1,8 +1,9 @@
 """Issue 12 end to end on the broker, with a known answer: a booster with a 30 % holdout fires, people
 engage with the original or the booster during its measurement window (and machines, link scanners
-and latecomers do not count), the worker is killed with kill -9 in the middle of the window and a
-fresh one restores from the changelogs, and booster.results says exactly what was engaged, by group.
-The worker's clock runs SPEED times the wall's, so the shortest window (an hour) passes in a minute."""
+and latecomers do not count), the worker is killed with kill -9 in the middle of the window and two
+fresh ones share its partitions, restored from the changelogs, and booster.results says exactly what
+was engaged, by group.
+The workers' clock runs SPEED times the wall's, so the shortest window (an hour) passes in 90 s."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from tests.helpers import (
     account_record,
     booster,
     changelog_latest,
+    decisions,
     encoded,
     group_lag,
     publish_stamped,
@@ -37,7 +39,7 @@ from tests.helpers import (
     wait_for,
 )
 
-SPEED = 60
+SPEED = 40
 MINUTE_MS = 60_000
 
 
@@ -103,13 +105,17 @@ def test_the_results_count_exactly_who_engaged_in_each_group_through_a_kill_9(
     asyncio.run(publish_stamped(settings, encoded(engagement), int(clock.now())))
     wait_for("the engagement to be ingested", lambda: group_lag(settings, CONTACT_INPUT_TOPICS) == 0, 60, 0.2)
     assert clock.now() < window_end, "the window ended before the kill: the test proves nothing"
-    # kill -9 in the window; a fresh worker, on an empty data directory, restores from the changelogs
+    # kill -9 in the window; two fresh workers, on empty data directories, restore the partitions from
+    # the changelogs between them, and each measures its own
     worker.kill()
-    worker = WorkerProcess(settings, tmp_path / "w2", **env).start()
+    workers = [WorkerProcess(settings, tmp_path / name, name=name, **env).start(False) for name in ("w2", "w3")]
+    for w in workers:
+        w.wait_ready()
 
     def results() -> dict[str, object] | None:
-        if not worker.alive():
-            raise AssertionError("the worker died:\n" + worker.log_text()[-4000:])
+        for w in workers:
+            if not w.alive():
+                raise AssertionError("a worker died:\n" + w.log_text()[-4000:])
         found = [v for _, v, _ in read_all(settings, "booster.results") if v["campaign_id"] == sc.campaign_id]
         return found[-1] if found else None
 
@@ -120,8 +126,15 @@ def test_the_results_count_exactly_who_engaged_in_each_group_through_a_kill_9(
             k for k, v in changelog_latest(settings, "engagement").items() if k.startswith(prefix) and v is not None
         ]
     finally:
-        log = worker.log_text()
-        worker.stop()
+        logs = [w.log_text() for w in workers]
+        log = "\n".join(text[-2000:] for text in logs)
+        for w in workers:
+            w.stop()
+    measured_by = [
+        sum(1 for d in decisions(text) if d["event"] == "measured-partition" and d["campaign_id"] == sc.campaign_id)
+        for text in logs
+    ]
+    assert sum(measured_by) >= 4 and all(measured_by), f"each worker measures its own partitions: {measured_by}"
     expected = uplift(GroupCounts(len(boosted), len(engaged_boosted), len(held), len(engaged_held)))
     assert (got["boosted"], got["boosted_engaged"]) == (len(boosted), len(engaged_boosted)), log[-3000:]
     assert (got["held_out"], got["held_out_engaged"]) == (len(held), len(engaged_held))
