@@ -172,6 +172,10 @@ def test_a_broker_that_stays_away_ends_the_worker_before_the_batch_counts() -> N
     assert sum(w.sleeps.slept) <= 30.0
 
 
+def message(contact: str, campaign: str) -> dict[str, Any]:
+    return {"campaign_id": campaign, "contact_id": contact, "message_id": "m"}
+
+
 def engagement_of(w: World, contact: str, campaign: str = "c1") -> int | None:
     raw = w.engagement.partition(0).get(recipient_key(campaign, contact))
     return None if raw is None else unpack_moment(raw)
@@ -189,25 +193,10 @@ def test_a_persons_open_or_click_in_the_measurement_window_is_kept_the_first_one
     w.campaigns.put("c1", 0, CampaignPartition(schedule=sch, fired=True))
 
     def opened(contact: str, at: int, campaign: str = "c1", machine: bool = False) -> Incoming:
-        record = {
-            "campaign_id": campaign,
-            "contact_id": contact,
-            "message_id": "m",
-            "opened_at": at,
-            "machine_open": machine,
-        }
-        return incoming("message.opened", record)
+        return incoming("message.opened", {**message(contact, campaign), "opened_at": at, "machine_open": machine})
 
     def clicked(contact: str, at: int, campaign: str = "c1", bot: bool = False) -> Incoming:
-        record = {
-            "campaign_id": campaign,
-            "contact_id": contact,
-            "message_id": "m",
-            "clicked_at": at,
-            "url": "u",
-            "bot": bot,
-        }
-        return incoming("message.clicked", record)
+        return incoming("message.clicked", {**message(contact, campaign), "clicked_at": at, "url": "u", "bot": bot})
 
     batch = [
         opened("k1", deadline + 50), opened("k1", deadline + 20, campaign="c1:booster"),  # the earliest
