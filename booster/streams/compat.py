@@ -122,6 +122,7 @@ def read_committed_consumer() -> type:
 
 
 _reading_again: set[asyncio.Future[None]] = set()
+HELD_WARNING_SECONDS = 120.0  # a record held this long stops its partition's commits: said in the log
 LOST_GRACE_SECONDS = 10.0  # a record handed on that stops the commits this long, held by no handler, is read again
 
 
@@ -149,6 +150,16 @@ def committable_offsets(consumer: Any, tps: Iterable[Any], now: float) -> dict[A
 
 
 def _read_again_if_lost(consumer: Any, tp: Any, committed: int | None, now: float) -> None:
+    held = consumer.ledger.held_long(tp, committed, now, HELD_WARNING_SECONDS)
+    if held is not None:
+        log.warning(
+            "%s[%d]: record %d has been held by a handler for %.0f s or more; the partition's commits "
+            "stand still behind it (a stuck agent, or a release that was lost)",
+            tp.topic,
+            tp.partition,
+            held,
+            HELD_WARNING_SECONDS,
+        )
     read = consumer._read_offset.get(tp)  # the last offset Faust's fetch loop handed on or dropped
     again = consumer.ledger.lost(tp, committed, read, now, LOST_GRACE_SECONDS)
     if again is None or tp not in consumer.assignment():

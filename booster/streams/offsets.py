@@ -32,6 +32,7 @@ class PartitionAccount:
     done: set[int] = field(default_factory=set)
     held: dict[int, int] = field(default_factory=dict)  # offset -> handlers processing it now
     stuck: tuple[int, float] | None = None  # where the run stopped, and since when
+    held_at: tuple[int, float] | None = None  # where the run stops at a held record, and since when
 
     def run_end(self, head: int) -> int:
         """One past the run of done and empty offsets from `head`. Linear in both: an upstream that
@@ -149,6 +150,26 @@ class OffsetLedger:
         if now - account.stuck[1] < (grace if handed_on else 6 * grace):
             return None
         account.stuck = (stop, now)  # once more after another wait if the read does not fill it
+        return stop
+
+    def held_long(self, tp: Hashable, committed: int | None, now: float, after: float) -> int | None:
+        """The offset where the commits stand still because a handler has held that record for
+        `after` seconds or more (once per `after`), for the worker to say so: a handler should finish
+        within BOOSTER_RETRY_SECONDS, so a record held much longer is one whose release was lost, and
+        its partition's commits (and the lag gate) would stand still without a word. None otherwise."""
+        found = self._run(tp, committed)
+        if found is None:
+            return None
+        account, _, stop = found
+        if stop not in account.held:
+            account.held_at = None
+            return None
+        if account.held_at is None or account.held_at[0] != stop:
+            account.held_at = (stop, now)
+            return None
+        if now - account.held_at[1] < after:
+            return None
+        account.held_at = (stop, now)
         return stop
 
     def forget(self, tps: Iterable[Hashable]) -> None:

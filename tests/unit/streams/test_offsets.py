@@ -151,3 +151,15 @@ def test_a_span_per_record_of_a_transactional_upstream_is_walked_once() -> None:
     records = list(range(0, 20_000, 2))
     ledger = ledger_at(0, records, done=records)
     assert ledger.commit_point(TP, 0) == records[-1] + 1
+
+
+def test_a_record_held_at_the_commit_point_for_long_is_told_once_per_wait() -> None:
+    ledger = ledger_at(10, [10, 11], done=[11])
+    ledger.hold(TP, 10)
+    assert ledger.held_long(TP, 10, now=0.0, after=120.0) is None  # first seen
+    assert ledger.held_long(TP, 10, now=119.0, after=120.0) is None
+    assert ledger.held_long(TP, 10, now=120.0, after=120.0) == 10
+    assert ledger.held_long(TP, 10, now=121.0, after=120.0) is None  # once per wait
+    assert ledger.held_long(TP, 10, now=240.0, after=120.0) == 10
+    ledger.release(TP, 10)
+    assert ledger.held_long(TP, 10, now=400.0, after=120.0) is None and ledger.commit_point(TP, 10) == 12
