@@ -122,7 +122,7 @@ def read_committed_consumer() -> type:
 
 
 _reading_again: set[asyncio.Future[None]] = set()
-HELD_WARNING_SECONDS = 120.0  # a record held this long stops its partition's commits: said in the log
+HELD_SECONDS = 120.0  # a record held this long at the commit point is read again
 LOST_GRACE_SECONDS = 10.0  # a record handed on that stops the commits this long, held by no handler, is read again
 
 
@@ -150,16 +150,19 @@ def committable_offsets(consumer: Any, tps: Iterable[Any], now: float) -> dict[A
 
 
 def _read_again_if_lost(consumer: Any, tp: Any, committed: int | None, now: float) -> None:
-    held = consumer.ledger.held_long(tp, committed, now, HELD_WARNING_SECONDS)
-    if held is not None:
+    held = consumer.ledger.held_long(tp, committed, now, HELD_SECONDS)
+    if held is not None and tp in consumer.assignment():
         log.warning(
-            "%s[%d]: record %d has been held by a handler for %.0f s or more; the partition's commits "
-            "stand still behind it (a stuck agent, or a release that was lost)",
+            "%s[%d]: record %d has been held by a handler for %.0f s or more and the partition's commits "
+            "stand still behind it (a release lost to a rebalance, or a handler that is stuck); reading "
+            "the partition again from it",
             tp.topic,
             tp.partition,
             held,
-            HELD_WARNING_SECONDS,
+            HELD_SECONDS,
         )
+        _seek(consumer, tp, held)
+        return
     read = consumer._read_offset.get(tp)  # the last offset Faust's fetch loop handed on or dropped
     again = consumer.ledger.lost(tp, committed, read, now, LOST_GRACE_SECONDS)
     if again is None or tp not in consumer.assignment():
@@ -171,7 +174,11 @@ def _read_again_if_lost(consumer: Any, tp: Any, committed: int | None, now: floa
         tp.partition,
         again,
     )
-    task = asyncio.ensure_future(consumer.seek(tp, again))
+    _seek(consumer, tp, again)
+
+
+def _seek(consumer: Any, tp: Any, offset: int) -> None:
+    task = asyncio.ensure_future(consumer.seek(tp, offset))
     _reading_again.add(task)  # the loop keeps weak references only
     task.add_done_callback(_reading_again.discard)
 

@@ -52,6 +52,8 @@ class PartitionAccount:
 
     def forget_below(self, offset: int) -> None:
         self.done = {o for o in self.done if o >= offset}
+        # a record read again past a lost release: its first hold will never be released
+        self.held = {o: n for o, n in self.held.items() if o >= offset}
         self.empty = [(max(b, offset), e) for b, e in self.empty if e > offset]
 
 
@@ -154,9 +156,12 @@ class OffsetLedger:
 
     def held_long(self, tp: Hashable, committed: int | None, now: float, after: float) -> int | None:
         """The offset where the commits stand still because a handler has held that record for
-        `after` seconds or more (once per `after`), for the worker to say so: a handler should finish
-        within BOOSTER_RETRY_SECONDS, so a record held much longer is one whose release was lost, and
-        its partition's commits (and the lag gate) would stand still without a word. None otherwise."""
+        `after` seconds or more (once per `after`), to read it again from there: an ingest batch ends
+        within BOOSTER_RETRY_SECONDS, so a record held much longer is one whose release was lost (a
+        handler interrupted by a rebalance), and its partition's commits, and the lag gate on them,
+        would stand still for ever. Reading it again is safe: every handler is idempotent (folds keep
+        the earliest facts, a tick of a fired booster does nothing), and the copy read again, once
+        done, moves the commits on. None otherwise."""
         found = self._run(tp, committed)
         if found is None:
             return None

@@ -153,7 +153,8 @@ def test_a_span_per_record_of_a_transactional_upstream_is_walked_once() -> None:
     assert ledger.commit_point(TP, 0) == records[-1] + 1
 
 
-def test_a_record_held_at_the_commit_point_for_long_is_told_once_per_wait() -> None:
+def test_a_record_held_at_the_commit_point_for_long_is_read_again_and_its_copy_moves_the_commits() -> None:
+    """A release lost to a rebalance held the commits (and a lag gate) still for ever, in silence."""
     ledger = ledger_at(10, [10, 11], done=[11])
     ledger.hold(TP, 10)
     assert ledger.held_long(TP, 10, now=0.0, after=120.0) is None  # first seen
@@ -161,5 +162,12 @@ def test_a_record_held_at_the_commit_point_for_long_is_told_once_per_wait() -> N
     assert ledger.held_long(TP, 10, now=120.0, after=120.0) == 10
     assert ledger.held_long(TP, 10, now=121.0, after=120.0) is None  # once per wait
     assert ledger.held_long(TP, 10, now=240.0, after=120.0) == 10
+    # read again from 10: the copy is held and done; the first hold is never released
+    ledger.seeked(TP, 10)
+    ledger.fetched(TP, [10, 11])
+    ledger.hold(TP, 10)
     ledger.release(TP, 10)
-    assert ledger.held_long(TP, 10, now=400.0, after=120.0) is None and ledger.commit_point(TP, 10) == 12
+    assert ledger.commit_point(TP, 10) == 12
+    account = ledger.account(TP)
+    assert account is not None and account.held == {}  # the lost hold is forgotten with what is committed
+    assert ledger.held_long(TP, 12, now=400.0, after=120.0) is None
