@@ -200,14 +200,21 @@ class BoosterApp:
         self._agent("booster.launches", ("campaign.launched", "campaign.booster-cancelled"), self.launches.route)
         self._agent("booster.accounts", ("account.channels", LAUNCHES_BY_ACCOUNT), self.launches.decide)
         self._agent("booster.control", ("booster.control",), self.deadlines.on_control)
-        self._agent("booster.summaries", ("booster.summaries",), self.reports.on_summary)
-        self._agent("booster.measurements", ("booster.measurements",), self.measurements.on_measurement)
+        # one agent for both merges: each agent is one more stream and subscription to start
+        self._agent("booster.summaries", ("booster.summaries", "booster.measurements"), self._merge)
         app.timer(s.tick_interval, name="booster.deadlines")(self.deadlines.timer)
         app.timer(s.tick_interval, name="booster.pending-launches")(self.launches.timer)
         app.timer(s.sweep_interval, name="booster.retention")(self.retention.timer)
         app.timer(FIRED_ROWS_INTERVAL, name="booster.fired-rows")(self.fired_rows.timer)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         self.web.register(app)
+
+    async def _merge(self, incoming: Incoming) -> None:
+        """A partition's summary into the booster's report, or its measurement into its results."""
+        if incoming.topic == "booster.measurements":
+            await self.measurements.on_measurement(incoming)
+        else:
+            await self.reports.on_summary(incoming)
 
     def _table(self, name: str, options: dict[str, int]) -> FaustTable:
         if name not in STATE_TABLES:  # `booster topics create` and the worker's start make its changelog

@@ -11,9 +11,11 @@ from booster.broker.local import LocalKafka
 from tests.conftest import fresh_settings
 from tests.faults.chaos import chaos
 
-# the broker's smallest allowed session timeout (group.min.session.timeout.ms): a killed worker's
-# partitions move after this long, and each restart waits for it
-SHORTEST_SESSION_TIMEOUT = "6"
+# a killed worker's partitions move after this long, and each restart waits for it. The broker allows 6 s
+# (group.min.session.timeout.ms), but under the whole suite's load a worker's first assignment can take
+# that long: the group then drops it and it joins again, and a rebalance at that moment is where
+# commits were seen to stand still (see the issue notes); 10 s is the workers' default
+SHORTEST_SESSION_TIMEOUT = "10"
 
 
 def test_g2_kill9_during_ingestion_and_fanout(kafka: LocalKafka, tmp_path: Path) -> None:

@@ -9,11 +9,12 @@ import pytest
 
 from bench.__main__ import main
 from booster.broker.local import LocalKafka
+from tests.faults.test_kill9 import SHORTEST_SESSION_TIMEOUT
 
 
 def test_bench_smoke(kafka: LocalKafka, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # the restart after kill -9 waits for the session timeout: the broker's shortest one
-    monkeypatch.setenv("BOOSTER_SESSION_TIMEOUT_SECONDS", "6")
+    # the restart after kill -9 waits for the session timeout (tests/faults/test_kill9.py says why not 6 s)
+    monkeypatch.setenv("BOOSTER_SESSION_TIMEOUT_SECONDS", SHORTEST_SESSION_TIMEOUT)
     out = tmp_path / "bench.json"
     assert (
         main(
