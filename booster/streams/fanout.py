@@ -176,9 +176,15 @@ class Fanout(Service):
 
     async def audience_end(self, partition: int) -> int:
         """The end of this partition of booster.audience (its last stable offset: read committed)."""
+        return await self._end_of(TopicPartition(self.settings.topic("booster.audience"), partition))
+
+    async def _end_of(self, tp: TopicPartition) -> int:
+        """A partition's end (read committed), asked with the reader's fetches paused: a long-polling
+        fetch of the partition assigned last would hold the offsets request behind it on the same
+        connection (unsubscribe() or assign([]) instead can leave a group-less consumer whose stop()
+        never returns, aiokafka 0.14.0)."""
         consumer = await self._reader()
         consumer.pause(*consumer.assignment())
-        tp = TopicPartition(self.settings.topic("booster.audience"), partition)
         end: int = (await consumer.end_offsets([tp]))[tp]
         return end
 
@@ -216,12 +222,8 @@ class Fanout(Service):
         `fold`; the offset to read on from next time. `skip_marker_at`: the offset of a transaction
         marker this worker wrote, not read when it is all there is (a fetch of it waits for nothing).
         `until`: read only the records before this offset."""
+        end = await self._end_of(tp)  # the end first
         consumer = await self._reader()
-        # the end first: a long-polling fetch of the partition assigned last would hold the offsets
-        # request behind it on the same connection, so it is paused (unsubscribe() or assign([])
-        # instead can leave a group-less consumer whose stop() never returns, aiokafka 0.14.0)
-        consumer.pause(*consumer.assignment())
-        end: int = (await consumer.end_offsets([tp]))[tp]
         if until is not None:
             end = min(end, until)
         if end <= start or (start == skip_marker_at and end == start + 1):

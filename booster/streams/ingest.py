@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from booster.errors import DecodeError
-from booster.processors.campaigns import accepts_events, engagement_counts, evolve_campaign_seen
+from booster.processors.campaigns import CampaignPartition, accepts_events, engagement_counts, evolve_campaign_seen
 from booster.processors.events import contact_event_from_record, message_event_from_record
 from booster.processors.packing import (
     pack_contact,
@@ -165,11 +165,12 @@ class Ingestion:
             event = message_event_from_record(incoming.topic, record)
             campaign_id, own = original_campaign(event.campaign_id)
             at = engaged_at(event)
-            kept = at is not None and self._engaged(campaign_id, event.contact_id, at, p, folded)
+            # the original campaign's state: read once, for the measurement and for the event itself
+            state = self.campaigns.get(campaign_id, p)
+            kept = at is not None and self._engaged(state, campaign_id, event.contact_id, at, p, folded)
             if own:  # a booster's own message: its recipients are the booster's, not a campaign's
                 folded.dropped += not kept
                 return
-            state = self.campaigns.get(event.campaign_id, p)
             if not accepts_events(state):
                 folded.dropped += not kept
                 return
@@ -188,10 +189,12 @@ class Ingestion:
         if new != old:
             rows[key] = new
 
-    def _engaged(self, campaign_id: str, contact_id: str, at: int, p: int, folded: Folded) -> bool:
+    def _engaged(
+        self, state: CampaignPartition | None, campaign_id: str, contact_id: str, at: int, p: int, folded: Folded
+    ) -> bool:
         """Issue 12: the first engagement of a contact in its booster's measurement window; whether
         the event counts in one."""
-        if not engagement_counts(self.campaigns.get(campaign_id, p), at):
+        if not engagement_counts(state, at):
             return False
         key = recipient_key(campaign_id, contact_id)
         rows = folded.engagement.setdefault(p, {})

@@ -13,8 +13,6 @@ the window's rows go once the partition's measurement is sent.
 
 from __future__ import annotations
 
-import logging
-
 from booster.processors.campaigns import CampaignPartition, evolve_campaign_measured
 from booster.processors.packing import pack_measuring, unpack_measuring
 from booster.processors.uplift import GroupCounts, PartitionMeasurement, evolve_measuring
@@ -26,8 +24,6 @@ from booster.streams.metrics import Metrics
 from booster.streams.records import Incoming, Topic, log_decision
 from booster.streams.store import Table, recipient_key
 from booster.streams.wire import measurement_of, measurement_record, results_record
-
-log = logging.getLogger("booster.worker")
 
 GROUPS = {"INCLUDED": "boosted", "HOLDOUT": "held_out"}
 
