@@ -29,6 +29,7 @@ from booster.processors.boosters import booster_id_of
 from booster.schemas import codec
 from booster.schemas.catalog import CONTACT_INPUT_TOPICS, REROUTED, audience_key
 from booster.schemas.templates import CommandTemplate
+from booster.streams.connect import client_options
 from booster.testing.workers import WorkerProcess, free_port, worker_env
 
 HOUR_MS = 3_600_000
@@ -74,7 +75,7 @@ class Progress:
 
     async def behind(self) -> str:
         """The partitions whose commits are short of their end, for the message of a stalled run."""
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.broker, isolation_level="read_committed")
+        consumer = AIOKafkaConsumer(**client_options(self.settings), isolation_level="read_committed")
         await consumer.start()
         try:
             ends = await consumer.end_offsets(list(self.committed))
@@ -98,7 +99,7 @@ class Progress:
 
 async def follow(settings: Settings, group: str, target: int, timeout: float, alive: Any) -> Progress:
     progress = Progress(settings, group)
-    client = AIOKafkaAdminClient(bootstrap_servers=settings.broker)
+    client = AIOKafkaAdminClient(**client_options(settings))
     await client.start()
     try:
         deadline = time.monotonic() + timeout
@@ -126,7 +127,7 @@ async def follow(settings: Settings, group: str, target: int, timeout: float, al
 async def ceiling(settings: Settings, total: int) -> float:
     """A plain aiokafka consumer that only decodes: the most a Python consumer of these topics can do."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.broker,
+        **client_options(settings),
         group_id=None,
         enable_auto_commit=False,
         max_partition_fetch_bytes=4 * 1024 * 1024,
@@ -161,7 +162,7 @@ async def plain_producer(settings: Settings, n: int) -> float:
         issued_at=1_800_000_000_000,
     )  # fmt: skip
     values = [(f"baseline-{i:08d}".encode(), template.encode(f"id-{i}", f"baseline-{i:08d}")) for i in range(n)]
-    producer = AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all", linger_ms=5, max_batch_size=512 * 1024)
+    producer = AIOKafkaProducer(**client_options(settings), acks="all", linger_ms=5, max_batch_size=512 * 1024)
     await producer.start()
     started = time.monotonic()
     try:
@@ -314,7 +315,7 @@ def _measure_size(
             launch["booster"]["channel"] = "SMS"  # type: ignore[index]
 
         async def publish_launch() -> None:
-            producer = AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all")
+            producer = AIOKafkaProducer(**client_options(settings), acks="all")
             await producer.start()
             try:
                 await producer.send_and_wait(

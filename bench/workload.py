@@ -20,6 +20,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from booster.config import Settings
 from booster.schemas import codec
+from booster.streams.connect import client_options
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ async def produce(
 ) -> Workload:
     """Encode and produce the workload with batch builders, partitioned by contact like any producer;
     with `misroute`, every fact goes to the partition after its contact's (a foreign partitioner at worst)."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.broker, acks=1, linger_ms=20, max_batch_size=1024 * 1024)
+    producer = AIOKafkaProducer(**client_options(settings), acks=1, linger_ms=20, max_batch_size=1024 * 1024)
     await producer.start()
     partitioner = DefaultPartitioner()
     partitions = list(range(settings.partitions))

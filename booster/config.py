@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from booster.errors import ConfigError
@@ -29,7 +29,26 @@ DEFAULTS: dict[str, str] = {
     "BOOSTER_CONTACT_RETENTION_DAYS": "0",
     "BOOSTER_SWEEP_INTERVAL_SECONDS": "600",
     "BOOSTER_TEST_CLOCK": "",
+    "BOOSTER_SECURITY_PROTOCOL": "PLAINTEXT",
+    "BOOSTER_SASL_MECHANISM": "SCRAM-SHA-512",
+    "BOOSTER_SASL_USERNAME": "",
+    "BOOSTER_SASL_PASSWORD": "",
+    "BOOSTER_SASL_PASSWORD_FILE": "",
+    "BOOSTER_SSL_CA_FILE": "",
+    "BOOSTER_SSL_CERT_FILE": "",
+    "BOOSTER_SSL_KEY_FILE": "",
+    "BOOSTER_SSL_KEY_PASSWORD_FILE": "",
+    "BOOSTER_WEB_BIND": "127.0.0.1",
+    "BOOSTER_WEB_TOKEN": "",
+    "BOOSTER_WEB_TOKEN_FILE": "",
+    "BOOSTER_METRICS_AUTH": "open",
+    "BOOSTER_MAX_RECORD_BYTES": "1000000",
 }
+
+# never printed: `booster config`, logs and errors say only whether they are set
+SECRETS = frozenset({"BOOSTER_SASL_PASSWORD", "BOOSTER_WEB_TOKEN"})
+PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 DOCS: dict[str, str] = {
     "BOOSTER_BROKER": "Kafka bootstrap servers the CLI and workers connect to.",
@@ -59,6 +78,26 @@ DOCS: dict[str, str] = {
     "BOOSTER_SWEEP_INTERVAL_SECONDS": "How often a worker removes the state that outlived its retention.",
     "BOOSTER_TEST_CLOCK": "Soak tests only: `SPEED@ANCHOR_MS` makes the worker's clock run SPEED times faster "
     "from the wall-clock instant ANCHOR_MS. Empty (the default): the real clock.",
+    "BOOSTER_SECURITY_PROTOCOL": "How the worker and the CLI talk to Kafka: PLAINTEXT, SSL, SASL_PLAINTEXT or "
+    "SASL_SSL.",
+    "BOOSTER_SASL_MECHANISM": "SASL mechanism (SASL_* protocols): PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.",
+    "BOOSTER_SASL_USERNAME": "SASL user name, the principal `User:<name>` the broker's ACLs name.",
+    "BOOSTER_SASL_PASSWORD": "SASL password (secret: never printed). Or BOOSTER_SASL_PASSWORD_FILE.",
+    "BOOSTER_SASL_PASSWORD_FILE": "A file holding the SASL password (its first line), e.g. a mounted secret.",
+    "BOOSTER_SSL_CA_FILE": "PEM file of the CA(s) that signed the broker's certificate (SSL, SASL_SSL); empty: "
+    "the system's trusted CAs.",
+    "BOOSTER_SSL_CERT_FILE": "PEM client certificate for mutual TLS (with BOOSTER_SSL_KEY_FILE).",
+    "BOOSTER_SSL_KEY_FILE": "PEM private key of the client certificate.",
+    "BOOSTER_SSL_KEY_PASSWORD_FILE": "A file holding the password of an encrypted BOOSTER_SSL_KEY_FILE.",
+    "BOOSTER_WEB_BIND": "Address the worker's web server listens on; other than 127.0.0.1/localhost, the "
+    "audience preview requires BOOSTER_WEB_TOKEN.",
+    "BOOSTER_WEB_TOKEN": "Bearer token the audience preview (and /metrics, see BOOSTER_METRICS_AUTH) requires "
+    "when the web server is bound beyond loopback (secret: never printed). Or BOOSTER_WEB_TOKEN_FILE.",
+    "BOOSTER_WEB_TOKEN_FILE": "A file holding the web token (its first line).",
+    "BOOSTER_METRICS_AUTH": "`open`: /metrics needs no token (for a Prometheus scraper); `token`: the same "
+    "bearer token as the preview.",
+    "BOOSTER_MAX_RECORD_BYTES": "Largest record `booster publish` sends and a worker reads; a larger one is "
+    "refused (the worker sends it to booster.dead-letter, cut short).",
 }
 
 
@@ -98,6 +137,134 @@ def _test_clock(raw: str) -> tuple[float, int]:
     )
 
 
+def _secret(source: dict[str, str], name: str) -> str:
+    """A secret from NAME, or from the first line of the file NAME_FILE names (never an argument)."""
+    direct = source.get(name, "")
+    path = source.get(f"{name}_FILE", "")
+    if direct and path:
+        raise ConfigError(f"both {name} and {name}_FILE are set; keep one")
+    if not path:
+        return direct
+    try:
+        lines = Path(path).expanduser().read_text().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"{name}_FILE={path}: cannot read it ({exc.strerror}); fix the path or its rights") from None
+    if not lines or not lines[0].strip():
+        raise ConfigError(f"{name}_FILE={path} is empty; write the secret on its first line")
+    return lines[0].strip()
+
+
+def _pem(source: dict[str, str], name: str) -> Path | None:
+    raw = source.get(name, "")
+    if not raw:
+        return None
+    path = Path(raw).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"{name}={raw}: no such file; give the path of a PEM file")
+    return path
+
+
+@dataclass(frozen=True)
+class Security:
+    """How clients authenticate to Kafka and protect the connection. Secrets stay out of repr."""
+
+    protocol: str = "PLAINTEXT"
+    mechanism: str = "SCRAM-SHA-512"
+    username: str = ""
+    password: str = field(default="", repr=False)
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    key_password: str = field(default="", repr=False)
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.protocol.startswith("SASL_")
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.protocol in ("SSL", "SASL_SSL")
+
+    def describe(self) -> str:
+        """What the connection uses, for logs and errors: never the password."""
+        parts = [self.protocol]
+        if self.uses_sasl:
+            parts.append(f"{self.mechanism} as {self.username}")
+        if self.uses_tls:
+            parts.append(f"CA {self.ca_file or 'system'}")
+            if self.cert_file is not None:
+                parts.append(f"client certificate {self.cert_file}")
+        return ", ".join(parts)
+
+    @classmethod
+    def from_env(cls, source: dict[str, str]) -> Security:
+        protocol = (source.get("BOOSTER_SECURITY_PROTOCOL") or "PLAINTEXT").upper()
+        if protocol not in PROTOCOLS:
+            raise ConfigError(f"BOOSTER_SECURITY_PROTOCOL={protocol!r} is not one of {', '.join(PROTOCOLS)}")
+        mechanism = (source.get("BOOSTER_SASL_MECHANISM") or DEFAULTS["BOOSTER_SASL_MECHANISM"]).upper()
+        if mechanism not in MECHANISMS:
+            raise ConfigError(f"BOOSTER_SASL_MECHANISM={mechanism!r} is not one of {', '.join(MECHANISMS)}")
+        username = source.get("BOOSTER_SASL_USERNAME", "")
+        password = _secret(source, "BOOSTER_SASL_PASSWORD")
+        if protocol.startswith("SASL_") and not (username and password):
+            raise ConfigError(
+                f"BOOSTER_SECURITY_PROTOCOL={protocol} needs BOOSTER_SASL_USERNAME and BOOSTER_SASL_PASSWORD "
+                "(or BOOSTER_SASL_PASSWORD_FILE); set both"
+            )
+        cert, key = _pem(source, "BOOSTER_SSL_CERT_FILE"), _pem(source, "BOOSTER_SSL_KEY_FILE")
+        if (cert is None) != (key is None):
+            raise ConfigError(
+                "mutual TLS needs both BOOSTER_SSL_CERT_FILE and BOOSTER_SSL_KEY_FILE; set both or neither"
+            )
+        security = cls(
+            protocol=protocol,
+            mechanism=mechanism,
+            username=username,
+            password=password,
+            ca_file=_pem(source, "BOOSTER_SSL_CA_FILE"),
+            cert_file=cert,
+            key_file=key,
+            key_password=_secret(source, "BOOSTER_SSL_KEY_PASSWORD"),
+        )
+        if not security.uses_tls and (security.ca_file or security.cert_file):
+            raise ConfigError(
+                f"BOOSTER_SSL_* files are set but BOOSTER_SECURITY_PROTOCOL={protocol} does not use TLS; "
+                "set it to SSL or SASL_SSL, or unset the files"
+            )
+        return security
+
+
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+@dataclass(frozen=True)
+class WebAccess:
+    """Who may read the worker's pages: anyone who reaches a loopback address; beyond it, the bearer
+    token (the preview names contacts and why they are excluded)."""
+
+    bind: str = "127.0.0.1"
+    token: str = field(default="", repr=False)
+    metrics_open: bool = True
+
+    @property
+    def needs_token(self) -> bool:
+        return self.bind not in LOOPBACK or bool(self.token)
+
+    @classmethod
+    def from_env(cls, source: dict[str, str]) -> WebAccess:
+        bind = source.get("BOOSTER_WEB_BIND") or DEFAULTS["BOOSTER_WEB_BIND"]
+        token = _secret(source, "BOOSTER_WEB_TOKEN")
+        metrics = (source.get("BOOSTER_METRICS_AUTH") or "open").lower()
+        if metrics not in ("open", "token"):
+            raise ConfigError(f"BOOSTER_METRICS_AUTH={metrics!r} is not `open` or `token`")
+        if bind not in LOOPBACK and len(token) < 16:
+            raise ConfigError(
+                f"BOOSTER_WEB_BIND={bind} serves the audience preview beyond this machine: set BOOSTER_WEB_TOKEN "
+                "(or BOOSTER_WEB_TOKEN_FILE) to a secret of 16 characters or more"
+            )
+        return cls(bind=bind, token=token, metrics_open=metrics == "open")
+
+
 @dataclass(frozen=True)
 class Settings:
     broker: str
@@ -121,6 +288,9 @@ class Settings:
     sweep_interval: float = 600.0
     clock_speed: float = 1.0
     clock_anchor_ms: int = 0
+    security: Security = Security()
+    web: WebAccess = WebAccess()
+    max_record_bytes: int = 1_000_000
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -161,6 +331,9 @@ class Settings:
             sweep_interval=_float("BOOSTER_SWEEP_INTERVAL_SECONDS", get("BOOSTER_SWEEP_INTERVAL_SECONDS"), 0.1),
             clock_speed=clock_speed,
             clock_anchor_ms=clock_anchor_ms,
+            security=Security.from_env(source),
+            web=WebAccess.from_env(source),
+            max_record_bytes=_int("BOOSTER_MAX_RECORD_BYTES", get("BOOSTER_MAX_RECORD_BYTES"), 1024),
         )
 
     @property

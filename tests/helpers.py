@@ -22,6 +22,7 @@ from booster.ops import admin
 from booster.ops.clients import RawRecord, produce_raw, read_topic
 from booster.schemas import codec, spec_for
 from booster.schemas.catalog import INPUT_TOPICS
+from booster.streams.connect import client_options
 from booster.streams.gate import LagGate
 from booster.testing.scenario import Scenario
 from booster.testing.workers import worker_env
@@ -159,7 +160,7 @@ def group_lag(settings: Settings, topics: list[str]) -> int:
     """Records of these topics the workers' group has not committed yet."""
 
     async def go() -> int:
-        gate = LagGate(settings.broker, settings.group_id)
+        gate = LagGate(client_options(settings), settings.group_id)
         try:
             tps = [TopicPartition(settings.topic(t), p) for t in topics for p in range(settings.partitions)]
             return sum((await gate.lagging(tps)).values())

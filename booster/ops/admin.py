@@ -16,6 +16,7 @@ from aiokafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionErro
 from booster.config import Settings
 from booster.errors import TopologyError
 from booster.schemas.catalog import CATALOG, LAUNCHES_BY_ACCOUNT, REROUTED, STATE_TABLES
+from booster.streams.connect import client_options, connected
 
 log = logging.getLogger(__name__)
 
@@ -56,16 +57,12 @@ def wanted_topics() -> list[WantedTopic]:
 
 
 def admin_client(settings: Settings) -> AIOKafkaAdminClient:
-    return AIOKafkaAdminClient(bootstrap_servers=settings.broker, request_timeout_ms=30000)
+    return AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=30000)
 
 
 async def describe(settings: Settings) -> list[TopicState]:
-    admin = admin_client(settings)
-    await admin.start()
-    try:
+    async with connected(settings, admin_client(settings)) as admin:
         return await _describe(admin, settings)
-    finally:
-        await admin.close()
 
 
 async def _describe(admin: AIOKafkaAdminClient, settings: Settings) -> list[TopicState]:
@@ -140,10 +137,8 @@ async def create_named(
     """Create the missing ones of these topics (real name: compacted or not, or its topic configs) with
     `partitions` (default BOOSTER_PARTITIONS), and wait until the broker lists them; returns the names
     created."""
-    admin = admin_client(settings)
-    await admin.start()
     created = []
-    try:
+    async with connected(settings, admin_client(settings)) as admin:
         existing = set(await admin.list_topics())
         new = [
             NewTopic(
@@ -162,8 +157,6 @@ async def create_named(
             except TopicAlreadyExistsError:  # another process won the race: that is fine
                 pass
         await _until_listed(admin, {t.name for t in new})
-    finally:
-        await admin.close()
     return created
 
 
@@ -184,16 +177,12 @@ async def _until_listed(admin: AIOKafkaAdminClient, names: set[str], timeout: fl
 async def delete_topics(settings: Settings, matching: Callable[[str], bool]) -> list[str]:
     """Delete every topic whose name `matching` accepts (the tests' and the benchmark's own prefixes:
     a broker's metadata, which every client reads, grows with its topics). Returns the names."""
-    admin = admin_client(settings)
-    await admin.start()
-    try:
+    async with connected(settings, admin_client(settings)) as admin:
         doomed = sorted(t for t in await admin.list_topics() if matching(t))
         for start in range(0, len(doomed), 500):
             with contextlib.suppress(UnknownTopicOrPartitionError):  # deleted by someone else meanwhile
                 await admin.delete_topics(doomed[start : start + 500])
         return doomed
-    finally:
-        await admin.close()
 
 
 def copartition_problems(states: list[TopicState]) -> list[str]:

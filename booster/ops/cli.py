@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from booster import __version__
-from booster.config import DEFAULTS, DOCS, Settings
+from booster.config import DEFAULTS, DOCS, SECRETS, Settings
 from booster.errors import BoosterError
 
 EXIT_OK = 0
@@ -229,7 +229,7 @@ def cmd_audience(args: argparse.Namespace) -> int:
         print(json.dumps(fired, indent=2) if args.json else views.render_fired_audience(fired))
         return EXIT_OK
     worker = args.worker or f"http://127.0.0.1:{settings.web_port}"
-    result = views.audience(worker, args.campaign_id, args.contact)
+    result = views.audience(worker, args.campaign_id, args.contact, settings.web.token)
     print(json.dumps(result, indent=2) if args.json else views.render_audience(result))
     return EXIT_OK if result["scheduled"] else EXIT_NOT_FOUND
 
@@ -295,7 +295,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     booster = BoosterApp(settings, Path(args.data_dir) if args.data_dir else None)
     print(
         f"booster worker {booster.app_id}: broker {settings.broker}, {settings.partitions} partitions, "
-        f"state in {booster.datadir}, web on 127.0.0.1:{settings.web_port}",
+        f"state in {booster.datadir}, web on {settings.web.bind}:{settings.web_port}",
         file=sys.stderr,
     )
     worker = faust.Worker(booster.app, loglevel=args.loglevel, loop=loop)
@@ -326,8 +326,11 @@ def cmd_config(args: argparse.Namespace) -> int:
     settings = _settings()
     for name, default in DEFAULTS.items():
         value = os.environ.get(name, default)
+        if name in SECRETS:  # never printed: whether it is set is all an operator needs to see
+            value = "(set, hidden)" if value else ""
         print(f"{name}={value}\n    {DOCS[name]} (default: {default or '(empty)'})")
     print(f"# effective topic prefix: {settings.topic_prefix!r}")
+    print(f"# connection: {settings.security.describe()}")
     return EXIT_OK
 
 

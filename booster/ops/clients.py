@@ -20,6 +20,7 @@ from booster.ops.jsonio import parse_line, record_to_json
 from booster.schemas import codec
 from booster.schemas.catalog import CATALOG, LAUNCHES_BY_ACCOUNT
 from booster.streams import compat
+from booster.streams.connect import client_options, connected
 
 
 class PublishRefused(BoosterError):
@@ -43,7 +44,7 @@ def schema_topic(topic: str) -> str:
 def producer(settings: Settings, **kwargs: Any) -> AIOKafkaProducer:
     options: dict[str, Any] = {"acks": "all", "enable_idempotence": True, "linger_ms": 5}
     options.update(kwargs)
-    return AIOKafkaProducer(bootstrap_servers=settings.broker, **options)
+    return AIOKafkaProducer(**client_options(settings), **options)
 
 
 async def publish_lines(
@@ -58,16 +59,24 @@ async def publish_lines(
     Every record before a refused line is on the topic when PublishRefused is raised.
     """
     schema_topic(topic)
-    prod = producer(settings, max_batch_size=256 * 1024)
-    await prod.start()
     sent = 0
     pending: list[asyncio.Future[Any]] = []
-    try:
+    async with connected(settings, producer(settings, max_batch_size=256 * 1024)) as prod:
         for line_no, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
+                if len(line) > settings.max_record_bytes:  # characters: at least as many bytes
+                    raise EncodeError(
+                        f"the line is {len(line.encode())} bytes, over BOOSTER_MAX_RECORD_BYTES="
+                        f"{settings.max_record_bytes}; a record that large is refused by the workers"
+                    )
                 key, value = parse_line(topic, line)
+                if len(value) > settings.max_record_bytes:
+                    raise EncodeError(
+                        f"the record is {len(value)} bytes encoded, over BOOSTER_MAX_RECORD_BYTES="
+                        f"{settings.max_record_bytes}; a record that large is refused by the workers"
+                    )
             except EncodeError as exc:
                 await _settle(prod, pending)
                 raise PublishRefused(line_no, str(exc), sent) from None
@@ -78,8 +87,6 @@ async def publish_lines(
             if progress is not None and sent % every == 0:
                 print(f"published {sent} records to {topic} ...", file=progress, flush=True)
         await _settle(prod, pending)
-    finally:
-        await prod.stop()
     return sent
 
 
@@ -96,19 +103,15 @@ RawRecord = tuple[str, bytes | None, bytes | None]  # contract topic, key, value
 async def produce_raw(settings: Settings, records: Iterable[RawRecord]) -> int:
     """Produce already-encoded records in this order (across topics), each partitioned by its key as
     any producer would; every one is acknowledged when this returns (replays, tests, the benchmark)."""
-    prod = producer(settings)
-    await prod.start()
     pending: list[asyncio.Future[Any]] = []
     sent = 0
-    try:
+    async with connected(settings, producer(settings)) as prod:
         for topic, key, value in records:
             pending.append(await prod.send(settings.topic(topic), value=value, key=key))
             sent += 1
             if len(pending) >= 10_000:
                 await _settle(prod, pending)
         await _settle(prod, pending)
-    finally:
-        await prod.stop()
     return sent
 
 
@@ -176,14 +179,13 @@ async def read_topic(
     schema_topic(topic)
     real = settings.topic(topic)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.broker,
+        **client_options(settings),
         group_id=None,
         enable_auto_commit=False,
         isolation_level="read_committed",
         auto_offset_reset="earliest" if from_beginning else "latest",
     )
-    await consumer.start()
-    try:
+    async with connected(settings, consumer):
         parts = consumer.partitions_for_topic(real)
         if not parts:
             await compat.refresh_metadata(consumer)
@@ -217,8 +219,6 @@ async def read_topic(
                 last = now
             elif idle_timeout is not None and now - last >= idle_timeout:
                 return
-    finally:
-        await consumer.stop()
 
 
 async def tail(

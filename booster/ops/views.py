@@ -22,6 +22,7 @@ from booster.ops.clients import latest_reports, read_topic
 from booster.processors.text import format_timestamp, human_duration
 from booster.schemas.catalog import CONTACT_INPUT_TOPICS, LAUNCHES_BY_ACCOUNT, audience_key
 from booster.schemas.codec import codec
+from booster.streams.connect import client_options, connected
 from booster.streams.gate import only_markers_left, probe_consumer
 from booster.streams.records import contact_partition
 
@@ -78,11 +79,10 @@ async def lag(settings: Settings, lateness_ms: int | None = None) -> dict[str, A
     and the due boosters that have no final report yet (held by the lag gate, or firing)."""
     group = settings.group_id
     tps = [TopicPartition(settings.topic(t), p) for t in CONSUMED for p in range(settings.partitions)]
-    consumer = probe_consumer(settings.broker)
-    client = AIOKafkaAdminClient(bootstrap_servers=settings.broker)
-    await consumer.start()
-    await client.start()
-    try:
+    async with (
+        connected(settings, probe_consumer(client_options(settings))) as consumer,
+        connected(settings, AIOKafkaAdminClient(**client_options(settings))) as client,
+    ):
         # end_offsets of a topic that does not exist retries until it times out, with a traceback
         missing = sorted({tp.topic for tp in tps} - set(await client.list_topics()))
         if missing:
@@ -92,9 +92,6 @@ async def lag(settings: Settings, lateness_ms: int | None = None) -> dict[str, A
         positions = {tp: max(0, meta.offset) if (meta := committed.get(tp)) is not None else 0 for tp in tps}
         # transaction markers and aborted records take offsets no consumer processes
         settled = await only_markers_left(consumer, positions, ends)
-    finally:
-        await consumer.stop()
-        await client.close()
     names = {settings.topic(t): t for t in CONSUMED}
     partitions = [
         {
@@ -146,15 +143,24 @@ def render_lag(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def audience(worker_url: str, campaign_id: str, contact_id: str | None = None) -> dict[str, Any]:
-    """Ask a worker for the live preview; it gathers the other workers' partitions itself."""
+def audience(worker_url: str, campaign_id: str, contact_id: str | None = None, token: str = "") -> dict[str, Any]:
+    """Ask a worker for the live preview; it gathers the other workers' partitions itself. `token`: the
+    workers' BOOSTER_WEB_TOKEN, when their pages need it."""
     query = urllib.parse.urlencode({"contact": contact_id} if contact_id else {})
     url = f"{worker_url.rstrip('/')}/booster/audience/{urllib.parse.quote(campaign_id)}/" + (
         f"?{query}" if query else ""
     )
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
-        with urllib.request.urlopen(url, timeout=60) as response:
+        with urllib.request.urlopen(request, timeout=60) as response:
             result: dict[str, Any] = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code == 401:
+            raise BoosterError(
+                f"the worker at {worker_url} requires its web token; set BOOSTER_WEB_TOKEN (or "
+                "BOOSTER_WEB_TOKEN_FILE) to the workers' token"
+            ) from None
+        raise BoosterError(f"the worker at {worker_url} answered {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, OSError) as exc:
         raise BoosterError(
             f"no worker answered at {worker_url} ({exc}); start one with `booster worker` or pass --worker URL"

@@ -15,6 +15,7 @@ One record's way, from a fact to a command:
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from booster.schemas.catalog import CONTACT_INPUT_TOPICS, LAUNCHES_BY_ACCOUNT, R
 from booster.streams import compat
 from booster.streams.campaigns import CampaignStates
 from booster.streams.clocks import Clocks
+from booster.streams.connect import client_options, faust_credentials
 from booster.streams.control import Control
 from booster.streams.deadlines import Deadlines
 from booster.streams.fanout import Fanout
@@ -53,6 +55,11 @@ ROCKSDB_LARGE = {"write_buffer_size": 16 * MIB, "max_write_buffer_number": 2, "b
 ROCKSDB_SMALL = {"write_buffer_size": 2 * MIB, "max_write_buffer_number": 2, "block_cache_size": 2 * MIB}
 
 
+def web_host(bind: str) -> str:
+    """The name other workers reach this one's pages at (the audience preview gathers from all)."""
+    return socket.getfqdn() if bind in ("0.0.0.0", "::", "") else bind
+
+
 def raw_schema() -> faust.Schema:  # type: ignore[type-arg]
     """Bytes in, bytes out: decoding is ours, so a bad record cannot crash an agent."""
     return faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
@@ -68,14 +75,15 @@ class BoosterApp:
         self.app = app = faust.App(
             self.app_id,
             broker=f"kafka://{s.broker}",
+            broker_credentials=faust_credentials(s.security),
             store=s.store,
             datadir=str(self.datadir),
             topic_partitions=s.partitions,
             topic_replication_factor=1,
             consumer_auto_offset_reset="earliest",
             web_port=s.web_port,
-            web_bind="127.0.0.1",
-            web_host="127.0.0.1",
+            web_bind=s.web.bind,
+            web_host=web_host(s.web.bind),
             producer_acks=-1,
             broker_commit_interval=1.0,
             table_standby_replicas=0,
@@ -92,8 +100,8 @@ class BoosterApp:
 
         # helper clients: started with the app, stopped with it
         self.metrics = metrics = Metrics()
-        self.sink = sink = ChangelogSink(s.broker, s.request_timeout)
-        self.gate = gate = LagGate(s.broker, self.app_id)
+        self.sink = sink = ChangelogSink(client_options(s), s.request_timeout)
+        self.gate = gate = LagGate(client_options(s), self.app_id)
         self.fanout = fanout = Fanout(s, self.app_id, flush_tables=sink.flush)
         for service in (sink, gate, fanout):
             app.add_dependency(service)

@@ -31,6 +31,7 @@ from booster.schemas import codec
 from booster.schemas.catalog import audience_key
 from booster.schemas.templates import CommandTemplate, OutcomeTemplate
 from booster.streams.audience import decide_rows
+from booster.streams.connect import client_options
 from booster.streams.history import add_sent, counted_sends, next_offset, set_marker
 from booster.streams.records import exit_for_restart, give_up_after, send_batches
 from booster.streams.store import PartitionStore, recipient_key
@@ -106,7 +107,7 @@ class Fanout(Service):
         prod = self._producers.get(partition)
         if prod is None:
             prod = AIOKafkaProducer(
-                bootstrap_servers=self.settings.broker,
+                **client_options(self.settings),
                 transactional_id=self._transactional_id(partition),
                 enable_idempotence=True,
                 acks="all",
@@ -201,7 +202,7 @@ class Fanout(Service):
     async def _reader(self) -> AIOKafkaConsumer:
         if self._progress_reader is None:
             self._progress_reader = AIOKafkaConsumer(
-                bootstrap_servers=self.settings.broker,
+                **client_options(self.settings),
                 group_id=None,
                 enable_auto_commit=False,
                 isolation_level="read_committed",

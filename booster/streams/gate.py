@@ -29,10 +29,10 @@ PROBE_SECONDS = 2.0  # a partition the probe has not settled by then stays behin
 PROBE_FETCH_BYTES = 64 * 1024  # the broker still returns a first batch larger than this
 
 
-def probe_consumer(bootstrap: str) -> AIOKafkaConsumer:
-    """The consumer `only_markers_left` needs (not started)."""
+def probe_consumer(connection: Mapping[str, Any]) -> AIOKafkaConsumer:
+    """The consumer `only_markers_left` needs (not started), with the `connect.client_options`."""
     return AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **connection,
         group_id=None,
         enable_auto_commit=False,
         isolation_level="read_committed",
@@ -78,9 +78,9 @@ async def only_markers_left(
 class LagGate(Service):
     """Its clients start when first needed and stop with the worker (or `stop()` when used alone)."""
 
-    def __init__(self, bootstrap: str, group_id: str, **kwargs: Any) -> None:
+    def __init__(self, connection: Mapping[str, Any], group_id: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.bootstrap = bootstrap
+        self.connection = connection  # `connect.client_options`: the broker and the credentials
         self.group_id = group_id
         self.processed: dict[TopicPartition, int] = {}  # next offset to process, per input partition
         self._consumer: AIOKafkaConsumer | None = None
@@ -99,10 +99,10 @@ class LagGate(Service):
 
     async def _clients(self) -> None:
         if self._consumer is None:
-            self._consumer = probe_consumer(self.bootstrap)
+            self._consumer = probe_consumer(self.connection)
             await self._consumer.start()
         if self._admin is None:
-            self._admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+            self._admin = AIOKafkaAdminClient(**self.connection)
             await self._admin.start()
 
     async def on_stop(self) -> None:

@@ -238,9 +238,9 @@ class ChangelogSink(Service):
     it missed. One flush at a time, in the order of the appends: the changelog's order is the table's.
     """
 
-    def __init__(self, bootstrap: str, request_timeout: float = 40.0, **kwargs: Any) -> None:
+    def __init__(self, connection: Mapping[str, Any], request_timeout: float = 40.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.bootstrap = bootstrap
+        self.connection = connection  # `connect.client_options`: the broker and the credentials
         self.request_timeout = request_timeout
         self._producer: AIOKafkaProducer | None = None
         self._pending: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, int | None]]] = {}
@@ -258,7 +258,7 @@ class ChangelogSink(Service):
     async def _ensure_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
             producer = AIOKafkaProducer(
-                bootstrap_servers=self.bootstrap,
+                **self.connection,
                 acks="all",
                 enable_idempotence=True,
                 linger_ms=5,

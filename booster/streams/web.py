@@ -3,6 +3,7 @@ would reach if it fired now, gathered from every worker's partitions)."""
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -62,9 +63,13 @@ class Web:
 
         # Faust binds a page handler to its view class: a plain function, not a bound method
         async def metrics_page(view: Any, request: Any) -> Any:
+            if not web.settings.web.metrics_open and not web.authorized(request):
+                return web.refuse(view)
             return await web.metrics_response(view)
 
         async def audience_page(view: Any, request: Any, campaign_id: str) -> Any:
+            if not web.authorized(request):
+                return web.refuse(view)
             contact = request.query.get("contact") or None
             local = web.audience_local(campaign_id, contact)
             if request.query.get("scope") == "local":
@@ -73,6 +78,26 @@ class Web:
 
         app.page("/metrics")(metrics_page)
         app.page("/booster/audience/{campaign_id}/")(audience_page)
+
+    def authorized(self, request: Any) -> bool:
+        """Whether a request may read contact-level pages: always on loopback without a token; otherwise
+        it carries `Authorization: Bearer <BOOSTER_WEB_TOKEN>` (compared in constant time)."""
+        access = self.settings.web
+        if not access.needs_token:
+            return True
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), access.token.encode())
+
+    def refuse(self, view: Any) -> Any:
+        log.warning("web: refused a request without the bearer token (BOOSTER_WEB_TOKEN)")
+        return view.error(
+            401, "send the worker's BOOSTER_WEB_TOKEN as `Authorization: Bearer <token>`",
+            headers={"WWW-Authenticate": 'Bearer realm="booster"'},
+        )  # fmt: skip
+
+    def _bearer(self) -> dict[str, str]:
+        token = self.settings.web.token
+        return {"Authorization": f"Bearer {token}"} if token else {}
 
     # -- metrics -----------------------------------------------------------------------------------
 
@@ -182,7 +207,9 @@ class Web:
 
         merged = dict(local)
         params = {"scope": "local", **({"contact": contact_id} if contact_id else {})}
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        # every worker of a group has the same settings: the same token opens their pages
+        timeout = aiohttp.ClientTimeout(total=30)
+        async with aiohttp.ClientSession(timeout=timeout, headers=self._bearer()) as session:
             for host in sorted(self.other_urls()):
                 async with session.get(f"{host}/booster/audience/{campaign_id}/", params=params) as response:
                     part = await response.json()

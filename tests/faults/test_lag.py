@@ -14,6 +14,7 @@ from booster.broker.local import LocalKafka
 from booster.ops import admin
 from booster.ops.clients import produce_raw
 from booster.schemas import codec
+from booster.streams.connect import client_options
 from booster.streams.gate import LagGate
 from booster.testing.scenario import HOUR_MS, build
 from booster.testing.workers import WorkerProcess
@@ -87,7 +88,7 @@ def test_lag_gate_counts_what_the_group_has_not_processed(kafka: LocalKafka) -> 
 
     async def scenario() -> None:
         group = settings.group_id
-        gate = LagGate(settings.broker, group)
+        gate = LagGate(client_options(settings), group)
         tps = [TopicPartition(topic, p) for p in range(2)]
         try:
             snapshot = await gate.end_offsets(tps)

@@ -18,6 +18,7 @@ from booster.broker.local import LocalKafka
 from booster.config import Settings
 from booster.ops import admin
 from booster.ops.clients import RawRecord, produce_raw
+from booster.streams.connect import client_options
 from booster.streams.gate import LagGate, only_markers_left, probe_consumer
 from booster.testing.scenario import build, launched_for_deadline
 from booster.testing.workers import WorkerProcess
@@ -67,7 +68,7 @@ def test_the_gate_tells_markers_and_aborted_records_from_records_not_processed(s
     producer.abort_transaction(30)  # a record at 3, the abort marker at 4
 
     async def settled(position: int) -> bool:
-        consumer = probe_consumer(settings.broker)
+        consumer = probe_consumer(client_options(settings))
         await consumer.start()
         try:
             ends = await consumer.end_offsets([tp])
@@ -100,7 +101,7 @@ def test_a_position_below_the_log_start_is_behind_not_caught_up(settings: Settin
             await client.delete_records({tp: RecordsToDelete(before_offset=3)})
         finally:
             await client.close()
-        gate = LagGate(settings.broker, settings.group_id)
+        gate = LagGate(client_options(settings), settings.group_id)
         try:
             ends = await gate.end_offsets([tp])
             assert ends[tp] == 6

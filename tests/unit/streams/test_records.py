@@ -68,7 +68,7 @@ def test_a_flush_the_broker_does_not_take_is_retried_alone() -> None:
 
 
 def test_records_of_a_failed_flush_are_sent_again_by_the_next_ahead_of_newer_ones() -> None:
-    sink = ChangelogSink("127.0.0.1:1")
+    sink = ChangelogSink({"bootstrap_servers": "127.0.0.1:1"})
     sent: list[Any] = []
 
     async def broker_away(pending: Any, tables: Any) -> None:
