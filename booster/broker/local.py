@@ -20,7 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from booster.config import Settings
+from booster.broker.secure import ADMIN, USERS, Secrets
+from booster.config import Security, Settings
 from booster.errors import BrokerError
 
 HERE = Path(__file__).parent
@@ -36,15 +37,32 @@ def kafka_version() -> str:
 
 @dataclass(frozen=True)
 class LocalKafka:
+    """The local broker; `secure`: a SASL_SSL listener, SCRAM users and the standard authorizer, with
+    its own log directory (secure/ under the plain one's), CA and passwords."""
+
     settings: Settings
+    secure: bool = False
+    users: tuple[str, ...] = USERS  # the SCRAM users a secure broker is formatted with
 
     @property
     def root(self) -> Path:
-        return self.settings.home / "kafka"
+        plain = self.settings.home / "kafka"
+        return plain / "secure" if self.secure else plain
 
     @property
     def libs(self) -> Path:
-        return self.root / "libs" / kafka_version()
+        return self.settings.home / "kafka" / "libs" / kafka_version()
+
+    @property
+    def secrets(self) -> Secrets:
+        return Secrets(self.root)
+
+    def client_settings(self, user: str = ADMIN, **env: str) -> Settings:
+        """Settings that reach this broker (as `user`, when secure)."""
+        source = {**os.environ, "BOOSTER_BROKER": self.bootstrap, **env}
+        if self.secure:
+            source.update(self.secrets.client_env(user))
+        return Settings.from_env(source)
 
     @property
     def data(self) -> Path:
@@ -123,13 +141,18 @@ class LocalKafka:
 
     def _write_config(self) -> Path:
         self.root.mkdir(parents=True, exist_ok=True)
-        text = (
-            (HERE / "server.properties")
-            .read_text()
-            .format(port=self.port, controller_port=self.port + 1, log_dir=self.data)
-        )
+        values = {"port": self.port, "controller_port": self.port + 1, "log_dir": self.data}
+        template = "server.properties"
+        if self.secure:
+            if not self.secrets.made():
+                self.secrets.make(self.users)
+            template = "server-secure.properties"
+            values.update(
+                server_pem=self.secrets.server, ca_pem=self.secrets.ca, admin_password=self.secrets.password(ADMIN)
+            )
         config = self.root / "server.properties"
-        config.write_text(text)
+        config.touch(mode=0o600)  # in secure mode it holds the admin's password
+        config.write_text((HERE / template).read_text().format(**values))
         return config
 
     def _java_cmd(self, main: str, *args: str, heap: str = "1g") -> list[str]:
@@ -144,6 +167,10 @@ class LocalKafka:
             return
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         cmd = self._java_cmd("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config), heap="256m")
+        if self.secure:  # SCRAM users live in the metadata log: they are written when it is made
+            for user in self.users:
+                for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
+                    cmd += ["--add-scram", f"{mechanism}=[name={user},password={self.secrets.password(user)}]"]
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
             raise BrokerError(f"formatting the KRaft log directory failed:\n{result.stdout}{result.stderr}")
@@ -179,12 +206,16 @@ class LocalKafka:
                     f"Kafka exited with code {proc.returncode} while starting; see {self.log_file}:\n"
                     + _tail(self.log_file)
                 )
-            if answers_metadata(self.bootstrap):
-                say(f"Kafka {kafka_version()} is up on {self.bootstrap} (pid {proc.pid})")
+            if answers_metadata(self.bootstrap, self._probe_security()):
+                mode = " (SASL_SSL, SCRAM users, ACLs enforced)" if self.secure else ""
+                say(f"Kafka {kafka_version()} is up on {self.bootstrap}{mode} (pid {proc.pid})")
                 return True
             time.sleep(0.3)
         self.stop(say=lambda _m: None)
         raise BrokerError(f"Kafka did not answer within {timeout:.0f} s; see {self.log_file}:\n" + _tail(self.log_file))
+
+    def _probe_security(self) -> Security:
+        return self.client_settings().security if self.secure else Security()
 
     def stop(self, say: Say = print, timeout: float = 60.0) -> bool:
         pid = self.pid()
@@ -207,7 +238,7 @@ class LocalKafka:
         pid = self.pid()
         if pid is None:
             return f"Kafka {kafka_version()} is not running (home {self.root})"
-        ok = answers_metadata(self.bootstrap)
+        ok = answers_metadata(self.bootstrap, self._probe_security())
         state = "answering" if ok else "NOT answering metadata requests"
         return f"Kafka {kafka_version()} is running (pid {pid}) on {self.bootstrap}, {state}"
 
@@ -225,12 +256,16 @@ def _tail(path: Path, lines: int = 30) -> str:
         return ""
 
 
-def answers_metadata(bootstrap: str, timeout: float = 3.0) -> bool:
+def answers_metadata(bootstrap: str, security: Security | None = None, timeout: float = 3.0) -> bool:
     """True when a broker at `bootstrap` answers a metadata request."""
     from aiokafka import AIOKafkaClient  # imported late: the CLI's help must not need it
 
+    from booster.streams.connect import security_options
+
+    options = security_options(security or Security())
+
     async def probe() -> bool:
-        client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+        client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000), **options)
         try:
             await asyncio.wait_for(client.bootstrap(), timeout)
             return True

@@ -17,6 +17,7 @@ from typing import Any
 from booster import __version__
 from booster.config import DEFAULTS, DOCS, SECRETS, Settings
 from booster.errors import BoosterError
+from booster.ops import acls
 
 EXIT_OK = 0
 EXIT_ERROR = 1  # a BoosterError: the message says what to do
@@ -38,11 +39,28 @@ def _run(coro: Any) -> Any:
 def cmd_kafka(args: argparse.Namespace) -> int:
     from booster.broker.local import LocalKafka, kafka_version
 
-    kafka = LocalKafka(_settings())
+    kafka = LocalKafka(_settings(), secure=args.secure)
+    if args.action == "env":
+        if not args.secure:
+            print(f"export BOOSTER_BROKER={kafka.bootstrap}")
+            return EXIT_OK
+        if args.user not in kafka.secrets.users():
+            raise BoosterError(
+                f"no user {args.user!r} on the secure broker; its users: {', '.join(kafka.secrets.users())}"
+            )
+        env = {"BOOSTER_BROKER": kafka.bootstrap, **kafka.secrets.client_env(args.user)}
+        print("export " + " ".join(f"{k}={v}" for k, v in env.items()))
+        return EXIT_OK
     if args.action == "start":
         started = time.monotonic()
         kafka.start(say=lambda m: print(m, file=sys.stderr))
         print(f"ready in {time.monotonic() - started:.1f} s", file=sys.stderr)
+        if args.secure:
+            print(
+                f"users: {', '.join(kafka.secrets.users())} (passwords in {kafka.secrets.password_file('x').parent}); "
+                f'connect as one with: eval "$(booster kafka env --secure --user booster-worker)"',
+                file=sys.stderr,
+            )
     elif args.action == "stop":
         kafka.stop(say=lambda m: print(m, file=sys.stderr))
     elif args.action == "fetch":
@@ -61,6 +79,11 @@ def cmd_topics(args: argparse.Namespace) -> int:
     from booster.ops import admin
 
     settings = _settings()
+    wanted = acls.all_acls(settings, args.worker, args.producer, args.operator)
+    if args.action == "acls":
+        for acl in wanted:
+            print(acl.describe())
+        return EXIT_OK
     if args.action == "create":
         created = _run(admin.create(settings))
         for name in created:
@@ -69,6 +92,9 @@ def cmd_topics(args: argparse.Namespace) -> int:
             f"{len(created)} topic(s) created, {len(admin.all_topics(settings)) - len(created)} already there",
             file=sys.stderr,
         )
+        if args.acls:
+            _run(acls.write(settings, wanted))
+            print(f"{len(wanted)} ACL(s) in place for {args.worker}, {args.producer}, {args.operator}", file=sys.stderr)
     states = _run(admin.describe(settings))
     problems = admin.copartition_problems(states)
     if getattr(args, "json", False):
@@ -348,12 +374,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("kafka", help="start, stop or check the local Apache Kafka broker")
-    p.add_argument("action", choices=["start", "stop", "status", "fetch"])
+    p.add_argument("action", choices=["start", "stop", "status", "fetch", "env"])
+    p.add_argument(
+        "--secure",
+        action="store_true",
+        help="the secure broker: SASL_SSL with SCRAM users, a CA made on the spot, ACLs enforced (its own log dir)",
+    )
+    p.add_argument("--user", default="admin", help="`env --secure`: the user whose settings to print (default: admin)")
     p.set_defaults(func=cmd_kafka)
 
-    p = sub.add_parser("topics", help="create or describe the contract's topics")
-    p.add_argument("action", choices=["create", "describe"])
+    p = sub.add_parser("topics", help="create or describe the contract's topics; print or write their ACLs")
+    p.add_argument("action", choices=["create", "describe", "acls"])
     p.add_argument("--json", action="store_true", help="print the description as JSON")
+    p.add_argument(
+        "--acls", action="store_true", help="`create`: also write the ACLs of the worker, producer and operator"
+    )
+    p.add_argument("--worker", default=acls.WORKER, help=f"the workers' principal (default {acls.WORKER})")
+    p.add_argument("--producer", default=acls.PRODUCER, help=f"upstream producers' principal (default {acls.PRODUCER})")
+    p.add_argument("--operator", default=acls.OPERATOR, help=f"operators' principal (default {acls.OPERATOR})")
     p.set_defaults(func=cmd_topics)
 
     p = sub.add_parser(

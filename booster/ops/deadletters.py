@@ -68,6 +68,11 @@ async def replay(
     chosen = [d for d in await dead_letters(settings) if selection.matches(d)]
     for d in chosen:
         schema_topic(d.record["source_topic"])  # refuses a source that is not one of our topics
+        if d.record["kind"] == "too_large":
+            raise BoosterError(
+                f"{d.source} was over BOOSTER_MAX_RECORD_BYTES and only its start is kept: it cannot be replayed; "
+                "leave it out (--source-topic / --kind) or publish the fixed record with `booster publish`"
+            )
     if dry_run or not chosen:
         return chosen
     done = 0

@@ -37,7 +37,16 @@ from booster.streams.ingest import Ingestion
 from booster.streams.launches import Launches
 from booster.streams.metrics import Metrics
 from booster.streams.notices import Notices
-from booster.streams.records import DeadLetters, Guard, Handler, Incoming, Retry, WorkerClock, use_clock
+from booster.streams.records import (
+    DeadLetters,
+    Guard,
+    Handler,
+    Incoming,
+    Retry,
+    WorkerClock,
+    use_clock,
+    use_record_limit,
+)
 from booster.streams.reports import Reports
 from booster.streams.retention import FiredRows, Retention
 from booster.streams.store import ChangelogSink, FaustTable
@@ -72,6 +81,7 @@ class BoosterApp:
         self.datadir = datadir or s.home / "workers" / self.app_id / str(s.web_port)
         self.datadir.mkdir(parents=True, exist_ok=True)
         use_clock(WorkerClock(s.clock_speed, s.clock_anchor_ms))
+        use_record_limit(s.max_record_bytes)
         self.app = app = faust.App(
             self.app_id,
             broker=f"kafka://{s.broker}",

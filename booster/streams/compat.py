@@ -228,3 +228,29 @@ async def refresh_metadata(consumer: Any) -> None:
     AIOKafkaConsumer has no public call that refreshes metadata for an assign()-only consumer.
     """
     await consumer._client.force_metadata_update()
+
+
+async def create_acls(admin: Any, entries: Iterable[tuple[int, str, int, str, int]]) -> list[str]:
+    """Create ALLOW ACLs (resource type, name, pattern type, principal, operation), any host; returns
+    the broker's refusals as text (empty: every one is in place; creating one that exists is a no-op).
+
+    Why: aiokafka's admin client has no create_acls (its protocol module has the CreateAcls request,
+    one ACL per request) and the project takes no second Kafka client for one admin call; the request
+    goes through the admin client's private `_send_request`, which picks a node and negotiates the
+    request's version.
+    """
+    from aiokafka.protocol.admin import CreateAclsRequest
+
+    allow, any_host = 3, "*"
+
+    async def create(resource_type: int, name: str, pattern: int, principal: str, operation: int) -> list[str]:
+        request = CreateAclsRequest(resource_type, name, pattern, principal, any_host, operation, allow)
+        response = await admin._send_request(request)
+        return [
+            f"{principal} operation {operation} on {name}: error {code} {message or ''}".strip()
+            for code, message in response.creation_responses
+            if code
+        ]
+
+    answers = await asyncio.gather(*(create(*entry) for entry in entries))
+    return [refusal for refused in answers for refusal in refused]

@@ -151,6 +151,7 @@ class Ingestion:
 
     def _fold_one(self, incoming: Incoming, folded: Folded) -> None:
         if incoming.topic == REROUTED:
+            incoming.refuse_if_too_large()
             incoming = replace(incoming, topic=rerouted_source(incoming.value))
         record = incoming.decode()
         contact_id = incoming.key_text(record, "contact_id")

@@ -158,6 +158,18 @@ def now_ms() -> int:
     return _clock.now()
 
 
+# BOOSTER_MAX_RECORD_BYTES: a record larger than this is refused before it is decoded
+_max_record_bytes = 1_000_000
+# how much of a refused giant record's value its dead letter keeps: enough to tell what it was
+TOO_LARGE_KEPT_BYTES = 1024
+
+
+def use_record_limit(max_bytes: int) -> None:
+    """The worker's largest record for the life of the process (set once, at the app's start)."""
+    global _max_record_bytes
+    _max_record_bytes = max_bytes
+
+
 def contact_partition(contact_id: str, partitions: int) -> int:
     """The partition where a contact's state is kept: murmur2 of its id, as the contract says and as
     Java's and aiokafka's default partitioners pick it."""
@@ -225,7 +237,17 @@ class Incoming:
         )
 
     def decode(self) -> dict[str, Any]:
+        self.refuse_if_too_large()
         return codec().decode(self.topic, self.value)
+
+    def refuse_if_too_large(self) -> None:
+        size = len(self.value or b"") + len(self.key or b"")
+        if size > _max_record_bytes:
+            raise DecodeError(
+                f"the record is {size} bytes, over BOOSTER_MAX_RECORD_BYTES={_max_record_bytes} (its dead letter "
+                f"keeps the first {TOO_LARGE_KEPT_BYTES} bytes of its value)",
+                kind="too_large",
+            )
 
     def key_text(self, record: dict[str, Any], field: str) -> str:
         """The record's key, which must be the UTF-8 of the value's `field` (the contract's keying)."""
@@ -255,17 +277,21 @@ class DeadLetters:
         )
 
     async def _send(self, incoming: Incoming, reason: str, kind: str) -> None:
+        value, key = incoming.value, incoming.key
+        if kind == "too_large":  # the whole record would be refused again, by the broker this time
+            value = None if value is None else value[:TOO_LARGE_KEPT_BYTES]
+            key = None if key is None else key[:TOO_LARGE_KEPT_BYTES]
         record = {
             "source_topic": incoming.topic,
             "partition": incoming.partition,
             "offset": incoming.offset,
-            "key": incoming.key,
-            "value": incoming.value,
+            "key": key,
+            "value": value,
             "error": reason,
             "kind": kind,
             "failed_at": now_ms(),
         }
-        await self.topic.send(key=incoming.key, value=codec().encode("booster.dead-letter", record))
+        await self.topic.send(key=key, value=codec().encode("booster.dead-letter", record))
         self.metrics.inc("booster_dead_letters_total", topic=incoming.topic, kind=kind)
         log.warning("dead letter from %s[%s]@%s: %s", incoming.topic, incoming.partition, incoming.offset, reason)
 
