@@ -30,6 +30,7 @@ SCHEDULE = [
     "faults/test_lag.py",
     "faults/test_broker_outage.py",
     "integration/test_engine.py",
+    "integration/test_security.py",
     "unit/schemas/test_codec.py",
     "unit/processors/test_recipients.py",
     "unit/processors/test_boosters.py",

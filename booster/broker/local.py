@@ -43,9 +43,12 @@ class LocalKafka:
     settings: Settings
     secure: bool = False
     users: tuple[str, ...] = USERS  # the SCRAM users a secure broker is formatted with
+    home: Path | None = None  # its config, data and secrets (default: under BOOSTER_HOME); jars stay shared
 
     @property
     def root(self) -> Path:
+        if self.home is not None:
+            return self.home
         plain = self.settings.home / "kafka"
         return plain / "secure" if self.secure else plain
 

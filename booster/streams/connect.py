@@ -166,6 +166,11 @@ def describe_failure(settings: Settings, cause: BaseException) -> BrokerError:
             f"{where}: authentication failed; check BOOSTER_SASL_USERNAME, the password (BOOSTER_SASL_PASSWORD "
             "or BOOSTER_SASL_PASSWORD_FILE) and BOOSTER_SASL_MECHANISM"
         )
+    if isinstance(cause, KafkaConnectionError):  # it answered, then hung up: not the protocol it speaks
+        return BrokerError(
+            f"{where}: the broker closed the connection ({cause}); check that BOOSTER_SECURITY_PROTOCOL is the one "
+            "its listener at that address speaks (PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL)"
+        )
     return BrokerError(
         f"could not reach {where}: {cause or type(cause).__name__}. Start a local one with `booster kafka start`, "
         "or set BOOSTER_BROKER to your cluster's bootstrap address (and BOOSTER_SECURITY_PROTOCOL and the "

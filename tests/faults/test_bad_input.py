@@ -187,3 +187,36 @@ def _raw_topic(settings: Settings, topic: str) -> list[Any]:
         return sorted(out, key=lambda m: (m.timestamp, m.partition, m.offset))
 
     return asyncio.run(go())
+
+
+def test_a_giant_record_is_refused_cut_short_and_its_partition_goes_on(kafka: LocalKafka, tmp_path: Path) -> None:
+    """Over BOOSTER_MAX_RECORD_BYTES: `booster publish` refuses the line; a record another producer sent
+    goes to the dead-letter topic with the start of its value, and the facts behind it still count."""
+    limit = 64 * 1024
+    settings = fresh_settings()
+    asyncio.run(admin.create(settings))
+    giant_line = json.dumps({**SAMPLES["message.sent"], "message_id": "m" * (limit + 1)})
+    published = booster(
+        settings, "publish", "message.sent", input=giant_line + "\n", BOOSTER_MAX_RECORD_BYTES=str(limit)
+    )
+    assert published.returncode == 1 and "over BOOSTER_MAX_RECORD_BYTES" in published.stderr, published.stderr
+    assert read_all(settings, "message.sent") == []
+
+    sc = build("giant", 40, launched_at=launched_for_deadline(int(time.time() * 1000) - 60_000))
+    giant = codec().encode("message.sent", {**SAMPLES["message.sent"], "contact_id": "k", "message_id": "m" * 900_000})
+    worker = WorkerProcess(settings, tmp_path / "w", BOOSTER_MAX_RECORD_BYTES=str(limit)).start()
+    try:
+        records = encoded([account_record(sc), *scenario_records(sc, launch=False)])
+        asyncio.run(produce_raw(settings, [("message.sent", b"k", giant), *records]))
+        asyncio.run(produce_raw(settings, encoded([("campaign.launched", sc.launch_record())])))
+        v = wait_for("the booster to fire", lambda: fired(settings, sc), 120, 0.5)
+        assert v.ok, v.problems
+        letters = wait_for("the dead letter", lambda: read_all(settings, "booster.dead-letter"), 60, 0.5)
+        assert worker.alive()
+    finally:
+        worker.stop()
+    [(_, letter, _)] = letters
+    assert letter["kind"] == "too_large" and letter["source_topic"] == "message.sent"
+    assert letter["value"] == giant[:1024] and str(len(giant) + 1) in letter["error"]
+    replay = booster(settings, "dead-letter", "replay", "--kind", "too_large")
+    assert replay.returncode == 1 and "cannot be replayed" in replay.stderr, replay.stderr

@@ -65,3 +65,25 @@ def test_preview_leaves_out_and_explains_a_contact_the_frequency_cap_stops() -> 
     assert out["contact"]["reason"] == "FREQUENCY_CAP" and out["contact"]["in_audience"] is False
     assert "allows 1 booster(s) per 24 h and it got other:booster (deadline" in out["contact"]["why"]
     assert web.audience_local("c1", "fresh")["contact"]["in_audience"] is True
+
+
+class Request:
+    def __init__(self, authorization: str | None = None) -> None:
+        self.headers = {} if authorization is None else {"Authorization": authorization}
+
+
+def test_the_preview_beyond_loopback_needs_the_bearer_token() -> None:
+    token = "t" * 24
+
+    def web(**env: str) -> Web:
+        return Web(
+            settings=Settings.from_env(env), campaigns=CampaignStates(MemoryTable()), recipients=MemoryTable(),
+            contacts=MemoryTable(), sent_history=MemoryTable(), gate=Gate(),  # type: ignore[arg-type]
+            metrics=Metrics(), active_partitions=list, contract_name=str, own_url=lambda: "", other_urls=set,
+        )  # fmt: skip
+
+    assert web().authorized(Request())  # loopback, no token: as before
+    far = web(BOOSTER_WEB_BIND="0.0.0.0", BOOSTER_WEB_TOKEN=token)
+    assert far.authorized(Request(f"Bearer {token}")) and far.authorized(Request(f"bearer {token}"))
+    for refused in (None, "", f"Basic {token}", f"Bearer {token}x", "Bearer ", f"Bearer {token[:-1]}"):
+        assert not far.authorized(Request(refused))
