@@ -9,9 +9,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
 from booster.config import Settings
 from booster.errors import TopologyError
@@ -212,3 +213,29 @@ async def check_ready(settings: Settings) -> None:
     ]
     if problems or wrong:
         raise TopologyError("; ".join(problems + wrong))
+
+
+PREFLIGHT_TRANSACTION = "fanout-preflight"  # under the fan-out's transactional-id prefix, used by no fan-out
+
+
+async def check_access(settings: Settings) -> None:
+    """Before a worker joins its group: may its principal read the group's offsets and take over a
+    fan-out? Without these ACLs it would start, ingest, and fail at its first deadline. The
+    transactional id tried is one no fan-out uses, so no running fan-out is fenced."""
+    async with connected(settings, admin_client(settings)) as client:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                await client.list_consumer_group_offsets(settings.group_id)
+                break
+            except KafkaError as exc:  # a new cluster makes its offsets topic on the first ask
+                if not exc.retriable or time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+    probe = AIOKafkaProducer(
+        **client_options(settings),
+        transactional_id=f"{settings.group_id}-{PREFLIGHT_TRANSACTION}",
+        enable_idempotence=True,
+    )
+    async with connected(settings, probe):
+        pass

@@ -318,6 +318,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     asyncio.set_event_loop(loop)
     loop.run_until_complete(admin.check_ready(settings))
     loop.run_until_complete(admin.create_internal(settings))
+    loop.run_until_complete(admin.check_access(settings))
     booster = BoosterApp(settings, Path(args.data_dir) if args.data_dir else None)
     print(
         f"booster worker {booster.app_id}: broker {settings.broker}, {settings.partitions} partitions, "

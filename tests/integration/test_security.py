@@ -119,6 +119,13 @@ def test_a_worker_with_only_its_acls_runs_a_booster_and_no_one_else_can_fence_it
         intruder = as_user(secure, base, NO_TXN)
         with pytest.raises(BrokerError, match="transactional id"):
             asyncio.run(_start_transactional(intruder, f"{base.group_id}-fanout-0"))
+        # and a worker run by it stops before it joins the group, saying which ACL is missing
+        refused = cli(
+            secure, NO_TXN, "worker", "--web-port", str(free_port()), "--data-dir", str(tmp_path / "intruder"),
+            BOOSTER_TOPIC_PREFIX=base.topic_prefix,
+        )  # fmt: skip
+        said = refused.stderr.strip()
+        assert refused.returncode == 1 and len(said.splitlines()) == 1 and "transactional id" in said, said
 
         # the web pages beyond loopback: refused without the token, served with it
         url = f"http://127.0.0.1:{worker.port}"
