@@ -10,7 +10,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -33,7 +32,7 @@ from booster.streams.connect import client_options, connected
 from booster.testing.scenario import build, launched_for_deadline
 from booster.testing.workers import WorkerProcess, free_port
 from tests.conftest import fresh_settings
-from tests.helpers import account_record, publish_records, read_all, scenario_records, wait_for
+from tests.helpers import account_record, booster, publish_records, read_all, scenario_records, wait_for
 from tests.samples import SAMPLES
 
 CLICKS_ONLY = "clicks-only"  # may write message.clicked and nothing else
@@ -74,13 +73,9 @@ def as_user(broker: LocalKafka, settings: Settings, user: str) -> Settings:
 def cli(
     broker: LocalKafka, user: str, *args: str, input: str | None = None, **env: str
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "booster", *args],
-        input=input,
-        capture_output=True,
-        text=True,
-        timeout=60,  # failing fast: a hang fails the test
-        env={**os.environ, "BOOSTER_BROKER": broker.bootstrap, **broker.secrets.client_env(user), **env},
+    # failing fast: a hang fails the test
+    return booster(
+        broker.client_settings(user), *args, input=input, timeout=60, **{**broker.secrets.client_env(user), **env}
     )
 
 
