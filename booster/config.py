@@ -43,6 +43,7 @@ DEFAULTS: dict[str, str] = {
     "BOOSTER_WEB_TOKEN_FILE": "",
     "BOOSTER_METRICS_AUTH": "open",
     "BOOSTER_MAX_RECORD_BYTES": "1000000",
+    "BOOSTER_INGEST_LANE": "batch",
 }
 
 # never printed: `booster config`, logs and errors say only whether they are set
@@ -96,6 +97,8 @@ DOCS: dict[str, str] = {
     "BOOSTER_WEB_TOKEN_FILE": "A file holding the web token (its first line).",
     "BOOSTER_METRICS_AUTH": "`open`: /metrics needs no token (for a Prometheus scraper); `token`: the same "
     "bearer token as the preview.",
+    "BOOSTER_INGEST_LANE": "`batch`: the contact-keyed input partitions' records reach the ingest agent a whole "
+    "fetch at a time; `events`: one Faust event each (slower; for comparison).",
     "BOOSTER_MAX_RECORD_BYTES": "Largest record `booster publish` sends and a worker reads; a larger one is "
     "refused (the worker sends it to booster.dead-letter, cut short).",
 }
@@ -119,6 +122,12 @@ def _float(name: str, raw: str, minimum: float) -> float:
     if value < minimum:
         raise ConfigError(f"{name}={value} is below {minimum}; set it to {minimum} or more")
     return value
+
+
+def _lane(raw: str) -> bool:
+    if raw not in ("batch", "events"):
+        raise ConfigError(f"BOOSTER_INGEST_LANE={raw!r} is not `batch` or `events`")
+    return raw == "batch"
 
 
 def _test_clock(raw: str) -> tuple[float, int]:
@@ -291,6 +300,7 @@ class Settings:
     security: Security = Security()
     web: WebAccess = WebAccess()
     max_record_bytes: int = 1_000_000
+    batch_lane: bool = True
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -334,6 +344,7 @@ class Settings:
             security=Security.from_env(source),
             web=WebAccess.from_env(source),
             max_record_bytes=_int("BOOSTER_MAX_RECORD_BYTES", get("BOOSTER_MAX_RECORD_BYTES"), 1024),
+            batch_lane=_lane(get("BOOSTER_INGEST_LANE")),
         )
 
     @property

@@ -34,6 +34,7 @@ from booster.streams.deadlines import Deadlines
 from booster.streams.fanout import Fanout
 from booster.streams.gate import LagGate
 from booster.streams.ingest import Ingestion
+from booster.streams.lane import Lane
 from booster.streams.launches import Launches
 from booster.streams.metrics import Metrics
 from booster.streams.notices import Notices
@@ -107,6 +108,10 @@ class BoosterApp:
             topic_allow_declare=False,
         )
         app.transport.Consumer = compat.read_committed_consumer()  # type: ignore[misc]
+        ingested = [s.topic(t) for t in (*CONTACT_INPUT_TOPICS, REROUTED)]
+        self.lane = Lane(ingested) if s.batch_lane else None
+        if self.lane is not None:
+            compat.use_lane(app, self.lane)
 
         # helper clients: started with the app, stopped with it
         self.metrics = metrics = Metrics()
@@ -212,7 +217,12 @@ class BoosterApp:
         )
 
         async def ingest(stream: Any) -> None:
-            await self.ingestion.agent(stream, self.contract_name)
+            # on the lane, the records never reach the agent's stream: the agent still subscribes Faust's
+            # consumer to the topics (and so has them assigned), and takes whole fetches from the lane
+            if self.lane is not None:
+                await self.ingestion.lane_agent(self.lane, self.contract_name)
+            else:
+                await self.ingestion.agent(stream, self.contract_name)
 
         app.agent(self._topic(*CONTACT_INPUT_TOPICS, REROUTED), name="booster.ingest")(ingest)
         self._agent("booster.launches", ("campaign.launched", "campaign.booster-cancelled"), self.launches.route)

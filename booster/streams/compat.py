@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
+from booster.streams.lane import Lane
 from booster.streams.offsets import OffsetLedger
 
 log = logging.getLogger("booster.worker")
@@ -82,6 +83,9 @@ def read_committed_consumer() -> type:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.ledger = OffsetLedger()
+            self.lane: Lane | None = getattr(self.app, LANE_ATTRIBUTE, None)
+            if self.lane is not None:
+                self.lane.attach(self.ledger)
 
         def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
             return ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
@@ -90,9 +94,18 @@ def read_committed_consumer() -> type:
             # every record the broker returned, before Faust's loops drop any: what the position
             # skipped holds no record
             records = await super()._getmany(active_partitions, timeout)
+            diverted = {}
             for tp, batch in records.items():
                 if self._committing(tp):
                     self.ledger.fetched(tp, [record.offset for record in batch])
+                if self.lane is not None and self.lane.takes(tp):
+                    diverted[tp] = batch
+            if diverted:
+                # the batch lane: Faust's fetch loop never sees these records (no Event per record); the
+                # lane holds their offsets until the ingest agent has written their effects
+                assert self.lane is not None
+                await self.lane.put(diverted)
+                records = {tp: batch for tp, batch in records.items() if tp not in diverted}
             return records
 
         def _committing(self, tp: Any) -> bool:
@@ -112,6 +125,8 @@ def read_committed_consumer() -> type:
             await super().seek(partition, offset)
 
         async def on_partitions_revoked(self, revoked: set[Any]) -> None:
+            if self.lane is not None:  # as Faust waits for unacked events: the batch in flight is written
+                await self.lane.revoke(revoked)
             self.ledger.forget(revoked)
             await super().on_partitions_revoked(revoked)
 
@@ -119,6 +134,14 @@ def read_committed_consumer() -> type:
             return committable_offsets(self, tps, time.monotonic())
 
     return ReadCommittedConsumer
+
+
+LANE_ATTRIBUTE = "booster_lane"  # set on the Faust app; its consumer, which Faust makes, finds it there
+
+
+def use_lane(app: Any, lane: Lane) -> None:
+    """Give the consumer Faust makes for `app` the batch lane (`booster.streams.lane`)."""
+    setattr(app, LANE_ATTRIBUTE, lane)
 
 
 _reading_again: set[asyncio.Future[None]] = set()

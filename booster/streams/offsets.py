@@ -92,6 +92,19 @@ class OffsetLedger:
         if account is not None:
             account.held[offset] = account.held.get(offset, 0) + 1
 
+    def hold_all(self, tp: Hashable, offsets: Iterable[int]) -> None:
+        """`hold` each of these offsets (a fetch of the batch lane)."""
+        account = self._partitions.get(tp)
+        if account is not None:
+            held = account.held
+            for offset in offsets:
+                held[offset] = held.get(offset, 0) + 1
+
+    def release_all(self, tp: Hashable, offsets: Iterable[int]) -> None:
+        """`release` each of these offsets (a batch of the lane, written)."""
+        for offset in offsets:
+            self.release(tp, offset)
+
     def release(self, tp: Hashable, offset: int) -> None:
         """The effects of the record at `offset` are written."""
         account = self._partitions.get(tp)

@@ -236,6 +236,13 @@ class Incoming:
             int(message.timestamp * 1000),
         )
 
+    @classmethod
+    def of_record(cls, record: Any, contract_topic: str) -> Incoming:
+        """From a record the consumer fetched (the batch lane; its timestamp is in milliseconds)."""
+        return cls(
+            contract_topic, record.topic, record.partition, record.offset, record.key, record.value, record.timestamp
+        )
+
     def decode(self) -> dict[str, Any]:
         self.refuse_if_too_large()
         return codec().decode(self.topic, self.value)
