@@ -214,3 +214,72 @@ def test_a_persons_open_or_click_in_the_measurement_window_is_kept_the_first_one
     w.campaigns.put("c1", 0, CampaignPartition(schedule=sch, fired=True, measured=True))
     asyncio.run(w.ingestion.ingest([opened("k7", deadline + 30)]))
     assert engagement_of(w, "k7") is None  # measured already: too late to count
+
+
+def test_a_lane_batch_written_but_not_acked_before_a_crash_is_read_again_to_the_same_state() -> None:
+    """kill -9 after a batch's rows and changelog are written, before its offsets are released: nothing
+    of it is committed, the next run reads it again from the committed offset, and the folds give the
+    rows one read gives (a fold keeps the earliest facts)."""
+    from booster.streams.lane import Lane
+    from booster.streams.offsets import OffsetLedger
+
+    facts = [
+        incoming("message.sent", sent("k1"), offset=0),
+        incoming("message.delivered", delivered("k1", T0 + 10), offset=1),
+        incoming("message.sent", sent("k2", at=T0 + 1), offset=2),
+        incoming("message.delivered", delivered("k2", T0 + 20), offset=3),
+    ]
+    once = World()
+    asyncio.run(once.ingestion.ingest(facts))
+
+    async def run(world: World, crash: bool) -> int | None:
+        lane, ledger = Lane({"t.message.sent", "t.message.delivered"}), OffsetLedger()
+        lane.attach(ledger)
+        by_tp: dict[Any, list[Any]] = {}
+        for f in facts:
+            by_tp.setdefault(Tp(f.real_topic, f.partition), []).append(Fetched(f))
+        for tp, records in by_tp.items():
+            ledger.seeked(tp, 0)
+            ledger.fetched(tp, [r.offset for r in records])
+        await lane.put(by_tp)
+        if crash:  # the process dies at the ack: its rows and changelog are written, nothing released
+
+            def die(batch: Any) -> None:
+                raise Crash
+
+            lane.done = die  # type: ignore[method-assign]
+        agent = asyncio.ensure_future(world.ingestion.lane_agent(lane, lambda real: real.removeprefix("t.")))
+        await asyncio.sleep(0.05)
+        if crash:
+            with pytest.raises(Crash):
+                await agent
+            assert world.flushes.count == 1
+        agent.cancel()
+        return ledger.commit_point(Tp("t.message.sent", 0), 0)
+
+    world = World()
+    assert asyncio.run(run(world, crash=True)) is None  # nothing committed: it is all read again
+    assert asyncio.run(run(world, crash=False)) is not None
+    for contact in ("k1", "k2"):
+        assert world.recipient(contact) == once.recipient(contact) is not None
+
+
+class Crash(BaseException):
+    pass
+
+
+class Tp(tuple[str, int]):
+    def __new__(cls, topic: str, partition: int) -> Tp:
+        return super().__new__(cls, (topic, partition))
+
+    @property
+    def topic(self) -> str:
+        return self[0]
+
+
+class Fetched:
+    """A record as the consumer fetched it (what the lane hands on), from an Incoming."""
+
+    def __init__(self, f: Incoming) -> None:
+        self.topic, self.partition, self.offset = f.real_topic, f.partition, f.offset
+        self.key, self.value, self.timestamp = f.key, f.value, f.timestamp_ms

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError
+from hypothesis import given
+from hypothesis import strategies as st
 
 from booster.errors import DecodeError
 from booster.streams.metrics import Metrics
@@ -131,3 +133,13 @@ def test_a_handler_may_run_longer_than_the_retries_budget() -> None:
         return "done"
 
     assert asyncio.run(patient("fanning out", long_but_working)) == "done"
+
+
+@given(st.binary(max_size=80))
+def test_murmur2_is_kafkas(data: bytes) -> None:
+    """The faster murmur2 gives what aiokafka's (and Java's) default partitioner computes."""
+    from aiokafka.partitioner import murmur2 as aiokafka_murmur2
+
+    from booster.streams.records import murmur2
+
+    assert murmur2(data) == aiokafka_murmur2(data)
