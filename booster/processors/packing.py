@@ -59,6 +59,36 @@ def _unopt(v: int) -> int | None:
 
 
 def pack_recipient(s: RecipientState) -> bytes:
+    # the usual row, one message and its reports, nothing else: the bytes of the general layout below,
+    # without its sorting and indexing (ingest packs a row per fact)
+    if (
+        len(s.messages) == 1
+        and not s.later_clicks
+        and s.last_click is None
+        and s.machine_opened_at is None
+        and s.bot_clicked_at is None
+    ):
+        message = s.messages[0]
+        if all(m == message for m, _, _ in s.reports):
+            raw = message.encode()
+            head = _RECIPIENT_HEAD.pack(
+                _RECIPIENT_V2, _opt(s.sent_at), _opt(s.opened_at), _opt(s.clicked_at), 1, 1, len(s.reports)
+            )
+            data = b"".join(
+                [
+                    head,
+                    _ID_LEN.pack(len(raw)),
+                    raw,
+                    _ID_LEN.pack(0),
+                    *(_REPORT.pack(0, at, e) for _, at, e in s.reports),
+                ]
+            )
+            return data + b"\0" if len(data) == _RECIPIENT_V1.size else data
+    return pack_recipient_general(s)
+
+
+def pack_recipient_general(s: RecipientState) -> bytes:
+    """Any row: the message ids once, sorted; the sent ones and the reports by index into them."""
     ids = sorted({*s.messages, *(m for m, _, _ in s.reports)})
     index = {m: i for i, m in enumerate(ids)}
     counts = (len(ids), len(s.messages), len(s.reports))

@@ -156,14 +156,27 @@ class ContactState:
 def evolve_recipient(state: RecipientState | None, event: MessageEvent) -> RecipientState:
     s = state or RecipientState()
     match event:
+        # the two facts every recipient has: the state built directly, not with `replace` (a third of
+        # the cost of folding one fact)
         case MessageSent():
             messages = s.messages if event.message_id in s.messages else tuple(sorted((*s.messages, event.message_id)))
-            return replace(s, sent_at=_earliest(s.sent_at, event.sent_at), messages=messages)
+            sent_at = _earliest(s.sent_at, event.sent_at)
+            if sent_at == s.sent_at and messages is s.messages:
+                return s
+            return RecipientState(
+                sent_at=sent_at, opened_at=s.opened_at, clicked_at=s.clicked_at, messages=messages,
+                reports=s.reports, machine_opened_at=s.machine_opened_at, bot_clicked_at=s.bot_clicked_at,
+                later_clicks=s.later_clicks, last_click=s.last_click,
+            )  # fmt: skip
         case MessageDelivered():
             report = (event.message_id, event.reported_at, event.error)
             if report in s.reports:
                 return s
-            return replace(s, reports=tuple(sorted((*s.reports, report))))
+            return RecipientState(
+                sent_at=s.sent_at, opened_at=s.opened_at, clicked_at=s.clicked_at, messages=s.messages,
+                reports=tuple(sorted((*s.reports, report))), machine_opened_at=s.machine_opened_at,
+                bot_clicked_at=s.bot_clicked_at, later_clicks=s.later_clicks, last_click=s.last_click,
+            )  # fmt: skip
         case MessageOpened() if event.machine:
             return replace(s, machine_opened_at=_earliest(s.machine_opened_at, event.opened_at))
         case MessageOpened():

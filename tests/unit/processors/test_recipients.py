@@ -6,6 +6,7 @@ import itertools
 import random
 import struct
 from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -25,7 +26,13 @@ from booster.processors.events import (
     MessageSent,
     message_event_from_record,
 )
-from booster.processors.packing import pack_contact, pack_recipient, unpack_contact, unpack_recipient
+from booster.processors.packing import (
+    pack_contact,
+    pack_recipient,
+    pack_recipient_general,
+    unpack_contact,
+    unpack_recipient,
+)
 from booster.processors.recipients import (
     MAX_KEPT_CLICKS,
     ContactState,
@@ -283,6 +290,15 @@ def test_the_usual_row_reads_back_as_it_was_written(
     reports = () if report is None else ((message, *report),)
     r = RecipientState(sent_at, opened_at, clicked_at, (message,), reports)
     assert unpack_recipient(pack_recipient(r)) == r
+
+
+@given(recipient_states())
+def test_the_usual_rows_fast_path_writes_the_general_layouts_bytes(r: RecipientState) -> None:
+    assert pack_recipient(r) == pack_recipient_general(r)
+    usual = RecipientState(r.sent_at, r.opened_at, r.clicked_at, r.messages[:1], r.reports)
+    if usual.messages:
+        usual = replace(usual, reports=tuple((usual.messages[0], at, e) for _, at, e in r.reports))
+    assert pack_recipient(usual) == pack_recipient_general(usual)
 
 
 MACHINE_OPEN = MessageOpened(C, K, T0 + 60_000, machine=True)  # Apple Mail Privacy Protection and the like
