@@ -44,6 +44,7 @@ DEFAULTS: dict[str, str] = {
     "BOOSTER_METRICS_AUTH": "open",
     "BOOSTER_MAX_RECORD_BYTES": "1000000",
     "BOOSTER_INGEST_LANE": "batch",
+    "BOOSTER_EVENT_LOOP": "uvloop",
 }
 
 # never printed: `booster config`, logs and errors say only whether they are set
@@ -99,6 +100,8 @@ DOCS: dict[str, str] = {
     "bearer token as the preview.",
     "BOOSTER_INGEST_LANE": "`batch`: the contact-keyed input partitions' records reach the ingest agent a whole "
     "fetch at a time; `events`: one Faust event each (slower; for comparison).",
+    "BOOSTER_EVENT_LOOP": "The worker's event loop: `uvloop` (libuv, faster I/O) or `asyncio` (the standard "
+    "library's).",
     "BOOSTER_MAX_RECORD_BYTES": "Largest record `booster publish` sends and a worker reads; a larger one is "
     "refused (the worker sends it to booster.dead-letter, cut short).",
 }
@@ -128,6 +131,12 @@ def _lane(raw: str) -> bool:
     if raw not in ("batch", "events"):
         raise ConfigError(f"BOOSTER_INGEST_LANE={raw!r} is not `batch` or `events`")
     return raw == "batch"
+
+
+def _event_loop(raw: str) -> str:
+    if raw not in ("uvloop", "asyncio"):
+        raise ConfigError(f"BOOSTER_EVENT_LOOP={raw!r} is not `uvloop` or `asyncio`")
+    return raw
 
 
 def _test_clock(raw: str) -> tuple[float, int]:
@@ -301,6 +310,7 @@ class Settings:
     web: WebAccess = WebAccess()
     max_record_bytes: int = 1_000_000
     batch_lane: bool = True
+    event_loop: str = "uvloop"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -345,6 +355,7 @@ class Settings:
             web=WebAccess.from_env(source),
             max_record_bytes=_int("BOOSTER_MAX_RECORD_BYTES", get("BOOSTER_MAX_RECORD_BYTES"), 1024),
             batch_lane=_lane(get("BOOSTER_INGEST_LANE")),
+            event_loop=_event_loop(get("BOOSTER_EVENT_LOOP")),
         )
 
     @property

@@ -314,7 +314,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = _settings()
     if args.web_port:
         settings = Settings.from_env({**os.environ, "BOOSTER_WEB_PORT": str(args.web_port)})
-    loop = asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop
+    if settings.event_loop == "uvloop":
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     loop.run_until_complete(admin.check_ready(settings))
     loop.run_until_complete(admin.create_internal(settings))
