@@ -45,6 +45,7 @@ DEFAULTS: dict[str, str] = {
     "BOOSTER_MAX_RECORD_BYTES": "1000000",
     "BOOSTER_INGEST_LANE": "batch",
     "BOOSTER_EVENT_LOOP": "uvloop",
+    "BOOSTER_GROUP_INSTANCE_ID": "",
 }
 
 # never printed: `booster config`, logs and errors say only whether they are set
@@ -102,6 +103,9 @@ DOCS: dict[str, str] = {
     "fetch at a time; `events`: one Faust event each (slower; for comparison).",
     "BOOSTER_EVENT_LOOP": "The worker's event loop: `uvloop` (libuv, faster I/O) or `asyncio` (the standard "
     "library's).",
+    "BOOSTER_GROUP_INSTANCE_ID": "Static group membership: a name unique to this worker and kept across its "
+    "restarts (a pod's name). A restart within the session timeout then moves no partition; a dead worker "
+    "is noticed only after the session timeout. Empty: dynamic membership.",
     "BOOSTER_MAX_RECORD_BYTES": "Largest record `booster publish` sends and a worker reads; a larger one is "
     "refused (the worker sends it to booster.dead-letter, cut short).",
 }
@@ -311,6 +315,7 @@ class Settings:
     max_record_bytes: int = 1_000_000
     batch_lane: bool = True
     event_loop: str = "uvloop"
+    group_instance_id: str = ""  # static group membership; empty: dynamic
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -356,6 +361,7 @@ class Settings:
             max_record_bytes=_int("BOOSTER_MAX_RECORD_BYTES", get("BOOSTER_MAX_RECORD_BYTES"), 1024),
             batch_lane=_lane(get("BOOSTER_INGEST_LANE")),
             event_loop=_event_loop(get("BOOSTER_EVENT_LOOP")),
+            group_instance_id=source.get("BOOSTER_GROUP_INSTANCE_ID", ""),
         )
 
     @property

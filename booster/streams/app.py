@@ -100,6 +100,8 @@ class BoosterApp:
             table_standby_replicas=0,
             # a killed worker's partitions move after this long (Faust's default is 60 s)
             broker_session_timeout=s.session_timeout,
+            # static membership: a worker back within the session timeout keeps its partitions
+            consumer_group_instance_id=s.group_instance_id or None,
             broker_heartbeat_interval=min(3.0, s.session_timeout / 3),
             # bigger fetches and buffers: fewer wake-ups per event on the hot ingest path
             broker_max_poll_records=CONSUMER_MAX_POLL_RECORDS,

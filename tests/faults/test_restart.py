@@ -7,7 +7,10 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
+
 from booster.broker.local import LocalKafka
+from booster.config import Settings
 from booster.ops import admin
 from booster.schemas.catalog import CONTACT_INPUT_TOPICS
 from booster.testing.scenario import HOUR_MS, build
@@ -41,3 +44,55 @@ def test_g3_restart_between_ingestion_and_deadline_and_recovery_on_a_new_machine
     assert v.ok, v.problems
     assert v.commands == len(sc.expected_audience) > 0
     print(f"recovery of a fresh worker from changelogs: {recovery:.1f} s")
+
+
+ASSIGNED = "Executing _on_partitions_assigned"  # Faust's line at every assignment the worker gets
+
+
+@pytest.mark.parametrize("static", [False, True], ids=["dynamic", "static"])
+def test_a_static_member_back_within_the_session_timeout_moves_no_partition(
+    kafka: LocalKafka, tmp_path: Path, static: bool
+) -> None:
+    """BOOSTER_GROUP_INSTANCE_ID: a worker killed and started again within the session timeout takes
+    its place back without a rebalance (the other worker is not interrupted); without it, the same
+    restart rebalances the group (the control: what the static case watches for does happen)."""
+    settings = fresh_settings(BOOSTER_SESSION_TIMEOUT_SECONDS="45")
+    asyncio.run(admin.create(settings))
+    ids = ({"BOOSTER_GROUP_INSTANCE_ID": "w-a"}, {"BOOSTER_GROUP_INSTANCE_ID": "w-b"}) if static else ({}, {})
+    a = WorkerProcess(settings, tmp_path / "a", name="a", **ids[0]).start()
+    b = WorkerProcess(settings, tmp_path / "b", name="b", **ids[1]).start()
+    try:
+        wait_for("both workers assigned", lambda: _members(settings) == 2, 90, 0.5)
+        wait_for("b's assignment after a's join", lambda: b.log_text().count(ASSIGNED) >= 1, 90, 0.5)
+        settled = b.log_text().count(ASSIGNED)
+        a.kill()
+        a.start()  # the same state directory (and instance id), well within the 45 s session timeout
+        if not static:
+            wait_for("the rebalance b takes part in", lambda: b.log_text().count(ASSIGNED) > settled, 90, 0.5)
+            return
+        # b would be told to rejoin within a heartbeat (3 s) of a rebalance: watch five heartbeats
+        watch_until = time.monotonic() + 15
+        while time.monotonic() < watch_until:
+            assert b.log_text().count(ASSIGNED) == settled, "b took part in a rebalance"
+            time.sleep(0.5)
+        assert _members(settings) == 2 and a.alive() and b.alive()
+    finally:
+        a.stop()
+        b.stop()
+
+
+def _members(settings: Settings) -> int:
+    """Members of the workers' group that hold an assignment, once the group is stable (0 before)."""
+
+    async def go() -> int:
+        client = admin.admin_client(settings)
+        await client.start()
+        try:
+            [response] = await client.describe_consumer_groups([settings.group_id])
+        finally:
+            await client.close()
+        # (error code, group id, state, protocol type, protocol, members, ...)
+        stable = [group for group in response.groups if group[2] == "Stable"]
+        return sum(1 for group in stable for member in group[5] if member[-1])
+
+    return asyncio.run(go())
