@@ -15,7 +15,9 @@ One record's way, from a fact to a command:
 
 from __future__ import annotations
 
+import logging
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +56,15 @@ from booster.streams.store import ChangelogSink, FaustTable
 from booster.streams.uplift import Measurements
 from booster.streams.web import Web
 
+log = logging.getLogger("booster.worker")
+
 CONSUMER_MAX_POLL_RECORDS = 5000
 CONSUMER_BUFFER = 16384
 MIB = 1024 * 1024
 # how often the rows of fired boosters are looked for (they are deleted once no fan-out runs)
 FIRED_ROWS_INTERVAL = 0.5
+FETCH_WATCH_INTERVAL = 10.0  # how often the worker checks that its fetch loop still runs
+FETCH_STALL_SECONDS = 30.0  # a fetch loop that finished no fetch for this long is said in the log
 # RocksDB's memory is bounded per database (one per table and partition): Faust's defaults (64 MiB x 3
 # write buffers, a 2 GiB block cache each) would let it grow with the state
 ROCKSDB_LARGE = {"write_buffer_size": 16 * MIB, "max_write_buffer_number": 2, "block_cache_size": 32 * MIB}
@@ -236,8 +242,14 @@ class BoosterApp:
         app.timer(s.tick_interval, name="booster.pending-launches")(self.launches.timer)
         app.timer(s.sweep_interval, name="booster.retention")(self.retention.timer)
         app.timer(FIRED_ROWS_INTERVAL, name="booster.fired-rows")(self.fired_rows.timer)
+        app.timer(FETCH_WATCH_INTERVAL, name="booster.fetch-watch")(self._watch_fetches)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         self.web.register(app)
+
+    async def _watch_fetches(self) -> None:
+        stall = compat.fetch_loop_stall(self.app.consumer, time.monotonic(), FETCH_STALL_SECONDS)
+        if stall is not None:
+            log.warning("the fetch loop stands still while partitions are assigned: %s", stall)
 
     async def _merge(self, incoming: Incoming) -> None:
         """A partition's summary into the booster's report, or its measurement into its results."""

@@ -90,9 +90,18 @@ def read_committed_consumer() -> type:
         def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
             return ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
 
+        fetch_asked_at: float | None = None  # monotonic: the fetch loop's last call, and its last return
+        fetch_done_at: float | None = None
+
         async def _getmany(self, active_partitions: Any, timeout: float) -> Any:
             # every record the broker returned, before Faust's loops drop any: what the position
             # skipped holds no record
+            self.fetch_asked_at = time.monotonic()
+            records = await self._fetch_and_divert(active_partitions, timeout)
+            self.fetch_done_at = time.monotonic()
+            return records
+
+        async def _fetch_and_divert(self, active_partitions: Any, timeout: float) -> Any:
             records = await super()._getmany(active_partitions, timeout)
             diverted = {}
             for tp, batch in records.items():
@@ -134,6 +143,23 @@ def read_committed_consumer() -> type:
             return committable_offsets(self, tps, time.monotonic())
 
     return ReadCommittedConsumer
+
+
+def fetch_loop_stall(consumer: Any, now: float, after: float) -> str | None:
+    """What the fetch loop is doing when it has not finished a fetch for `after` seconds while the
+    worker holds partitions and its flow is on (Faust's `flow_active`), else None. Said in the log, so
+    that a worker whose inputs stand still says why (seen once in CI: a worker that took over every
+    partition processed nothing more, with no error).
+
+    Why: `flow_active` and `assignment()` are Faust's; the times are our consumer's (`_getmany`).
+    """
+    done = getattr(consumer, "fetch_done_at", None)
+    if done is None or now - done < after or not consumer.assignment() or not consumer.flow_active:
+        return None
+    asked = getattr(consumer, "fetch_asked_at", None)
+    doing = "inside a fetch" if asked is not None and asked > done else "not fetching"
+    lane = getattr(consumer, "lane", None)
+    return f"no fetch finished for {now - done:.0f} s, {doing}" + ("" if lane is None else f"; lane: {lane.state()}")
 
 
 LANE_ATTRIBUTE = "booster_lane"  # set on the Faust app; its consumer, which Faust makes, finds it there

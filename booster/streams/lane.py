@@ -68,6 +68,13 @@ class Lane:
         self._idle = asyncio.Event()  # no batch in flight
         self._idle.set()
 
+    def state(self) -> str:
+        """For the log, when the fetch loop stands still."""
+        return (
+            f"{len(self._queue)} fetch(es) queued, a batch {'in flight' if self._in_flight else 'not in flight'}, "
+            f"the fetch loop {'waiting for room' if not self._room.is_set() else 'not waiting'}"
+        )
+
     def attach(self, ledger: OffsetLedger) -> None:
         self.ledger = ledger
 

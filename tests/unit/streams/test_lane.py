@@ -182,3 +182,28 @@ def test_the_consumer_gives_the_lane_its_partitions_and_faust_the_rest(monkeypat
         assert consumer.ledger.commit_point(A, 7) == 9
 
     asyncio.run(run())
+
+
+class Watched:
+    """What `fetch_loop_stall` reads of Faust's consumer."""
+
+    def __init__(self, done: float | None, asked: float | None, assigned: bool = True, flow: bool = True) -> None:
+        self.fetch_done_at, self.fetch_asked_at = done, asked
+        self.flow_active, self._assigned = flow, assigned
+        self.lane = Lane({A.topic})
+
+    def assignment(self) -> set[Any]:
+        return {A} if self._assigned else set()
+
+
+def test_a_fetch_loop_that_stands_still_while_partitions_are_assigned_is_said() -> None:
+    stall = compat.fetch_loop_stall
+    assert stall(Watched(done=100.0, asked=90.0), now=140.0, after=30.0) == (
+        "no fetch finished for 40 s, not fetching; lane: 0 fetch(es) queued, a batch not in flight, "
+        "the fetch loop not waiting"
+    )
+    assert "inside a fetch" in (stall(Watched(done=100.0, asked=101.0), now=140.0, after=30.0) or "")
+    assert stall(Watched(done=100.0, asked=90.0), now=120.0, after=30.0) is None  # not for long
+    assert stall(Watched(done=100.0, asked=90.0, assigned=False), now=140.0, after=30.0) is None
+    assert stall(Watched(done=100.0, asked=90.0, flow=False), now=140.0, after=30.0) is None  # rebalancing
+    assert stall(Watched(done=None, asked=None), now=140.0, after=30.0) is None  # not started yet
