@@ -174,22 +174,29 @@ def group_assignment(settings: Settings) -> dict[str, set[int]]:
     """The partitions the workers' group leader assigned, by topic, over every member (Faust puts
     its tables' changelog partitions in the Kafka assignment too)."""
 
-    async def go() -> dict[str, set[int]]:
+    assigned: dict[str, set[int]] = {}
+    for group in describe_group(settings):
+        for member in group[5]:  # (member id, client id, host, metadata, assignment)
+            raw = member[-1]
+            if not raw:
+                continue
+            for topic, partitions in ConsumerProtocolMemberAssignment.decode(raw).assignment:
+                assigned.setdefault(topic, set()).update(partitions)
+    return assigned
+
+
+def describe_group(settings: Settings) -> list[Any]:
+    """The broker's description of the workers' group: (error code, group id, state, protocol type,
+    protocol, members, ...)."""
+
+    async def go() -> list[Any]:
         client = admin.admin_client(settings)
         await client.start()
         try:
             [response] = await client.describe_consumer_groups([settings.group_id])
         finally:
             await client.close()
-        assigned: dict[str, set[int]] = {}
-        for group in response.groups:
-            for member in group[5]:  # (member id, client id, host, metadata, assignment)
-                raw = member[-1]
-                if not raw:
-                    continue
-                for topic, partitions in ConsumerProtocolMemberAssignment.decode(raw).assignment:
-                    assigned.setdefault(topic, set()).update(partitions)
-        return assigned
+        return list(response.groups)
 
     return asyncio.run(go())
 

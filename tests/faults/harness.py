@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -15,6 +16,7 @@ from booster.ops import clients
 from booster.processors.boosters import booster_id_of, command_id_of
 from booster.testing.demo import commands_for
 from booster.testing.scenario import Scenario
+from booster.testing.workers import WorkerProcess
 
 
 def uncommitted_high_watermark(settings: Settings, topic: str = "booster.commands") -> int:
@@ -102,3 +104,18 @@ def fired(settings: Settings, sc: Scenario) -> Verification | None:
     commands are read only then."""
     report = final_report(settings, sc.campaign_id)
     return None if report is None else verify(settings, sc, report)
+
+
+def fire_with_a_worker(
+    settings: Settings, sc: Scenario, data_dir: Path, timeout: float = 90, **env: str
+) -> Verification:
+    """A worker (with these BOOSTER_* settings), the scenario's account, facts and launch, and the
+    verification once its booster has a final report."""
+    from tests.helpers import account_record, publish_records, scenario_records, wait_for
+
+    worker = WorkerProcess(settings, data_dir, **env).start()
+    try:
+        publish_records(settings, [account_record(sc), *scenario_records(sc)])
+        return wait_for("the booster to fire", lambda: fired(settings, sc), timeout, 0.5)
+    finally:
+        worker.stop()

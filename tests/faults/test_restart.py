@@ -17,7 +17,7 @@ from booster.testing.scenario import HOUR_MS, build
 from booster.testing.workers import WorkerProcess
 from tests.conftest import fresh_settings
 from tests.faults.harness import fired
-from tests.helpers import account_record, group_lag, publish_records, scenario_records, wait_for
+from tests.helpers import account_record, describe_group, group_lag, publish_records, scenario_records, wait_for
 
 LEAD_MS = 20_000  # from the launch to the deadline: the first worker ingests and stops within it
 
@@ -83,16 +83,5 @@ def test_a_static_member_back_within_the_session_timeout_moves_no_partition(
 
 def _members(settings: Settings) -> int:
     """Members of the workers' group that hold an assignment, once the group is stable (0 before)."""
-
-    async def go() -> int:
-        client = admin.admin_client(settings)
-        await client.start()
-        try:
-            [response] = await client.describe_consumer_groups([settings.group_id])
-        finally:
-            await client.close()
-        # (error code, group id, state, protocol type, protocol, members, ...)
-        stable = [group for group in response.groups if group[2] == "Stable"]
-        return sum(1 for group in stable for member in group[5] if member[-1])
-
-    return asyncio.run(go())
+    stable = [group for group in describe_group(settings) if group[2] == "Stable"]
+    return sum(1 for group in stable for member in group[5] if member[-1])

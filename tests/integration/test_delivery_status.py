@@ -11,10 +11,8 @@ from pathlib import Path
 from booster.broker.local import LocalKafka
 from booster.ops import admin
 from booster.testing.scenario import build, launched_for_deadline
-from booster.testing.workers import WorkerProcess
 from tests.conftest import fresh_settings
-from tests.faults.harness import fired
-from tests.helpers import account_record, publish_records, scenario_records, wait_for
+from tests.faults.harness import fire_with_a_worker
 
 MINUTE_MS = 60_000
 
@@ -56,11 +54,6 @@ def test_the_latest_report_of_each_message_decides_and_messages_combine(kafka: L
                                  "message_id": f"{sc.campaign_id}-m4", "reported_at": sc.deadline + 1})  # fmt: skip
     excluded_for_error(contacts[4])
 
-    worker = WorkerProcess(settings, tmp_path / "w").start()
-    try:
-        publish_records(settings, [account_record(sc), *scenario_records(sc)])
-        v = wait_for("the booster to fire", lambda: fired(settings, sc), 90, 0.5)
-    finally:
-        worker.stop()
+    v = fire_with_a_worker(settings, sc, tmp_path / "w")
     assert v.ok, v.problems
     assert {contacts[0], contacts[3]} <= sc.expected_audience and v.commands == len(sc.expected_audience) == 5

@@ -13,10 +13,8 @@ import pytest
 from booster.broker.local import LocalKafka
 from booster.ops import admin
 from booster.testing.scenario import build, launched_for_deadline
-from booster.testing.workers import WorkerProcess
 from tests.conftest import fresh_settings
-from tests.faults.harness import fired
-from tests.helpers import account_record, publish_records, scenario_records, wait_for
+from tests.faults.harness import fire_with_a_worker
 
 
 @pytest.mark.parametrize("lane", ["events", "batch"])
@@ -25,11 +23,6 @@ def test_either_ingest_lane_fires_the_exact_audience(kafka: LocalKafka, tmp_path
     asyncio.run(admin.create(settings))
     due = launched_for_deadline(int(time.time() * 1000) - 60_000)  # already due: it fires once caught up
     sc = build(f"lane-{lane}", 400, launched_at=due)
-    worker = WorkerProcess(settings, tmp_path / "w", BOOSTER_INGEST_LANE=lane).start()
-    try:
-        publish_records(settings, [account_record(sc), *scenario_records(sc)])
-        v = wait_for("the booster to fire", lambda: fired(settings, sc), 90, 0.5)
-    finally:
-        worker.stop()
+    v = fire_with_a_worker(settings, sc, tmp_path / "w", BOOSTER_INGEST_LANE=lane)
     assert v.ok, v.problems
     assert v.commands == len(sc.expected_audience) > 0
