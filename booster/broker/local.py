@@ -203,13 +203,14 @@ class LocalKafka:
         )
         self.pid_file.write_text(str(proc.pid))
         deadline = time.monotonic() + timeout
+        security = self._probe_security()  # the admin's password file, read once
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise BrokerError(
                     f"Kafka exited with code {proc.returncode} while starting; see {self.log_file}:\n"
                     + _tail(self.log_file)
                 )
-            if answers_metadata(self.bootstrap, self._probe_security()):
+            if answers_metadata(self.bootstrap, security):
                 mode = " (SASL_SSL, SCRAM users, ACLs enforced)" if self.secure else ""
                 say(f"Kafka {kafka_version()} is up on {self.bootstrap}{mode} (pid {proc.pid})")
                 return True

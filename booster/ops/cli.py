@@ -79,9 +79,8 @@ def cmd_topics(args: argparse.Namespace) -> int:
     from booster.ops import admin
 
     settings = _settings()
-    wanted = acls.all_acls(settings, args.worker, args.producer, args.operator)
     if args.action == "acls":
-        for acl in wanted:
+        for acl in acls.all_acls(settings, args.worker, args.producer, args.operator):
             print(acl.describe())
         return EXIT_OK
     if args.action == "create":
@@ -93,6 +92,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         if args.acls:
+            wanted = acls.all_acls(settings, args.worker, args.producer, args.operator)
             _run(acls.write(settings, wanted))
             print(f"{len(wanted)} ACL(s) in place for {args.worker}, {args.producer}, {args.operator}", file=sys.stderr)
     states = _run(admin.describe(settings))

@@ -16,7 +16,6 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -32,6 +31,7 @@ from booster.streams.connect import client_options, connected
 from booster.testing.scenario import build, launched_for_deadline
 from booster.testing.workers import WorkerProcess, free_port
 from tests.conftest import fresh_settings
+from tests.faults.harness import final_report
 from tests.helpers import account_record, booster, publish_records, read_all, scenario_records, wait_for
 from tests.samples import SAMPLES
 
@@ -101,7 +101,7 @@ def test_a_worker_with_only_its_acls_runs_a_booster_and_no_one_else_can_fence_it
     worker = WorkerProcess(worker_settings, tmp_path / "w", **worker_env).start()
     try:
         publish_records(upstream, [account_record(first), *scenario_records(first)])
-        report = wait_for("the booster's report", lambda: _final(operator, first.campaign_id), 90, 0.5)
+        report = wait_for("the booster's report", lambda: final_report(operator, first.campaign_id), 90, 0.5)
         assert report["status"] == "SENT" and report["audience"] == len(first.expected_audience)
         commands = [
             v for _, v, _ in read_all(operator, "booster.commands") if v["campaign_id"].startswith(first.campaign_id)
@@ -132,7 +132,7 @@ def test_a_worker_with_only_its_acls_runs_a_booster_and_no_one_else_can_fence_it
         # the worker's fan-out was not fenced: a second booster fires with its whole audience
         second = build(f"secure2-{tag}", 30, launched_at=due)
         publish_records(upstream, scenario_records(second))
-        report = wait_for("the second booster's report", lambda: _final(operator, second.campaign_id), 90, 0.5)
+        report = wait_for("the second booster's report", lambda: final_report(operator, second.campaign_id), 90, 0.5)
         assert report["status"] == "SENT" and report["audience"] == len(second.expected_audience)
     finally:
         worker.stop()
@@ -206,15 +206,6 @@ async def _start_transactional(settings: Settings, transactional_id: str) -> Non
             pass
     except TransactionalIdAuthorizationFailed:  # pragma: no cover - `connected` turns it into one line
         raise AssertionError("the refusal was not said in one line") from None
-
-
-def _final(settings: Settings, campaign_id: str) -> dict[str, Any] | None:
-    finals = [
-        report
-        for _, report, _ in read_all(settings, "booster.reports")
-        if report["campaign_id"] == campaign_id and report["status"] in ("SENT", "CANCELLED", "REJECTED")
-    ]
-    return finals[-1] if finals else None
 
 
 def _status(url: str, token: str | None = None) -> int:
