@@ -299,34 +299,13 @@ def _measure_size(
         f"N={n:,}: recovery on the same state {figures['recovery_same_state_s']} s; "
         "a fresh worker restores from changelogs ..."
     )
-    w3 = WorkerProcess(settings, workdir / f"n{n}-w3", name=f"n{n}-w3")
-    figures["recovery_from_changelog_s"] = round(w3.start(timeout=timeout).ready_at - w3.started_at, 2)
+    w3 = WorkerProcess(settings, workdir / f"n{n}-w3", name=f"n{n}-w3").start(timeout=timeout)
+    figures["recovery_from_changelog_s"] = round(w3.wait_recovered(timeout), 2)
     say(f"N={n:,}: recovery from changelogs {figures['recovery_from_changelog_s']} s; launching the booster ...")
 
     try:
-        now = int(time.time() * 1000)
-        deadline = now + int(lead_s * 1000)
-        launch = {
-            "campaign_id": campaign_id, "account_id": w.account_id, "name": f"Bench {n}", "channel": "EMAIL",
-            "group_size": n, "launched_at": deadline - 2 * HOUR_MS,
-            "booster": {"delay_seconds": 7200, "channel": None, "criterion": None, "content_ref": "content/bench"},
-        }  # fmt: skip
-        if on:  # on SMS after the email campaign: reachability and the SMS quiet hours count
-            launch["booster"]["channel"] = "SMS"  # type: ignore[index]
-
-        async def publish_launch() -> None:
-            producer = AIOKafkaProducer(**client_options(settings), acks="all")
-            await producer.start()
-            try:
-                await producer.send_and_wait(
-                    settings.topic("campaign.launched"),
-                    codec().encode("campaign.launched", launch),
-                    key=campaign_id.encode(),
-                )
-            finally:
-                await producer.stop()
-
-        asyncio.run(publish_launch())
+        # on SMS after the email campaign with every feature on: reachability and the SMS quiet hours count
+        deadline = launch_booster(settings, w, lead_s, sms=on)
         figures.update(asyncio.run(fanout_figures(settings, w, deadline, timeout)))
         figures["peak_rss_bytes"] = max(w3.peak_rss_bytes(), figures["rss_after_ingest_bytes"])
     finally:
@@ -354,6 +333,145 @@ def _measure_size(
             asyncio.run(plain_producer(settings, figures["commands"] or n)), 1
         )
     return figures
+
+
+def changelog_records(settings: Settings) -> int:
+    """Records on the workers' changelog topics (end offsets: what a fresh worker may read)."""
+
+    async def count() -> int:
+        consumer = AIOKafkaConsumer(**client_options(settings))
+        await consumer.start()
+        try:
+            tps = [TopicPartition(t, p) for t in admin.changelog_topics(settings) for p in range(settings.partitions)]
+            return sum((await consumer.end_offsets(tps)).values())
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(count())
+
+
+def ingest_with_workers(
+    settings: Settings, n: int, workdir: Path, workers: int, timeout: float, label: str
+) -> tuple[Workload, list[WorkerProcess], Progress]:
+    """Fresh topics' workload of n recipients ingested by `workers` booster workers (left running)."""
+    w = asyncio.run(produce(settings, f"{label}-{n}", n, int(time.time() * 1000) - 2 * HOUR_MS))
+    say(f"{label}: {w.events:,} events produced; ingesting with {workers} worker(s) ...")
+    procs = [WorkerProcess(settings, workdir / f"{label}-w{i}", name=f"{label}-w{i}") for i in range(workers)]
+    for proc in procs:
+        proc.start(wait_ready=False)
+    for proc in procs:
+        proc.wait_recovered(timeout)
+
+    def alive() -> bool:
+        return all(p.alive() for p in procs)
+
+    progress = asyncio.run(follow(settings, settings.group_id, w.events, timeout, alive))
+    return w, procs, progress
+
+
+def measure_restore(n: int, partitions: int, workdir: Path, timeout: float, baseline: bool) -> dict[str, Any]:
+    """A fresh worker (empty state directory) restoring n recipients' state from the changelogs: with the
+    bulk restore, and (the baseline) with Faust's recovery alone."""
+    settings = fresh_settings(partitions)
+    asyncio.run(admin.create(settings))
+    figures: dict[str, Any] = {"recipients": n}
+    try:
+        w, procs, progress = ingest_with_workers(settings, n, workdir, 1, timeout, "restore")
+        figures["events"] = w.events
+        figures["ingest_events_per_s"] = round(progress.rate(), 1)
+        for proc in procs:
+            proc.stop()
+        figures["changelog_records"] = changelog_records(settings)
+        say(f"restore: {figures['changelog_records']:,} changelog records; a fresh worker restores them ...")
+        modes = [("bulk", "on"), ("faust", "off")] if baseline else [("bulk", "on")]
+        for mode, switch in modes:
+            worker = WorkerProcess(
+                settings, workdir / f"restore-{mode}", name=f"restore-{mode}", BOOSTER_BULK_RESTORE=switch
+            ).start(wait_ready=False)
+            try:
+                seconds = worker.wait_recovered(timeout)
+                figures[f"{mode}_ready_s"] = round(seconds, 2)
+                figures[f"{mode}_records_per_s"] = round(figures["changelog_records"] / seconds, 1)
+                if mode == "bulk":
+                    restored = worker.metric("booster_restored_records_total")
+                    spent = worker.metric("booster_restore_seconds_total")
+                    figures["bulk_restored_records"] = int(restored)
+                    figures["bulk_restore_s"] = round(spent, 2)
+                    figures["bulk_restore_records_per_s"] = round(restored / spent, 1) if spent else 0.0
+            finally:
+                worker.stop()
+            say(f"restore, {mode}: ready in {seconds:.1f} s ({figures[f'{mode}_records_per_s']:,.0f} records/s)")
+        if baseline:
+            figures["bulk_vs_faust_recovery_speed_ratio"] = round(figures["faust_ready_s"] / figures["bulk_ready_s"], 2)
+    finally:
+        asyncio.run(admin.delete_topics(settings, own_topics(settings)))
+    return figures
+
+
+def measure_scale_out(n: int, partitions: int, workdir: Path, timeout: float, counts: list[int]) -> dict[str, Any]:
+    """The same workload ingested and fanned out by 1, 2, ... workers, each count on fresh topics."""
+    figures: dict[str, Any] = {"recipients": n, "partitions": partitions, "runs": {}}
+    for workers in counts:
+        settings = fresh_settings(partitions)
+        asyncio.run(admin.create(settings))
+        label = f"scale{workers}"
+        try:
+            w, procs, progress = ingest_with_workers(settings, n, workdir, workers, timeout, label)
+            run: dict[str, Any] = {"ingest_events_per_s": round(progress.rate(), 1)}
+            try:
+                deadline = launch_booster(settings, w, lead_s=8.0)
+                run.update(asyncio.run(fanout_figures(settings, w, deadline, timeout)))
+                run["peak_rss_bytes"] = [p.peak_rss_bytes() for p in procs]
+            finally:
+                for proc in procs:
+                    proc.stop()
+            if run["commands"] != w.eligible:
+                raise RuntimeError(f"{workers} worker(s): {run['commands']} commands, {w.eligible} expected")
+            figures["runs"][str(workers)] = run
+            say(
+                f"{workers} worker(s): ingest {run['ingest_events_per_s']:,.0f} events/s, fan-out "
+                f"{run['fanout_commands_per_s']:,.0f} commands/s, last command {run['deadline_to_last_command_s']} s "
+                "after the deadline"
+            )
+        finally:
+            asyncio.run(admin.delete_topics(settings, own_topics(settings)))
+    one = figures["runs"].get("1")
+    for workers, run in figures["runs"].items():
+        if one and workers != "1":
+            k = int(workers)
+            run["ingest_scaling_efficiency_ratio"] = round(
+                run["ingest_events_per_s"] / (k * one["ingest_events_per_s"]), 3
+            )
+            run["fanout_scaling_efficiency_ratio"] = round(
+                run["fanout_commands_per_s"] / (k * one["fanout_commands_per_s"]), 3
+            )
+    return figures
+
+
+def launch_booster(settings: Settings, w: Workload, lead_s: float, sms: bool = False) -> int:
+    """Publish the campaign's launch with its deadline `lead_s` from now; returns the deadline (ms)."""
+    deadline = int(time.time() * 1000) + int(lead_s * 1000)
+    launch = {
+        "campaign_id": w.campaign_id, "account_id": w.account_id, "name": f"Bench {w.recipients}", "channel": "EMAIL",
+        "group_size": w.recipients, "launched_at": deadline - 2 * HOUR_MS,
+        "booster": {"delay_seconds": 7200, "channel": "SMS" if sms else None, "criterion": None,
+                    "content_ref": "content/bench"},
+    }  # fmt: skip
+
+    async def publish() -> None:
+        producer = AIOKafkaProducer(**client_options(settings), acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                settings.topic("campaign.launched"),
+                codec().encode("campaign.launched", launch),
+                key=w.campaign_id.encode(),
+            )
+        finally:
+            await producer.stop()
+
+    asyncio.run(publish())
+    return deadline
 
 
 def own_topics(settings: Settings) -> Callable[[str], bool]:
@@ -457,6 +575,23 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def sizes_results(small: dict[str, Any], large: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "small": small,
+        "large": large,
+        "ratios": ratios(large, small),
+        "memory": {
+            "peak_rss_bytes_at_n": large["peak_rss_bytes"],
+            "bytes_per_recipient_at_n": round(large["peak_rss_bytes"] / large["recipients"], 1),
+            # what one more tracked recipient costs, from the two sizes of the same run
+            "marginal_bytes_per_recipient": round(
+                (large["peak_rss_bytes"] - small["peak_rss_bytes"]) / max(1, large["recipients"] - small["recipients"]),
+                1,
+            ),
+        },
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--recipients", type=int, default=1_000_000, help="N, the large campaign (default 1,000,000)")
@@ -491,13 +626,35 @@ def main(argv: list[str] | None = None) -> int:
         help="also ingest N recipients' facts all in their contact's partition, then all in another (the cost "
         "of booster.rerouted)",
     )
+    parser.add_argument(
+        "--restore",
+        action="store_true",
+        help="also measure a fresh worker restoring N recipients from the changelogs: the bulk restore, then "
+        "Faust's recovery alone as the baseline",
+    )
+    parser.add_argument(
+        "--no-faust-restore", action="store_true", help="with --restore: leave out the (slow) Faust-only baseline"
+    )
+    parser.add_argument(
+        "--scale-out",
+        metavar="K,K",
+        help="also ingest and fan out N recipients with each of these numbers of workers (e.g. 1,2) on "
+        "--partitions partitions, and report the scaling efficiency",
+    )
+    parser.add_argument("--skip-sizes", action="store_true", help="only the --restore and --scale-out measurements")
     args = parser.parse_args(argv)
+    counts = [int(k) for k in args.scale_out.split(",")] if args.scale_out else []
+    if args.skip_sizes and not (args.restore or counts):
+        parser.error("--skip-sizes leaves nothing to measure: add --restore or --scale-out")
     n = args.recipients
     small_n = args.small or max(1000, n // 10)
     kafka = LocalKafka(Settings.from_env())
     started_kafka = kafka.start(say=say)
     began = time.monotonic()
     misrouting: dict[str, Any] | None = None
+    restore: dict[str, Any] | None = None
+    scale_out: dict[str, Any] | None = None
+    small = large = None
     try:
         with tempfile.TemporaryDirectory(prefix="booster-bench-") as tmp:
             workdir = Path(args.workdir) if args.workdir else Path(tmp)
@@ -506,37 +663,40 @@ def main(argv: list[str] | None = None) -> int:
             if args.all_features and args.without_cap:
                 features = "all-but-cap"
             common = (caps, args.timeout, args.lead, args.keep_topics, features)
-            small = measure_size(small_n, args.partitions, workdir, False, *common)
-            large = measure_size(n, args.partitions, workdir, True, *common)
+            if not args.skip_sizes:
+                small = measure_size(small_n, args.partitions, workdir, False, *common)
+                large = measure_size(n, args.partitions, workdir, True, *common)
+            if args.restore:
+                restore = measure_restore(n, args.partitions, workdir, args.timeout, not args.no_faust_restore)
+            if counts:
+                scale_out = measure_scale_out(n, args.partitions, workdir, args.timeout, counts)
             if args.misrouting:
                 misrouting = measure_misrouting(args.misrouting, args.partitions, workdir, args.timeout)
     finally:
         if started_kafka:
             kafka.stop(say=say)
-    results = {
+    results: dict[str, Any] = {
         "kafka_version": kafka_version(),
         "partitions": args.partitions,
         "machine": {"cpus": os.cpu_count()},
         "seconds": round(time.monotonic() - began, 1),
-        "small": small,
-        "large": large,
-        "ratios": ratios(large, small),
-        "memory": {
-            "peak_rss_bytes_at_n": large["peak_rss_bytes"],
-            "bytes_per_recipient_at_n": round(large["peak_rss_bytes"] / large["recipients"], 1),
-            # what one more tracked recipient costs, from the two sizes of the same run
-            "marginal_bytes_per_recipient": round(
-                (large["peak_rss_bytes"] - small["peak_rss_bytes"]) / max(1, large["recipients"] - small["recipients"]),
-                1,
-            ),
-        },
     }
+    if small is not None and large is not None:
+        results.update(sizes_results(small, large))
+    if restore is not None:
+        results["restore"] = restore
+    if scale_out is not None:
+        results["scale_out"] = scale_out
     if misrouting is not None:
         results["misrouting"] = misrouting
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
-    print(table(results))
+    if "large" in results:
+        print(table(results))
+    for key in ("restore", "scale_out", "misrouting"):
+        if key in results:
+            print(f"\n{key}: {json.dumps(results[key], indent=2)}")
     print(f"\nwritten to {out}")
     return 0
 

@@ -46,6 +46,8 @@ DEFAULTS: dict[str, str] = {
     "BOOSTER_INGEST_LANE": "batch",
     "BOOSTER_EVENT_LOOP": "uvloop",
     "BOOSTER_GROUP_INSTANCE_ID": "",
+    "BOOSTER_BULK_RESTORE": "on",
+    "BOOSTER_STANDBY_REPLICAS": "0",
 }
 
 # never printed: `booster config`, logs and errors say only whether they are set
@@ -106,6 +108,12 @@ DOCS: dict[str, str] = {
     "BOOSTER_GROUP_INSTANCE_ID": "Static group membership: a name unique to this worker and kept across its "
     "restarts (a pod's name). A restart within the session timeout then moves no partition; a dead worker "
     "is noticed only after the session timeout. Empty: dynamic membership.",
+    "BOOSTER_BULK_RESTORE": "`on`: a worker taking over table partitions reads their changelogs a fetch at a time "
+    "into RocksDB before Faust's recovery (which then reads what is left); `off`: Faust's recovery alone "
+    "(slower; for comparison).",
+    "BOOSTER_STANDBY_REPLICAS": "Copies of each table partition kept up to date by other workers (Faust's standby "
+    "replicas): a partition whose worker dies moves to one of them without a restore. Each copy costs its "
+    "disk and a changelog reader.",
     "BOOSTER_MAX_RECORD_BYTES": "Largest record `booster publish` sends and a worker reads; a larger one is "
     "refused (the worker sends it to booster.dead-letter, cut short).",
 }
@@ -129,6 +137,12 @@ def _float(name: str, raw: str, minimum: float) -> float:
     if value < minimum:
         raise ConfigError(f"{name}={value} is below {minimum}; set it to {minimum} or more")
     return value
+
+
+def _on_off(name: str, raw: str) -> bool:
+    if raw not in ("on", "off"):
+        raise ConfigError(f"{name}={raw!r} is not `on` or `off`")
+    return raw == "on"
 
 
 def _lane(raw: str) -> bool:
@@ -316,6 +330,8 @@ class Settings:
     batch_lane: bool = True
     event_loop: str = "uvloop"
     group_instance_id: str = ""  # static group membership; empty: dynamic
+    bulk_restore: bool = True
+    standby_replicas: int = 0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -362,6 +378,8 @@ class Settings:
             batch_lane=_lane(get("BOOSTER_INGEST_LANE")),
             event_loop=_event_loop(get("BOOSTER_EVENT_LOOP")),
             group_instance_id=source.get("BOOSTER_GROUP_INSTANCE_ID", ""),
+            bulk_restore=_on_off("BOOSTER_BULK_RESTORE", get("BOOSTER_BULK_RESTORE")),
+            standby_replicas=_int("BOOSTER_STANDBY_REPLICAS", get("BOOSTER_STANDBY_REPLICAS"), 0),
         )
 
     @property

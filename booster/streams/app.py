@@ -51,6 +51,7 @@ from booster.streams.records import (
     use_record_limit,
 )
 from booster.streams.reports import Reports
+from booster.streams.restore import BulkRestore
 from booster.streams.retention import FiredRows, Retention
 from booster.streams.store import ChangelogSink, FaustTable
 from booster.streams.uplift import Measurements
@@ -65,6 +66,7 @@ MIB = 1024 * 1024
 FIRED_ROWS_INTERVAL = 0.5
 FETCH_WATCH_INTERVAL = 10.0  # how often the worker checks that its fetch loop still runs
 FETCH_STALL_SECONDS = 30.0  # a fetch loop that finished no fetch for this long is said in the log
+LIVENESS_STALL_SECONDS = 120.0  # ... and for this long, /live answers 503 (an orchestrator restarts it)
 # RocksDB's memory is bounded per database (one per table and partition): Faust's defaults (64 MiB x 3
 # write buffers, a 2 GiB block cache each) would let it grow with the state
 ROCKSDB_LARGE = {"write_buffer_size": 16 * MIB, "max_write_buffer_number": 2, "block_cache_size": 32 * MIB}
@@ -103,7 +105,7 @@ class BoosterApp:
             web_host=web_host(s.web.bind),
             producer_acks=-1,
             broker_commit_interval=1.0,
-            table_standby_replicas=0,
+            table_standby_replicas=s.standby_replicas,
             # a killed worker's partitions move after this long (Faust's default is 60 s)
             broker_session_timeout=s.session_timeout,
             # static membership: a worker back within the session timeout keeps its partitions
@@ -128,6 +130,7 @@ class BoosterApp:
         self.fanout = fanout = Fanout(s, self.app_id, flush_tables=sink.flush)
         for service in (sink, gate, fanout):
             app.add_dependency(service)
+        self._changelogs: dict[str, Any] = {}  # changelog topic -> its Faust table
 
         self.recipients = self._table("recipients", ROCKSDB_LARGE)
         self.contacts = self._table("contacts", ROCKSDB_LARGE)
@@ -222,6 +225,8 @@ class BoosterApp:
             contract_name=self.contract_name,
             own_url=lambda: str(app.conf.canonical_url).rstrip("/"),
             other_urls=self._other_workers,
+            ready=lambda: compat.recovered(app),
+            stalled=lambda: compat.fetch_loop_stall(app.consumer, time.monotonic(), LIVENESS_STALL_SECONDS),
         )
 
         async def ingest(stream: Any) -> None:
@@ -245,6 +250,12 @@ class BoosterApp:
         app.timer(FETCH_WATCH_INTERVAL, name="booster.fetch-watch")(self._watch_fetches)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         self.web.register(app)
+        if s.bulk_restore:
+            restore = BulkRestore(client_options(s), self._changelog_database, on_restored=metrics.restored)
+            compat.restore_before_recovery(app, restore)
+
+    def _changelog_database(self, topic: str, partition: int) -> tuple[Any, bytes] | None:
+        return compat.changelog_database(self._changelogs[topic], partition)
 
     async def _watch_fetches(self) -> None:
         stall = compat.fetch_loop_stall(self.app.consumer, time.monotonic(), FETCH_STALL_SECONDS)
@@ -265,6 +276,7 @@ class BoosterApp:
         table = self.app.Table(
             name, partitions=self.settings.partitions, key_type=bytes, value_type=bytes, options=options
         )
+        self._changelogs[self.settings.changelog_topic(name)] = table
         return FaustTable(table, self.sink)
 
     def _topic(self, *names: str) -> Any:

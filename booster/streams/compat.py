@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from functools import cache
 from typing import Any
 
@@ -57,6 +57,53 @@ def set_persisted_offset(table: Any, topic: str, partition: int, offset: int) ->
     store = table.data
     if hasattr(store, "set_persisted_offset"):  # the memory store has no local state to resume from
         store.set_persisted_offset(TP(topic, partition), offset)
+
+
+def changelog_database(table: Any, partition: int) -> tuple[Any, bytes] | None:
+    """A Faust table partition's RocksDB database and the key its persisted changelog offset is kept
+    under, for the bulk restore to write rows and offset in one batch; None for the memory store.
+
+    Why: Faust names the key in the private `RocksDBStore.offset_key` and reads it back (as a decimal
+    string) in `persisted_offset`, the offset its recovery resumes from.
+    """
+    db = partition_db(table, partition)
+    return None if db is None else (db, table.data.offset_key)
+
+
+def restore_before_recovery(app: Any, restore: Callable[[Any, Any], Awaitable[dict[Any, int]]]) -> None:
+    """Run `restore(offsets, highwaters)` in Faust's recovery once it knows, for the active changelog
+    partitions, the last offset already in RocksDB and the last on the broker, and before it seeks;
+    the offsets `restore` returns replace Faust's, so its recovery reads only what is left.
+
+    Why: Faust's recovery (`faust.tables.recovery.Recovery._restart_recovery`) has no hook there; its
+    `_build_offsets(consumer, tps, destination, title)` is called for the actives with `title="active"`
+    after `_build_highwaters` filled `active_highwaters` and before `_seek_offsets` reads `destination`.
+    A rebalance meanwhile cancels the restore (Faust's `_wait`), which leaves RocksDB consistent.
+    """
+    recovery = app.tables.recovery
+    build_offsets = recovery._build_offsets
+
+    async def build_then_restore(consumer: Any, tps: Any, destination: Any, title: str) -> None:
+        await build_offsets(consumer, tps, destination, title)
+        if title != "active" or not tps:
+            return
+        highwaters = {tp: recovery.active_highwaters.get(tp) for tp in tps}
+        reached = await restore({tp: destination[tp] for tp in tps}, highwaters)
+        for tp, offset in reached.items():
+            if offset > (destination[tp] if destination[tp] is not None else -1):
+                destination[tp] = offset
+
+    recovery._build_offsets = build_then_restore
+
+
+def recovered(app: Any) -> bool:
+    """Whether the worker's tables hold every assigned partition's state and its agents run (Faust's
+    recovery has completed since the last rebalance).
+
+    Why: the recovery service's `completed` event is set when the first recovery ends and never
+    cleared; `app.rebalancing` is true from a rebalance's start until its recovery has ended.
+    """
+    return bool(app.tables.recovery.completed.is_set()) and not app.rebalancing and not app.in_recovery
 
 
 @cache

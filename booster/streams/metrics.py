@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from booster.streams.restore import Restored
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -31,6 +35,11 @@ HELP: dict[str, tuple[str, str]] = {
     "booster_fanouts_total": ("counter", "Partition fan-outs completed."),
     "booster_fire_delay_seconds_sum": ("counter", "Seconds from deadline to a partition's fan-out start, summed."),
     "booster_fire_delay_seconds_count": ("counter", "Partition fan-outs measured in booster_fire_delay_seconds_sum."),
+    "booster_restored_records_total": (
+        "counter",
+        "Changelog records written into RocksDB by the bulk restore when this worker took table partitions over.",
+    ),
+    "booster_restore_seconds_total": ("counter", "Seconds spent in bulk restores."),
     "booster_partition_lag": ("gauge", "Records not yet processed, per input topic and partition of this worker."),
     "booster_deadlines_waiting": ("gauge", "Due deadlines held back by the lag gate."),
     "booster_table_keys": ("gauge", "Estimated keys per table in this worker's active partitions."),
@@ -72,6 +81,11 @@ class Metrics:
 
     def total(self, name: str) -> float:
         return sum(self._values.get(name, {}).values())
+
+    def restored(self, restored: Restored) -> None:
+        """A bulk restore's figures."""
+        self.inc("booster_restored_records_total", restored.records)
+        self.inc("booster_restore_seconds_total", restored.seconds)
 
     def render(self) -> str:
         lines = []

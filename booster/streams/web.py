@@ -45,6 +45,8 @@ class Web:
         contract_name: Callable[[str], str],
         own_url: Callable[[], str],
         other_urls: Callable[[], set[str]],
+        ready: Callable[[], bool] = lambda: True,
+        stalled: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.settings = settings
         self.campaigns = campaigns
@@ -57,6 +59,8 @@ class Web:
         self.contract_name = contract_name
         self.own_url = own_url
         self.other_urls = other_urls
+        self.ready = ready  # every assigned partition's state restored, agents running
+        self.stalled = stalled  # why the fetch loop stands still, when it has for too long
 
     def register(self, app: Any) -> None:
         web = self
@@ -76,6 +80,20 @@ class Web:
                 return view.json(local)
             return view.json(await web.audience_cluster(campaign_id, contact, local))
 
+        # probes for an orchestrator (docs/deploy): no contact data, so no token
+        async def ready_page(view: Any, request: Any) -> Any:
+            if web.ready():
+                return view.text("ready\n")
+            return view.text("restoring state or rebalancing\n", status=503)
+
+        async def live_page(view: Any, request: Any) -> Any:
+            stall = web.stalled()
+            if stall is None:
+                return view.text("live\n")
+            return view.text(f"the fetch loop stands still: {stall}\n", status=503)
+
+        app.page("/ready")(ready_page)
+        app.page("/live")(live_page)
         app.page("/metrics")(metrics_page)
         app.page("/booster/audience/{campaign_id}/")(audience_page)
 

@@ -9,6 +9,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from booster.config import Settings
@@ -109,6 +111,36 @@ class WorkerProcess:
                 return self.ready_at - self.started_at
             time.sleep(0.1)
         raise BoosterError(f"worker not ready within {timeout:.0f} s; see {self.log_path}")
+
+    def wait_recovered(self, timeout: float = 120.0) -> float:
+        """Seconds from start until its `/ready` answers 200: every assigned partition's state is
+        restored and its agents run."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise BoosterError(f"worker exited with {self.proc.returncode}:\n{self.log_text()[-4000:]}")
+            if self.get("/ready")[0] == 200:
+                self.ready_at = time.monotonic()
+                return self.ready_at - self.started_at
+            time.sleep(0.1)
+        raise BoosterError(f"worker not recovered within {timeout:.0f} s; see {self.log_path}")
+
+    def get(self, path: str) -> tuple[int, str]:
+        """(status, body) of one of its pages; (0, why) when it does not answer."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+        except OSError as exc:
+            return 0, str(exc)
+
+    def metric(self, name: str) -> float:
+        """The sum of a metric's series on its /metrics page."""
+        status, text = self.get("/metrics")
+        if status != 200:
+            raise BoosterError(f"/metrics of {self.log_path.stem} answered {status}: {text[:200]}")
+        return sum(float(line.split()[-1]) for line in text.splitlines() if line.split("{")[0].split(" ")[0] == name)
 
     def stop(self, timeout: float = 60.0) -> None:
         if self.proc is None or self.proc.poll() is not None:
