@@ -335,21 +335,6 @@ def _measure_size(
     return figures
 
 
-def changelog_records(settings: Settings) -> int:
-    """Records on the workers' changelog topics (end offsets: what a fresh worker may read)."""
-
-    async def count() -> int:
-        consumer = AIOKafkaConsumer(**client_options(settings))
-        await consumer.start()
-        try:
-            tps = [TopicPartition(t, p) for t in admin.changelog_topics(settings) for p in range(settings.partitions)]
-            return sum((await consumer.end_offsets(tps)).values())
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(count())
-
-
 def ingest_with_workers(
     settings: Settings, n: int, workdir: Path, workers: int, timeout: float, label: str
 ) -> tuple[Workload, list[WorkerProcess], Progress]:
@@ -381,7 +366,7 @@ def measure_restore(n: int, partitions: int, workdir: Path, timeout: float, base
         figures["ingest_events_per_s"] = round(progress.rate(), 1)
         for proc in procs:
             proc.stop()
-        figures["changelog_records"] = changelog_records(settings)
+        figures["changelog_records"] = asyncio.run(admin.changelog_records(settings))
         say(f"restore: {figures['changelog_records']:,} changelog records; a fresh worker restores them ...")
         modes = [("bulk", "on"), ("faust", "off")] if baseline else [("bulk", "on")]
         for mode, switch in modes:

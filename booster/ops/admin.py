@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
@@ -100,9 +100,28 @@ async def _describe(admin: AIOKafkaAdminClient, settings: Settings) -> list[Topi
     return states
 
 
-def changelog_topics(settings: Settings) -> dict[str, bool]:
-    """The workers' table changelogs (real name: compacted), one partition per input partition."""
-    return {settings.changelog_topic(table): True for table in STATE_TABLES}
+# Kafka never compacts a partition's active segment, and rolls it at 1 GiB or after 7 days by default:
+# a changelog smaller than that was never compacted, and a fresh worker read every version of every
+# row. Smaller segments, rolled at least hourly, and a lower dirty ratio let the cleaner keep about one
+# record per row, and tombstones for a day (delete.retention.ms) so a restore still sees deletions.
+CHANGELOG_CONFIGS: dict[str, str] = {
+    "cleanup.policy": "compact",
+    "segment.bytes": str(64 * 1024 * 1024),
+    "segment.ms": str(3_600_000),
+    "min.cleanable.dirty.ratio": "0.3",
+}
+
+
+def changelog_topics(settings: Settings) -> dict[str, dict[str, str]]:
+    """The workers' table changelogs (real name: topic configs), one partition per input partition."""
+    return {settings.changelog_topic(table): CHANGELOG_CONFIGS for table in STATE_TABLES}
+
+
+async def changelog_records(settings: Settings) -> int:
+    """Records on the workers' table changelogs (their end offsets): what a fresh worker may read."""
+    async with connected(settings, AIOKafkaConsumer(**client_options(settings))) as consumer:
+        tps = [TopicPartition(t, p) for t in changelog_topics(settings) for p in range(settings.partitions)]
+        return sum((await consumer.end_offsets(tps)).values())
 
 
 def leader_topic(settings: Settings) -> str:

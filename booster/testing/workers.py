@@ -41,6 +41,8 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
             "BOOSTER_REQUEST_TIMEOUT_SECONDS": str(settings.request_timeout),
             "BOOSTER_APP_ID": settings.app_id,
             "BOOSTER_HOME": str(settings.home),
+            "BOOSTER_STANDBY_REPLICAS": str(settings.standby_replicas),
+            "BOOSTER_BULK_RESTORE": "on" if settings.bulk_restore else "off",
         }
     )
     env.update(extra)

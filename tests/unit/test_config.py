@@ -47,6 +47,8 @@ def test_the_password_comes_from_the_environment_or_the_first_line_of_a_file(tmp
         ({"BOOSTER_WEB_BIND": "0.0.0.0", "BOOSTER_WEB_TOKEN": "short"}, "16 characters"),
         ({"BOOSTER_METRICS_AUTH": "maybe"}, "BOOSTER_METRICS_AUTH"),
         ({"BOOSTER_MAX_RECORD_BYTES": "10"}, "BOOSTER_MAX_RECORD_BYTES"),
+        ({"BOOSTER_BULK_RESTORE": "yes"}, "BOOSTER_BULK_RESTORE"),
+        ({"BOOSTER_STANDBY_REPLICAS": "-1"}, "BOOSTER_STANDBY_REPLICAS"),
     ],
 )
 def test_a_wrong_setting_is_named(env: dict[str, str], named: str) -> None:
@@ -70,3 +72,10 @@ def test_the_web_token_is_needed_beyond_loopback_and_whenever_it_is_set() -> Non
     assert far.needs_token and far.metrics_open and "xxxx" not in repr(far)
     assert WebAccess.from_env({"BOOSTER_WEB_TOKEN": "y" * 20}).needs_token
     assert not WebAccess.from_env({"BOOSTER_METRICS_AUTH": "token"}).metrics_open
+
+
+def test_recovery_settings() -> None:
+    default = Settings.from_env({})
+    assert default.bulk_restore and default.standby_replicas == 0
+    chosen = Settings.from_env({"BOOSTER_BULK_RESTORE": "off", "BOOSTER_STANDBY_REPLICAS": "2"})
+    assert not chosen.bulk_restore and chosen.standby_replicas == 2

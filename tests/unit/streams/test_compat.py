@@ -174,3 +174,71 @@ def test_the_consumer_internals_the_ledger_is_fed_from() -> None:
     overrides = compat.read_committed_consumer().__dict__
     for name in ("_filter_committable_offsets", "_getmany", "seek_to_committed", "seek", "on_partitions_revoked"):
         assert name in overrides, name
+
+
+def test_faust_recovery_builds_active_offsets_after_highwaters_and_before_it_seeks() -> None:
+    """`restore_before_recovery` wraps `_build_offsets`: it must still be called for the actives with
+    title "active", after the highwaters are built and before the seek reads the offsets."""
+    from faust.tables.recovery import Recovery
+
+    source = inspect.getsource(Recovery._restart_recovery.fun)  # a mode Service task
+    highwaters = source.index(
+        'self._build_highwaters)(\n                        consumer, assigned_active_tps, active_highwaters, "active"'
+    )
+    offsets = source.index(
+        'self._build_offsets)(\n                        consumer, assigned_active_tps, active_offsets, "active"'
+    )
+    seek = source.index(
+        'self._seek_offsets)(\n                        consumer, assigned_active_tps, active_offsets, "active"'
+    )
+    assert highwaters < offsets < seek
+    assert "recovery_consistency_check" in source  # compares the same offsets with the highwaters
+    assert "self.completed.set()" in inspect.getsource(Recovery.on_recovery_completed)
+
+
+def test_the_restore_s_offsets_replace_faust_s_when_ahead() -> None:
+    """The wrapper hands the restore Faust's offsets and highwaters and keeps the larger offset."""
+
+    class Recovery:
+        def __init__(self) -> None:
+            self.active_highwaters = {"a": 9_999, "b": 50}
+
+        async def _build_offsets(self, consumer: Any, tps: Any, destination: Any, title: str) -> None:
+            destination.update({"a": -1, "b": 40})
+
+    class App:
+        class tables:
+            recovery = Recovery()
+
+    seen: list[tuple[dict[str, int | None], dict[str, int | None]]] = []
+
+    async def restore(offsets: Any, highwaters: Any) -> dict[str, int]:
+        seen.append((dict(offsets), dict(highwaters)))
+        return {"a": 9_999, "b": 30}  # b: behind Faust's own (never moves an offset back)
+
+    compat.restore_before_recovery(App, restore)
+    active: dict[str, int] = {}
+    asyncio.run(App.tables.recovery._build_offsets(None, {"a", "b"}, active, "active"))
+    assert seen == [({"a": -1, "b": 40}, {"a": 9_999, "b": 50})]
+    assert active == {"a": 9_999, "b": 40}
+    standby: dict[str, int] = {}
+    asyncio.run(App.tables.recovery._build_offsets(None, {"a"}, standby, "standby"))
+    assert len(seen) == 1, "standby partitions are Faust's to follow"
+
+
+def test_recovered_follows_faust_s_recovery_and_rebalances() -> None:
+    """/ready's answer: false until Faust's first recovery completes, false again while a rebalance
+    (and the recovery it starts) runs."""
+    import faust
+
+    app: Any = faust.App("ready-test", broker="kafka://127.0.0.1:1", store="memory://")
+    assert not compat.recovered(app)
+    app.tables.recovery.completed.set()
+    assert compat.recovered(app)
+    app.on_rebalance_start()
+    assert not compat.recovered(app)
+    app.on_rebalance_end()
+    app.in_recovery = True
+    assert not compat.recovered(app)
+    app.in_recovery = False
+    assert compat.recovered(app)
