@@ -376,6 +376,7 @@ def measure_restore(n: int, partitions: int, workdir: Path, timeout: float, base
             try:
                 seconds = worker.wait_recovered(timeout)
                 figures[f"{mode}_ready_s"] = round(seconds, 2)
+                figures[f"{mode}_peak_rss_bytes"] = worker.peak_rss_bytes()
                 figures[f"{mode}_records_per_s"] = round(figures["changelog_records"] / seconds, 1)
                 if mode == "bulk":
                     restored = worker.metric("booster_restored_records_total")

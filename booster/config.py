@@ -13,6 +13,7 @@ DEFAULTS: dict[str, str] = {
     "BOOSTER_KAFKA_PORT": "9092",
     "BOOSTER_TOPIC_PREFIX": "",
     "BOOSTER_PARTITIONS": "4",
+    "BOOSTER_REPLICATION_FACTOR": "1",
     "BOOSTER_ALLOWED_LATENESS_SECONDS": "5",
     "BOOSTER_STORE": "rocksdb://",
     "BOOSTER_APP_ID": "booster",
@@ -108,6 +109,8 @@ DOCS: dict[str, str] = {
     "BOOSTER_GROUP_INSTANCE_ID": "Static group membership: a name unique to this worker and kept across its "
     "restarts (a pod's name). A restart within the session timeout then moves no partition; a dead worker "
     "is noticed only after the session timeout. Empty: dynamic membership.",
+    "BOOSTER_REPLICATION_FACTOR": "Replicas of every topic `booster topics create` and the worker make (3 on a "
+    "production cluster; they get min.insync.replicas one less). Every producer writes with acks=all.",
     "BOOSTER_BULK_RESTORE": "`on`: a worker taking over table partitions reads their changelogs a fetch at a time "
     "into RocksDB before Faust's recovery (which then reads what is left); `off`: Faust's recovery alone "
     "(slower; for comparison).",
@@ -331,6 +334,7 @@ class Settings:
     event_loop: str = "uvloop"
     group_instance_id: str = ""  # static group membership; empty: dynamic
     bulk_restore: bool = True
+    replication_factor: int = 1
     standby_replicas: int = 0
 
     @classmethod
@@ -378,6 +382,7 @@ class Settings:
             batch_lane=_lane(get("BOOSTER_INGEST_LANE")),
             event_loop=_event_loop(get("BOOSTER_EVENT_LOOP")),
             group_instance_id=source.get("BOOSTER_GROUP_INSTANCE_ID", ""),
+            replication_factor=_int("BOOSTER_REPLICATION_FACTOR", get("BOOSTER_REPLICATION_FACTOR"), 1),
             bulk_restore=_on_off("BOOSTER_BULK_RESTORE", get("BOOSTER_BULK_RESTORE")),
             standby_replicas=_int("BOOSTER_STANDBY_REPLICAS", get("BOOSTER_STANDBY_REPLICAS"), 0),
         )
@@ -386,6 +391,11 @@ class Settings:
     def group_id(self) -> str:
         """The workers' Faust app id with the prefix: their consumer group and changelog prefix."""
         return f"{self.topic_prefix}{self.app_id}"
+
+    @property
+    def min_insync_replicas(self) -> int:
+        """Replicas that must have a record before an acks=all write is answered: all but one."""
+        return max(1, self.replication_factor - 1)
 
     def topic(self, name: str) -> str:
         """The real topic name of a contract topic, with the configured prefix."""

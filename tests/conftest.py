@@ -56,12 +56,13 @@ def _rank(item: pytest.Item) -> int:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    soak_selected = "soak" in (config.getoption("markexpr", "") or "")
+    selected = config.getoption("markexpr", "") or ""
     for item in items:
         if "kafka" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.broker)
-        if item.get_closest_marker("soak") and not soak_selected:
-            item.add_marker(pytest.mark.skip(reason="a soak run: select it with -m soak"))
+        for opt_in in ("soak", "cluster"):  # long or heavy: run only when asked for
+            if item.get_closest_marker(opt_in) and opt_in not in selected:
+                item.add_marker(pytest.mark.skip(reason=f"opt-in: select it with -m {opt_in}"))
     items.sort(key=_rank)  # stable: the order within a file stays
 
 

@@ -44,13 +44,38 @@ class LocalKafka:
     secure: bool = False
     users: tuple[str, ...] = USERS  # the SCRAM users a secure broker is formatted with
     home: Path | None = None  # its config, data and secrets (default: under BOOSTER_HOME); jars stay shared
+    nodes: int = 1  # more: a KRaft cluster of that many nodes on this machine, each on its own ports
+
+    def __post_init__(self) -> None:
+        if self.nodes not in (1, 3):
+            raise BrokerError(f"--nodes {self.nodes}: the local cluster has 1 or 3 nodes")
+        if self.nodes > 1 and self.secure:
+            raise BrokerError("the secure local broker is one node; start it without --nodes")
 
     @property
     def root(self) -> Path:
         if self.home is not None:
             return self.home
         plain = self.settings.home / "kafka"
+        if self.nodes > 1:
+            return plain / "cluster"
         return plain / "secure" if self.secure else plain
+
+    @property
+    def node_ids(self) -> range:
+        return range(1, self.nodes + 1)
+
+    def node_root(self, node: int) -> Path:
+        return self.root if self.nodes == 1 else self.root / f"node-{node}"
+
+    def node_port(self, node: int) -> int:
+        """A node's client port; its controller's is the next one."""
+        return self.port + 2 * (node - 1)
+
+    @property
+    def min_insync(self) -> int:
+        """Replicas that must have a record before acks=all is answered: all but one."""
+        return max(1, self.nodes - 1)
 
     @property
     def libs(self) -> Path:
@@ -67,17 +92,14 @@ class LocalKafka:
             source.update(self.secrets.client_env(user))
         return Settings.from_env(source)
 
-    @property
-    def data(self) -> Path:
-        return self.root / "data"
+    def data(self, node: int = 1) -> Path:
+        return self.node_root(node) / "data"
 
-    @property
-    def pid_file(self) -> Path:
-        return self.root / "broker.pid"
+    def pid_file(self, node: int = 1) -> Path:
+        return self.node_root(node) / "broker.pid"
 
-    @property
-    def log_file(self) -> Path:
-        return self.root / "broker.log"
+    def log_file(self, node: int = 1) -> Path:
+        return self.node_root(node) / "broker.log"
 
     @property
     def port(self) -> int:
@@ -85,7 +107,7 @@ class LocalKafka:
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return ",".join(f"127.0.0.1:{self.node_port(n)}" for n in self.node_ids)
 
     # -- fetch -----------------------------------------------------------------------------------
 
@@ -115,10 +137,10 @@ class LocalKafka:
 
     # -- process ---------------------------------------------------------------------------------
 
-    def pid(self) -> int | None:
-        """The pid of the broker this project started, if it is still alive."""
+    def pid(self, node: int = 1) -> int | None:
+        """The pid of a node (the broker) this project started, if it is still alive."""
         try:
-            pid = int(self.pid_file.read_text().strip())
+            pid = int(self.pid_file(node).read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
         try:
@@ -142,9 +164,10 @@ class LocalKafka:
             raise BrokerError("java is not on PATH; install a JDK 17 or newer (apt-get install openjdk-17-jre)")
         return java
 
-    def _write_config(self) -> Path:
-        self.root.mkdir(parents=True, exist_ok=True)
-        values = {"port": self.port, "controller_port": self.port + 1, "log_dir": self.data}
+    def _write_config(self, node: int = 1) -> Path:
+        self.node_root(node).mkdir(parents=True, exist_ok=True)
+        port = self.node_port(node)
+        values: dict[str, object] = {"port": port, "controller_port": port + 1, "log_dir": self.data(node)}
         template = "server.properties"
         if self.secure:
             if not self.secrets.made():
@@ -153,7 +176,11 @@ class LocalKafka:
             values.update(
                 server_pem=self.secrets.server, ca_pem=self.secrets.ca, admin_password=self.secrets.password(ADMIN)
             )
-        config = self.root / "server.properties"
+        if self.nodes > 1:
+            template = "server-cluster.properties"
+            voters = ",".join(f"{n}@127.0.0.1:{self.node_port(n) + 1}" for n in self.node_ids)
+            values.update(node_id=node, voters=voters, nodes=self.nodes, min_insync=self.min_insync)
+        config = self.node_root(node) / "server.properties"
         config.touch(mode=0o600)  # in secure mode it holds the admin's password
         config.write_text((HERE / template).read_text().format(**values))
         return config
@@ -165,10 +192,9 @@ class LocalKafka:
             "-cp", f"{self.libs}/*", main, *args,
         ]  # fmt: skip
 
-    def _format(self, config: Path) -> None:
-        if (self.data / "meta.properties").is_file():
+    def _format(self, config: Path, node: int, cluster_id: str) -> None:
+        if (self.data(node) / "meta.properties").is_file():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         cmd = self._java_cmd("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config), heap="256m")
         if self.secure:  # SCRAM users live in the metadata log: they are written when it is made
             for user in self.users:
@@ -178,73 +204,120 @@ class LocalKafka:
         if result.returncode != 0:
             raise BrokerError(f"formatting the KRaft log directory failed:\n{result.stdout}{result.stderr}")
 
+    def _cluster_id(self) -> str:
+        """The cluster's id: every node's log directory is formatted with the same one."""
+        for node in self.node_ids:
+            meta = self.data(node) / "meta.properties"
+            if meta.is_file():
+                for line in meta.read_text().splitlines():
+                    if line.startswith("cluster.id="):
+                        return line.split("=", 1)[1].strip()
+        return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
     def start(self, say: Say = print, timeout: float = 90.0) -> bool:
-        """Start the broker; True if started now, False if it was already running."""
-        pid = self.pid()
-        if pid is not None:
-            say(f"Kafka is already running (pid {pid}) on {self.bootstrap}")
+        """Start the broker (every node of the cluster); True if started now, False if it was running."""
+        running = [n for n in self.node_ids if self.pid(n) is not None]
+        if len(running) == self.nodes:
+            pids = ", ".join(str(self.pid(n)) for n in running)
+            say(f"Kafka is already running (pid {pids}) on {self.bootstrap}")
             return False
-        for port in (self.port, self.port + 1):
-            if _port_open(port):
-                raise BrokerError(
-                    f"port {port} on 127.0.0.1 is taken by another process; stop it or set "
-                    "BOOSTER_KAFKA_PORT (and BOOSTER_BROKER) to a free port"
-                )
+        for node in self.node_ids:
+            if node in running:
+                continue
+            for port in (self.node_port(node), self.node_port(node) + 1):
+                if _port_open(port):
+                    raise BrokerError(
+                        f"port {port} on 127.0.0.1 is taken by another process; stop it or set "
+                        "BOOSTER_KAFKA_PORT (and BOOSTER_BROKER) to a free port"
+                        + (f" (the {self.nodes} nodes use {self.nodes * 2} ports from it)" if self.nodes > 1 else "")
+                    )
         self.fetch(say)
-        config = self._write_config()
-        self._format(config)
-        log = open(self.log_file, "ab")  # noqa: SIM115 - handed to the child process
+        cluster_id = self._cluster_id()
+        procs = {}
+        for node in self.node_ids:
+            if node not in running:
+                procs[node] = self.start_node(node, cluster_id)
+        deadline = time.monotonic() + timeout
+        security = self._probe_security()  # the admin's password file, read once
+        while time.monotonic() < deadline:
+            for node, proc in procs.items():
+                if proc.poll() is not None:
+                    self.stop(say=lambda _m: None)
+                    raise BrokerError(
+                        f"Kafka exited with code {proc.returncode} while starting; see {self.log_file(node)}:\n"
+                        + _tail(self.log_file(node))
+                    )
+            if self._answers(security):
+                mode = " (SASL_SSL, SCRAM users, ACLs enforced)" if self.secure else ""
+                if self.nodes > 1:
+                    mode = (
+                        f" ({self.nodes} nodes, replication factor {self.nodes}, min.insync.replicas {self.min_insync})"
+                    )
+                pids = ", ".join(str(p.pid) for p in procs.values())
+                say(f"Kafka {kafka_version()} is up on {self.bootstrap}{mode} (pid {pids})")
+                return True
+            time.sleep(0.3)
+        self.stop(say=lambda _m: None)
+        log = self.log_file(next(iter(procs)))
+        raise BrokerError(f"Kafka did not answer within {timeout:.0f} s; see {log}:\n" + _tail(log))
+
+    def start_node(self, node: int, cluster_id: str | None = None) -> subprocess.Popen[bytes]:
+        """Start one node (formatted first if new) and return at once; `start` waits for the cluster."""
+        config = self._write_config(node)
+        self._format(config, node, cluster_id or self._cluster_id())
+        log = open(self.log_file(node), "ab")  # noqa: SIM115 - handed to the child process
+        heap = "1g" if self.nodes == 1 else "512m"
         proc = subprocess.Popen(
-            self._java_cmd("kafka.Kafka", str(config)),
+            self._java_cmd("kafka.Kafka", str(config), heap=heap),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-        self.pid_file.write_text(str(proc.pid))
-        deadline = time.monotonic() + timeout
-        security = self._probe_security()  # the admin's password file, read once
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise BrokerError(
-                    f"Kafka exited with code {proc.returncode} while starting; see {self.log_file}:\n"
-                    + _tail(self.log_file)
-                )
-            if answers_metadata(self.bootstrap, security):
-                mode = " (SASL_SSL, SCRAM users, ACLs enforced)" if self.secure else ""
-                say(f"Kafka {kafka_version()} is up on {self.bootstrap}{mode} (pid {proc.pid})")
-                return True
-            time.sleep(0.3)
-        self.stop(say=lambda _m: None)
-        raise BrokerError(f"Kafka did not answer within {timeout:.0f} s; see {self.log_file}:\n" + _tail(self.log_file))
+        self.pid_file(node).write_text(str(proc.pid))
+        return proc
+
+    def _answers(self, security: Security) -> bool:
+        """Every node answers metadata requests, and (a cluster) the metadata lists every node."""
+        if self.nodes == 1:
+            return answers_metadata(self.bootstrap, security)
+        return all(answers_metadata(f"127.0.0.1:{self.node_port(n)}", security) for n in self.node_ids) and (
+            brokers_listed(self.bootstrap, security) == self.nodes
+        )
 
     def _probe_security(self) -> Security:
         return self.client_settings().security if self.secure else Security()
 
     def stop(self, say: Say = print, timeout: float = 60.0) -> bool:
-        pid = self.pid()
-        if pid is None:
+        pids = {n: self.pid(n) for n in self.node_ids}
+        alive = {n: pid for n, pid in pids.items() if pid is not None}
+        if not alive:
             say("Kafka is not running")
-            self.pid_file.unlink(missing_ok=True)
+            for node in self.node_ids:
+                self.pid_file(node).unlink(missing_ok=True)
             return False
-        os.killpg(pid, signal.SIGTERM)
+        for pid in alive.values():
+            os.killpg(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.pid() is not None:
+        while time.monotonic() < deadline and any(self.pid(n) is not None for n in alive):
             time.sleep(0.2)
-        if self.pid() is not None:
-            say(f"Kafka (pid {pid}) did not stop within {timeout:.0f} s; killing it")
-            os.killpg(pid, signal.SIGKILL)
-        self.pid_file.unlink(missing_ok=True)
-        say(f"Kafka (pid {pid}) stopped")
+        for node, pid in alive.items():
+            if self.pid(node) is not None:
+                say(f"Kafka (pid {pid}) did not stop within {timeout:.0f} s; killing it")
+                os.killpg(pid, signal.SIGKILL)
+            self.pid_file(node).unlink(missing_ok=True)
+        say(f"Kafka (pid {', '.join(str(p) for p in alive.values())}) stopped")
         return True
 
     def status(self) -> str:
-        pid = self.pid()
-        if pid is None:
+        pids = [self.pid(n) for n in self.node_ids]
+        if all(pid is None for pid in pids):
             return f"Kafka {kafka_version()} is not running (home {self.root})"
         ok = answers_metadata(self.bootstrap, self._probe_security())
         state = "answering" if ok else "NOT answering metadata requests"
-        return f"Kafka {kafka_version()} is running (pid {pid}) on {self.bootstrap}, {state}"
+        shown = ", ".join("down" if pid is None else str(pid) for pid in pids)
+        nodes = f"{self.nodes} nodes, " if self.nodes > 1 else ""
+        return f"Kafka {kafka_version()} is running ({nodes}pid {shown}) on {self.bootstrap}, {state}"
 
 
 def _port_open(port: int) -> bool:
@@ -262,19 +335,24 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 def answers_metadata(bootstrap: str, security: Security | None = None, timeout: float = 3.0) -> bool:
     """True when a broker at `bootstrap` answers a metadata request."""
+    return brokers_listed(bootstrap, security, timeout) > 0
+
+
+def brokers_listed(bootstrap: str, security: Security | None = None, timeout: float = 3.0) -> int:
+    """The brokers the cluster's metadata lists, asked at `bootstrap` (0: no answer)."""
     from aiokafka import AIOKafkaClient  # imported late: the CLI's help must not need it
 
     from booster.streams.connect import security_options
 
     options = security_options(security or Security())
 
-    async def probe() -> bool:
+    async def probe() -> int:
         client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000), **options)
         try:
             await asyncio.wait_for(client.bootstrap(), timeout)
-            return True
+            return len(client.cluster.brokers())
         except Exception:  # any failure means "not ready yet"
-            return False
+            return 0
         finally:
             await client.close()
 

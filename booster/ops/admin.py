@@ -164,8 +164,10 @@ async def create_named(
             NewTopic(
                 name,
                 partitions or settings.partitions,
-                1,
-                topic_configs={"cleanup.policy": _policy(wanted)} if isinstance(wanted, bool) else dict(wanted),
+                settings.replication_factor,
+                topic_configs=_with_replicas(
+                    settings, {"cleanup.policy": _policy(wanted)} if isinstance(wanted, bool) else dict(wanted)
+                ),
             )
             for name, wanted in topics.items()
             if name not in existing
@@ -178,6 +180,12 @@ async def create_named(
                 pass
         await _until_listed(admin, {t.name for t in new})
     return created
+
+
+def _with_replicas(settings: Settings, configs: dict[str, str]) -> dict[str, str]:
+    if settings.replication_factor > 1:  # one replica may be down without refusing an acks=all write
+        configs["min.insync.replicas"] = str(settings.min_insync_replicas)
+    return configs
 
 
 def _policy(compacted: bool) -> str:

@@ -39,8 +39,11 @@ def _run(coro: Any) -> Any:
 def cmd_kafka(args: argparse.Namespace) -> int:
     from booster.broker.local import LocalKafka, kafka_version
 
-    kafka = LocalKafka(_settings(), secure=args.secure)
+    kafka = LocalKafka(_settings(), secure=args.secure, nodes=args.nodes)
     if args.action == "env":
+        if kafka.nodes > 1:
+            print(f"export BOOSTER_BROKER={kafka.bootstrap} BOOSTER_REPLICATION_FACTOR={kafka.nodes}")
+            return EXIT_OK
         if not args.secure:
             print(f"export BOOSTER_BROKER={kafka.bootstrap}")
             return EXIT_OK
@@ -55,6 +58,8 @@ def cmd_kafka(args: argparse.Namespace) -> int:
         started = time.monotonic()
         kafka.start(say=lambda m: print(m, file=sys.stderr))
         print(f"ready in {time.monotonic() - started:.1f} s", file=sys.stderr)
+        if kafka.nodes > 1:
+            print('connect to it with: eval "$(booster kafka env --nodes 3)"', file=sys.stderr)
         if args.secure:
             print(
                 f"users: {', '.join(kafka.secrets.users())} (passwords in {kafka.secrets.password_file('x').parent}); "
@@ -68,7 +73,7 @@ def cmd_kafka(args: argparse.Namespace) -> int:
         print(f"Kafka {kafka_version()} jars in {kafka.libs}")
     else:
         print(kafka.status())
-        return EXIT_OK if kafka.pid() is not None else 3
+        return EXIT_OK if all(kafka.pid(n) is not None for n in kafka.node_ids) else 3
     return EXIT_OK
 
 
@@ -388,6 +393,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the secure broker: SASL_SSL with SCRAM users, a CA made on the spot, ACLs enforced (its own log dir)",
     )
     p.add_argument("--user", default="admin", help="`env --secure`: the user whose settings to print (default: admin)")
+    p.add_argument(
+        "--nodes",
+        type=int,
+        choices=[1, 3],
+        default=1,
+        help="3: a KRaft cluster of three nodes on this machine (ports BOOSTER_KAFKA_PORT to +5, its own log "
+        "dirs), topics replicated 3 times with min.insync.replicas 2; `env --nodes 3` prints its settings",
+    )
     p.set_defaults(func=cmd_kafka)
 
     p = sub.add_parser("topics", help="create or describe the contract's topics; print or write their ACLs")

@@ -98,7 +98,7 @@ class BoosterApp:
             store=s.store,
             datadir=str(self.datadir),
             topic_partitions=s.partitions,
-            topic_replication_factor=1,
+            topic_replication_factor=s.replication_factor,
             consumer_auto_offset_reset="earliest",
             web_port=s.web_port,
             web_bind=s.web.bind,

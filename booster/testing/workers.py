@@ -42,6 +42,7 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
             "BOOSTER_APP_ID": settings.app_id,
             "BOOSTER_HOME": str(settings.home),
             "BOOSTER_STANDBY_REPLICAS": str(settings.standby_replicas),
+            "BOOSTER_REPLICATION_FACTOR": str(settings.replication_factor),
             "BOOSTER_BULK_RESTORE": "on" if settings.bulk_restore else "off",
         }
     )
