@@ -73,7 +73,7 @@ def test_killing_the_commands_leader_during_ingestion_and_during_the_fan_out(
     settings = fresh_settings(
         BOOSTER_BROKER=cluster.bootstrap,
         BOOSTER_REPLICATION_FACTOR=str(NODES),
-        BOOSTER_FANOUT_CHUNK="200",  # many transactions: the kill lands between and inside them
+        BOOSTER_FANOUT_CHUNK="50",  # many transactions: the kill lands between and inside them
         BOOSTER_HOME=str(tmp_path / "booster"),
     )
     asyncio.run(admin.create(settings))
@@ -105,13 +105,18 @@ def test_killing_the_commands_leader_during_ingestion_and_during_the_fan_out(
         publish_records(settings, [("campaign.launched", sc.launch_record())])
         wait_for("the fan-out to start", lambda: uncommitted_high_watermark(settings) > 0, 120, 0.05)
         kill(cluster, second)
+        written_at_kill = uncommitted_high_watermark(settings)
         v = wait_for("the booster to fire", lambda: fired(settings, sc), 240, 1.0)
         assert worker.alive(), worker.log_text()[-3000:]
     finally:
         worker.stop()
     assert v.ok, v.problems
     assert v.commands == v.distinct_ids == len(sc.expected_audience) > 10_000
-    print(f"killed node {first} during ingestion and node {second} during the fan-out: {v.commands} commands")
+    assert written_at_kill < v.commands, "the fan-out had ended before the kill"
+    print(
+        f"killed node {first} during ingestion and node {second} during the fan-out (after {written_at_kill} "
+        f"records of booster.commands): {v.commands} commands"
+    )
 
 
 def kill(cluster: LocalKafka, node: int) -> None:
