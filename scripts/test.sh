@@ -3,13 +3,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-# the operations guide's test runs kcat and curl as an operator would
-for tool in kcat curl; do
+# the operations guide's test runs kcat and curl as an operator would; promtool (Debian's prometheus
+# package) checks the worker's metrics and unit-tests the alert rules
+for pair in kcat:kcat curl:curl promtool:prometheus; do
+  tool="${pair%%:*}" package="${pair##*:}"
   if ! command -v "$tool" >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-      apt-get install -y -q "$tool" >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q "$tool" >/dev/null; }
+      apt-get install -y -q --no-install-recommends "$package" >/dev/null 2>&1 \
+        || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends "$package" >/dev/null; }
     else
-      echo "test: $tool is missing; install it (apt-get install $tool)" >&2
+      echo "test: $tool is missing; install it (apt-get install $package)" >&2
       exit 1
     fi
   fi

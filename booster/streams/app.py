@@ -38,7 +38,7 @@ from booster.streams.gate import LagGate
 from booster.streams.ingest import Ingestion
 from booster.streams.lane import Lane
 from booster.streams.launches import Launches
-from booster.streams.metrics import Metrics
+from booster.streams.metrics import Metrics, use_faust_sensors
 from booster.streams.notices import Notices
 from booster.streams.records import (
     DeadLetters,
@@ -124,7 +124,7 @@ class BoosterApp:
             compat.use_lane(app, self.lane)
 
         # helper clients: started with the app, stopped with it
-        self.metrics = metrics = Metrics()
+        self.metrics = metrics = Metrics(process=True)
         self.sink = sink = ChangelogSink(client_options(s), s.request_timeout)
         self.gate = gate = LagGate(client_options(s), self.app_id)
         self.fanout = fanout = Fanout(s, self.app_id, flush_tables=sink.flush)
@@ -250,6 +250,7 @@ class BoosterApp:
         app.timer(FETCH_WATCH_INTERVAL, name="booster.fetch-watch")(self._watch_fetches)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         self.web.register(app)
+        use_faust_sensors(app, metrics)
         if s.bulk_restore:
             restore = BulkRestore(client_options(s), self._changelog_database, on_restored=metrics.restored)
             compat.restore_before_recovery(app, restore)

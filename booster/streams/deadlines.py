@@ -310,8 +310,8 @@ class Deadlines:
         self.metrics.inc("booster_commands_total", result.commands)
         self.metrics.inc("booster_fanouts_total")
         deadline = state.schedule.deadline if state.schedule is not None else now
-        self.metrics.inc("booster_fire_delay_seconds_sum", max(0, now - deadline) / 1000)
-        self.metrics.inc("booster_fire_delay_seconds_count")
+        self.metrics.observe("booster_fire_delay_seconds", max(0, now - deadline) / 1000)
+        self.metrics.observe("booster_fanout_duration_seconds", time.monotonic() - started)
         summary = result.summary
         log_decision(
             "fired-partition",

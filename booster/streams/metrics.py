@@ -1,86 +1,146 @@
-"""Counters and gauges of a worker, rendered in the Prometheus text format (version 0.0.4)."""
+"""A worker's metrics, in its own prometheus-client registry: ours (booster_*), the process's
+(process_*, python_*), and Faust's sensors (faust_*, set up by the app), rendered together on /metrics.
+
+Each metric is declared once here, with its kind, help text and label names; docs/operations.md has a
+row for each (tests/unit/streams/test_metrics.py checks both ways)."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
 
 if TYPE_CHECKING:
     from booster.streams.restore import Restored
 
-Labels = tuple[tuple[str, str], ...]
+# prometheus-client's CONTENT_TYPE_LATEST without its charset, which aiohttp adds (and refuses in it)
+CONTENT_TYPE = CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4"
+# a `_created` sample per series doubles the page for a timestamp no dashboard or alert of ours reads
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
-HELP: dict[str, tuple[str, str]] = {
-    "booster_events_total": ("counter", "Records processed, per source topic."),
-    "booster_misrouted_records_total": (
+
+@dataclass(frozen=True)
+class Spec:
+    kind: str  # counter, gauge or histogram
+    help: str
+    labels: tuple[str, ...] = ()
+    buckets: tuple[float, ...] = ()
+
+
+# seconds from a deadline to a partition's fan-out: the lag gate's look and the tick come first
+FIRE_DELAY_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800)
+# seconds one partition's fan-out takes, from a few commands to a million
+FANOUT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+SPECS: dict[str, Spec] = {
+    "booster_events_total": Spec("counter", "Records processed, per source topic.", ("topic",)),
+    "booster_misrouted_records_total": Spec(
         "counter",
         "Contact-keyed facts found in another partition than their contact's (another partitioner), "
         "forwarded to it through booster.rerouted, per source topic.",
+        ("topic",),
     ),
-    "booster_events_dropped_total": ("counter", "Message events of campaigns whose booster fired or that have none."),
-    "booster_dead_letters_total": ("counter", "Records sent to the dead-letter topic, per source topic and kind."),
-    "booster_commands_total": ("counter", "Send commands committed."),
-    "booster_duplicate_launches_total": ("counter", "Launch events of campaigns already decided (ignored)."),
-    "booster_forgotten_launches_total": (
+    "booster_events_dropped_total": Spec(
+        "counter", "Message events of campaigns whose booster fired or that have none."
+    ),
+    "booster_dead_letters_total": Spec(
+        "counter", "Records sent to the dead-letter topic, per source topic and kind.", ("topic", "kind")
+    ),
+    "booster_commands_total": Spec("counter", "Send commands committed."),
+    "booster_duplicate_launches_total": Spec("counter", "Launch events of campaigns already decided (ignored)."),
+    "booster_forgotten_launches_total": Spec(
         "counter",
         "Launch events older than the decisions kept (BOOSTER_DECISION_RETENTION_DAYS after their deadline): "
         "ignored, not decided again.",
     ),
-    "booster_expired_rows_total": ("counter", "Table rows removed by the sweep past their retention, per table."),
-    "booster_boosters_total": (
-        "counter",
-        "Booster reports, per status (pending, scheduled, rejected, cancelled, sent).",
+    "booster_expired_rows_total": Spec(
+        "counter", "Table rows removed by the sweep past their retention, per table.", ("table",)
     ),
-    "booster_notices_total": ("counter", "Notices sent to booster.notices, per kind (R14)."),
-    "booster_fanouts_total": ("counter", "Partition fan-outs completed."),
-    "booster_fire_delay_seconds_sum": ("counter", "Seconds from deadline to a partition's fan-out start, summed."),
-    "booster_fire_delay_seconds_count": ("counter", "Partition fan-outs measured in booster_fire_delay_seconds_sum."),
-    "booster_restored_records_total": (
+    "booster_boosters_total": Spec(
+        "counter", "Booster reports, per status (pending, scheduled, rejected, cancelled, sent).", ("status",)
+    ),
+    "booster_notices_total": Spec("counter", "Notices sent to booster.notices, per kind (R14).", ("kind",)),
+    "booster_results_total": Spec("counter", "Boosters' results (the measured uplift) merged into booster.results."),
+    "booster_fanouts_total": Spec("counter", "Partition fan-outs completed."),
+    "booster_fire_delay_seconds": Spec(
+        "histogram", "Seconds from a booster's deadline to the start of a partition's fan-out.", (), FIRE_DELAY_BUCKETS
+    ),
+    "booster_fanout_duration_seconds": Spec(
+        "histogram", "Seconds one partition's fan-out took, from its first command to its summary.", (), FANOUT_BUCKETS
+    ),
+    "booster_restored_records_total": Spec(
         "counter",
         "Changelog records written into RocksDB by the bulk restore when this worker took table partitions over.",
     ),
-    "booster_restore_seconds_total": ("counter", "Seconds spent in bulk restores."),
-    "booster_partition_lag": ("gauge", "Records not yet processed, per input topic and partition of this worker."),
-    "booster_deadlines_waiting": ("gauge", "Due deadlines held back by the lag gate."),
-    "booster_table_keys": ("gauge", "Estimated keys per table in this worker's active partitions."),
-    "booster_record_clock_ahead_seconds": (
+    "booster_restore_seconds_total": Spec("counter", "Seconds spent in bulk restores."),
+    "booster_partition_lag": Spec(
+        "gauge", "Records not yet processed, per input topic and partition of this worker.", ("topic", "partition")
+    ),
+    "booster_deadlines_waiting": Spec("gauge", "Due deadlines held back by the lag gate."),
+    "booster_table_keys": Spec("gauge", "Estimated keys per table in this worker's active partitions.", ("table",)),
+    "booster_record_clock_ahead_seconds": Spec(
         "gauge",
         "Per consumed topic (booster.control and the like are stamped by workers), the largest record timestamp "
         "minus this worker's clock over the current minute: "
         "above 0, a producer's clock runs ahead of the worker's; below 0, records are processed that long "
         "after they were stamped at the soonest (lag, or a producer's clock behind).",
+        ("topic",),
     ),
 }
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+def _make(name: str, spec: Spec, registry: CollectorRegistry) -> Any:
+    if spec.kind == "counter":
+        return Counter(name, spec.help, spec.labels, registry=registry)
+    if spec.kind == "gauge":
+        return Gauge(name, spec.help, spec.labels, registry=registry)
+    return Histogram(name, spec.help, spec.labels, registry=registry, buckets=spec.buckets)
 
 
 class Metrics:
-    def __init__(self) -> None:
-        self._values: dict[str, dict[Labels, float]] = defaultdict(dict)
+    def __init__(self, process: bool = False) -> None:
+        """`process`: also the process's CPU, memory, file descriptors and the interpreter's GC (a
+        worker's; one per process, so not for the many Metrics of the unit tests)."""
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._metrics = {name: _make(name, spec, self.registry) for name, spec in SPECS.items()}
+        if process:
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
+            GCCollector(registry=self.registry)
 
-    @staticmethod
-    def _labels(labels: dict[str, str | int]) -> Labels:
-        return tuple(sorted((k, str(v)) for k, v in labels.items()))
+    def _child(self, name: str, labels: dict[str, str | int]) -> Any:
+        metric = self._metrics[name]
+        return metric.labels(**{k: str(v) for k, v in labels.items()}) if labels else metric
 
     def inc(self, name: str, value: float = 1.0, **labels: str | int) -> None:
-        series = self._values[name]
-        key = self._labels(labels)
-        series[key] = series.get(key, 0.0) + value
+        self._child(name, labels).inc(value)
 
     def set(self, name: str, value: float, **labels: str | int) -> None:
-        self._values[name][self._labels(labels)] = value
+        self._child(name, labels).set(value)
+
+    def observe(self, name: str, value: float, **labels: str | int) -> None:
+        self._child(name, labels).observe(value)
 
     def clear(self, name: str) -> None:
-        self._values.pop(name, None)
+        self._metrics[name].clear()
 
     def get(self, name: str, **labels: str | int) -> float:
-        return self._values.get(name, {}).get(self._labels(labels), 0.0)
-
-    def total(self, name: str) -> float:
-        return sum(self._values.get(name, {}).values())
+        """A series' value now (0 when it was never written); a histogram's count."""
+        sample = f"{name}_count" if SPECS[name].kind == "histogram" else name
+        found = self.registry.get_sample_value(sample, {k: str(v) for k, v in labels.items()})
+        return found or 0.0
 
     def restored(self, restored: Restored) -> None:
         """A bulk restore's figures."""
@@ -88,15 +148,33 @@ class Metrics:
         self.inc("booster_restore_seconds_total", restored.seconds)
 
     def render(self) -> str:
-        lines = []
-        for name in sorted(set(HELP) | set(self._values)):
-            kind, text = HELP.get(name, ("untyped", name))
-            lines.append(f"# HELP {name} {text}")
-            lines.append(f"# TYPE {name} {kind}")
-            series = self._values.get(name) or ({(): 0.0} if kind == "counter" and "{" not in name else {})
-            for labels, value in sorted(series.items()):
-                rendered = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
-                suffix = f"{{{rendered}}}" if rendered else ""
-                number = int(value) if float(value).is_integer() else value
-                lines.append(f"{name}{suffix} {number}")
-        return "\n".join(lines) + "\n"
+        """Every metric of the registry in Prometheus' text format (0.0.4)."""
+        return generate_latest(self.registry).decode()
+
+
+class _SecondsFromMilliseconds(Histogram):
+    """A histogram in seconds fed in milliseconds (Faust's monitor measures events' runtime in ms)."""
+
+    def observe(self, amount: float, exemplar: dict[str, str] | None = None) -> None:
+        super().observe(amount / 1000, exemplar)
+
+
+def use_faust_sensors(app: Any, metrics: Metrics) -> None:
+    """Faust's own sensors (its consumer, producer, tables, rebalances) in the worker's registry, so
+    /metrics serves them with ours.
+
+    Why not `faust.sensors.prometheus.setup_prometheus_sensors`: it adds a second page, and names one
+    histogram `faust_events_runtime_ms`, which `promtool check metrics` refuses (a unit other than the
+    base one): here the same metrics are made, and that one is `faust_events_runtime_seconds`.
+    """
+    from faust.sensors.prometheus import MS_LATENCY_BUCKETS, FaustMetrics, PrometheusMonitor
+
+    made = FaustMetrics.create(metrics.registry, "faust")
+    metrics.registry.unregister(made.events_runtime_latency)
+    runtime = _SecondsFromMilliseconds(
+        "faust_events_runtime_seconds",
+        "Seconds an event took from its arrival to its ack.",
+        registry=metrics.registry,
+        buckets=tuple(ms / 1000 for ms in MS_LATENCY_BUCKETS),
+    )
+    app.monitor = PrometheusMonitor(metrics=made._replace(events_runtime_latency=runtime))

@@ -23,7 +23,7 @@ from booster.streams.audience import decide_rows, facts_of
 from booster.streams.campaigns import CampaignStates
 from booster.streams.gate import LagGate
 from booster.streams.history import history_of
-from booster.streams.metrics import Metrics
+from booster.streams.metrics import CONTENT_TYPE, Metrics
 from booster.streams.records import contact_partition, now_ms
 from booster.streams.store import Table
 
@@ -124,7 +124,7 @@ class Web:
             await self.refresh_gauges()
         except KafkaError as exc:  # the counters are still worth serving
             log.warning("could not measure lag for /metrics: %s", exc)
-        return view.text(self.metrics.render(), content_type="text/plain; version=0.0.4")
+        return view.text(self.metrics.render(), content_type=CONTENT_TYPE)
 
     async def refresh_gauges(self) -> None:
         s = self.settings

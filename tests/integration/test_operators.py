@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -169,6 +171,17 @@ def test_metrics_move_during_a_scenario(env: Env) -> None:
     assert after["booster_fire_delay_seconds_count"] >= 1
     assert any(k.startswith("booster_partition_lag{") for k in after)
     assert after['booster_table_keys{table="recipients"}'] > 0
+
+
+def test_a_live_worker_s_metrics_pass_promtool(env: Env) -> None:
+    wait_for("the first booster to be sent", lambda: _final(env), 120)
+    text = urllib.request.urlopen(f"http://127.0.0.1:{env.worker.port}/metrics", timeout=30).read().decode()
+    checked = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    for family in ("booster_fire_delay_seconds_bucket", "booster_fanout_duration_seconds_count"):
+        assert family in text, family  # real histograms
+    for family in ("process_resident_memory_bytes", "faust_messages_received_total", "faust_assign_latency"):
+        assert family in text, family  # the process's and Faust's own sensors
 
 
 def test_decision_log_lines_are_json_with_the_campaign(env: Env) -> None:
