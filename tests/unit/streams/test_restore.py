@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -55,3 +56,18 @@ def test_a_fetch_becomes_rows_and_deletes_with_its_last_offset(tmp_path: Path) -
     assert int(db.get(OFFSET_KEY)) == 15
     assert restore._write(TP("memory", 0), batch) == 0  # the memory store keeps nothing to restore into
     db.close()
+
+
+def test_an_offset_past_faust_s_highwater_is_never_handed_back() -> None:
+    """Records written after Faust looked (read by the restore) must not move Faust's offset past its
+    highwater: its consistency check would stop the recovery."""
+
+    class Reading(BulkRestore):
+        async def _read(self, todo: dict[Any, Wanted], deadline: float) -> tuple[dict[Any, int], int]:
+            return {"a": 2_500, "b": 400}, 2_900
+
+    restored: list[Any] = []
+    restore = Reading({}, lambda topic, partition: None, on_restored=restored.append)
+    reached = asyncio.run(restore({"a": -1, "b": -1}, {"a": 1_999, "b": 999}))
+    assert reached == {"a": 1_999, "b": 400}
+    assert restored[0].records == 2_900 and restored[0].partitions == 2
