@@ -38,7 +38,7 @@ from booster.streams.gate import LagGate
 from booster.streams.ingest import Ingestion
 from booster.streams.lane import Lane
 from booster.streams.launches import Launches
-from booster.streams.metrics import Metrics, use_faust_sensors
+from booster.streams.metrics import Metrics
 from booster.streams.notices import Notices
 from booster.streams.records import (
     DeadLetters,
@@ -250,7 +250,7 @@ class BoosterApp:
         app.timer(FETCH_WATCH_INTERVAL, name="booster.fetch-watch")(self._watch_fetches)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         self.web.register(app)
-        use_faust_sensors(app, metrics)
+        compat.use_faust_sensors(app, metrics.registry)  # Faust's own sensors, on the same /metrics
         if s.bulk_restore:
             restore = BulkRestore(client_options(s), self._changelog_database, on_restored=metrics.restored)
             compat.restore_before_recovery(app, restore)

@@ -150,31 +150,3 @@ class Metrics:
     def render(self) -> str:
         """Every metric of the registry in Prometheus' text format (0.0.4)."""
         return generate_latest(self.registry).decode()
-
-
-class _SecondsFromMilliseconds(Histogram):
-    """A histogram in seconds fed in milliseconds (Faust's monitor measures events' runtime in ms)."""
-
-    def observe(self, amount: float, exemplar: dict[str, str] | None = None) -> None:
-        super().observe(amount / 1000, exemplar)
-
-
-def use_faust_sensors(app: Any, metrics: Metrics) -> None:
-    """Faust's own sensors (its consumer, producer, tables, rebalances) in the worker's registry, so
-    /metrics serves them with ours.
-
-    Why not `faust.sensors.prometheus.setup_prometheus_sensors`: it adds a second page, and names one
-    histogram `faust_events_runtime_ms`, which `promtool check metrics` refuses (a unit other than the
-    base one): here the same metrics are made, and that one is `faust_events_runtime_seconds`.
-    """
-    from faust.sensors.prometheus import MS_LATENCY_BUCKETS, FaustMetrics, PrometheusMonitor
-
-    made = FaustMetrics.create(metrics.registry, "faust")
-    metrics.registry.unregister(made.events_runtime_latency)
-    runtime = _SecondsFromMilliseconds(
-        "faust_events_runtime_seconds",
-        "Seconds an event took from its arrival to its ack.",
-        registry=metrics.registry,
-        buckets=tuple(ms / 1000 for ms in MS_LATENCY_BUCKETS),
-    )
-    app.monitor = PrometheusMonitor(metrics=made._replace(events_runtime_latency=runtime))

@@ -9,8 +9,6 @@ Opt-in (three more JVMs, about two minutes): `./scripts/test.sh -m cluster -n 0 
 from __future__ import annotations
 
 import asyncio
-import random
-import socket
 import threading
 import time
 import uuid
@@ -28,31 +26,16 @@ from booster.schemas.catalog import CONTACT_INPUT_TOPICS
 from booster.testing.scenario import build, launched_for_deadline
 from booster.testing.workers import WorkerProcess
 from tests.faults.harness import fired, uncommitted_high_watermark
-from tests.helpers import account_record, group_lag, publish_records, scenario_records, wait_for
+from tests.helpers import account_record, free_ports, group_lag, publish_records, scenario_records, wait_for
 
 pytestmark = pytest.mark.cluster
 NODES = 3
 
 
-def free_port_block(count: int) -> int:
-    """`count` consecutive free ports below the kernel's ephemeral range (see `free_port_pair`)."""
-    rng = random.Random()
-    for _ in range(500):
-        port = rng.randrange(20_000, 32_000 - count)
-        try:
-            for candidate in range(port, port + count):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", candidate))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError(f"no {count} consecutive free ports")
-
-
 @pytest.fixture
 def cluster(kafka: LocalKafka, tmp_path: Path) -> Iterator[LocalKafka]:
     """Three local nodes on their own ports and log directories (the shared broker's jars, linked)."""
-    port = free_port_block(2 * NODES)
+    port = free_ports(2 * NODES)
     home = tmp_path / "home"
     (home / "kafka").mkdir(parents=True)
     (home / "kafka" / "libs").symlink_to(kafka.libs.parent)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import time
 import urllib.error
@@ -32,7 +31,7 @@ from booster.testing.scenario import build, launched_for_deadline
 from booster.testing.workers import WorkerProcess, free_port
 from tests.conftest import fresh_settings
 from tests.faults.harness import final_report
-from tests.helpers import account_record, booster, publish_records, read_all, scenario_records, wait_for
+from tests.helpers import account_record, booster, free_ports, publish_records, read_all, scenario_records, wait_for
 from tests.samples import SAMPLES
 
 CLICKS_ONLY = "clicks-only"  # may write message.clicked and nothing else
@@ -40,20 +39,10 @@ NO_TXN = "no-txn"  # the worker's topic ACLs, without its transactional ids
 TOKEN = "a-web-token-of-32-characters-xx"
 
 
-def free_port_pair() -> int:
-    """A port whose next one is free too (the broker's and its controller's)."""
-    for _ in range(50):
-        port = free_port()
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port + 1)) != 0:
-                return port
-    raise AssertionError("no two free consecutive ports")
-
-
 @pytest.fixture(scope="module")
 def secure(tmp_path_factory: pytest.TempPathFactory, kafka: LocalKafka) -> Iterator[LocalKafka]:
     """A secured broker of its own (the session's plain one stays for the other tests)."""
-    env = {**os.environ, "BOOSTER_KAFKA_PORT": str(free_port_pair())}
+    env = {**os.environ, "BOOSTER_KAFKA_PORT": str(free_ports(2))}
     broker = LocalKafka(
         Settings.from_env(env), secure=True, users=(*USERS, CLICKS_ONLY, NO_TXN), home=tmp_path_factory.mktemp("secure")
     )
