@@ -15,12 +15,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[test,dev]"
-# the AsyncAPI parser that validates docs/asyncapi.yaml in the suite (pinned in its package-lock.json)
+# the AsyncAPI parser that validates docs/asyncapi.yaml in the suite (pinned in its package-lock.json);
+# the engine and the demo do not need it
 if command -v npm >/dev/null 2>&1; then
   if [ ! -d tools/asyncapi/node_modules ] || [ tools/asyncapi/package-lock.json -nt tools/asyncapi/node_modules ]; then
     npm ci --prefix tools/asyncapi --no-audit --no-fund --loglevel=error >/dev/null
   fi
 else
-  echo "setup: npm is missing; the AsyncAPI check needs Node.js (apt-get install nodejs npm)" >&2
-  exit 1
+  echo "setup: npm is missing: the tests' AsyncAPI check will fail (apt-get install nodejs npm)" >&2
 fi

@@ -3,6 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+if [ ! -d tools/asyncapi/node_modules ]; then
+  echo "test: the AsyncAPI parser is not installed (tools/asyncapi); install Node.js and npm, then run ./scripts/setup.sh" >&2
+  exit 1
+fi
 # the operations guide's test runs kcat and curl as an operator would; promtool (Debian's prometheus
 # package) checks the worker's metrics and unit-tests the alert rules
 for pair in kcat:kcat curl:curl promtool:prometheus; do
