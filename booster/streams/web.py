@@ -80,7 +80,7 @@ class Web:
                 return view.json(local)
             return view.json(await web.audience_cluster(campaign_id, contact, local))
 
-        # probes for an orchestrator (docs/deploy): no contact data, so no token
+        # probes for an orchestrator (docs/operations.md, "Deploying"): no contact data, so no token
         async def ready_page(view: Any, request: Any) -> Any:
             if web.ready():
                 return view.text("ready\n")

@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from booster.config import Settings
@@ -104,29 +105,24 @@ class WorkerProcess:
             return f.read().decode(errors="replace")
 
     def wait_ready(self, timeout: float = 120.0) -> float:
-        """Seconds from start to ready."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise BoosterError(f"worker exited with {self.proc.returncode}:\n{self.log_text()[-4000:]}")
-            if self.READY in self.log_text():
-                self.ready_at = time.monotonic()
-                return self.ready_at - self.started_at
-            time.sleep(0.1)
-        raise BoosterError(f"worker not ready within {timeout:.0f} s; see {self.log_path}")
+        """Seconds from start until Faust says the worker is ready (its service started)."""
+        return self._wait("ready", lambda: self.READY in self.log_text(), timeout)
 
     def wait_recovered(self, timeout: float = 120.0) -> float:
         """Seconds from start until its `/ready` answers 200: every assigned partition's state is
         restored and its agents run."""
+        return self._wait("recovered", lambda: self.get("/ready")[0] == 200, timeout)
+
+    def _wait(self, what: str, done: Callable[[], bool], timeout: float) -> float:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise BoosterError(f"worker exited with {self.proc.returncode}:\n{self.log_text()[-4000:]}")
-            if self.get("/ready")[0] == 200:
+            if done():
                 self.ready_at = time.monotonic()
                 return self.ready_at - self.started_at
             time.sleep(0.1)
-        raise BoosterError(f"worker not recovered within {timeout:.0f} s; see {self.log_path}")
+        raise BoosterError(f"worker not {what} within {timeout:.0f} s; see {self.log_path}")
 
     def get(self, path: str) -> tuple[int, str]:
         """(status, body) of one of its pages; (0, why) when it does not answer."""
