@@ -212,7 +212,7 @@ class LocalKafka:
                 for line in meta.read_text().splitlines():
                     if line.startswith("cluster.id="):
                         return line.split("=", 1)[1].strip()
-        return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        return new_cluster_id()
 
     def start(self, say: Say = print, timeout: float = 90.0) -> bool:
         """Start the broker (every node of the cluster); True if started now, False if it was running."""
@@ -318,6 +318,16 @@ class LocalKafka:
         shown = ", ".join("down" if pid is None else str(pid) for pid in pids)
         nodes = f"{self.nodes} nodes, " if self.nodes > 1 else ""
         return f"Kafka {kafka_version()} is running ({nodes}pid {shown}) on {self.bootstrap}, {state}"
+
+
+def new_cluster_id() -> str:
+    """A random KRaft cluster id, as Kafka's `Uuid.randomUuid()` makes one: URL-safe base64 of 16 random
+    bytes, never starting with "-" (kafka-storage would take it for an option: seen once in CI, a broker
+    that could not be formatted)."""
+    while True:
+        found = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not found.startswith("-"):
+            return found
 
 
 def _port_open(port: int) -> bool:

@@ -3,10 +3,12 @@ the opt-in fault test (tests/faults/test_cluster.py) runs it."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
 
+from booster.broker import local
 from booster.broker.local import LocalKafka
 from booster.config import Settings
 from booster.errors import BrokerError
@@ -57,3 +59,12 @@ def test_topics_get_the_replication_and_one_less_in_sync() -> None:
     settings = Settings.from_env({"BOOSTER_REPLICATION_FACTOR": "3"})
     assert settings.replication_factor == 3 and settings.min_insync_replicas == 2
     assert Settings.from_env({}).min_insync_replicas == 1
+
+
+def test_a_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """kafka-storage takes an id starting with "-" for an option; 1 in 64 random ids did."""
+    dashed = uuid.UUID(bytes=b"\xfb" + bytes(15))  # URL-safe base64 "-w..."
+    made = iter([dashed, uuid.UUID(int=1)])
+    monkeypatch.setattr(uuid, "uuid4", lambda: next(made))
+    found = local.new_cluster_id()
+    assert not found.startswith("-") and len(found) == 22
