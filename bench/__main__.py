@@ -425,12 +425,10 @@ def measure_scale_out(n: int, partitions: int, workdir: Path, timeout: float, co
     for workers, run in figures["runs"].items():
         if one and workers != "1":
             k = int(workers)
-            run["ingest_scaling_efficiency_ratio"] = round(
-                run["ingest_events_per_s"] / (k * one["ingest_events_per_s"]), 3
-            )
-            run["fanout_scaling_efficiency_ratio"] = round(
-                run["fanout_commands_per_s"] / (k * one["fanout_commands_per_s"]), 3
-            )
+            for figure, key in (("ingest_events_per_s", "ingest"), ("fanout_commands_per_s", "fanout")):
+                # a run too small for two samples has no rate (0): no efficiency either
+                base = k * one[figure]
+                run[f"{key}_scaling_efficiency_ratio"] = round(run[figure] / base, 3) if base else 0.0
     return figures
 
 

@@ -25,8 +25,11 @@ from booster.ops import admin
 # the three one-test files get a quick many-test unit file behind them (not another minute-long one),
 # and the rest go to whichever process frees up first.
 SCHEDULE = [
-    "faults/test_kill9.py",
     "integration/test_bench_smoke.py",
+    "faults/test_uplift.py",
+    "faults/test_kill9.py",
+    "faults/test_restart.py",
+    "faults/test_standby.py",
     "faults/test_lag.py",
     "faults/test_broker_outage.py",
     "integration/test_engine.py",
@@ -40,7 +43,6 @@ SCHEDULE = [
     "integration/test_operations_doc.py",
     "integration/test_operators.py",
     "integration/test_broker.py",
-    "faults/test_restart.py",
     "faults/test_bad_input.py",
     "integration/test_delivery_status.py",
     "integration/test_launch_decisions.py",

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from booster.broker.local import LocalKafka
+from booster.config import Settings
 from booster.ops import admin
 from booster.schemas.catalog import CONTACT_INPUT_TOPICS
 from booster.testing.scenario import build, launched_for_deadline
@@ -66,6 +67,7 @@ def test_a_killed_worker_s_partitions_move_to_its_standby_without_a_restore(
         assert behind >= total // 4, f"without a standby, the takeover read only {behind} of {total} records"
 
 
-def _stable_members(settings: object) -> int:
-    groups = describe_group(settings)  # type: ignore[arg-type]
+def _stable_members(settings: Settings) -> int:
+    """Members of the workers' group once it is Stable (0 while it rebalances)."""
+    groups = describe_group(settings)
     return len(groups[0][5]) if groups and groups[0][2] == "Stable" else 0
