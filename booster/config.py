@@ -142,6 +142,12 @@ def _float(name: str, raw: str, minimum: float) -> float:
     return value
 
 
+def min_insync_replicas(replicas: int) -> int:
+    """Replicas that must have a record before an acks=all write is answered: all but one, so one may be
+    down without losing or refusing a write."""
+    return max(1, replicas - 1)
+
+
 def _on_off(name: str, raw: str) -> bool:
     if raw not in ("on", "off"):
         raise ConfigError(f"{name}={raw!r} is not `on` or `off`")
@@ -394,8 +400,7 @@ class Settings:
 
     @property
     def min_insync_replicas(self) -> int:
-        """Replicas that must have a record before an acks=all write is answered: all but one."""
-        return max(1, self.replication_factor - 1)
+        return min_insync_replicas(self.replication_factor)
 
     def topic(self, name: str) -> str:
         """The real topic name of a contract topic, with the configured prefix."""

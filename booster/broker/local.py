@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from booster.broker.secure import ADMIN, USERS, Secrets
-from booster.config import Security, Settings
+from booster.config import Security, Settings, min_insync_replicas
 from booster.errors import BrokerError
 
 HERE = Path(__file__).parent
@@ -74,8 +74,7 @@ class LocalKafka:
 
     @property
     def min_insync(self) -> int:
-        """Replicas that must have a record before acks=all is answered: all but one."""
-        return max(1, self.nodes - 1)
+        return min_insync_replicas(self.nodes)
 
     @property
     def libs(self) -> Path:

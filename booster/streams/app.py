@@ -124,7 +124,7 @@ class BoosterApp:
             compat.use_lane(app, self.lane)
 
         # helper clients: started with the app, stopped with it
-        self.metrics = metrics = Metrics(process=True)
+        self.metrics = metrics = Metrics.of_worker(app)
         self.sink = sink = ChangelogSink(client_options(s), s.request_timeout)
         self.gate = gate = LagGate(client_options(s), self.app_id)
         self.fanout = fanout = Fanout(s, self.app_id, flush_tables=sink.flush)
@@ -250,7 +250,6 @@ class BoosterApp:
         app.timer(FETCH_WATCH_INTERVAL, name="booster.fetch-watch")(self._watch_fetches)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         self.web.register(app)
-        compat.use_faust_sensors(app, metrics.registry)  # Faust's own sensors, on the same /metrics
         if s.bulk_restore:
             restore = BulkRestore(client_options(s), self._changelog_database, on_restored=metrics.restored)
             compat.restore_before_recovery(app, restore)

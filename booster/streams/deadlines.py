@@ -310,8 +310,9 @@ class Deadlines:
         self.metrics.inc("booster_commands_total", result.commands)
         self.metrics.inc("booster_fanouts_total")
         deadline = state.schedule.deadline if state.schedule is not None else now
+        took = time.monotonic() - started
         self.metrics.observe("booster_fire_delay_seconds", max(0, now - deadline) / 1000)
-        self.metrics.observe("booster_fanout_duration_seconds", time.monotonic() - started)
+        self.metrics.observe("booster_fanout_duration_seconds", took)
         summary = result.summary
         log_decision(
             "fired-partition",
@@ -319,7 +320,7 @@ class Deadlines:
             partition=p,
             commands=result.commands,
             audience=None if summary is None else summary.tally.audience,
-            seconds=round(time.monotonic() - started, 3),
+            seconds=round(took, 3),
             late_by_ms=now - deadline,
         )
 

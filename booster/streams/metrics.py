@@ -22,6 +22,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from booster.streams import compat
+
 if TYPE_CHECKING:
     from booster.streams.restore import Restored
 
@@ -119,6 +121,14 @@ class Metrics:
             ProcessCollector(registry=self.registry)
             PlatformCollector(registry=self.registry)
             GCCollector(registry=self.registry)
+
+    @classmethod
+    def of_worker(cls, app: Any) -> Metrics:
+        """A worker's: ours, the process's, and Faust's own sensors, which become `app`'s monitor (its
+        consumer, producer, tables, rebalances), all on one /metrics."""
+        metrics = cls(process=True)
+        compat.use_faust_sensors(app, metrics.registry)
+        return metrics
 
     def _child(self, name: str, labels: dict[str, str | int]) -> Any:
         metric = self._metrics[name]

@@ -46,12 +46,9 @@ class Wanted:
         return max(0, self.last - self.start + 1)
 
 
-def wanted(
-    offsets: Mapping[Any, int | None], highwaters: Mapping[Any, int | None], at_least: int = WORTH_IT
-) -> dict[Any, Wanted]:
-    """The partitions to restore, from Faust's recovery offsets: `offsets` is the last offset already
-    applied (-1 for none; Faust reads it again), `highwaters` the last offset on the broker. Nothing
-    when fewer than `at_least` records are left in all: Faust's recovery reads those as fast."""
+def wanted(offsets: Mapping[Any, int | None], highwaters: Mapping[Any, int | None]) -> dict[Any, Wanted]:
+    """The partitions behind, from Faust's recovery offsets: `offsets` is the last offset already
+    applied (-1 for none; Faust reads it again), `highwaters` the last offset on the broker."""
     found = {}
     for tp, last in highwaters.items():
         if last is None or last < 0:
@@ -60,7 +57,7 @@ def wanted(
         start = 0 if done is None or done < 0 else done + 1
         if last >= start:
             found[tp] = Wanted(start, last)
-    return found if sum(w.records for w in found.values()) >= at_least else {}
+    return found
 
 
 @dataclass(frozen=True)
@@ -93,11 +90,10 @@ class BulkRestore:
 
     async def __call__(self, offsets: Mapping[Any, int | None], highwaters: Mapping[Any, int | None]) -> dict[Any, int]:
         todo = wanted(offsets, highwaters)
-        behind = sum(w.records for w in wanted(offsets, highwaters, at_least=1).values())
-        log.info("recovery: %d changelog records behind in %d active table partitions", behind, len(offsets))
-        if not todo:
-            return {}
         total = sum(w.records for w in todo.values())
+        log.info("recovery: %d changelog records behind in %d active table partitions", total, len(offsets))
+        if total < WORTH_IT:  # Faust's recovery reads so few as fast
+            return {}
         log.info("bulk restore: reading %d changelog records of %d partitions", total, len(todo))
         started = time.monotonic()
         reached, records = await self._read(todo, started + self.budget_seconds)

@@ -26,9 +26,9 @@ def committed(settings: Settings) -> int:
     return asyncio.run(go())
 
 
-def kill(broker: LocalKafka) -> float:
-    pid = broker.pid()
-    assert pid is not None
+def kill(broker: LocalKafka, node: int = 1) -> float:
+    pid = broker.pid(node)
+    assert pid is not None, f"node {node} is not running"
     os.killpg(pid, signal.SIGKILL)  # at once, in the middle of whatever the worker writes
     return time.monotonic()
 

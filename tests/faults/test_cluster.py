@@ -26,6 +26,7 @@ from booster.schemas.catalog import CONTACT_INPUT_TOPICS
 from booster.testing.scenario import build, launched_for_deadline
 from booster.testing.workers import WorkerProcess
 from tests.faults.harness import fired, uncommitted_high_watermark
+from tests.faults.outage import kill
 from tests.helpers import account_record, free_ports, group_lag, publish_records, scenario_records, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -100,15 +101,6 @@ def test_killing_the_commands_leader_during_ingestion_and_during_the_fan_out(
         f"killed node {first} during ingestion and node {second} during the fan-out (after {written_at_kill} "
         f"records of booster.commands): {v.commands} commands"
     )
-
-
-def kill(cluster: LocalKafka, node: int) -> None:
-    import os
-    import signal
-
-    pid = cluster.pid(node)
-    assert pid is not None, f"node {node} is not running"
-    os.killpg(pid, signal.SIGKILL)
 
 
 async def commands_leader(settings: Settings) -> int:

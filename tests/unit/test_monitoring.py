@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from booster.streams import compat
-from booster.streams.metrics import Metrics
+from tests.unit.streams.test_metrics import worker_registry
 
 MONITORING = Path(__file__).resolve().parents[2] / "docs" / "monitoring"
 ALERTS = MONITORING / "alerts.yml"
@@ -34,14 +33,8 @@ def promtool(*args: str, cwd: Path = MONITORING) -> subprocess.CompletedProcess[
 
 def exported() -> set[str]:
     """Every metric family and sample name a worker's /metrics can show."""
-    metrics = Metrics(process=True)
-
-    class App:  # what the worker hands compat.use_faust_sensors: Faust's monitor is set on it
-        monitor: Any = None
-
-    compat.use_faust_sensors(App(), metrics.registry)
     names: set[str] = set()
-    for family in metrics.registry.collect():
+    for family in worker_registry().collect():
         names.add(family.name)
         names.update(sample.name for sample in family.samples)
         if family.type == "histogram":

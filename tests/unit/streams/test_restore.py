@@ -20,8 +20,17 @@ def test_every_partition_with_records_left_is_read_from_after_its_applied_offset
 
 
 def test_a_few_records_left_are_left_to_faust() -> None:
-    assert wanted({"a": -1}, {"a": WORTH_IT - 2}) == {}
-    assert wanted({"a": -1}, {"a": WORTH_IT - 1}) == {"a": Wanted(0, WORTH_IT - 1)}
+    read: list[dict[Any, Wanted]] = []
+
+    class Reading(BulkRestore):
+        async def _read(self, todo: dict[Any, Wanted], deadline: float) -> tuple[dict[Any, int], int]:
+            read.append(todo)
+            return {tp: w.last for tp, w in todo.items()}, sum(w.records for w in todo.values())
+
+    restore = Reading({}, lambda topic, partition: None)
+    assert asyncio.run(restore({"a": -1}, {"a": WORTH_IT - 2})) == {} and read == []
+    assert asyncio.run(restore({"a": -1}, {"a": WORTH_IT - 1})) == {"a": WORTH_IT - 1}
+    assert read == [{"a": Wanted(0, WORTH_IT - 1)}]
     assert wanted({"a": 5}, {"a": None}) == {}
 
 
