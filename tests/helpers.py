@@ -27,7 +27,7 @@ from booster.schemas.catalog import INPUT_TOPICS
 from booster.streams.connect import client_options
 from booster.streams.gate import LagGate
 from booster.testing.scenario import Scenario
-from booster.testing.workers import worker_env
+from booster.testing.workers import parse_metrics, worker_env
 
 T = TypeVar("T")
 
@@ -207,12 +207,7 @@ def scrape_metrics(port: int) -> dict[str, float]:
     """A worker's /metrics as {series with labels: value}."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read().decode()
     assert "# TYPE booster_events_total counter" in text
-    values: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, number = line.rpartition(" ")
-            values[name] = float(number)
-    return values
+    return parse_metrics(text)
 
 
 def decisions(log: str) -> list[dict[str, Any]]:

@@ -51,6 +51,16 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
     return env
 
 
+def parse_metrics(text: str) -> dict[str, float]:
+    """A /metrics page as {series with its labels: value}."""
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            series, _, number = line.rpartition(" ")
+            values[series] = float(number)
+    return values
+
+
 _children: set[WorkerProcess] = set()
 
 
@@ -139,7 +149,7 @@ class WorkerProcess:
         status, text = self.get("/metrics")
         if status != 200:
             raise BoosterError(f"/metrics of {self.log_path.stem} answered {status}: {text[:200]}")
-        return sum(float(line.split()[-1]) for line in text.splitlines() if line.split("{")[0].split(" ")[0] == name)
+        return sum(value for series, value in parse_metrics(text).items() if series.split("{")[0] == name)
 
     def stop(self, timeout: float = 60.0) -> None:
         if self.proc is None or self.proc.poll() is not None:
