@@ -32,10 +32,15 @@ Record = dict[str, Any]
 
 def strip_logical_types(node: Any) -> Any:
     """A schema without logical types: the same bytes, timestamps read and written as integers."""
+    return without_attribute(node, "logicalType")
+
+
+def without_attribute(node: Any, name: str) -> Any:
+    """A schema (JSON) with the attribute `name` removed at every level."""
     if isinstance(node, dict):
-        return {k: strip_logical_types(v) for k, v in node.items() if k != "logicalType"}
+        return {k: without_attribute(v, name) for k, v in node.items() if k != name}
     if isinstance(node, list):
-        return [strip_logical_types(v) for v in node]
+        return [without_attribute(v, name) for v in node]
     return node
 
 

@@ -16,7 +16,7 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.utils import generate_many
 
 from booster.schemas.catalog import BY_ID, TopicSpec
-from booster.schemas.codec import strip_logical_types
+from booster.schemas.codec import strip_logical_types, without_attribute
 
 FINGERPRINTS = Path(__file__).with_name("schema_fingerprints.json")
 RECORDS = 40  # random records of each older version
@@ -67,15 +67,7 @@ def schema_fingerprint(schema: Any) -> str:
     """SHA-256 of the schema as JSON with sorted keys and without its docs: any change a reader or
     writer sees (a type, a name, a default, an enum symbol's place) moves it; formatting and docs do not.
     (Avro's Parsing Canonical Form drops defaults, which resolution reads, so it is not enough.)"""
-
-    def undocumented(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {k: undocumented(v) for k, v in node.items() if k != "doc"}
-        if isinstance(node, list):
-            return [undocumented(v) for v in node]
-        return node
-
-    text = json.dumps(undocumented(schema), sort_keys=True, separators=(",", ":"))
+    text = json.dumps(without_attribute(schema, "doc"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
