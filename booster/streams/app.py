@@ -126,7 +126,7 @@ class BoosterApp:
         # helper clients: started with the app, stopped with it
         self.metrics = metrics = Metrics.of_worker(app)
         self.sink = sink = ChangelogSink(client_options(s), s.request_timeout)
-        self.gate = gate = LagGate(client_options(s), self.app_id)
+        self.gate = gate = LagGate(client_options(s), self.app_id, processed=self._processed)
         self.fanout = fanout = Fanout(s, self.app_id, flush_tables=sink.flush)
         for service in (sink, gate, fanout):
             app.add_dependency(service)
@@ -141,14 +141,14 @@ class BoosterApp:
         retry = Retry(s.retry_seconds)
         dead_letters = DeadLetters(self._topic("booster.dead-letter"), metrics, retry)
         clocks = Clocks(metrics, s.allowed_lateness_ms)
-        self.guard = Guard(sink, dead_letters, gate, metrics, clocks, retry)
+        self.guard = Guard(sink, dead_letters, metrics, clocks, retry)
         control = Control(self._topic("booster.control"), s.partitions)
         notices = Notices(self._topic("booster.notices"), metrics)
         self.reports = Reports(
             self._topic("booster.reports"), self._table("summaries", ROCKSDB_SMALL), notices, metrics
         )
         self.ingestion = Ingestion(
-            self.recipients, self.contacts, self.engagement, self.campaigns, sink, dead_letters, gate, metrics, clocks,
+            self.recipients, self.contacts, self.engagement, self.campaigns, sink, dead_letters, metrics, clocks,
             partitions=s.partitions, rerouted_topic=s.topic(REROUTED), retry=retry,
         )  # fmt: skip
         decided = self._table("launch-decisions", ROCKSDB_SMALL)
@@ -254,6 +254,11 @@ class BoosterApp:
             restore = BulkRestore(client_options(s), self._changelog_database, on_restored=metrics.restored)
             compat.restore_before_recovery(app, restore)
 
+    def _processed(self, tp: TopicPartition, committed: int | None) -> int | None:
+        """The lag gate's view of what this worker processed: its consumer's ledger."""
+        ledger = getattr(self.app.consumer, "ledger", None)  # our consumer class has one
+        return None if ledger is None else ledger.processed(tp, committed)
+
     def _changelog_database(self, topic: str, partition: int) -> tuple[Any, bytes] | None:
         return compat.changelog_database(self._changelogs[topic], partition)
 
@@ -314,4 +319,3 @@ class BoosterApp:
         by_account = self.settings.topic(LAUNCHES_BY_ACCOUNT)
         self.launches.forget_partitions({tp.partition for tp in revoked if tp.topic == by_account})
         await self.fanout.release(gone)
-        self.gate.forget(TopicPartition(tp.topic, tp.partition) for tp in revoked)

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from functools import cache
 from typing import Any
 
+from booster.streams import fetches
 from booster.streams.lane import Lane
 from booster.streams.offsets import OffsetLedger
 
@@ -108,7 +109,8 @@ def recovered(app: Any) -> bool:
 
 @cache
 def read_committed_consumer() -> type:
-    """Faust's consumer class, reading with isolation.level=read_committed and committing what our
+    """Faust's consumer class, reading with isolation.level=read_committed, processing only what a
+    fetch nothing overtook returned (`booster.streams.fetches`), and committing what our
     `OffsetLedger` says is processed (set as `app.transport.Consumer`). Built on first use, so the CLI
     does not import Faust."""
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
@@ -123,9 +125,37 @@ def read_committed_consumer() -> type:
             consumer._isolation_level = "read_committed"
             return consumer
 
+        async def committed_then_seek(self, committing: frozenset[Any]) -> dict[Any, int | None]:
+            """Every assigned partition's committed offset, looked up first, then each partition
+            sought there in one step of the client's loop (no fetch runs between two seeks); a
+            committing partition with no committed offset is sought to its beginning (the group's
+            reset policy), never left where it was.
+
+            Why: aiokafka's `seek_to_committed` looks the offsets up one by one between its seeks, so
+            fetches run meanwhile, and it leaves a partition whose committed offset is 0 or none at
+            its position, past records that were never processed. `call_thread` runs a call in the
+            client's own loop, as Faust's `seek_to_committed` does.
+            """
+            return dict(await self.call_thread(self._committed_then_seek, self._ensure_consumer(), committing))
+
+        async def _committed_then_seek(self, consumer: Any, committing: frozenset[Any]) -> dict[Any, int | None]:
+            partitions = sorted(consumer.assignment())
+            found = await asyncio.gather(*(consumer.committed(tp) for tp in partitions))
+            offsets = dict(zip(partitions, found, strict=True))
+            beginning = []
+            for tp, offset in offsets.items():
+                if offset is not None and (offset > 0 or (offset == 0 and tp in committing)):
+                    consumer.seek(tp, offset)
+                elif tp in committing:
+                    beginning.append(tp)
+            if beginning:
+                await consumer.seek_to_beginning(*beginning)
+            return offsets
+
     class ReadCommittedConsumer(FaustConsumer):
         """Why the overrides: Faust's own account of what it may commit loses and stalls records (see
-        `booster.streams.offsets`); each one below feeds or uses ours instead."""
+        `booster.streams.offsets`), and its fetch loop can process records of a fetch a rebalance or
+        a seek overtook (see `booster.streams.fetches`); each one below feeds or uses ours instead."""
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
@@ -133,6 +163,11 @@ def read_committed_consumer() -> type:
             self.lane: Lane | None = getattr(self.app, LANE_ATTRIBUTE, None)
             if self.lane is not None:
                 self.lane.attach(self.ledger)
+            self.dropped_records = 0  # of fetches a rebalance or a seek overtook
+            # a seek waits for the fetch under way to return and be admitted, and no fetch is issued
+            # while a seek runs: aiokafka runs both in its own loop, and a fetch issued while a seek was
+            # being made could return records from the new position that no other fetch reads again
+            self._fetching = asyncio.Lock()
 
         def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
             return ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
@@ -148,39 +183,80 @@ def read_committed_consumer() -> type:
             self.fetch_done_at = time.monotonic()
             return records
 
+        def _epoch(self, tp: Any) -> int:
+            return 0 if self.lane is None else self.lane.epoch(tp)
+
         async def _fetch_and_divert(self, active_partitions: Any, timeout: float) -> Any:
-            records = await super()._getmany(active_partitions, timeout)
-            diverted = {}
-            for tp, batch in records.items():
-                if self._committing(tp):
-                    self.ledger.fetched(tp, [record.offset for record in batch])
-                if self.lane is not None and self.lane.takes(tp):
-                    diverted[tp] = batch
+            # a copy: Faust's set is emptied by a revoke while the fetch waits, and aiokafka reads an
+            # empty set as every partition
+            asked = None if active_partitions is None else set(active_partitions)
+            async with self._fetching:
+                generation, assigned = self.app.consumer_generation_id, self.assignment()
+                fetch = fetches.tag(generation, asked or (), assigned, self._epoch, self.ledger, self._committing)
+                records = await super()._getmany(asked, timeout)
+                admitted = fetches.admit(
+                    fetch,
+                    records,
+                    generation=self.app.consumer_generation_id,
+                    flow_active=self.flow_active,
+                    assigned=self.assignment(),
+                    epochs=self._epoch,
+                    ledger=self.ledger,
+                    committing=self._committing,
+                )
+            if admitted.dropped:
+                self.dropped_records += sum(admitted.dropped.values())
+                log.info(
+                    "dropped what a fetch overtaken by a rebalance or a seek returned (read again from the "
+                    "committed or sought offset): %s",
+                    ", ".join(f"{tp.topic}[{tp.partition}] {n}" for tp, n in sorted(admitted.dropped.items())),
+                )
+            for tp, offset in admitted.read_again.items():
+                await self.seek(tp, offset)  # before the next fetch is issued
+            diverted = {tp: b for tp, b in admitted.records.items() if self.lane is not None and self.lane.takes(tp)}
             if diverted:
                 # the batch lane: Faust's fetch loop never sees these records (no Event per record); the
                 # lane holds their offsets until the ingest agent has written their effects
                 assert self.lane is not None
-                await self.lane.put(diverted)
-                records = {tp: batch for tp, batch in records.items() if tp not in diverted}
-            return records
+                await self.lane.put(diverted, fetch.epochs)
+            return {tp: batch for tp, batch in admitted.records.items() if tp not in diverted}
 
         def _committing(self, tp: Any) -> bool:
             """Whether the group commits this partition (agents' topics; not changelogs)."""
             return bool(self.app.topics.acks_enabled_for(tp.topic))
 
         async def seek_to_committed(self) -> Any:
-            offsets = await super().seek_to_committed()
-            for tp, offset in offsets.items():
-                if self._committing(tp):
-                    self.ledger.seeked(tp, offset if offset is not None and offset >= 0 else None)
-            return offsets
+            async with self._fetching:
+                committing = frozenset(tp for tp in self.assignment() if self._committing(tp))
+                for tp in committing:
+                    self.ledger.seeking(tp)
+                offsets: dict[Any, int | None] = {}
+                try:
+                    offsets = await self._thread.committed_then_seek(committing)  # type: ignore[attr-defined]
+                finally:  # a seek that failed or was cancelled leaves the position unknown
+                    for tp in committing:
+                        offset = offsets.get(tp)
+                        self.ledger.seeked(tp, offset if offset is not None and offset >= 0 else None)
+                return offsets
 
         async def seek(self, partition: Any, offset: int) -> None:
-            if self._committing(partition):
-                self.ledger.seeked(partition, offset)
-            await super().seek(partition, offset)
+            if not self._committing(partition):
+                await super().seek(partition, offset)
+                return
+            async with self._fetching:
+                self.ledger.seeking(partition)
+                sought: int | None = None
+                try:
+                    await super().seek(partition, offset)
+                    sought = offset
+                finally:
+                    self.ledger.seeked(partition, sought)
 
         async def on_partitions_revoked(self, revoked: set[Any]) -> None:
+            if revoked:
+                # at once, before anything awaits: a fetch under way now is not processed (Faust stops
+                # the flow too, later, after other awaits)
+                self.stop_flow()
             if self.lane is not None:  # as Faust waits for unacked events: the batch in flight is written
                 await self.lane.revoke(revoked)
             self.ledger.forget(revoked)

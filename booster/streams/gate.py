@@ -3,9 +3,12 @@
 At a moment after the deadline plus the allowed lateness, the gate takes the end offsets of every
 input partition the deadline depends on (read-committed, so last stable offsets). Everything
 published before that moment lies below them. The deadline fires once the position of each input
-partition (this worker's processed offset, or the group's committed offset, whichever is further)
-has reached its end offset in that snapshot, however much has been published since. Record
-timestamps are not trusted for this: a producer may stamp a record with any time.
+partition has reached its end offset in that snapshot, however much has been published since. A
+partition's position is the offset below which every record is processed: the group's committed
+offset, carried on by the worker's own ledger over the contiguous run of records it processed since
+(`OffsetLedger.processed`), never the highest offset it processed, which would pass over a record
+dropped or still queued below it. Record timestamps are not trusted for this: a producer may stamp a
+record with any time.
 
 Offsets are not records. A transaction ends with a commit or abort marker, which takes an offset but
 is never delivered, and an aborted transaction's records are never delivered either: after a
@@ -18,7 +21,7 @@ left, and the partition counts as processed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -75,27 +78,42 @@ async def only_markers_left(
     return done
 
 
+# what this worker has processed of a partition, from the group's committed offset (None: it knows
+# nothing more than that offset); `OffsetLedger.processed` of the worker's consumer
+Processed = Callable[[TopicPartition, int | None], int | None]
+
+
+def nothing_more(tp: TopicPartition, committed: int | None) -> int | None:
+    """The `Processed` of a gate outside a worker: the committed offsets are all there is."""
+    return None
+
+
+def positions(
+    tps: Iterable[TopicPartition], committed: Mapping[TopicPartition, int | None], processed: Processed
+) -> dict[TopicPartition, int]:
+    """Each partition's position: the offset below which every record is processed."""
+    found = {}
+    for tp in tps:
+        offset = committed.get(tp)
+        offset = offset if offset is not None and offset >= 0 else None
+        ours = processed(tp, offset)
+        found[tp] = ours if ours is not None else offset or 0
+    return found
+
+
 class LagGate(Service):
     """Its clients start when first needed and stop with the worker (or `stop()` when used alone)."""
 
-    def __init__(self, connection: Mapping[str, Any], group_id: str, **kwargs: Any) -> None:
+    def __init__(
+        self, connection: Mapping[str, Any], group_id: str, processed: Processed = nothing_more, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.connection = connection  # `connect.client_options`: the broker and the credentials
         self.group_id = group_id
-        self.processed: dict[TopicPartition, int] = {}  # next offset to process, per input partition
+        self.processed = processed
         self._consumer: AIOKafkaConsumer | None = None
         self._admin: AIOKafkaAdminClient | None = None
         self._probing = asyncio.Lock()  # the timer and the web pages share the probe's assignment
-
-    def record(self, topic: str, partition: int, offset: int) -> None:
-        """Called by the agents after a record's effects are in the tables."""
-        tp = TopicPartition(topic, partition)
-        if offset + 1 > self.processed.get(tp, 0):
-            self.processed[tp] = offset + 1
-
-    def forget(self, tps: Iterable[TopicPartition]) -> None:
-        for tp in tps:
-            self.processed.pop(tp, None)
 
     async def _clients(self) -> None:
         if self._consumer is None:
@@ -129,17 +147,15 @@ class LagGate(Service):
         assert self._consumer is not None and self._admin is not None
         if ends is None:
             ends = await self.end_offsets(tps)
-        # the group's committed offsets count too: they cover partitions another worker consumes
-        # and offsets this worker processed before a restart
-        committed = await self._admin.list_consumer_group_offsets(self.group_id, partitions=tps)
-        positions = {}
-        for tp in tps:
-            meta = committed.get(tp)
-            positions[tp] = max(meta.offset if meta is not None else 0, self.processed.get(tp, 0))
+        # the group's committed offsets: they cover partitions another worker consumes and offsets
+        # this worker processed before a restart
+        metas = await self._admin.list_consumer_group_offsets(self.group_id, partitions=tps)
+        committed = {tp: meta.offset for tp, meta in metas.items() if meta is not None}
+        found = positions(tps, committed, self.processed)
         async with self._probing:
-            settled = await only_markers_left(self._consumer, positions, ends)
+            settled = await only_markers_left(self._consumer, found, ends)
         return {
             tp: ends.get(tp, 0) - position
-            for tp, position in positions.items()
+            for tp, position in found.items()
             if position < ends.get(tp, 0) and tp not in settled
         }

@@ -2,11 +2,12 @@
 (campaign, contact) and `contacts` tables of the contact's partition.
 
 A batch of records is decoded and folded with the processors' `evolve_*`, each changed row written
-once, the changelog flushed, and only then are the records counted as processed (the lag gate's
-position moves, Faust acks them). A message event of a campaign that fired here or has no booster is
-dropped; the first one of an unknown campaign marks when its rows appeared (R12). A person's open or
-click of a campaign's message, or of its booster's (whose campaign_id is the booster_id), in the
-booster's measurement window is kept in the `engagement` table, the first one per contact (issue 12).
+once, the changelog flushed, and only then are the records counted as processed (released in the
+consumer's offset ledger: the commits and the lag gate's position move). A message event of a
+campaign that fired here or has no booster is dropped; the first one of an unknown campaign marks when
+its rows appeared (R12). A person's open or click of a campaign's message, or of its booster's (whose
+campaign_id is the booster_id), in the booster's measurement window is kept in the `engagement` table,
+the first one per contact.
 
 A fact found in another partition than its contact's (its producer partitions by another hash) is
 not folded there: it is forwarded, as it came, to the contact's partition of booster.rerouted, which
@@ -44,7 +45,6 @@ from booster.streams.records import (
     DeadLetters,
     Flushable,
     Incoming,
-    Progress,
     Retry,
     contact_partition,
     now_ms,
@@ -85,7 +85,6 @@ class Ingestion:
         campaigns: CampaignStates,
         sink: Forwarder,
         dead_letters: DeadLetters,
-        progress: Progress,
         metrics: Metrics,
         clocks: ClockWatch,
         *,
@@ -99,7 +98,6 @@ class Ingestion:
         self.campaigns = campaigns
         self.sink = sink
         self.dead_letters = dead_letters
-        self.progress = progress
         self.metrics = metrics
         self.clocks = clocks
         self.partitions = partitions
@@ -146,9 +144,10 @@ class Ingestion:
         if folded.dropped:
             self.metrics.inc("booster_events_dropped_total", folded.dropped)
         now = now_ms()
-        for incoming in batch:  # only now are their effects in the tables and the changelog
-            self.progress.record(incoming.real_topic, incoming.partition, incoming.offset)
+        for incoming in batch:
             self.clocks.observe(incoming, now)
+        # returning is what makes the records processed: only now are their effects in the tables and
+        # the changelog, and the caller releases them in the consumer's ledger (the lag gate's position)
         return folded
 
     def fold(self, batch: Sequence[Incoming]) -> Folded:

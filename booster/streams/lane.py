@@ -9,6 +9,10 @@ waits for the batch being ingested to be written (its changelog rows must land b
 next owner reads the changelog), as Faust waits for unacked events; what was dropped is read again by
 whoever gets the partition, from its committed offset.
 
+A fetch carries each partition's epoch from when it was issued (`booster.streams.fetches`), not from
+when it reaches the lane: a fetch issued before a revoke and handed over after it is dropped like the
+fetches queued before it, never ingested over the hole they leave.
+
 Records of one partition reach the agent in the order they were fetched: one queue, one reader.
 """
 
@@ -81,17 +85,26 @@ class Lane:
     def takes(self, tp: Any) -> bool:
         return bool(tp.topic in self.topics)
 
-    async def put(self, records: Mapping[Any, Sequence[Any]]) -> None:
-        """Queue one fetch's records (the consumer calls this; it waits while the lane is full). Each
-        offset is held in the ledger from now until the agent's `done`."""
-        epochs = {tp: self._epochs.get(tp, 0) for tp in records}
+    def epoch(self, tp: Any) -> int:
+        """The partition's epoch now: a fetch tagged with an older one is dropped."""
+        return self._epochs.get(tp, 0)
+
+    def _current(self, records: Mapping[Any, Sequence[Any]], epochs: Mapping[Any, int]) -> dict[Any, Sequence[Any]]:
+        return {tp: batch for tp, batch in records.items() if self._epochs.get(tp, 0) == epochs.get(tp)}
+
+    async def put(self, records: Mapping[Any, Sequence[Any]], epochs: Mapping[Any, int]) -> None:
+        """Queue one fetch's records, issued at these `epochs` (the consumer calls this; it waits while
+        the lane is full, and stops waiting for partitions revoked meanwhile). Each offset is held in
+        the ledger from now until the agent's `done`."""
         for tp, batch in records.items():
             self.ledger.hold_all(tp, [record.offset for record in batch])
-        while len(self._queue) >= self.max_queued:
+        while len(self._queue) >= self.max_queued and self._current(records, epochs):
             self._room.clear()
             await self._room.wait()
-        self._queue.append(Fetch(dict(records), epochs))
-        self._queued.set()
+        current = self._current(records, epochs)
+        if current:
+            self._queue.append(Fetch(current, dict(epochs)))
+            self._queued.set()
 
     async def batches(self) -> AsyncIterator[Batch]:
         """The agent's loop: every queued fetch, merged up to MAX_BATCH_RECORDS, revoked partitions
@@ -122,10 +135,12 @@ class Lane:
         self._idle.set()
 
     async def revoke(self, tps: Iterable[Hashable]) -> None:
-        """Drop what is queued for these partitions and wait until the batch being ingested, if it
-        holds any of them, is written or abandoned."""
+        """Drop what is queued for these partitions, and what a fetch issued before brings, at once
+        (before the first await), and wait until the batch being ingested, if it holds any of them, is
+        written or abandoned."""
         gone = {tp for tp in tps if self.takes(tp)}
         for tp in gone:
             self._epochs[tp] = self._epochs.get(tp, 0) + 1
+        self._room.set()  # a fetch loop waiting for room with revoked records stops waiting
         while self._in_flight is not None and not gone.isdisjoint(self._in_flight.records):
             await self._idle.wait()

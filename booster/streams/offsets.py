@@ -15,6 +15,16 @@ there: the next record the position returned came after it. The commit point is 
 such offsets from the committed one. A record the run stops at for long, that the fetch loop handed on
 and nobody is processing, was dropped on the way: it is read again (`lost`).
 
+The same run is what the lag gate takes for "processed" (`processed`): never the highest offset seen,
+which would pass over a record dropped below it.
+
+A fetch is only evidence of what lies at the partition's position if nothing moved that position
+while it was under way: each partition has a mark that changes when a seek starts, when it ends and
+when the partition is forgotten (`mark`, None while a seek is under way). The consumer notes the mark
+when it issues a fetch and feeds the ledger with what the fetch returned only if the mark is unchanged
+(`booster.streams.fetches`); otherwise a fetch from before a seek would mark offsets it never read as
+empty, and the commit point would jump past records nobody processed.
+
 Pure: offsets in, offsets out; the caller passes the time.
 """
 
@@ -33,6 +43,7 @@ class PartitionAccount:
     held: dict[int, int] = field(default_factory=dict)  # offset -> handlers processing it now
     stuck: tuple[int, float] | None = None  # where the run stopped, and since when
     held_at: tuple[int, float] | None = None  # where the run stops at a held record, and since when
+    base: int | None = None  # the last commit point handed out: everything below it is processed
 
     def run_end(self, head: int) -> int:
         """One past the run of done and empty offsets from `head`. Linear in both: an upstream that
@@ -63,6 +74,9 @@ class OffsetLedger:
 
     def __init__(self) -> None:
         self._partitions: dict[Hashable, PartitionAccount] = {}
+        self._serial = 0  # of marks, ledger-wide: a partition forgotten and taken again never reuses one
+        self._marks: dict[Hashable, int] = {}
+        self._seeking: dict[Hashable, int] = {}  # seeks under way, per partition
 
     def partitions(self) -> list[Hashable]:
         return list(self._partitions)
@@ -70,15 +84,38 @@ class OffsetLedger:
     def account(self, tp: Hashable) -> PartitionAccount | None:
         return self._partitions.get(tp)
 
+    def mark(self, tp: Hashable) -> int | None:
+        """What a fetch issued now must still find when it returns to count (None: a seek of `tp` is
+        under way, and no fetch issued now can count)."""
+        return None if self._seeking.get(tp) else self._marks.get(tp, 0)
+
+    def _new_mark(self, tp: Hashable) -> None:
+        self._serial += 1
+        self._marks[tp] = self._serial
+
+    def seeking(self, tp: Hashable) -> None:
+        """A seek of `tp` starts: what fetches issued before it return no longer counts, nor what a
+        fetch issued before the seek's `seeked`."""
+        self._new_mark(tp)
+        self._seeking[tp] = self._seeking.get(tp, 0) + 1
+
     def seeked(self, tp: Hashable, offset: int | None) -> None:
-        """The fetch position of `tp` was set to `offset` (None: the broker's reset policy decides)."""
+        """The fetch position of `tp` was set to `offset` (None: unknown, or the broker's reset policy
+        decides): the end of a `seeking`."""
         account = self._partitions.setdefault(tp, PartitionAccount())
         account.expected = offset
         account.floor = offset
         account.stuck = None
+        self._new_mark(tp)
+        left = self._seeking.get(tp, 0) - 1
+        if left > 0:
+            self._seeking[tp] = left
+        else:
+            self._seeking.pop(tp, None)
 
     def fetched(self, tp: Hashable, offsets: Iterable[int]) -> None:
-        """Records the broker returned for `tp`, in the order it returned them."""
+        """Records the broker returned for `tp`, in the order it returned them, by a fetch issued at
+        the partition's current `mark`."""
         account = self._partitions.setdefault(tp, PartitionAccount())
         for offset in offsets:
             if account.expected is not None and offset > account.expected:
@@ -123,23 +160,35 @@ class OffsetLedger:
 
     def commit_point(self, tp: Hashable, committed: int | None) -> int | None:
         """One past the run of done and empty offsets from the committed one (from the first offset
-        fetched when nothing is committed); None when that run is empty. What lies below it is
-        forgotten: the caller commits it."""
+        fetched when nothing is committed); None when it would not move the committed offset on. What
+        lies below it is forgotten: the caller commits it (and a commit that failed is made again from
+        the same point)."""
         found = self._run(tp, committed)
         if found is None:
             return None
         account, head, end = found
-        if end == head:
+        moves = end > committed if committed is not None else end > head or account.base is not None
+        if not moves:
             return None
         account.forget_below(end)
+        account.base = end
         return end
 
+    def processed(self, tp: Hashable, committed: int | None) -> int | None:
+        """The offset up to which every record of `tp` is processed, by this ledger and the group's
+        `committed` offset: the end of the contiguous run, never the highest offset done. None when
+        the ledger has no account of `tp` (the committed offset is all there is)."""
+        found = self._run(tp, committed)
+        return None if found is None else found[2]
+
     def _run(self, tp: Hashable, committed: int | None) -> tuple[PartitionAccount, int, int] | None:
-        """The partition's account, where its run of done and empty offsets starts and where it ends."""
+        """The partition's account, where its run of done and empty offsets starts (the committed
+        offset, or the last commit point handed out when that is further) and where it ends."""
         account = self._partitions.get(tp)
         if account is None:
             return None
-        head = committed if committed is not None else account.floor
+        starts = [o for o in (committed, account.base) if o is not None]
+        head = max(starts) if starts else account.floor
         return None if head is None else (account, head, account.run_end(head))
 
     def lost(self, tp: Hashable, committed: int | None, read: int | None, now: float, grace: float) -> int | None:
@@ -191,5 +240,7 @@ class OffsetLedger:
         return stop
 
     def forget(self, tps: Iterable[Hashable]) -> None:
+        """The partitions were revoked: their accounts go, and fetches issued before no longer count."""
         for tp in tps:
             self._partitions.pop(tp, None)
+            self._new_mark(tp)

@@ -232,10 +232,6 @@ class Flushable(Protocol):
     async def flush(self) -> None: ...
 
 
-class Progress(Protocol):
-    def record(self, topic: str, partition: int, offset: int) -> None: ...
-
-
 class ClockWatch(Protocol):
     def observe(self, incoming: Incoming, now: int) -> None: ...
 
@@ -353,14 +349,12 @@ class Guard:
         self,
         sink: Flushable,
         dead_letters: DeadLetters,
-        progress: Progress,
         metrics: Metrics,
         clocks: ClockWatch,
         retry: Retry,
     ) -> None:
         self.sink = sink
         self.dead_letters = dead_letters
-        self.progress = progress
         self.metrics = metrics
         self.clocks = clocks
         self.retry = retry
@@ -375,4 +369,4 @@ class Guard:
             self.metrics.inc("booster_events_total", topic=incoming.topic)
         except Exception as exc:  # one record must never stop its partition
             await self.dead_letters.send(incoming, *refusal(incoming, exc))
-        self.progress.record(incoming.real_topic, incoming.partition, incoming.offset)
+        # returning is what makes the record processed: the agent releases it in the ledger

@@ -16,6 +16,7 @@ from booster.ops.clients import produce_raw
 from booster.schemas import codec
 from booster.streams.connect import client_options
 from booster.streams.gate import LagGate
+from booster.streams.offsets import OffsetLedger
 from booster.testing.scenario import HOUR_MS, build
 from booster.testing.workers import WorkerProcess
 from tests.conftest import fresh_settings
@@ -89,9 +90,11 @@ def test_lag_gate_counts_what_the_group_has_not_processed(kafka: LocalKafka) -> 
     value = codec().encode("contact.deleted", {"contact_id": "k", "account_id": "a", "deleted_at": 1767225600000})
     asyncio.run(produce_raw(settings, [("contact.deleted", f"k{i}".encode(), value) for i in range(30)]))
 
+    ledger = OffsetLedger()  # what a worker's consumer knows it processed beyond the group's commits
+
     async def scenario() -> None:
         group = settings.group_id
-        gate = LagGate(client_options(settings), group)
+        gate = LagGate(client_options(settings), group, processed=ledger.processed)
         tps = [TopicPartition(topic, p) for p in range(2)]
         try:
             snapshot = await gate.end_offsets(tps)
@@ -113,9 +116,16 @@ def test_lag_gate_counts_what_the_group_has_not_processed(kafka: LocalKafka) -> 
             await produce_raw(settings, [("contact.deleted", f"k{i}".encode(), value) for i in range(10)])
             assert await gate.lagging(tps, snapshot) == {}
             assert sum((await gate.lagging(tps)).values()) == 10
-            # this worker's own progress counts as well as the group's commits
-            gate.record(topic, 0, 10_000)
-            gate.record(topic, 1, 10_000)
+            # this worker's own progress counts as well as the group's commits, up to its first hole
+            ends = await gate.end_offsets(tps)
+            for tp in tps:
+                ledger.seeked(tp, snapshot[tp])
+                ledger.fetched(tp, range(snapshot[tp], ends[tp]))
+                ledger.hold_all(tp, range(snapshot[tp], ends[tp]))
+                ledger.release_all(tp, range(snapshot[tp] + 1, ends[tp]))  # all but the first
+            assert await gate.lagging(tps) == {tp: ends[tp] - snapshot[tp] for tp in tps if ends[tp] > snapshot[tp]}
+            for tp in tps:
+                ledger.release(tp, snapshot[tp])
             assert await gate.lagging(tps) == {}
         finally:
             await gate.stop()

@@ -4,7 +4,7 @@ the lag gate and the fan-out. The tables are the real in-memory `MemoryTable`.""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from aiokafka import TopicPartition
@@ -60,16 +60,6 @@ class Flushes:
         self.count += 1
         self.forwarded += self._unflushed
         self._unflushed = []
-
-
-@dataclass
-class Positions:
-    """What the lag gate is told: the next offset to process per partition."""
-
-    processed: dict[tuple[str, int], int] = field(default_factory=dict)
-
-    def record(self, topic: str, partition: int, offset: int) -> None:
-        self.processed[(topic, partition)] = max(offset + 1, self.processed.get((topic, partition), 0))
 
 
 class Gate:

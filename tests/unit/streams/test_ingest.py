@@ -19,7 +19,7 @@ from booster.streams.ingest import Ingestion
 from booster.streams.metrics import Metrics
 from booster.streams.records import DeadLetters, Incoming
 from booster.streams.store import MemoryTable, recipient_key
-from tests.unit.streams.fakes import Flushes, GaveUp, Positions, SentRecords, incoming, retry
+from tests.unit.streams.fakes import Flushes, GaveUp, SentRecords, incoming, retry
 
 T0 = 1_767_225_600_000
 HOUR = 3_600_000
@@ -39,11 +39,11 @@ class World:
         self.engagement = MemoryTable("engagement")
         self.campaigns = CampaignStates(MemoryTable("campaigns"))
         self.dead = SentRecords("booster.dead-letter")
-        self.flushes, self.positions, self.metrics = Flushes(), Positions(), Metrics()
+        self.flushes, self.metrics = Flushes(), Metrics()
         self.retry, self.sleeps = retry()
         self.ingestion = Ingestion(
             self.recipients, self.contacts, self.engagement, self.campaigns, self.flushes,
-            DeadLetters(self.dead, self.metrics, self.retry), self.positions, self.metrics, Clocks(self.metrics, 60_000),
+            DeadLetters(self.dead, self.metrics, self.retry), self.metrics, Clocks(self.metrics, 60_000),
             partitions=partitions, rerouted_topic="t.booster.rerouted", retry=self.retry,
         )  # fmt: skip
 
@@ -67,12 +67,7 @@ def test_facts_fold_into_rows_and_count_once_flushed() -> None:
     raw_contact = w.contacts.partition(1).get(b"k2")
     assert raw_contact is not None and unpack_contact(raw_contact) == ContactState(deleted_at=T0 + 1)
     assert folded.counted == {"message.sent": 2, "message.delivered": 1, "contact.deleted": 1}
-    assert w.flushes.count == 1
-    assert w.positions.processed == {
-        ("t.message.sent", 0): 2,
-        ("t.message.delivered", 0): 3,
-        ("t.contact.deleted", 1): 4,
-    }
+    assert w.flushes.count == 1  # once, before `ingest` returns: only then do the records count as processed
     assert w.metrics.get("booster_events_total", topic="message.sent") == 2
 
 
@@ -102,8 +97,7 @@ def test_bad_records_go_to_the_dead_letter_topic_and_the_rest_of_the_batch_count
     letters = w.dead.decoded()
     assert [(d["offset"], d["kind"]) for d in letters] == [(0, "bad_key"), (1, "not_wire_format")]
     assert letters[1]["value"] == b"not avro" and letters[1]["source_topic"] == "message.sent"
-    assert w.recipient("k3") is not None and w.recipient("k1") is None
-    assert w.positions.processed[("t.message.sent", 0)] == 3  # refused records do not hold the gate
+    assert w.recipient("k3") is not None and w.recipient("k1") is None  # and `ingest` returned: all three count
 
 
 def test_records_stamped_ahead_of_the_worker_clock_set_the_gauge_and_warn_once(caplog: Any) -> None:
@@ -133,7 +127,7 @@ def test_a_fact_in_another_partition_than_its_contacts_is_forwarded_there_not_fo
     assert w.recipient("k3", partition=1) is None and w.recipient("k3", partition=0) is None
     assert w.flushes.forwarded == [("t.booster.rerouted", 0, b"k3", stray.value, T0 + 3)]
     assert w.metrics.get("booster_misrouted_records_total", topic="message.sent") == 1
-    assert w.positions.processed == {("t.message.sent", 1): 8}  # processed once the forward is flushed
+    assert w.flushes.count == 1  # processed once the forward is flushed
     assert folded.refused == []
 
 
@@ -160,7 +154,6 @@ def test_a_changelog_write_the_broker_does_not_take_is_retried_and_never_dead_le
     asyncio.run(w.ingestion.ingest([incoming("message.sent", sent("k1"), offset=4)]))
     assert w.dead.sent == [] and w.flushes.count == 1
     assert w.sleeps.slept == [0.5, 1.0, 2.0]  # backoff
-    assert w.positions.processed == {("t.message.sent", 0): 5}  # counted once written
 
 
 def test_a_broker_that_stays_away_ends_the_worker_before_the_batch_counts() -> None:
@@ -168,7 +161,7 @@ def test_a_broker_that_stays_away_ends_the_worker_before_the_batch_counts() -> N
     w.flushes.failures = 100
     with pytest.raises(GaveUp):
         asyncio.run(w.ingestion.ingest([incoming("message.sent", sent("k1"), offset=4)]))
-    assert w.dead.sent == [] and w.positions.processed == {}  # nothing counted, nothing dead-lettered
+    assert w.dead.sent == []  # nothing dead-lettered, and `ingest` raised: nothing counts as processed
     assert sum(w.sleeps.slept) <= 30.0
 
 
@@ -241,7 +234,7 @@ def test_a_lane_batch_written_but_not_acked_before_a_crash_is_read_again_to_the_
         for tp, records in by_tp.items():
             ledger.seeked(tp, 0)
             ledger.fetched(tp, [r.offset for r in records])
-        await lane.put(by_tp)
+        await lane.put(by_tp, {tp: lane.epoch(tp) for tp in by_tp})
         if crash:  # the process dies at the ack: its rows and changelog are written, nothing released
 
             def die(batch: Any) -> None:

@@ -42,6 +42,11 @@ def lane_with_ledger(*tps: TP, max_queued: int = 4) -> tuple[Lane, OffsetLedger]
     return lane, ledger
 
 
+async def put(lane: Lane, records: dict[Any, list[Record]]) -> None:
+    """A fetch issued now, handed to the lane."""
+    await lane.put(records, {tp: lane.epoch(tp) for tp in records})
+
+
 async def take(batches: AsyncIterator[Batch]) -> Batch:
     return await asyncio.wait_for(batches.__anext__(), 2.0)
 
@@ -53,8 +58,8 @@ def offsets(batch: Batch) -> dict[Any, list[int]]:
 def test_queued_fetches_reach_the_agent_merged_in_order_and_commit_once_written() -> None:
     async def run() -> None:
         lane, ledger = lane_with_ledger(A, B)
-        await lane.put(fetch(ledger, A, [0, 1, 2]))
-        await lane.put({**fetch(ledger, A, [3, 4]), **fetch(ledger, B, [0])})
+        await put(lane, fetch(ledger, A, [0, 1, 2]))
+        await put(lane, {**fetch(ledger, A, [3, 4]), **fetch(ledger, B, [0])})
         batches = lane.batches()
         batch = await take(batches)
         assert offsets(batch) == {A: [0, 1, 2, 3, 4], B: [0]}
@@ -68,10 +73,10 @@ def test_queued_fetches_reach_the_agent_merged_in_order_and_commit_once_written(
 def test_a_revoke_drops_what_is_queued_and_waits_for_the_batch_in_flight() -> None:
     async def run() -> None:
         lane, ledger = lane_with_ledger(A, B)
-        await lane.put(fetch(ledger, A, [0, 1]))
+        await put(lane, fetch(ledger, A, [0, 1]))
         batches = lane.batches()
         in_flight = await take(batches)
-        await lane.put({**fetch(ledger, A, [2, 3]), **fetch(ledger, B, [0, 1])})
+        await put(lane, {**fetch(ledger, A, [2, 3]), **fetch(ledger, B, [0, 1])})
         revoking = asyncio.ensure_future(lane.revoke({A, OTHER}))
         await asyncio.sleep(0.05)
         assert not revoking.done()  # A's batch is still being written: its changelog must land first
@@ -86,7 +91,7 @@ def test_a_revoke_drops_what_is_queued_and_waits_for_the_batch_in_flight() -> No
 def test_a_revoke_of_partitions_the_batch_in_flight_does_not_hold_does_not_wait() -> None:
     async def run() -> None:
         lane, ledger = lane_with_ledger(A, B)
-        await lane.put(fetch(ledger, A, [0]))
+        await put(lane, fetch(ledger, A, [0]))
         in_flight = await take(lane.batches())
         await asyncio.wait_for(lane.revoke({B}), 1.0)
         lane.done(in_flight)
@@ -97,7 +102,7 @@ def test_a_revoke_of_partitions_the_batch_in_flight_does_not_hold_does_not_wait(
 def test_a_batch_the_agent_abandons_is_never_committed() -> None:
     async def run() -> None:
         lane, ledger = lane_with_ledger(A)
-        await lane.put(fetch(ledger, A, [0, 1, 2]))
+        await put(lane, fetch(ledger, A, [0, 1, 2]))
         await take(lane.batches())
         lane.abandon()  # cancelled half-way: a stop, a crash
         assert ledger.commit_point(A, 0) is None
@@ -109,8 +114,8 @@ def test_a_batch_the_agent_abandons_is_never_committed() -> None:
 def test_a_full_lane_holds_the_fetch_loop_back() -> None:
     async def run() -> None:
         lane, ledger = lane_with_ledger(A, max_queued=1)
-        await lane.put(fetch(ledger, A, [0]))
-        blocked = asyncio.ensure_future(lane.put(fetch(ledger, A, [1])))
+        await put(lane, fetch(ledger, A, [0]))
+        blocked = asyncio.ensure_future(put(lane, fetch(ledger, A, [1])))
         await asyncio.sleep(0.05)
         assert not blocked.done()
         batches = lane.batches()
@@ -132,7 +137,7 @@ def test_transaction_markers_and_aborted_records_are_committed_past(gaps: list[t
         lane, ledger = lane_with_ledger(A)
         skipped = {o for begin, end in gaps for o in range(begin, end)}
         returned = [o for o in range(10) if o not in skipped]
-        await lane.put(fetch(ledger, A, returned))
+        await put(lane, fetch(ledger, A, returned))
         batch = await take(lane.batches())
         assert offsets(batch) == {A: returned}
         lane.done(batch)
@@ -149,14 +154,44 @@ def test_faust_fetches_through_the_method_the_lane_takes_its_records_from() -> N
     assert "records = await self._getmany(" in inspect.getsource(Consumer._wait_next_records)
     assert "await self._wait_next_records(timeout)" in inspect.getsource(Consumer.getmany)
     source = inspect.getsource(compat.read_committed_consumer)
-    assert "self.lane.put(diverted)" in source and "self.lane.revoke(revoked)" in source
+    assert "self.lane.put(diverted, fetch.epochs)" in source and "self.lane.revoke(revoked)" in source
 
 
-def test_the_consumer_gives_the_lane_its_partitions_and_faust_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
+class Broker:
+    """Stands in for the client under our consumer: each fetch waits until the test answers it."""
+
+    def __init__(self) -> None:
+        self.asked: list[asyncio.Future[dict[Any, list[Record]]]] = []
+        self.revoked: list[set[Any]] = []
+        self.sought: list[tuple[Any, int]] = []
+
+    async def fetched(self, active_partitions: Any, timeout: float) -> dict[Any, list[Record]]:
+        reply: asyncio.Future[dict[Any, list[Record]]] = asyncio.get_running_loop().create_future()
+        self.asked.append(reply)
+        return await reply
+
+    async def faust_revoke(self, revoked: set[Any]) -> None:
+        self.revoked.append(revoked)
+
+    async def seek(self, tp: Any, offset: int) -> None:
+        self.sought.append((tp, offset))
+
+    async def answer(self, records: dict[Any, list[Record]]) -> None:
+        """Answer the fetch under way, once one is."""
+        for _ in range(100):
+            if self.asked and not self.asked[-1].done():
+                self.asked[-1].set_result(records)
+                return
+            await asyncio.sleep(0)
+        raise AssertionError("no fetch is under way")
+
+
+def our_consumer(monkeypatch: pytest.MonkeyPatch, lane_topics: set[str], assigned: set[Any]) -> tuple[Any, Broker]:
+    """Our consumer class on what it reads of Faust's: the app's generation and topics, the assignment
+    and the flow; its client is a `Broker`."""
     from faust.transport.drivers.aiokafka import Consumer as FaustConsumer
 
-    async def fetched(self: Any, active_partitions: Any, timeout: float) -> dict[Any, list[Record]]:
-        return {A: [Record(7), Record(8)], OTHER: [Record(3)]}
+    broker = Broker()
 
     class Topics:
         @staticmethod
@@ -165,21 +200,105 @@ def test_the_consumer_gives_the_lane_its_partitions_and_faust_the_rest(monkeypat
 
     class App:
         topics = Topics()
+        consumer_generation_id = 1
 
-    monkeypatch.setattr(FaustConsumer, "_getmany", fetched)
+    # the class's methods, as our consumer's `super()` finds them: plain functions of the consumer
+    monkeypatch.setattr(FaustConsumer, "_getmany", lambda _, active, timeout: broker.fetched(active, timeout))
+    monkeypatch.setattr(FaustConsumer, "on_partitions_revoked", lambda _, revoked: broker.faust_revoke(revoked))
+    monkeypatch.setattr(FaustConsumer, "seek", lambda _, tp, offset: broker.seek(tp, offset))
     consumer: Any = object.__new__(compat.read_committed_consumer())
-    consumer.app, consumer.ledger = App(), OffsetLedger()
-    consumer.lane = Lane({A.topic})
+    consumer.app, consumer.ledger, consumer.dropped_records = App(), OffsetLedger(), 0
+    consumer.flow_active, consumer.can_resume_flow, consumer.suspend_flow = True, asyncio.Event(), asyncio.Event()
+    consumer.assignment = lambda: set(assigned)
+    consumer._fetching = asyncio.Lock()
+    consumer.lane = Lane(lane_topics)
     consumer.lane.attach(consumer.ledger)
-    consumer.ledger.seeked(A, 7)
+    return consumer, broker
 
+
+def test_the_consumer_gives_the_lane_its_partitions_and_faust_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
     async def run() -> None:
-        assert await consumer._getmany(None, 1.0) == {OTHER: [Record(3)]}  # Faust never sees A's records
+        consumer, broker = our_consumer(monkeypatch, {A.topic}, {A, OTHER})
+        consumer.ledger.seeked(A, 7)
+        fetching = asyncio.ensure_future(consumer._getmany({A, OTHER}, 1.0))
+        await broker.answer({A: [Record(7), Record(8)], OTHER: [Record(3)]})
+        assert await fetching == {OTHER: [Record(3)]}  # Faust never sees A's records
         batch = await take(consumer.lane.batches())
         assert offsets(batch) == {A: [7, 8]}
         assert consumer.ledger.commit_point(A, 7) is None
         consumer.lane.done(batch)
         assert consumer.ledger.commit_point(A, 7) == 9
+
+    asyncio.run(run())
+
+
+def test_a_fetch_under_way_across_a_revoke_is_dropped_not_ingested_over_the_hole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """0..9 are queued when the partition is revoked, and dropped; a fetch issued before the revoke
+    returns 10..19 after the partition is assigned again. Ingesting them would leave 0..9 unprocessed
+    under processed records, and feeding the ledger with them would take 0..9 for offsets with no
+    record: the commit point (and the lag gate) would pass over them. They are dropped; the partition
+    is read again from its committed offset."""
+
+    async def run() -> None:
+        consumer, broker = our_consumer(monkeypatch, {A.topic}, {A})
+        consumer.ledger.seeked(A, 0)
+        first = asyncio.ensure_future(consumer._getmany({A}, 1.0))
+        await broker.answer({A: [Record(o) for o in range(10)]})
+        assert await first == {}  # 0..9 queued on the lane, not taken yet
+        paused = asyncio.ensure_future(consumer._getmany({A}, 1.0))  # issued before the revoke
+        await asyncio.sleep(0)
+        await consumer.on_partitions_revoked({A})
+        assert broker.revoked == [{A}] and not consumer.flow_active  # the flow stopped first
+        # assigned again (a new generation); Faust seeks to the committed offset and resumes the flow
+        consumer.app.consumer_generation_id = 2
+        seeking = asyncio.ensure_future(consumer.seek(A, 0))  # it waits for the fetch under way
+        await broker.answer({A: [Record(o) for o in range(10, 20)]})
+        assert await paused == {}
+        await asyncio.wait_for(seeking, 1.0)
+        consumer.flow_active = True
+        with pytest.raises(TimeoutError):  # neither 0..9 nor 10..19 reach the agent
+            await asyncio.wait_for(consumer.lane.batches().__anext__(), 0.1)
+        assert consumer.ledger.commit_point(A, 0) is None and consumer.dropped_records == 10
+        again = asyncio.ensure_future(consumer._getmany({A}, 1.0))  # read again from the committed offset
+        await broker.answer({A: [Record(o) for o in range(20)]})
+        assert await again == {}
+        batch = await take(consumer.lane.batches())
+        assert offsets(batch) == {A: list(range(20))}
+        consumer.lane.done(batch)
+        assert consumer.ledger.commit_point(A, 0) == 20
+
+    asyncio.run(run())
+
+
+def test_a_seek_waits_for_the_fetch_under_way_and_no_fetch_overlaps_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client makes seeks and fetches in its own loop: a fetch issued while a seek is being made
+    could return records from the old position after it (its skipped offsets would be taken for
+    offsets with no record) or from the new one (and be dropped with nothing to read them again). So a
+    seek waits for the fetch under way, and the next fetch waits for the seek."""
+
+    async def run() -> None:
+        consumer, broker = our_consumer(monkeypatch, {A.topic}, {A})
+        consumer.ledger.seeked(A, 30)
+        under_way = asyncio.ensure_future(consumer._getmany({A}, 1.0))
+        await asyncio.sleep(0)
+        seeking = asyncio.ensure_future(consumer.seek(A, 5))  # the repair reads the partition again from 5
+        await asyncio.sleep(0.01)
+        assert not seeking.done() and broker.sought == []
+        await broker.answer({A: [Record(30), Record(31)]})  # what it read at the old position counts
+        assert await under_way == {}
+        await asyncio.wait_for(seeking, 1.0)
+        assert broker.sought == [(A, 5)]
+        account = consumer.ledger.account(A)
+        assert account is not None and account.empty == [] and account.expected == 5
+        after = asyncio.ensure_future(consumer._getmany({A}, 1.0))
+        await broker.answer({A: [Record(o) for o in range(5, 32)]})
+        assert await after == {}
+        batch = await take(consumer.lane.batches())
+        assert offsets(batch) == {A: [30, 31, *range(5, 32)]}  # both fetches, in the order they came
+        consumer.lane.done(batch)
+        assert consumer.ledger.commit_point(A, 5) == 32
 
     asyncio.run(run())
 

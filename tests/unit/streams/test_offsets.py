@@ -171,3 +171,46 @@ def test_a_record_held_at_the_commit_point_for_long_is_read_again_and_its_copy_m
     account = ledger.account(TP)
     assert account is not None and account.held == {}  # the lost hold is forgotten with what is committed
     assert ledger.held_long(TP, 12, now=400.0, after=120.0) is None
+
+
+def test_processed_is_the_contiguous_run_never_the_highest_offset_done() -> None:
+    """Committed 100, record 149 done, 100..148 fetched and not done: processed up to 100, not 150."""
+    ledger = ledger_at(100, list(range(100, 150)), done=[149])
+    assert ledger.processed(TP, 100) == 100
+    for offset in range(100, 149):
+        ledger.hold(TP, offset)
+        ledger.release(TP, offset)
+    assert ledger.processed(TP, 100) == 150
+
+
+def test_processed_goes_on_from_the_last_commit_point_and_the_group_s_offset() -> None:
+    ledger = ledger_at(0, [0, 1, 2, 3], done=[0, 1])
+    assert ledger.commit_point(TP, 0) == 2
+    assert ledger.processed(TP, 0) == 2  # the commit is still under way: what it covers is processed
+    assert ledger.processed(TP, 40) == 40  # another worker's commit before this one took the partition
+    assert ledger.processed(("t", 9), 7) is None  # no account: the committed offset is all there is
+
+
+def test_a_failed_commit_is_made_again_from_the_same_point() -> None:
+    ledger = ledger_at(0, [0, 1], done=[0, 1])
+    assert ledger.commit_point(TP, 0) == 2
+    assert ledger.commit_point(TP, 0) == 2  # the committed offset did not move: commit it again
+    assert ledger.commit_point(TP, 2) is None
+
+
+def test_a_seek_changes_the_mark_and_a_mark_is_never_reused() -> None:
+    ledger = OffsetLedger()
+    before = ledger.mark(TP)
+    ledger.seeking(TP)
+    assert ledger.mark(TP) is None  # no fetch issued during a seek counts
+    ledger.seeked(TP, 5)
+    after = ledger.mark(TP)
+    assert after is not None and after != before
+    ledger.forget([TP])
+    assert ledger.mark(TP) not in (before, after)
+    ledger.seeking(TP)
+    ledger.seeking(TP)
+    ledger.seeked(TP, 6)
+    assert ledger.mark(TP) is None  # one of two seeks still under way
+    ledger.seeked(TP, 7)
+    assert ledger.mark(TP) is not None

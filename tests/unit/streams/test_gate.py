@@ -1,0 +1,28 @@
+"""The lag gate's positions (streams/gate.py): what is processed, never the highest offset seen."""
+
+from __future__ import annotations
+
+from aiokafka import TopicPartition
+
+from booster.streams.gate import nothing_more, positions
+from booster.streams.offsets import OffsetLedger
+
+TP = TopicPartition("message.delivered", 0)
+
+
+def test_a_record_ingested_above_a_hole_does_not_move_the_position() -> None:
+    """Committed 100, record 149 ingested, end 150: 50 behind, not 0."""
+    ledger = OffsetLedger()
+    ledger.seeked(TP, 100)
+    ledger.fetched(TP, range(100, 150))
+    ledger.hold(TP, 149)
+    ledger.release(TP, 149)
+    end = 150
+    found = positions([TP], {TP: 100}, ledger.processed)
+    assert end - found[TP] == 50
+
+
+def test_positions_of_partitions_another_worker_consumes_are_the_group_s_committed_offsets() -> None:
+    other = TopicPartition("message.delivered", 1)
+    found = positions([TP, other], {TP: 7, other: -1}, nothing_more)
+    assert found == {TP: 7, other: 0}  # -1: nothing committed yet
