@@ -23,6 +23,8 @@ DEFAULTS: dict[str, str] = {
     "BOOSTER_FANOUT_CHUNK": "5000",
     "BOOSTER_SESSION_TIMEOUT_SECONDS": "10",
     "BOOSTER_LAUNCH_STALENESS_SECONDS": "3600",
+    "BOOSTER_ENGINE_LATENESS_SECONDS": "21600",
+    "BOOSTER_OVERDUE_SECONDS": "900",
     "BOOSTER_RETRY_SECONDS": "120",
     "BOOSTER_REQUEST_TIMEOUT_SECONDS": "40",
     "BOOSTER_AUDIENCE_RETENTION_DAYS": "90",
@@ -69,7 +71,12 @@ DOCS: dict[str, str] = {
     "BOOSTER_TICK_INTERVAL_SECONDS": "How often a worker looks for due deadlines.",
     "BOOSTER_FANOUT_CHUNK": "Commands per fan-out transaction.",
     "BOOSTER_SESSION_TIMEOUT_SECONDS": "How soon the group notices a dead worker and moves its partitions.",
-    "BOOSTER_LAUNCH_STALENESS_SECONDS": "A launch decided later than this after its deadline is CANCELLED (stale).",
+    "BOOSTER_LAUNCH_STALENESS_SECONDS": "A launch that reached Kafka (its record's timestamp) later than this after "
+    "its deadline is CANCELLED as stale (STALE_LAUNCH).",
+    "BOOSTER_ENGINE_LATENESS_SECONDS": "A launch the workers decide later than this after its deadline (they were "
+    "behind) is CANCELLED (ENGINE_LATE), even if it reached Kafka in time.",
+    "BOOSTER_OVERDUE_SECONDS": "A booster not fired this long after its deadline plus the allowed lateness, while "
+    "the worker's inputs are caught up, is overdue: logged, counted in booster_overdue_deadlines, and /live fails.",
     "BOOSTER_RETRY_SECONDS": "How long a worker retries a write the broker does not take before it exits with 75 "
     "(to be restarted by its supervisor) instead of acknowledging the record.",
     "BOOSTER_REQUEST_TIMEOUT_SECONDS": "How long the worker's changelog and fan-out producers wait for the broker "
@@ -325,6 +332,8 @@ class Settings:
     fanout_chunk: int
     session_timeout: float
     launch_staleness_ms: int
+    engine_lateness_ms: int = 6 * 3_600_000
+    overdue_ms: int = 900_000
     retry_seconds: float = 120.0
     request_timeout: float = 40.0
     audience_retention_ms: int = 90 * 86_400_000
@@ -368,6 +377,10 @@ class Settings:
             launch_staleness_ms=int(
                 _float("BOOSTER_LAUNCH_STALENESS_SECONDS", get("BOOSTER_LAUNCH_STALENESS_SECONDS"), 0.0) * 1000
             ),
+            engine_lateness_ms=int(
+                _float("BOOSTER_ENGINE_LATENESS_SECONDS", get("BOOSTER_ENGINE_LATENESS_SECONDS"), 0.0) * 1000
+            ),
+            overdue_ms=int(_float("BOOSTER_OVERDUE_SECONDS", get("BOOSTER_OVERDUE_SECONDS"), 1.0) * 1000),
             retry_seconds=_float("BOOSTER_RETRY_SECONDS", get("BOOSTER_RETRY_SECONDS"), 0.0),
             request_timeout=_float("BOOSTER_REQUEST_TIMEOUT_SECONDS", get("BOOSTER_REQUEST_TIMEOUT_SECONDS"), 1.0),
             audience_retention_ms=int(

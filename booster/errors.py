@@ -55,5 +55,10 @@ class BrokerError(BoosterError):
     """The local Kafka broker could not be fetched, started, reached or stopped."""
 
 
+class BrokerUnreachable(BrokerError):
+    """Nothing answered at the broker's address: it may be away for a while (a restart, an outage), so
+    a worker waits for it; a wrong address looks the same, and the message says to check it."""
+
+
 class TopologyError(BoosterError):
     """Topics exist with the wrong shape (for example, contact topics not co-partitioned)."""

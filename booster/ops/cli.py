@@ -313,8 +313,8 @@ def _export_audience(settings: Settings, report: dict[str, Any], target: str) ->
 def cmd_worker(args: argparse.Namespace) -> int:
     import faust
 
-    from booster.ops import admin
     from booster.streams.app import BoosterApp
+    from booster.streams.records import EXIT_RETRY_LATER
 
     settings = _settings()
     if args.web_port:
@@ -327,9 +327,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     else:
         loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    loop.run_until_complete(admin.check_ready(settings))
-    loop.run_until_complete(admin.create_internal(settings))
-    loop.run_until_complete(admin.check_access(settings))
+    if not _wait_for_the_broker(loop, settings):
+        return EXIT_RETRY_LATER
     booster = BoosterApp(settings, Path(args.data_dir) if args.data_dir else None)
     print(
         f"booster worker {booster.app_id}: broker {settings.broker}, {settings.partitions} partitions, "
@@ -339,6 +338,45 @@ def cmd_worker(args: argparse.Namespace) -> int:
     worker = faust.Worker(booster.app, loglevel=args.loglevel, loop=loop)
     worker.execute_from_commandline()
     return EXIT_OK
+
+
+def _wait_for_the_broker(loop: asyncio.AbstractEventLoop, settings: Settings) -> bool:
+    """The worker's checks before it joins its group (topics there and co-partitioned, internal topics
+    made, its ACLs). A broker that does not answer, or not yet, is waited for with backoff for up to
+    BOOSTER_RETRY_SECONDS, as a broker away during a running worker's writes is: a worker restarted by
+    its supervisor while the broker is away (an outage, a rolling restart) comes up once the broker
+    does, instead of exiting 1 in a crash loop. False when it did not come back by then (exit 75:
+    start again later). What a restart cannot fix (bad settings, refused credentials, topics that are
+    not co-partitioned) raises at once (exit 1)."""
+    from booster.errors import BrokerUnreachable
+    from booster.ops import admin
+    from booster.streams.records import EXIT_RETRY_LATER, is_broker_trouble
+
+    give_up_at = time.monotonic() + settings.retry_seconds
+    pause = 1.0
+    while True:
+        try:
+            loop.run_until_complete(admin.check_ready(settings))
+            loop.run_until_complete(admin.create_internal(settings))
+            loop.run_until_complete(admin.check_access(settings))
+            return True
+        except Exception as exc:
+            if not (isinstance(exc, BrokerUnreachable) or is_broker_trouble(exc)):
+                raise
+            if time.monotonic() + pause > give_up_at:
+                print(
+                    f"booster worker: {exc}; still unreachable after BOOSTER_RETRY_SECONDS={settings.retry_seconds:g}: "
+                    f"exiting with {EXIT_RETRY_LATER} for the supervisor to start the worker again later",
+                    file=sys.stderr,
+                )
+                return False
+            print(
+                f"booster worker: waiting for the broker ({exc}); trying again in {pause:.0f} s, for up to "
+                f"BOOSTER_RETRY_SECONDS={settings.retry_seconds:g} in all",
+                file=sys.stderr,
+            )
+            time.sleep(pause)
+            pause = min(pause * 2, 15.0)
 
 
 # -- demo ----------------------------------------------------------------------------------------

@@ -106,12 +106,13 @@ class ReasonCode(StrEnum):
     FULL_OPEN_RATE = "FULL_OPEN_RATE"  # R7: everyone opened the original
     EMPTY_AUDIENCE = "EMPTY_AUDIENCE"  # R7: every recipient engaged or was excluded
     CANCEL_REQUESTED = "CANCEL_REQUESTED"  # R9
-    STALE_LAUNCH = "STALE_LAUNCH"  # R15: first seen long after its deadline
+    STALE_LAUNCH = "STALE_LAUNCH"  # R15: reached Kafka long after its deadline
     CHANNEL_REVOKED = "CHANNEL_REVOKED"  # R15
     CANCEL_TOO_LATE = "CANCEL_TOO_LATE"  # R13: the cancel came after the booster started firing
     ACCOUNT_PENDING = "ACCOUNT_PENDING"  # R15: the launch waits for its account's channels
     DUPLICATE_LAUNCH = "DUPLICATE_LAUNCH"  # G5: the campaign's launch was decided already
     SETTING_OUT_OF_RANGE = "SETTING_OUT_OF_RANGE"  # a booster setting other than the delay is out of its range
+    ENGINE_LATE = "ENGINE_LATE"  # the workers decided the launch too long after its deadline (they were behind)
     OTHER = "OTHER"  # what a reader gets for a code newer than its schema
 
 
@@ -173,7 +174,12 @@ class NoBooster:
 LaunchDecision = Accepted | Refused | NoBooster
 
 
-DEFAULT_STALENESS_MS = 3_600_000  # BOOSTER_LAUNCH_STALENESS_SECONDS
+DEFAULT_STALENESS_MS = 3_600_000  # BOOSTER_LAUNCH_STALENESS_SECONDS: how late an upstream may publish a launch
+# BOOSTER_ENGINE_LATENESS_SECONDS: how late the workers may decide one that reached Kafka in time. Longer:
+# a launch the workers reach late was on time, so the account should get its follow-up, and workers catch
+# up on an outage or a backlog within hours; past this, a follow-up lands so far from the moment its
+# sender chose (evening for a morning send) that sending it would do more harm than good
+DEFAULT_ENGINE_LATENESS_MS = 6 * 3_600_000
 
 
 def decide_launch(
@@ -181,11 +187,16 @@ def decide_launch(
     account: AccountChannels | None,
     *,
     now: int | None = None,
+    arrived_at: int | None = None,
     staleness_ms: int = DEFAULT_STALENESS_MS,
+    engine_lateness_ms: int = DEFAULT_ENGINE_LATENESS_MS,
 ) -> LaunchDecision:
     """R1: no settings, no booster. R2: delay in [2h, 7d]. R3: booster channel enabled. R7: empty group.
-    R15: decided at `now`, later than the deadline plus `staleness_ms`, it is cancelled as stale (a
-    launch replayed or held back that long would send its follow-up days late)."""
+    R15: a launch that `arrived_at` Kafka (its record's timestamp) later than the deadline plus
+    `staleness_ms` is cancelled as stale (an upstream that replays or holds back launches that long
+    would send follow-ups days late). How far behind the workers are never decides that (G1): a launch
+    that reached Kafka in time is sent, unless the workers decide it (at `now`) later than the
+    deadline plus `engine_lateness_ms`, cancelled then with a reason of its own (ENGINE_LATE)."""
     b = launch.booster
     if b is None:
         return NoBooster(launch.campaign_id, launch.launched_at)
@@ -242,13 +253,25 @@ def decide_launch(
         return Refused(
             report("CANCELLED", ReasonCode.EMPTY_GROUP, "the campaign's group has 0 contacts"), launch.launched_at
         )
-    if now is not None and now > deadline + staleness_ms:
+    if arrived_at is not None and arrived_at > deadline + staleness_ms:
         return Refused(
             report(
                 "CANCELLED",
                 ReasonCode.STALE_LAUNCH,
-                f"stale: the launch was decided {human_duration((now - deadline) // 1000)} after its deadline, "
-                f"more than the {human_duration(staleness_ms // 1000)} allowed; a follow-up this late is not sent",
+                f"stale: the launch reached Kafka {human_duration((arrived_at - deadline) // 1000)} after its "
+                f"deadline, more than the {human_duration(staleness_ms // 1000)} allowed; a follow-up this late "
+                "is not sent",
+            ),
+            launch.launched_at,
+        )
+    if now is not None and now > deadline + engine_lateness_ms:
+        return Refused(
+            report(
+                "CANCELLED",
+                ReasonCode.ENGINE_LATE,
+                f"the booster workers reached the launch {human_duration((now - deadline) // 1000)} after its "
+                f"deadline, more than the {human_duration(engine_lateness_ms // 1000)} allowed: they were behind, "
+                "and a follow-up this late is not sent",
             ),
             launch.launched_at,
         )
@@ -404,7 +427,9 @@ def on_launch(
     launch: CampaignLaunched,
     *,
     now: int | None = None,
+    arrived_at: int | None = None,
     staleness_ms: int = DEFAULT_STALENESS_MS,
+    engine_lateness_ms: int = DEFAULT_ENGINE_LATENESS_MS,
     decision_retention_ms: int | None = None,
 ) -> LaunchStep:
     """What a launch event does, given what was decided for its campaign and the account's channels
@@ -414,12 +439,18 @@ def on_launch(
     moment = launch_moment(launch)
     if decision_retention_ms is not None and now is not None and decision_expired(moment, now, decision_retention_ms):
         return Forgotten(launch.campaign_id, moment)
+    lateness: dict[str, Any] = {
+        "now": now,
+        "arrived_at": arrived_at,
+        "staleness_ms": staleness_ms,
+        "engine_lateness_ms": engine_lateness_ms,
+    }
     if account is None:
-        early = decide_launch(launch, None, now=now, staleness_ms=staleness_ms)
+        early = decide_launch(launch, None, **lateness)
         if isinstance(early, NoBooster) or early.report.reason_code in ACCOUNT_FREE_REJECTIONS:
             return early
         return AwaitAccount(launch)
-    return decide_launch(launch, account, now=now, staleness_ms=staleness_ms)
+    return decide_launch(launch, account, **lateness)
 
 
 def pending_report(launch: CampaignLaunched) -> Report:
@@ -450,12 +481,14 @@ def on_account(
     waiting: Iterable[CampaignLaunched],
     *,
     now: int | None = None,
-    staleness_ms: int = DEFAULT_STALENESS_MS,
+    engine_lateness_ms: int = DEFAULT_ENGINE_LATENESS_MS,
 ) -> tuple[AccountChannels, list[LaunchDecision]]:
     """The account's channels after an account.channels record, and the decisions of the launches
-    that were waiting for them."""
+    that were waiting for them (seen before their deadline, or they would not wait: only how late the
+    workers are can cancel them)."""
     account = evolve_account(state, event)
-    return account, [decide_launch(launch, account, now=now, staleness_ms=staleness_ms) for launch in waiting]
+    decisions = [decide_launch(launch, account, now=now, engine_lateness_ms=engine_lateness_ms) for launch in waiting]
+    return account, decisions
 
 
 def launch_status(decision: LaunchDecision) -> LaunchStatus:

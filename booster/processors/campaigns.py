@@ -444,6 +444,18 @@ def due(state: CampaignPartition, now: int, allowed_lateness_ms: int, *, decidin
     return None
 
 
+def overdue(state: CampaignPartition, now: int, allowed_lateness_ms: int, after_ms: int) -> bool:
+    """A scheduled booster this partition has still not fired (or been called off in) `after_ms` after
+    its deadline plus the allowed lateness: its steps take seconds once the inputs are processed, so
+    one this late is held by something no retry fixes, unless the inputs are still behind."""
+    return (
+        state.schedule is not None
+        and not state.fired
+        and not state.no_booster
+        and now >= state.schedule.deadline + allowed_lateness_ms + after_ms
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class LiveBooster:
     """A scheduled booster as its account's partition remembers it, to tell it when the account's

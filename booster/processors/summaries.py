@@ -48,6 +48,18 @@ def evolve_summaries(state: SummaryState | None, summary: PartitionSummary) -> t
     return SummaryState(parts), None
 
 
+def missing_summaries(state: SummaryState, now: int, allowed_lateness_ms: int, after_ms: int) -> int:
+    """How many partitions of a booster have sent no summary `after_ms` after its deadline plus the
+    allowed lateness while others have (0 when it is complete, or not that late): partitions whose
+    fan-out nobody ran, whose own state may not even say that it is due."""
+    if state.done or not state.parts:
+        return 0
+    first = next(iter(state.parts.values()))
+    if now < first.schedule.deadline + allowed_lateness_ms + after_ms:
+        return 0
+    return max(0, first.partitions - len(state.parts))
+
+
 CALLED_OFF = {
     ReasonCode.CANCEL_REQUESTED: "cancelled before its window expired",
     ReasonCode.FULL_OPEN_RATE: "every recipient of the original campaign opened it (100% open rate)",

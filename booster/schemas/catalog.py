@@ -110,6 +110,9 @@ _SPECS = [
     # issue 12: each partition's share of a booster's uplift measurement, merged into booster.results
     TopicSpec("booster.measurements", 49, "campaign_id", False, False, "internal"),
     TopicSpec("booster.results", 50, "campaign_id", False, True, "output"),
+    # v5, v3: the reason code ENGINE_LATE, a launch the workers reached too long after its deadline
+    TopicSpec("booster.reports", 51, "campaign_id", False, True, "output", version=5),
+    TopicSpec("booster.notices", 52, "account_id", False, False, "output", version=3),
 ]
 
 # every schema version ever written, by id; and each topic's latest version, which writers use

@@ -47,6 +47,8 @@ from booster.streams.records import (
     Incoming,
     Retry,
     WorkerClock,
+    now_ms,
+    run_timer,
     use_clock,
     use_record_limit,
 )
@@ -67,6 +69,7 @@ FIRED_ROWS_INTERVAL = 0.5
 FETCH_WATCH_INTERVAL = 10.0  # how often the worker checks that its fetch loop still runs
 FETCH_STALL_SECONDS = 30.0  # a fetch loop that finished no fetch for this long is said in the log
 LIVENESS_STALL_SECONDS = 120.0  # ... and for this long, /live answers 503 (an orchestrator restarts it)
+OVERDUE_WATCH_INTERVAL = 30.0  # how often the summaries are walked for boosters waiting on a partition
 # RocksDB's memory is bounded per database (one per table and partition): Faust's defaults (64 MiB x 3
 # write buffers, a 2 GiB block cache each) would let it grow with the state
 ROCKSDB_LARGE = {"write_buffer_size": 16 * MIB, "max_write_buffer_number": 2, "block_cache_size": 32 * MIB}
@@ -163,6 +166,7 @@ class BoosterApp:
             live=live,
             metrics=metrics,
             staleness_ms=s.launch_staleness_ms,
+            engine_lateness_ms=s.engine_lateness_ms,
             allowed_lateness_ms=s.allowed_lateness_ms,
             decision_retention_ms=s.decision_retention_ms,
             active_partitions=lambda: self.active_partitions(LAUNCHES_BY_ACCOUNT),
@@ -226,7 +230,7 @@ class BoosterApp:
             own_url=lambda: str(app.conf.canonical_url).rstrip("/"),
             other_urls=self._other_workers,
             ready=lambda: compat.recovered(app),
-            stalled=lambda: compat.fetch_loop_stall(app.consumer, time.monotonic(), LIVENESS_STALL_SECONDS),
+            stalled=self._not_live,
         )
 
         async def ingest(stream: Any) -> None:
@@ -248,6 +252,7 @@ class BoosterApp:
         app.timer(s.sweep_interval, name="booster.retention")(self.retention.timer)
         app.timer(FIRED_ROWS_INTERVAL, name="booster.fired-rows")(self.fired_rows.timer)
         app.timer(FETCH_WATCH_INTERVAL, name="booster.fetch-watch")(self._watch_fetches)
+        app.timer(OVERDUE_WATCH_INTERVAL, name="booster.overdue-reports")(self._watch_reports)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         self.web.register(app)
         if s.bulk_restore:
@@ -261,6 +266,28 @@ class BoosterApp:
 
     def _changelog_database(self, topic: str, partition: int) -> tuple[Any, bytes] | None:
         return compat.changelog_database(self._changelogs[topic], partition)
+
+    def _not_live(self) -> str | None:
+        """Why an orchestrator should restart this worker (/live answers 503 with it), or None."""
+        stall = compat.fetch_loop_stall(self.app.consumer, time.monotonic(), LIVENESS_STALL_SECONDS)
+        if stall is not None:
+            return f"the fetch loop stands still: {stall}"
+        overdue = self.deadlines.overdue + self.reports.overdue
+        if overdue:
+            return (
+                f"{overdue} booster(s) of this worker's partitions are overdue (BOOSTER_OVERDUE_SECONDS past their "
+                "deadline, inputs caught up): a restart moves their partitions; see the log's overdue lines"
+            )
+        return None
+
+    async def _watch_reports(self) -> None:
+        s = self.settings
+
+        async def look() -> None:
+            partitions = self.active_partitions("booster.summaries")
+            self.reports.look_for_missing(partitions, now_ms(), s.allowed_lateness_ms, s.overdue_ms)
+
+        await run_timer("looking for boosters whose report waits on a partition", look)
 
     async def _watch_fetches(self) -> None:
         stall = compat.fetch_loop_stall(self.app.consumer, time.monotonic(), FETCH_STALL_SECONDS)

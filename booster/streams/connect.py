@@ -26,7 +26,7 @@ from faust.auth import SASLCredentials, SSLCredentials
 from faust.types.auth import CredentialsT
 
 from booster.config import Security, Settings
-from booster.errors import BrokerError
+from booster.errors import BrokerError, BrokerUnreachable
 
 ACL_HELP = "see the ACLs in docs/operations.md (`booster topics create --acls` writes them)"
 
@@ -171,7 +171,7 @@ def describe_failure(settings: Settings, cause: BaseException) -> BrokerError:
             f"{where}: the broker closed the connection ({cause}); check that BOOSTER_SECURITY_PROTOCOL is the one "
             "its listener at that address speaks (PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL)"
         )
-    return BrokerError(
+    return BrokerUnreachable(
         f"could not reach {where}: {cause or type(cause).__name__}. Start a local one with `booster kafka start`, "
         "or set BOOSTER_BROKER to your cluster's bootstrap address (and BOOSTER_SECURITY_PROTOCOL and the "
         "credentials it asks for)"

@@ -44,6 +44,7 @@ from booster.processors.campaigns import (
     evolve_campaign,
     evolve_campaign_decided,
     evolve_campaign_fired,
+    overdue,
 )
 from booster.processors.events import BoosterCancelled
 from booster.processors.notices import cancel_refused_notice, lost_launch_notice
@@ -76,6 +77,7 @@ class _Watch:
     snapshot: dict[TopicPartition, int] | None = None  # the gate's end offsets, taken once
     rerouted: dict[TopicPartition, int] | None = None  # then what was forwarded here, once those are reached
     logged_at: float | None = None  # monotonic time of the last waiting-for-lag line
+    lagging: bool = False  # the lag gate held it at the last look: the inputs are behind
 
 
 class Deadlines:
@@ -114,6 +116,7 @@ class Deadlines:
         self.engagement = engagement
         self.measurements = measurements
         self._watches: dict[tuple[str, int], _Watch] = {}
+        self.overdue = 0  # due steps of this worker's partitions past BOOSTER_OVERDUE_SECONDS, inputs caught up
 
     # -- the timer ---------------------------------------------------------------------------------
 
@@ -122,25 +125,34 @@ class Deadlines:
 
     async def look_for_deadlines(self) -> None:
         now = now_ms()
-        waiting = 0
+        waiting = stuck = 0
+        s = self.settings
         for p in self.active_partitions():
             due_here = [
-                (campaign_id, d)
+                (campaign_id, d, overdue(state, now, s.allowed_lateness_ms, s.overdue_ms))
                 for campaign_id, state in self.campaigns.in_partition(p)
                 if (d := self._due(state, p, now)) is not None
             ]
-            for campaign_id, d in due_here:
+            for campaign_id, d, late in due_here:
                 watch = self._watch(campaign_id, p)
                 if watch.ticked_at is not None and time.monotonic() - watch.ticked_at < RETICK_SECONDS:
+                    stuck += late and not watch.lagging
                     continue
                 if d.kind in ("count", "decide", "fire", "measure") and not await self._gate_open(
                     campaign_id, p, watch
                 ):
                     waiting += 1
+                    watch.lagging = True
                     continue
+                watch.lagging = False
+                stuck += late
+                if late:
+                    log_decision("overdue", campaign_id, partition=p, step=d.kind, late_by_ms=now - (d.gate_at or now))
                 await self.control.send(Tick(campaign_id, now), p)
                 watch.ticked_at = time.monotonic()
+        self.overdue = stuck
         self.metrics.set("booster_deadlines_waiting", waiting)
+        self.metrics.set("booster_overdue_deadlines", stuck, step="partition")
 
     async def _gate_open(self, campaign_id: str, p: int, watch: _Watch) -> bool:
         """G1: every input this partition's deadline depends on is processed up to the snapshot, and

@@ -22,6 +22,7 @@ from booster.processors.boosters import (
     Forgotten,
     LaunchDecision,
     NoBooster,
+    ReasonCode,
     Refused,
     expire_pending,
     launch_moment,
@@ -65,6 +66,8 @@ from booster.streams.store import (
 from booster.streams.wire import control_record
 
 RETICK_SECONDS = 15.0  # a pending launch's expiry tick not done by then is sent again
+# a launch cancelled for lateness, by whose: the upstream published it late, or the workers were behind
+LATE_BY = {ReasonCode.STALE_LAUNCH: "upstream", ReasonCode.ENGINE_LATE: "engine"}
 
 
 class Launches:
@@ -80,6 +83,7 @@ class Launches:
         live: Table,
         metrics: Metrics,
         staleness_ms: int,
+        engine_lateness_ms: int,
         allowed_lateness_ms: int,
         decision_retention_ms: int,
         active_partitions: Callable[[], list[int]],
@@ -93,6 +97,7 @@ class Launches:
         self.live = live  # the account's scheduled boosters, keyed as pending launches are
         self.metrics = metrics
         self.staleness_ms = staleness_ms
+        self.engine_lateness_ms = engine_lateness_ms
         self.allowed_lateness_ms = allowed_lateness_ms
         self.decision_retention_ms = decision_retention_ms
         self.active_partitions = active_partitions  # of launches-by-account, on this worker
@@ -103,7 +108,11 @@ class Launches:
         record = incoming.decode()
         campaign_id = incoming.key_text(record, "campaign_id")
         if incoming.topic == "campaign.launched":
-            await self.by_account.send(key=record["account_id"].encode(), value=incoming.value)
+            # its timestamp goes with it: when the launch reached Kafka is what judges it stale, not
+            # when a worker got round to re-keying it
+            await self.by_account.send(
+                key=record["account_id"].encode(), value=incoming.value, timestamp=incoming.timestamp_ms / 1000
+            )
         else:
             await self.control.broadcast(BoosterCancelled(campaign_id, record["cancelled_at"]))
             log_decision("cancel-requested", campaign_id, cancelled_at=record["cancelled_at"])
@@ -127,7 +136,8 @@ class Launches:
         waiting = list(pending.items(pending_prefix(account_id)))
         launches = [launch_from_record(codec().decode("campaign.launched", value)) for _, value in waiting]
         old = None if raw is None else unpack_account(account_id, raw)
-        account, decisions = on_account(old, event, launches, now=now_ms(), staleness_ms=self.staleness_ms)
+        now = now_ms()
+        account, decisions = on_account(old, event, launches, now=now, engine_lateness_ms=self.engine_lateness_ms)
         accounts.write({account_id.encode(): pack_account(account)})
         await self._tell_live_boosters(account_id, old, account, incoming.partition)
         for (_, value), launch, decision in zip(waiting, launches, decisions, strict=True):
@@ -151,14 +161,19 @@ class Launches:
             # one that wins, whatever the order, and tell the account of the one that lost
             decided = None
         raw_account = self.accounts.partition(p).get(account_id.encode())
+        now = now_ms()
         step = on_launch(
             decided,
             None if raw_account is None else unpack_account(account_id, raw_account),
             launch,
-            now=now_ms(),
+            now=now,
+            arrived_at=incoming.timestamp_ms,
             staleness_ms=self.staleness_ms,
+            engine_lateness_ms=self.engine_lateness_ms,
             decision_retention_ms=self.decision_retention_ms,
         )
+        if isinstance(step, Accepted | Refused):  # how long after reaching Kafka the workers decided it
+            self.metrics.observe("booster_launch_decision_delay_seconds", max(0, now - incoming.timestamp_ms) / 1000)
         match step:
             case Duplicate():  # the same launch again (a decision kept by an older worker has no fingerprint)
                 self.metrics.inc("booster_duplicate_launches_total")
@@ -190,6 +205,10 @@ class Launches:
                 # its rows and later events go as for a launch without booster (R12), not in 7 days
                 await self.control.broadcast(NoBoosterFor(decision.campaign_id, decision.launched_at))
                 await self.reports.send(decision.report, at=decision.launched_at)
+                code = decision.report.reason_code
+                late = None if code is None else LATE_BY.get(code)
+                if late is not None:
+                    self.metrics.inc("booster_late_launches_total", by=late)
             case Accepted():
                 await self.control.broadcast(Scheduled(decision.schedule, decision.launched_at))
                 await self.reports.send(decision.report, at=decision.launched_at)

@@ -45,6 +45,9 @@ class Spec:
 FIRE_DELAY_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800)
 # seconds one partition's fan-out takes, from a few commands to a million
 FANOUT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+# seconds from a launch reaching Kafka to its decision: moments when the workers keep up, up to the hours
+# of BOOSTER_ENGINE_LATENESS_SECONDS when they are behind
+DECISION_DELAY_BUCKETS = (0.5, 1, 5, 30, 60, 300, 900, 1800, 3600, 7200, 21600)
 
 SPECS: dict[str, Spec] = {
     "booster_events_total": Spec("counter", "Records processed, per source topic.", ("topic",)),
@@ -76,6 +79,20 @@ SPECS: dict[str, Spec] = {
     "booster_notices_total": Spec("counter", "Notices sent to booster.notices, per kind (R14).", ("kind",)),
     "booster_results_total": Spec("counter", "Boosters' results (the measured uplift) merged into booster.results."),
     "booster_fanouts_total": Spec("counter", "Partition fan-outs completed."),
+    "booster_launch_decision_delay_seconds": Spec(
+        "histogram",
+        "Seconds from a launch reaching Kafka (its record's timestamp) to the workers deciding it: how far behind "
+        "they are where it matters most.",
+        (),
+        DECISION_DELAY_BUCKETS,
+    ),
+    "booster_late_launches_total": Spec(
+        "counter",
+        "Boosters cancelled for lateness, by whose: upstream (the launch reached Kafka later than "
+        "BOOSTER_LAUNCH_STALENESS_SECONDS after its deadline) or engine (the workers decided it later than "
+        "BOOSTER_ENGINE_LATENESS_SECONDS after it).",
+        ("by",),
+    ),
     "booster_fire_delay_seconds": Spec(
         "histogram", "Seconds from a booster's deadline to the start of a partition's fan-out.", (), FIRE_DELAY_BUCKETS
     ),
@@ -91,6 +108,13 @@ SPECS: dict[str, Spec] = {
         "gauge", "Records not yet processed, per input topic and partition of this worker.", ("topic", "partition")
     ),
     "booster_deadlines_waiting": Spec("gauge", "Due deadlines held back by the lag gate."),
+    "booster_overdue_deadlines": Spec(
+        "gauge",
+        "Boosters overdue on this worker (BOOSTER_OVERDUE_SECONDS past their deadline plus the allowed lateness), "
+        "per step: partition (a partition of this worker not fired while its inputs are caught up) or report "
+        "(a booster whose report waits for other partitions' summaries). Never above 0 in a healthy group.",
+        ("step",),
+    ),
     "booster_table_keys": Spec("gauge", "Estimated keys per table in this worker's active partitions.", ("table",)),
     "booster_record_clock_ahead_seconds": Spec(
         "gauge",

@@ -225,7 +225,9 @@ def log_decision(event: str, campaign_id: str, **fields: Any) -> None:
 class Topic(Protocol):
     """Where the shell sends records: a Faust topic, or a list in unit tests."""
 
-    async def send(self, *, key: bytes | None, value: bytes | None, partition: int | None = None) -> Any: ...
+    async def send(
+        self, *, key: bytes | None, value: bytes | None, partition: int | None = None, timestamp: float | None = None
+    ) -> Any: ...
 
 
 class Flushable(Protocol):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from booster.processors.boosters import Report
 from booster.processors.notices import report_notice
 from booster.processors.packing import pack_summaries, summary_from_dict, unpack_summaries
-from booster.processors.summaries import evolve_summaries
+from booster.processors.summaries import evolve_summaries, missing_summaries
 from booster.schemas import codec
 from booster.streams.metrics import Metrics
 from booster.streams.notices import Notices
@@ -22,6 +22,7 @@ class Reports:
         self.summaries = summaries
         self.notices = notices
         self.metrics = metrics
+        self.overdue = 0  # boosters of this worker's partitions waiting past BOOSTER_OVERDUE_SECONDS for summaries
 
     async def send(self, report: Report, *, at: int) -> None:
         """A report, and its notice when it is REJECTED or CANCELLED (`at`: when that was decided, in
@@ -40,6 +41,22 @@ class Reports:
             excluded={k: v for k, v in report.excluded.items() if v},
         )
         await self.notices.send(report_notice(report, at))
+
+    def look_for_missing(self, partitions: list[int], now: int, allowed_lateness_ms: int, after_ms: int) -> int:
+        """Boosters in these partitions of booster.summaries whose other partitions' summaries have not
+        come `after_ms` after the deadline plus the allowed lateness: a partition whose fan-out nobody
+        runs (its own state may not even say it is due). Said in the log; counted for the metric and
+        /live."""
+        late = 0
+        for p in partitions:
+            for key, raw in self.summaries.partition(p).items():
+                missing = missing_summaries(unpack_summaries(raw), now, allowed_lateness_ms, after_ms)
+                if missing:
+                    late += 1
+                    log_decision("overdue-report", key.decode(), missing_partitions=missing)
+        self.overdue = late
+        self.metrics.set("booster_overdue_deadlines", late, step="report")
+        return late
 
     async def on_summary(self, incoming: Incoming) -> None:
         """booster.summaries: one partition's summary; the last one completes the final report."""

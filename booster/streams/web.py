@@ -60,7 +60,7 @@ class Web:
         self.own_url = own_url
         self.other_urls = other_urls
         self.ready = ready  # every assigned partition's state restored, agents running
-        self.stalled = stalled  # why the fetch loop stands still, when it has for too long
+        self.stalled = stalled  # why the worker is not live (an orchestrator should restart it), or None
 
     def register(self, app: Any) -> None:
         web = self
@@ -90,7 +90,7 @@ class Web:
             stall = web.stalled()
             if stall is None:
                 return view.text("live\n")
-            return view.text(f"the fetch loop stands still: {stall}\n", status=503)
+            return view.text(f"{stall}\n", status=503)
 
         app.page("/ready")(ready_page)
         app.page("/live")(live_page)

@@ -38,6 +38,8 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
             "BOOSTER_FANOUT_CHUNK": str(settings.fanout_chunk),
             "BOOSTER_SESSION_TIMEOUT_SECONDS": str(settings.session_timeout),
             "BOOSTER_LAUNCH_STALENESS_SECONDS": str(settings.launch_staleness_ms / 1000),
+            "BOOSTER_ENGINE_LATENESS_SECONDS": str(settings.engine_lateness_ms / 1000),
+            "BOOSTER_OVERDUE_SECONDS": str(settings.overdue_ms / 1000),
             "BOOSTER_RETRY_SECONDS": str(settings.retry_seconds),
             "BOOSTER_REQUEST_TIMEOUT_SECONDS": str(settings.request_timeout),
             "BOOSTER_APP_ID": settings.app_id,

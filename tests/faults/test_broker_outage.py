@@ -64,3 +64,23 @@ def test_a_broker_down_longer_than_the_retries_ends_the_worker_and_a_restart_is_
     assert v.ok, v.problems  # exact audience, no duplicate command_id, the report right
     assert v.commands == len(sc.expected_audience) > 0
     assert read_all(settings, "booster.dead-letter") == []
+
+
+def test_a_worker_started_while_the_broker_is_away_waits_for_it_and_starts_when_it_answers(
+    own_broker: LocalKafka, tmp_path: Path
+) -> None:
+    """A supervisor restarts a worker during an outage: it must not exit 1 at once (a crash loop whose
+    back-off delays the recovery), but wait, and be up moments after the broker is."""
+    settings = fresh_settings(BOOSTER_BROKER=own_broker.bootstrap, BOOSTER_RETRY_SECONDS="120")
+    asyncio.run(admin.create(settings))
+    own_broker.stop(say=lambda _m: None)
+    worker = WorkerProcess(settings, tmp_path / "w")
+    try:
+        worker.start(wait_ready=False)
+        wait_for("the worker to say it waits", lambda: "waiting for the broker" in worker.log_text(), 60, 0.2)
+        assert worker.alive()
+        own_broker.start(say=lambda _m: None)
+        worker.wait_ready(120)
+        assert own_broker.bootstrap in worker.log_text()  # each try says where it looks
+    finally:
+        worker.stop()

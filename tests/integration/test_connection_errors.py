@@ -23,7 +23,6 @@ COMMANDS = [
     ("dead-letter", "list"),
     ("audience", "c1"),
     ("results", "c1"),
-    ("worker",),
 ]
 
 
@@ -49,6 +48,27 @@ def test_every_kafka_command_says_in_one_line_which_address_it_could_not_reach()
         assert len(said.splitlines()) == 1, (args, said)
         assert f"127.0.0.1:{port}" in said and "booster kafka start" in said and "BOOSTER_BROKER" in said, (args, said)
         assert "Traceback" not in said and "Unclosed" not in said, (args, said)
+
+
+def test_a_worker_waits_for_an_unreachable_broker_then_exits_75_to_be_started_again_later() -> None:
+    """Exit 75, not 1: a broker that is away may come back, and the worker's supervisor should try
+    again (exit 1 is for what a restart cannot fix)."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "BOOSTER_BROKER": f"127.0.0.1:{port}",
+        "BOOSTER_HOME": "/nonexistent/booster-home",
+        "BOOSTER_RETRY_SECONDS": "8",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "booster", "worker"], capture_output=True, text=True, timeout=90, env=env
+    )
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 75, (result.returncode, result.stderr)
+    waits = [line for line in lines if "waiting for the broker" in line]
+    assert len(waits) >= 2 and all(f"127.0.0.1:{port}" in line for line in waits), lines  # backoff: 1 s, 2 s
+    assert "exiting with 75" in lines[-1] and "BOOSTER_RETRY_SECONDS=8" in lines[-1], lines
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(

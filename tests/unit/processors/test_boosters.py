@@ -145,27 +145,46 @@ def test_default_criterion_follows_the_original_message() -> None:
     assert isinstance(d, Accepted) and d.schedule.criterion == "NOT_CLICKED"
 
 
-def test_r15_a_launch_decided_past_its_deadline_plus_the_staleness_bound_is_cancelled_as_stale() -> None:
+def test_r15_a_launch_that_reached_kafka_past_its_deadline_plus_the_staleness_bound_is_cancelled_as_stale() -> None:
     deadline = T0 + 7200 * 1000
     hour = 3_600_000
-    on_time = decide_launch(launch(), ALL, now=deadline + hour, staleness_ms=hour)  # at the bound: still fires
-    assert isinstance(on_time, Accepted)
-    stale = decide_launch(launch(), ALL, now=deadline + hour + 1, staleness_ms=hour)
+    on_time = decide_launch(launch(), ALL, arrived_at=deadline + hour, now=deadline + hour, staleness_ms=hour)
+    assert isinstance(on_time, Accepted)  # at the bound: still fires
+    stale = decide_launch(launch(), ALL, arrived_at=deadline + hour + 1, now=deadline + hour + 1, staleness_ms=hour)
     assert isinstance(stale, Refused) and stale.report.status == "CANCELLED"
-    assert (stale.report.reason or "").startswith("stale:") and "1h allowed" in (stale.report.reason or "")
+    assert stale.report.reason_code is ReasonCode.STALE_LAUNCH
+    assert (stale.report.reason or "").startswith("stale: the launch reached Kafka 1h")
+    assert "1h allowed" in (stale.report.reason or "")
     # configuration errors are still reported as such
-    misconfigured = decide_launch(launch(delay=60), ALL, now=deadline * 2, staleness_ms=hour)
+    misconfigured = decide_launch(launch(delay=60), ALL, arrived_at=deadline * 2, now=deadline * 2, staleness_ms=hour)
     assert isinstance(misconfigured, Refused) and misconfigured.report.status == "REJECTED"
     # the bound counts from the deadline, whenever the launch was published
     assert isinstance(
-        decide_launch(launch(delay=7 * 24 * 3600), ALL, now=deadline + 2 * hour, staleness_ms=hour), Accepted
+        decide_launch(launch(delay=7 * 24 * 3600), ALL, arrived_at=deadline + 2 * hour, staleness_ms=hour), Accepted
     )
 
 
-def test_r15_a_launch_that_waited_for_its_account_past_the_bound_is_stale() -> None:
+def test_lag_is_not_lateness_a_launch_on_time_reached_by_workers_behind_is_still_sent() -> None:
+    """G1: a launch that reached Kafka before its deadline, decided 90 minutes after it by workers
+    that were behind, is sent; only past the engine's own (longer) bound is it cancelled, as ENGINE_LATE."""
+    deadline = T0 + 7200 * 1000
+    hour = 3_600_000
+    behind = decide_launch(launch(), ALL, arrived_at=deadline - 60_000, now=deadline + 90 * 60_000, staleness_ms=hour)
+    assert isinstance(behind, Accepted)
+    far_behind = decide_launch(
+        launch(), ALL, arrived_at=deadline - 60_000, now=deadline + 6 * hour + 1, staleness_ms=hour
+    )
+    assert isinstance(far_behind, Refused) and far_behind.report.reason_code is ReasonCode.ENGINE_LATE
+    assert "6h allowed" in (far_behind.report.reason or "") and "behind" in (far_behind.report.reason or "")
+
+
+def test_r15_a_launch_that_waited_for_its_account_is_cancelled_only_when_the_workers_are_too_late() -> None:
     waited = launch()
-    _, [decision] = on_account(None, ALL, [waited], now=T0 + 7200 * 1000 + 2 * 3_600_000, staleness_ms=3_600_000)
-    assert isinstance(decision, Refused) and (decision.report.reason or "").startswith("stale:")
+    deadline = T0 + 7200 * 1000
+    _, [decision] = on_account(None, ALL, [waited], now=deadline + 2 * 3_600_000)
+    assert isinstance(decision, Accepted)  # it was seen before its deadline (or it would have expired)
+    _, [late] = on_account(None, ALL, [waited], now=deadline + 7 * 3_600_000)
+    assert isinstance(late, Refused) and late.report.reason_code is ReasonCode.ENGINE_LATE
 
 
 def test_r7_empty_group_is_cancelled_and_r8_name() -> None:

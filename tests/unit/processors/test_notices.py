@@ -61,12 +61,15 @@ SCHEDULE = Schedule("c1", "c1:booster", "Booster for Spring", "a1", "EMAIL", "NO
         (LAUNCH, AccountChannels("a1", frozenset({"SMS"}), T0), None, ReasonCode.CHANNEL_NOT_ENABLED),
         (replace(LAUNCH, group_size=0), EMAIL, None, ReasonCode.EMPTY_GROUP),
         (LAUNCH, EMAIL, T0 + 4 * HOUR, ReasonCode.STALE_LAUNCH),
+        (LAUNCH, EMAIL, T0 + 9 * HOUR, ReasonCode.ENGINE_LATE),
     ],
 )
 def test_every_refused_launch_has_its_code_and_a_notice(
     launch: CampaignLaunched, account: AccountChannels, now: int | None, code: ReasonCode
 ) -> None:
-    decision = decide_launch(launch, account, now=now, staleness_ms=HOUR)
+    # arrived at `now` for the stale one; on time, reached by workers behind, for the engine's
+    arrived = None if now is None or code is ReasonCode.ENGINE_LATE else now
+    decision = decide_launch(launch, account, now=now, arrived_at=arrived, staleness_ms=HOUR)
     assert isinstance(decision, Refused) and decision.report.reason_code is code
     notice = report_notice(decision.report, decision.launched_at)
     assert notice is not None and notice.reason_code is code and notice.account_id == "a1"

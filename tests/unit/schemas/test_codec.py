@@ -63,17 +63,17 @@ def test_schema_ids_are_unique_and_stable() -> None:
         41: ("booster.audience", 3), 42: ("booster.control", 6), 43: ("booster.summaries", 5),
         44: ("campaign.launched", 4), 45: ("booster.control", 7), 46: ("booster.summaries", 6),
         47: ("booster.audience", 4), 48: ("booster.fanout-progress", 4), 49: ("booster.measurements", 1),
-        50: ("booster.results", 1),
+        50: ("booster.results", 1), 51: ("booster.reports", 5), 52: ("booster.notices", 3),
     }  # fmt: skip
     # writers use each topic's latest version
     assert {n: s.schema_id for n, s in CATALOG.items() if s.version > 1} == {
-        "booster.reports": 31,
+        "booster.reports": 51,
         "booster.control": 45,
         "booster.summaries": 46,
         "campaign.launched": 44,
         "booster.fanout-progress": 48,
         "message.clicked": 28,
-        "booster.notices": 32,
+        "booster.notices": 52,
         "booster.audience": 47,
         "account.channels": 40,
         "booster.commands": 39,

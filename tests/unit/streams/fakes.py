@@ -25,6 +25,7 @@ class Sent:
     value: bytes | None
     partition: int | None
     offset: int = 0
+    timestamp: float | None = None  # seconds, as Faust's send takes it; None: the producer's clock
 
 
 class SentRecords:
@@ -34,8 +35,10 @@ class SentRecords:
         self.topic = topic
         self.sent: list[Sent] = []
 
-    async def send(self, *, key: bytes | None, value: bytes | None, partition: int | None = None) -> None:
-        self.sent.append(Sent(key, value, partition))
+    async def send(
+        self, *, key: bytes | None, value: bytes | None, partition: int | None = None, timestamp: float | None = None
+    ) -> None:
+        self.sent.append(Sent(key, value, partition, timestamp=timestamp))
 
     def decoded(self) -> list[dict[str, Any]]:
         return [codec().decode(self.topic, s.value) for s in self.sent]

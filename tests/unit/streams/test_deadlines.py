@@ -350,3 +350,40 @@ def test_a_sent_booster_is_measured_once_its_window_ends_and_its_window_rows_go(
     assert results["difference"] == pytest.approx(len(boosted[::2]) / len(boosted) - len(held[::3]) / len(held))
     asyncio.run(w.deadlines.look_for_deadlines())
     assert w.ticks() == []  # measured: nothing more until the state is forgotten
+
+
+def test_a_booster_not_fired_long_after_its_deadline_while_the_inputs_are_caught_up_is_overdue() -> None:
+    """A due step of a partition nobody completes (a lost record, a stuck fan-out) must not wait in
+    silence: counted as overdue (for /live and the alert); a booster held by the lag gate is not."""
+    w = World()
+    late = schedule(now() - w.settings.allowed_lateness_ms - w.settings.overdue_ms - 60_000, "late")
+    fresh = schedule(now() - w.settings.allowed_lateness_ms - 1000, "fresh")
+    w.control(Scheduled(late, T0), partition=1)
+    w.control(Scheduled(fresh, T0), partition=1)
+    asyncio.run(w.deadlines.look_for_deadlines())
+    assert w.deadlines.overdue == 1
+    assert w.metrics.get("booster_overdue_deadlines", step="partition") == 1
+    asyncio.run(w.deadlines.look_for_deadlines())  # its tick was sent; still not fired: still overdue
+    assert w.deadlines.overdue == 1
+    w.deadlines.forget_partitions({1})
+    w.gate.lag[TopicPartition("t.message.sent", 1)] = 5  # the inputs are behind: waiting, not overdue
+    asyncio.run(w.deadlines.look_for_deadlines())
+    assert w.deadlines.overdue == 0 and w.metrics.get("booster_deadlines_waiting") == 2
+
+
+def test_a_report_waiting_long_for_a_partition_s_summary_is_overdue() -> None:
+    from booster.processors.audience import Tally
+    from booster.processors.packing import pack_summaries
+    from booster.processors.summaries import PartitionSummary, SummaryState
+
+    w = World()
+    summaries = MemoryTable("summaries")
+    reports = Reports(w.reports, summaries, Notices(w.notices, w.metrics), w.metrics)
+    s = w.settings
+    old, recent = schedule(now() - s.overdue_ms - s.allowed_lateness_ms - 1000, "old"), schedule(now(), "recent")
+    for sch in (old, recent):
+        part = PartitionSummary(sch.campaign_id, 0, 2, sch, None, Tally(3))
+        summaries.partition(0).write({sch.campaign_id.encode(): pack_summaries(SummaryState({0: part}))})
+    summaries.partition(0).write({b"done": pack_summaries(SummaryState(done=True, deadline=old.deadline))})
+    assert reports.look_for_missing([0], now(), s.allowed_lateness_ms, s.overdue_ms) == 1
+    assert w.metrics.get("booster_overdue_deadlines", step="report") == 1

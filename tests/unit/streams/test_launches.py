@@ -40,6 +40,7 @@ class World:
             live=MemoryTable("account-boosters"),
             metrics=self.metrics,
             staleness_ms=10 * 365 * 24 * 3_600_000,  # these launches are dated 2026-01-01: not about staleness
+            engine_lateness_ms=10 * 365 * 24 * 3_600_000,
             allowed_lateness_ms=5000,
             decision_retention_ms=10 * 365 * 24 * 3_600_000,
             active_partitions=lambda: [0],

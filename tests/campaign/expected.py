@@ -1,0 +1,150 @@
+"""What each booster of a campaign must come to, computed from its input with the pure core, and
+the check of what the engine wrote against it (G1, G2, R11, R13, R16)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from booster.processors.audience import NOT_A_RECIPIENT, all_opened, decide, outcome_of
+from booster.processors.boosters import (
+    DEFAULT_SCANNER_WINDOW_SECONDS,
+    booster_id_of,
+    command_id_of,
+    default_criterion,
+)
+from booster.processors.events import contact_event_from_record, message_event_from_record
+from booster.processors.recipients import fold
+from booster.processors.uplift import holdout_of
+from tests.campaign.plan import BoosterPlan, Fact
+
+
+@dataclass
+class Expected:
+    status: str  # SENT or CANCELLED
+    reason_code: str | None = None
+    audience: set[str] = field(default_factory=set)
+    outcomes: dict[str, str] = field(default_factory=dict)  # contact -> INCLUDED or its exclusion
+    excluded: Counter[str] = field(default_factory=Counter)
+
+
+def expected_of(plan: BoosterPlan, counted: Iterable[Fact], cancelled: bool) -> Expected:
+    """The booster's outcome from the facts that count (published in time, not aborted)."""
+    sc = plan.scenario
+    if cancelled:
+        return Expected("CANCELLED", "CANCEL_REQUESTED")
+    events = [
+        message_event_from_record(f.topic, f.value)
+        if f.topic.startswith("message.")
+        else contact_event_from_record(f.topic, f.value)
+        for f in counted
+    ]
+    folded = fold(events)
+    channel: Any = sc.booster_channel or sc.channel
+    campaign_channel: Any = sc.channel
+    criterion: Any = sc.criterion or default_criterion(campaign_channel)
+    window = sc.scanner_window_seconds
+    window_ms = 1000 * (window if window is not None else DEFAULT_SCANNER_WINDOW_SECONDS[campaign_channel])
+    held_out = holdout_of(booster_id_of(sc.campaign_id), sc.holdout_percent) if sc.holdout_percent else None
+    rows = {contact: r for (campaign, contact), r in folded.recipients.items() if campaign == sc.campaign_id}
+    if all_opened(rows.values(), sc.deadline, count_machine_opens=sc.count_machine_opens):
+        return Expected("CANCELLED", "FULL_OPEN_RATE")
+    out = Expected("SENT")
+    for contact, recipient in rows.items():
+        decision = decide(
+            recipient,
+            folded.contacts.get(contact),
+            channel=channel,
+            criterion=criterion,
+            at=sc.deadline,
+            count_machine_opens=sc.count_machine_opens,
+            scanner_window_ms=window_ms,
+            campaign_channel=campaign_channel,
+        )
+        if decision is NOT_A_RECIPIENT:
+            continue
+        outcome = outcome_of(decision)
+        assert outcome is not None
+        if outcome == "INCLUDED" and held_out is not None and held_out(contact):
+            outcome = "HOLDOUT"
+        out.outcomes[contact] = outcome
+        if outcome == "INCLUDED":
+            out.audience.add(contact)
+        else:
+            out.excluded[outcome] += 1
+    if not out.audience:
+        return Expected("CANCELLED", "EMPTY_AUDIENCE", outcomes=out.outcomes, excluded=out.excluded)
+    return out
+
+
+@dataclass
+class Written:
+    """What the engine wrote, read back once the run is over (read-committed)."""
+
+    commands: dict[str, list[dict[str, Any]]]  # booster_id -> its commands
+    reports: Mapping[str, dict[str, Any]]  # campaign_id -> latest report
+    outcomes: dict[str, list[dict[str, Any]]]  # booster_id -> its audience outcomes
+
+
+def check(plan: BoosterPlan, expected: Expected, written: Written) -> list[str]:
+    """Every way the booster's commands, report and outcomes differ from what they must be."""
+    sc = plan.scenario
+    booster_id = booster_id_of(sc.campaign_id)
+    commands = written.commands.get(booster_id, [])
+    report = written.reports.get(sc.campaign_id)
+    problems: list[str] = []
+
+    def problem(text: str) -> None:
+        problems.append(f"{sc.campaign_id}: {text}")
+
+    ids = Counter(c["command_id"] for c in commands)
+    twice = [i for i, n in ids.items() if n > 1]
+    if twice:
+        problem(f"{len(twice)} command_id(s) written more than once")
+    wrong = [c for c in commands if c["command_id"] != command_id_of(booster_id, c["contact_id"])]
+    if wrong:
+        problem(f"{len(wrong)} command_id(s) not derived from booster and contact")
+    if report is None:
+        problem("no report at all")
+        return problems
+    status = report["status"]
+    if status != expected.status:
+        problem(f"report {status} ({report.get('reason_code')}: {report.get('reason')}), expected {expected.status}")
+        return problems
+    if status == "CANCELLED":
+        if report.get("reason_code") != expected.reason_code:
+            problem(f"cancelled for {report.get('reason_code')}, expected {expected.reason_code}")
+        if commands:
+            problem(f"cancelled, yet {len(commands)} command(s) were written")
+        return problems
+    contacts = {c["contact_id"] for c in commands}
+    missing, extra = expected.audience - contacts, contacts - expected.audience
+    if missing:
+        roles = Counter(sc.roles.get(c, "?") for c in missing)
+        problem(f"{len(missing)} eligible recipient(s) got no command (roles {dict(roles)})")
+    if extra:
+        roles = Counter(sc.roles.get(c, "?") for c in extra)
+        problem(f"{len(extra)} command(s) to recipients who must not get one (roles {dict(roles)})")
+    if report["audience"] != len(expected.audience) or report.get("billable") != len(expected.audience):
+        problem(
+            f"report audience {report['audience']} billable {report.get('billable')}, expected {len(expected.audience)}"
+        )
+    if report["audience"] != len(commands):
+        problem(f"report audience {report['audience']} != {len(commands)} commands written")
+    got_excluded = {k: v for k, v in report["excluded"].items() if v}
+    if got_excluded != dict(expected.excluded):
+        problem(f"report exclusions {got_excluded}, expected {dict(expected.excluded)}")
+    outcomes = written.outcomes.get(booster_id, [])
+    by_contact: dict[str, list[str]] = {}
+    for o in outcomes:
+        by_contact.setdefault(o["contact_id"], []).append(o["outcome"])
+    wrong_outcomes = [c for c, want in expected.outcomes.items() if set(by_contact.get(c, [])) != {want}]
+    unknown = set(by_contact) - set(expected.outcomes)
+    if wrong_outcomes or unknown:
+        problem(
+            f"audience outcomes: {len(wrong_outcomes)} recipient(s) without their one outcome, {len(unknown)} "
+            "outcome(s) of contacts who are not recipients"
+        )
+    return problems
