@@ -10,7 +10,7 @@ import functools
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka.conn import create_conn
 from aiokafka.errors import (
@@ -83,10 +83,25 @@ def faust_credentials(security: Security) -> CredentialsT | None:
     return None
 
 
+T = TypeVar("T")
+
+
 async def _stop(client: Any) -> None:
     stop = getattr(client, "stop", None) or client.close
     with contextlib.suppress(TimeoutError, KafkaError, OSError):  # it never connected: closing is all there is
         await stop()
+
+
+async def started(client: T) -> T:
+    """`client` started; if it cannot start (the broker away), it is closed and the error raised, so
+    the caller keeps no half-made client: aiokafka's clients are unusable after a failed start (a
+    consumer has no fetcher), and one kept would fail every later call, not just this one."""
+    try:
+        await client.start()  # type: ignore[attr-defined]
+    except BaseException:
+        await _stop(client)
+        raise
+    return client
 
 
 @asynccontextmanager

@@ -31,7 +31,7 @@ from booster.schemas import codec
 from booster.schemas.catalog import audience_key
 from booster.schemas.templates import CommandTemplate, OutcomeTemplate
 from booster.streams.audience import decide_rows
-from booster.streams.connect import client_options
+from booster.streams.connect import client_options, started
 from booster.streams.history import add_sent, counted_sends, next_offset, set_marker
 from booster.streams.records import exit_for_restart, give_up_after, send_batches
 from booster.streams.store import PartitionStore, recipient_key
@@ -115,8 +115,8 @@ class Fanout(Service):
                 max_batch_size=900 * 1024,  # under the broker's default message.max.bytes
                 request_timeout_ms=int(self.settings.request_timeout * 1000),
             )
-            await prod.start()  # init_transactions: fences any earlier owner of this partition
-            self._producers[partition] = prod
+            # init_transactions: fences any earlier owner of this partition
+            self._producers[partition] = await started(prod)
         return prod
 
     async def release(self, partitions: set[int]) -> None:
@@ -201,14 +201,14 @@ class Fanout(Service):
 
     async def _reader(self) -> AIOKafkaConsumer:
         if self._progress_reader is None:
-            self._progress_reader = AIOKafkaConsumer(
+            reader = AIOKafkaConsumer(
                 **client_options(self.settings),
                 group_id=None,
                 enable_auto_commit=False,
                 isolation_level="read_committed",
                 fetch_max_wait_ms=20,
             )
-            await self._progress_reader.start()
+            self._progress_reader = await started(reader)
         return self._progress_reader
 
     async def _read_on(

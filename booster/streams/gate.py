@@ -28,6 +28,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from mode import Service
 
+from booster.streams.connect import started
+
 PROBE_SECONDS = 2.0  # a partition the probe has not settled by then stays behind until the next look
 PROBE_FETCH_BYTES = 64 * 1024  # the broker still returns a first batch larger than this
 
@@ -117,11 +119,9 @@ class LagGate(Service):
 
     async def _clients(self) -> None:
         if self._consumer is None:
-            self._consumer = probe_consumer(self.connection)
-            await self._consumer.start()
+            self._consumer = await started(probe_consumer(self.connection))
         if self._admin is None:
-            self._admin = AIOKafkaAdminClient(**self.connection)
-            await self._admin.start()
+            self._admin = await started(AIOKafkaAdminClient(**self.connection))
 
     async def on_stop(self) -> None:
         if self._consumer is not None:

@@ -23,6 +23,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from rocksdict import WriteBatch
 
+from booster.streams.connect import started
+
 log = logging.getLogger("booster.worker")
 
 # what one fetch may bring, and how many records become Python objects at a time: the worker's memory
@@ -123,7 +125,7 @@ class BulkRestore:
             max_partition_fetch_bytes=PARTITION_FETCH_BYTES,
             auto_offset_reset="earliest",
         )
-        await consumer.start()
+        await started(consumer)
         reached: dict[Any, int] = {}
         records = 0
         try:

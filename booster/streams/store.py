@@ -22,6 +22,7 @@ from mode import Service
 from rocksdict import WriteBatch
 
 from booster.streams import compat
+from booster.streams.connect import started
 from booster.streams.records import send_batches
 
 Rows = Mapping[bytes, bytes | None]  # a batch of writes; None deletes
@@ -265,8 +266,7 @@ class ChangelogSink(Service):
                 max_batch_size=900 * 1024,
                 request_timeout_ms=int(self.request_timeout * 1000),
             )
-            await producer.start()
-            self._producer = producer
+            self._producer = await started(producer)
         return self._producer
 
     def append(self, table: Any, partition: int, key: bytes, value: bytes | None) -> None:

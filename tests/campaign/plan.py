@@ -32,11 +32,12 @@ class Timing:
     seconds: float  # boosters come due and faults strike in [0, seconds)
     lateness: float  # the workers' BOOSTER_ALLOWED_LATENESS_SECONDS
     lead: float = 25.0  # a booster's facts are published over this long before its deadline
-    margin: float = 4.0  # no fact that must count is published later than deadline + lateness - margin
 
     @property
     def late_window(self) -> float:
-        return max(0.0, self.lateness - self.margin)
+        """Facts published after the deadline come within this much of it: a third of the allowed
+        lateness, so that a broker outage can delay them by the rest and they still count."""
+        return self.lateness / 3
 
 
 @dataclass(frozen=True)

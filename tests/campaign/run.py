@@ -55,6 +55,7 @@ class Outcome:
     worker_exits: dict[str, int] = field(default_factory=dict)  # exit code -> count
     read_again: int = 0  # the ledger's last resort (a record held or dropped), from the workers' logs
     violations: list[str] = field(default_factory=list)
+    logs: str = ""  # where the workers' logs are
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -266,8 +267,7 @@ class Publisher:
 
     async def _publish(self) -> None:
         plain, tx = self._librdkafka(False), self._librdkafka(True)
-        murmur2 = aiokafka_producer(self.settings, request_timeout_ms=10_000)
-        await self._start_retrying(murmur2)
+        self._murmur2 = await self._new_murmur2()
         facts = self.plan.publications()
         i = 0
         try:
@@ -281,48 +281,63 @@ class Publisher:
                 while i < len(facts) and facts[i].at <= self._now():
                     due.append(facts[i])
                     i += 1
-                await self._send(due, murmur2, plain, tx)
+                await self._send(due, plain, tx)
             await asyncio.to_thread(self._flush, plain)
         finally:
-            await murmur2.stop()
+            await self._close(self._murmur2)
 
-    async def _start_retrying(self, murmur2: Any) -> None:
+    async def _new_murmur2(self) -> Any:
         while True:
+            producer = aiokafka_producer(self.settings, request_timeout_ms=10_000)
             try:
-                await murmur2.start()
-                return
+                await asyncio.wait_for(producer.start(), 30)
+                return producer
             except Exception as exc:
                 self.errors.append(f"murmur2 producer start: {exc!r}"[:200])
+                await self._close(producer)
                 await asyncio.sleep(1.0)
+
+    async def _close(self, producer: Any) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(producer.stop(), 30)
 
     def _flush(self, plain: Producer) -> None:
         while plain.flush(5) > 0:
             pass
 
-    async def _send(self, due: list[Fact], murmur2: Any, plain: Producer, tx: Producer) -> None:
+    async def _send(self, due: list[Fact], plain: Producer, tx: Producer) -> None:
         by: dict[tuple[str, bool], list[Fact]] = {}
         for f in due:
             by.setdefault((f.producer, f.aborted), []).append(f)
         for (kind, aborted), facts in by.items():
             if kind == "murmur2":
-                await self._send_murmur2(facts, murmur2)
+                await self._send_murmur2(facts)
             elif kind == "librdkafka":
                 for f in facts:
                     self._send_plain(f, plain)
             else:
                 await asyncio.to_thread(self._send_transaction, facts, tx, aborted)
 
-    async def _send_murmur2(self, facts: list[Fact], murmur2: Any) -> None:
+    async def _send_murmur2(self, facts: list[Fact]) -> None:
         for f in facts:
+            failures = 0
             while True:
                 try:
-                    await murmur2.send_and_wait(
-                        self.settings.topic(f.topic), codec().encode(f.topic, f.value), key=key_of(f.topic, f.value)
+                    # bounded: aiokafka's send can wait for ever on a batch lost in a broker restart
+                    topic, value, key = (
+                        self.settings.topic(f.topic),
+                        codec().encode(f.topic, f.value),
+                        key_of(f.topic, f.value),
                     )
+                    await asyncio.wait_for(self._murmur2.send_and_wait(topic, value, key=key), 30)
                     self.confirmed[id(f)] = self._now()
                     break
                 except Exception as exc:  # the broker away: the same record again (a duplicate counts once)
                     self.errors.append(f"murmur2: {exc!r}"[:200])
+                    failures += 1
+                    if failures % 3 == 0:  # a producer a broker restart left in a state it cannot leave
+                        await self._close(self._murmur2)
+                        self._murmur2 = await self._new_murmur2()
                     await asyncio.sleep(0.5)
 
     def _send_plain(self, f: Fact, plain: Producer) -> None:
@@ -433,12 +448,13 @@ def run_campaign(
             wait = fault.at - (time.monotonic() - start)
             if wait > 0:
                 time.sleep(wait)
+            struck = round(time.monotonic() - start, 1)  # a broker restart delays the faults after it
             what = _strike(fault, pool, broker, settings, rng, max_workers, session_timeout)
-            outcome.faults.append((round(time.monotonic() - start, 1), fault.kind, what))
-            say(f"fault at {fault.at:.0f} s: {fault.kind}: {what}")
-        publisher.join(timeout=max(0.0, plan.timing.seconds + 60 - (time.monotonic() - start)) + 600)
+            outcome.faults.append((struck, fault.kind, what))
+            say(f"fault at {struck:.0f} s: {fault.kind}: {what}")
+        publisher.join(timeout=max(0.0, plan.timing.seconds + 60 - (time.monotonic() - start)) + 120)
         if not publisher.done.is_set():
-            outcome.violations.append("the publisher did not finish")
+            outcome.violations.append(f"the publisher did not finish; its last errors: {publisher.errors[-5:]}")
         if pool.count() == 0:
             pool.join()
         deadline = time.monotonic() + drain_seconds
@@ -482,7 +498,9 @@ def run_campaign(
     strays = [c for c in written.reports if c not in known]
     if strays:
         outcome.violations.append(f"reports of campaigns not in the plan: {strays[:5]}")
-    shutil.rmtree(workdir, ignore_errors=True)
+    for worker in pool.every:  # their state; their logs stay, for a failure to be read
+        shutil.rmtree(worker.data_dir, ignore_errors=True)
+    outcome.logs = str(workdir)
     return outcome
 
 
