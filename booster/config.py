@@ -32,6 +32,7 @@ DEFAULTS: dict[str, str] = {
     "BOOSTER_CONTACT_RETENTION_DAYS": "0",
     "BOOSTER_SWEEP_INTERVAL_SECONDS": "600",
     "BOOSTER_TEST_CLOCK": "",
+    "BOOSTER_TEST_HOLD_INGEST": "",
     "BOOSTER_SECURITY_PROTOCOL": "PLAINTEXT",
     "BOOSTER_SASL_MECHANISM": "SCRAM-SHA-512",
     "BOOSTER_SASL_USERNAME": "",
@@ -89,6 +90,8 @@ DOCS: dict[str, str] = {
     "BOOSTER_CONTACT_RETENTION_DAYS": "A contact's unsubscribes and blocks are forgotten after this long without "
     "a new fact about the contact (0: kept for ever); a deleted contact's row goes 8 days after the deletion.",
     "BOOSTER_SWEEP_INTERVAL_SECONDS": "How often a worker removes the state that outlived its retention.",
+    "BOOSTER_TEST_HOLD_INGEST": "Fault tests only: while the file at this path exists, the ingest agent takes no "
+    "new batch (the fetches queue up), so a test can make a rebalance meet a full lane.",
     "BOOSTER_TEST_CLOCK": "Soak tests only: `SPEED@ANCHOR_MS` makes the worker's clock run SPEED times faster "
     "from the wall-clock instant ANCHOR_MS. Empty (the default): the real clock.",
     "BOOSTER_SECURITY_PROTOCOL": "How the worker and the CLI talk to Kafka: PLAINTEXT, SSL, SASL_PLAINTEXT or "
@@ -333,6 +336,7 @@ class Settings:
     session_timeout: float
     launch_staleness_ms: int
     engine_lateness_ms: int = 6 * 3_600_000
+    hold_ingest_file: str = ""  # fault tests only: BOOSTER_TEST_HOLD_INGEST
     overdue_ms: int = 900_000
     retry_seconds: float = 120.0
     request_timeout: float = 40.0
@@ -380,6 +384,7 @@ class Settings:
             engine_lateness_ms=int(
                 _float("BOOSTER_ENGINE_LATENESS_SECONDS", get("BOOSTER_ENGINE_LATENESS_SECONDS"), 0.0) * 1000
             ),
+            hold_ingest_file=source.get("BOOSTER_TEST_HOLD_INGEST", ""),
             overdue_ms=int(_float("BOOSTER_OVERDUE_SECONDS", get("BOOSTER_OVERDUE_SECONDS"), 1.0) * 1000),
             retry_seconds=_float("BOOSTER_RETRY_SECONDS", get("BOOSTER_RETRY_SECONDS"), 0.0),
             request_timeout=_float("BOOSTER_REQUEST_TIMEOUT_SECONDS", get("BOOSTER_REQUEST_TIMEOUT_SECONDS"), 1.0),

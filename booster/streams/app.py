@@ -231,13 +231,17 @@ class BoosterApp:
             other_urls=self._other_workers,
             ready=lambda: compat.recovered(app),
             stalled=self._not_live,
+            lane_queued=lambda: 0 if self.lane is None else self.lane.queued(),
         )
 
         async def ingest(stream: Any) -> None:
             # on the lane, the records never reach the agent's stream: the agent still subscribes Faust's
             # consumer to the topics (and so has them assigned), and takes whole fetches from the lane
             if self.lane is not None:
-                await self.ingestion.lane_agent(self.lane, self.contract_name)
+                hold = s.hold_ingest_file
+                await self.ingestion.lane_agent(
+                    self.lane, self.contract_name, lambda: bool(hold) and Path(hold).exists()
+                )
             else:
                 await self.ingestion.agent(stream, self.contract_name)
 

@@ -17,6 +17,7 @@ covers that detour (deadlines.py).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -113,8 +114,13 @@ class Ingestion:
             await self.ingest([Incoming.of(e.message, contract_name(e.message.topic)) for e in events])
             compat.release_acks(events)
 
-    async def lane_agent(self, lane: Lane, contract_name: Callable[[str], str]) -> None:
-        """The ingest agent on the batch lane: a whole fetch per await, no Faust event per record."""
+    async def lane_agent(
+        self, lane: Lane, contract_name: Callable[[str], str], held: Callable[[], bool] = lambda: False
+    ) -> None:
+        """The ingest agent on the batch lane: a whole fetch per await, no Faust event per record.
+        `held`: fault tests hold the agent before it takes a batch (BOOSTER_TEST_HOLD_INGEST)."""
+        while held():
+            await asyncio.sleep(0.05)
         async for batch in lane.batches():
             incoming = [
                 Incoming.of_record(record, contract)
@@ -129,6 +135,8 @@ class Ingestion:
                 lane.abandon()  # its offsets stay held: read again, by this worker or the next owner
                 raise
             lane.done(batch)
+            while held():
+                await asyncio.sleep(0.05)
 
     async def ingest(self, batch: Sequence[Incoming]) -> Folded:
         folded = self.fold(batch)

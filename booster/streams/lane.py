@@ -79,6 +79,10 @@ class Lane:
             f"the fetch loop {'waiting for room' if not self._room.is_set() else 'not waiting'}"
         )
 
+    def queued(self) -> int:
+        """Fetches waiting for the agent."""
+        return len(self._queue)
+
     def attach(self, ledger: OffsetLedger) -> None:
         self.ledger = ledger
 

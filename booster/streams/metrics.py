@@ -108,6 +108,11 @@ SPECS: dict[str, Spec] = {
         "gauge", "Records not yet processed, per input topic and partition of this worker.", ("topic", "partition")
     ),
     "booster_deadlines_waiting": Spec("gauge", "Due deadlines held back by the lag gate."),
+    "booster_lane_queued_fetches": Spec(
+        "gauge",
+        "Fetches of the contact-keyed topics waiting for the ingest agent (at most 4: at 4 the agent is what "
+        "limits ingestion, and the fetch loop waits).",
+    ),
     "booster_overdue_deadlines": Spec(
         "gauge",
         "Boosters overdue on this worker (BOOSTER_OVERDUE_SECONDS past their deadline plus the allowed lateness), "

@@ -47,6 +47,7 @@ class Web:
         other_urls: Callable[[], set[str]],
         ready: Callable[[], bool] = lambda: True,
         stalled: Callable[[], str | None] = lambda: None,
+        lane_queued: Callable[[], int] = lambda: 0,
     ) -> None:
         self.settings = settings
         self.campaigns = campaigns
@@ -61,6 +62,7 @@ class Web:
         self.other_urls = other_urls
         self.ready = ready  # every assigned partition's state restored, agents running
         self.stalled = stalled  # why the worker is not live (an orchestrator should restart it), or None
+        self.lane_queued = lane_queued
 
     def register(self, app: Any) -> None:
         web = self
@@ -136,6 +138,7 @@ class Web:
             self.metrics.set(
                 "booster_partition_lag", lag.get(tp, 0), topic=self.contract_name(tp.topic), partition=tp.partition
             )
+        self.metrics.set("booster_lane_queued_fetches", self.lane_queued())
         for table in (self.recipients, self.contacts, self.campaigns.table):
             self.metrics.set("booster_table_keys", table.estimated_keys(partitions), table=table.name)
 

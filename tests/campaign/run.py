@@ -54,6 +54,7 @@ class Outcome:
     faults_by_kind: dict[str, int] = field(default_factory=dict)
     worker_exits: dict[str, int] = field(default_factory=dict)  # exit code -> count
     read_again: int = 0  # the ledger's last resort (a record held or dropped), from the workers' logs
+    liveness_restarts: list[str] = field(default_factory=list)  # workers /live said to restart, and why
     violations: list[str] = field(default_factory=list)
     logs: str = ""  # where the workers' logs are
 
@@ -127,6 +128,8 @@ class Workers:
         self.exits: Counter[str] = Counter()
         self.bad_exits: list[str] = []
         self.frozen: set[WorkerProcess] = set()
+        self.not_live: dict[WorkerProcess, float] = {}  # since when /live has answered 503
+        self.liveness_restarts: list[str] = []
         self.lock = threading.Lock()
         self._stop = threading.Event()
         for _ in range(count):
@@ -181,6 +184,7 @@ class Workers:
 
     def _supervise(self) -> None:
         while not self._stop.wait(1.0):
+            self._probe_liveness()
             with self.lock:
                 for worker in [w for w in self.running if w.proc is not None and w.proc.poll() is not None]:
                     code = worker.proc.returncode if worker.proc is not None else None
@@ -188,6 +192,22 @@ class Workers:
                     if code != EXIT_RETRY_LATER:  # 75: the broker was away too long, as documented
                         self.bad_exits.append(f"{worker.log_path.stem} exited with {code}: {worker.log_text()[-1500:]}")
                     worker.start(wait_ready=False)
+
+    def _probe_liveness(self) -> None:
+        """As Kubernetes' liveness probe: a worker whose /live answers 503 for 30 s is killed and started
+        again (each such restart is reported: in a healthy run there is none)."""
+        with self.lock:
+            watched = [w for w in self.running if w.alive() and w not in self.frozen]
+        for worker in watched:
+            status, why = worker.get("/live")
+            if status != 503:
+                self.not_live.pop(worker, None)
+                continue
+            since = self.not_live.setdefault(worker, time.monotonic())
+            if time.monotonic() - since >= 30:
+                self.liveness_restarts.append(f"{worker.log_path.stem}: {why.strip()}")
+                self.not_live.pop(worker, None)
+                self.kill(worker)
 
     def count(self) -> int:
         with self.lock:
@@ -472,6 +492,7 @@ def run_campaign(
     outcome.records_published = len(publisher.confirmed)
     outcome.faults_by_kind = dict(Counter(kind for _, kind, _ in outcome.faults))
     outcome.worker_exits = dict(pool.exits)
+    outcome.liveness_restarts = pool.liveness_restarts
     logs = pool.logs()
     outcome.read_again = logs.count("reading the partition again")
     outcome.violations += pool.bad_exits

@@ -14,7 +14,7 @@ from tests.campaign.__main__ import LATENESS, campaign_settings
 from tests.campaign.plan import BROKER_FAULTS, WORKER_FAULTS, Timing, describe, make_plan
 from tests.campaign.run import run_campaign
 
-MINUTES, FAULTS_PER_MINUTE, BOOSTERS_PER_MINUTE, RECIPIENTS = 1.25, 6.0, 5.0, (80, 300)
+MINUTES, FAULTS_PER_MINUTE, BOOSTERS_PER_MINUTE, RECIPIENTS = 1.0, 8.0, 6.0, (80, 300)
 
 
 def test_a_short_fault_campaign_sends_every_booster_exactly(own_broker: LocalKafka, tmp_path: Path) -> None:

@@ -62,3 +62,37 @@ def test_every_table_changelog_is_assigned_even_when_only_the_contract_topics_ex
     every_partition = set(range(settings.partitions))
     want = {topic: every_partition for topic in admin.changelog_topics(settings)}
     assert {topic: assigned.get(topic) for topic in want} == want
+
+
+def test_fetches_queued_on_the_lane_when_a_worker_joins_are_dropped_and_read_again(
+    kafka: LocalKafka, tmp_path: Path
+) -> None:
+    """The ingest agent of worker a is held (BOOSTER_TEST_HOLD_INGEST) until several fetches wait on its
+    lane; then b joins, and the rebalance revokes the partitions those fetches hold. What they held is
+    read again by the partitions' new owners, from the committed offsets, and nothing fetched before
+    the revoke is ingested after it: the booster's audience is exact."""
+    settings = fresh_settings(BOOSTER_FANOUT_CHUNK="100")
+    asyncio.run(admin.create(settings))
+    hold = tmp_path / "hold-ingest"
+    hold.touch()
+    a = WorkerProcess(settings, tmp_path / "a", name="a", BOOSTER_TEST_HOLD_INGEST=str(hold)).start()
+    b = WorkerProcess(settings, tmp_path / "b", name="b")
+    sc = build(
+        f"held-{uuid.uuid4().hex[:6]}", 12_000, launched_at=launched_for_deadline(int(time.time() * 1000)),
+        roles=["eligible", "clicked", "eligible", "deleted", "opened", "eligible"],
+    )  # fmt: skip
+    try:
+        publish_records(settings, [account_record(sc), *scenario_records(sc, launch=False)])
+        wait_for("fetches to wait on a's lane", lambda: a.metric("booster_lane_queued_fetches") >= 3, 90, 0.2)
+        b.start()
+        b.wait_recovered()
+        hold.unlink()  # a's agent goes on: what its lane still holds of revoked partitions must be dropped
+        publish_records(settings, [("campaign.launched", sc.launch_record())])
+        v = wait_for("the booster to fire", lambda: fired(settings, sc), 180, 0.5)
+        assert a.alive() and b.alive()
+    finally:
+        hold.unlink(missing_ok=True)
+        a.stop()
+        b.stop()
+    assert v.ok, v.problems
+    assert v.commands == len(sc.expected_audience)

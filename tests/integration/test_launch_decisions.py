@@ -83,3 +83,58 @@ def test_a_rejected_boosters_rows_and_later_facts_are_dropped_at_once(kafka: Loc
         worker.stop()
     [(report, _)] = reports_by_campaign(settings)[sc.campaign_id]
     assert report["status"] == "REJECTED"
+
+
+def test_lag_is_not_lateness_a_launch_on_time_is_sent_however_late_a_worker_reaches_it(
+    kafka: LocalKafka, tmp_path: Path
+) -> None:
+    """G1: two launches whose deadline passed 90 minutes ago. One reached Kafka a minute before its
+    deadline (its record's timestamp): the worker reaches it only now, as a worker 90 minutes behind
+    would, and it is sent with its exact audience. The other reached Kafka now, 90 minutes after its
+    deadline: stale (STALE_LAUNCH), whatever the worker."""
+    from aiokafka import AIOKafkaProducer
+
+    from booster.schemas import codec
+    from tests.faults.harness import fired
+
+    settings = fresh_settings(BOOSTER_LAUNCH_STALENESS_SECONDS="3600")
+    asyncio.run(admin.create(settings))
+    now = int(time.time() * 1000)
+    deadline = now - 90 * 60_000
+    tag = uuid.uuid4().hex[:6]
+    on_time = build(f"behind-{tag}", 60, launched_at=launched_for_deadline(deadline))
+    late = build(f"late-{tag}", 60, launched_at=launched_for_deadline(deadline))
+    publish_records(settings, [account_record(on_time), *scenario_records(on_time, launch=False)])
+    publish_records(settings, [*scenario_records(late, launch=False), ("campaign.launched", late.launch_record())])
+
+    async def stamped() -> None:  # what an upstream wrote 91 minutes ago, still unread by any worker
+        producer = AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all")
+        await producer.start()
+        try:
+            value = codec().encode("campaign.launched", on_time.launch_record())
+            await producer.send_and_wait(
+                settings.topic("campaign.launched"),
+                value,
+                key=on_time.campaign_id.encode(),
+                timestamp_ms=deadline - 60_000,
+            )
+        finally:
+            await producer.stop()
+
+    asyncio.run(stamped())
+    worker = WorkerProcess(settings, tmp_path / "w").start()
+    try:
+        v = wait_for("the on-time booster to fire", lambda: fired(settings, on_time), 90, 0.5)
+
+        def cancelled() -> dict[str, object] | None:
+            reports = [
+                r for r, _ in reports_by_campaign(settings).get(late.campaign_id, []) if r["status"] == "CANCELLED"
+            ]
+            return reports[0] if reports else None
+
+        stale = wait_for("the late launch's report", cancelled, 60, 0.5)
+    finally:
+        worker.stop()
+    assert v.ok, v.problems
+    assert v.commands == len(on_time.expected_audience) > 0
+    assert stale["reason_code"] == "STALE_LAUNCH" and str(stale["reason"]).startswith("stale: the launch reached Kafka")
