@@ -65,7 +65,8 @@ def _principal(raw: str) -> str:
 
 def worker_acls(settings: Settings, principal: str = WORKER) -> list[Acl]:
     """A worker reads its inputs, reads and writes its internal and output topics, owns its changelogs
-    (creating them at start), its consumer group and its fan-out's transactional ids."""
+    (creating them at start), its consumer group and the transactional ids of its fan-out and its
+    changelogs."""
     p = _principal(principal)
     out: list[Acl] = []
     for spec in {s.name: s for s in CATALOG.values()}.values():
@@ -81,11 +82,12 @@ def worker_acls(settings: Settings, principal: str = WORKER) -> list[Acl]:
     for op in (Operation.CREATE, Operation.READ, Operation.WRITE, Operation.DESCRIBE, Operation.DESCRIBE_CONFIGS):
         out.append(Acl(p, Resource.TOPIC, changelogs, op, Pattern.PREFIXED))
     out += [Acl(p, Resource.GROUP, settings.group_id, op) for op in (Operation.READ, Operation.DESCRIBE)]
-    # `<group>-fanout-<partition>`: only the workers may fence (and so take over) a fan-out
-    fanout = f"{settings.group_id}-fanout-"
-    out += [
-        Acl(p, Resource.TRANSACTIONAL_ID, fanout, op, Pattern.PREFIXED) for op in (Operation.WRITE, Operation.DESCRIBE)
-    ]
+    # `<group>-fanout-<partition>` and `<group>-changelog-<partition>`: only the workers may fence (and
+    # so take over) a partition's fan-out or its tables' changelogs
+    for kind in ("fanout", "changelog"):
+        owner = f"{settings.group_id}-{kind}-"
+        for op in (Operation.WRITE, Operation.DESCRIBE):
+            out.append(Acl(p, Resource.TRANSACTIONAL_ID, owner, op, Pattern.PREFIXED))
     out.append(Acl(p, Resource.CLUSTER, CLUSTER_NAME, Operation.IDEMPOTENT_WRITE))
     return sorted(out)
 

@@ -242,13 +242,14 @@ async def check_ready(settings: Settings) -> None:
         raise TopologyError("; ".join(problems + wrong))
 
 
-PREFLIGHT_TRANSACTION = "fanout-preflight"  # under the fan-out's transactional-id prefix, used by no fan-out
+# under the transactional-id prefixes of the fan-out and of the changelogs, used by neither
+PREFLIGHT_TRANSACTIONS = ("fanout-preflight", "changelog-preflight")
 
 
 async def check_access(settings: Settings) -> None:
     """Before a worker joins its group: may its principal read the group's offsets and take over a
-    fan-out? Without these ACLs it would start, ingest, and fail at its first deadline. The
-    transactional id tried is one no fan-out uses, so no running fan-out is fenced."""
+    fan-out and a partition's changelogs? Without these ACLs it would start and fail at its first
+    takeover or deadline. The transactional ids tried are ones nothing uses, so nothing is fenced."""
     async with connected(settings, admin_client(settings)) as client:
         deadline = time.monotonic() + 60
         while True:
@@ -259,10 +260,9 @@ async def check_access(settings: Settings) -> None:
                 if not exc.retriable or time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.5)
-    probe = AIOKafkaProducer(
-        **client_options(settings),
-        transactional_id=f"{settings.group_id}-{PREFLIGHT_TRANSACTION}",
-        enable_idempotence=True,
-    )
-    async with connected(settings, probe):
-        pass
+    for name in PREFLIGHT_TRANSACTIONS:
+        probe = AIOKafkaProducer(
+            **client_options(settings), transactional_id=f"{settings.group_id}-{name}", enable_idempotence=True
+        )
+        async with connected(settings, probe):
+            pass

@@ -311,10 +311,9 @@ def _export_audience(settings: Settings, report: dict[str, Any], target: str) ->
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    import faust
 
     from booster.streams.app import BoosterApp
-    from booster.streams.records import EXIT_RETRY_LATER
+    from booster.streams.records import EXIT_RETRY_LATER, is_broker_trouble
 
     settings = _settings()
     if args.web_port:
@@ -335,9 +334,39 @@ def cmd_worker(args: argparse.Namespace) -> int:
         f"state in {booster.datadir}, web on {settings.web.bind}:{settings.web_port}",
         file=sys.stderr,
     )
-    worker = faust.Worker(booster.app, loglevel=args.loglevel, loop=loop)
-    worker.execute_from_commandline()
+    worker = _worker_class()(booster.app, loglevel=args.loglevel, loop=loop)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exit:
+        failed = worker.failed_to_start
+        if exit.code not in (None, 0) and failed is not None and is_broker_trouble(failed):
+            # the broker went away between the checks above and the worker's clients starting
+            print(
+                f"booster worker: the broker went away while the worker started ({type(failed).__name__}: "
+                f"{failed}): exiting with {EXIT_RETRY_LATER} for the supervisor to start it again later",
+                file=sys.stderr,
+            )
+            return EXIT_RETRY_LATER
+        raise
     return EXIT_OK
+
+
+def _worker_class() -> type:
+    """Faust's worker, remembering why it failed to start: mode's worker exits 1 whatever the reason,
+    and a broker that went away is no configuration error (the worker should exit 75)."""
+    import faust
+
+    class Worker(faust.Worker):
+        failed_to_start: BaseException | None = None
+
+        async def start(self) -> None:
+            try:
+                await super().start()
+            except Exception as exc:
+                self.failed_to_start = exc
+                raise
+
+    return Worker
 
 
 def _wait_for_the_broker(loop: asyncio.AbstractEventLoop, settings: Settings) -> bool:

@@ -53,7 +53,7 @@ from booster.streams.records import (
     use_record_limit,
 )
 from booster.streams.reports import Reports
-from booster.streams.restore import BulkRestore
+from booster.streams.restore import BulkRestore, last_records
 from booster.streams.retention import FiredRows, Retention
 from booster.streams.store import ChangelogSink, FaustTable
 from booster.streams.uplift import Measurements
@@ -128,7 +128,16 @@ class BoosterApp:
 
         # helper clients: started with the app, stopped with it
         self.metrics = metrics = Metrics.of_worker(app)
-        self.sink = sink = ChangelogSink(client_options(s), s.request_timeout)
+        compat.count_reading_again(
+            app,
+            lambda topic, why: metrics.inc(
+                "booster_records_read_again_total", topic=self.contract_name(topic), why=why
+            ),
+        )
+        # each table partition's changelog is written by that partition's own transactional producer
+        self.sink = sink = ChangelogSink(
+            client_options(s), s.request_timeout, transactional_prefix=f"{self.app_id}-changelog"
+        )
         self.gate = gate = LagGate(client_options(s), self.app_id, processed=self._processed)
         self.fanout = fanout = Fanout(s, self.app_id, flush_tables=sink.flush)
         for service in (sink, gate, fanout):
@@ -141,7 +150,7 @@ class BoosterApp:
         self.engagement = self._table("engagement", ROCKSDB_SMALL)
         self.campaigns = CampaignStates(self._table("campaigns", ROCKSDB_SMALL))
 
-        retry = Retry(s.retry_seconds)
+        self.retry = retry = Retry(s.retry_seconds)
         dead_letters = DeadLetters(self._topic("booster.dead-letter"), metrics, retry)
         clocks = Clocks(metrics, s.allowed_lateness_ms)
         self.guard = Guard(sink, dead_letters, metrics, clocks, retry)
@@ -259,9 +268,19 @@ class BoosterApp:
         app.timer(OVERDUE_WATCH_INTERVAL, name="booster.overdue-reports")(self._watch_reports)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         self.web.register(app)
+        restore = None
         if s.bulk_restore:
             restore = BulkRestore(client_options(s), self._changelog_database, on_restored=metrics.restored)
-            compat.restore_before_recovery(app, restore)
+        compat.prepare_recovery(
+            app, self._own, lambda ends, starts: last_records(client_options(s), ends, starts), restore
+        )
+
+    async def _own(self, partitions: set[int]) -> None:
+        """This worker takes these table partitions over: fence their earlier writers (a broker away
+        meanwhile is waited for, as any write is, for up to BOOSTER_RETRY_SECONDS)."""
+        await self.retry.bounded(
+            f"taking table partitions {sorted(partitions)} over", lambda: self.sink.own(partitions)
+        )
 
     def _processed(self, tp: TopicPartition, committed: int | None) -> int | None:
         """The lag gate's view of what this worker processed: its consumer's ledger."""
@@ -350,3 +369,4 @@ class BoosterApp:
         by_account = self.settings.topic(LAUNCHES_BY_ACCOUNT)
         self.launches.forget_partitions({tp.partition for tp in revoked if tp.topic == by_account})
         await self.fanout.release(gone)
+        await self.sink.release(gone)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from functools import cache
 from typing import Any
 
@@ -46,18 +46,31 @@ def memory_rows(table: Any) -> dict[bytes, bytes]:
     return rows
 
 
-def set_persisted_offset(table: Any, topic: str, partition: int, offset: int) -> None:
-    """Record, as Faust does after it writes a changelog record, the last changelog offset whose row is
-    in the local RocksDB, so a restarted worker only reads what it missed from the changelog.
+def write_rows_and_offset(
+    table: Any, topic: str, partition: int, rows: Mapping[bytes, bytes | None], offset: int
+) -> None:
+    """Write rows into a Faust table partition's RocksDB together with the last changelog offset they
+    reached, as Faust records its persisted offset, in one write: a restarted worker reads only what it
+    missed from the changelog, and never has a row the changelog does not.
 
-    Why: our changelog records are produced by our own batched producer (ChangelogSink), not by
-    `Table.send_changelog`, so Faust does not record their offsets itself.
+    Why: our changelog records are produced by our own producers (ChangelogSink), not by
+    `Table.send_changelog`, so Faust does not record their offsets itself; its `persisted_offset` reads
+    the offset back (a decimal string) from the private `RocksDBStore.offset_key`.
     """
-    from faust.types import TP
+    found = changelog_database(table, partition)
+    if found is None:  # the memory store has no local state to resume from
+        return
+    db, offset_key = found
+    from rocksdict import WriteBatch
 
-    store = table.data
-    if hasattr(store, "set_persisted_offset"):  # the memory store has no local state to resume from
-        store.set_persisted_offset(TP(topic, partition), offset)
+    batch = WriteBatch(raw_mode=True)
+    for key, value in rows.items():
+        if value is None:
+            batch.delete(key)
+        else:
+            batch.put(key, value)
+    batch.put(offset_key, str(offset).encode())
+    db.write(batch)
 
 
 def changelog_database(table: Any, partition: int) -> tuple[Any, bytes] | None:
@@ -71,29 +84,55 @@ def changelog_database(table: Any, partition: int) -> tuple[Any, bytes] | None:
     return None if db is None else (db, table.data.offset_key)
 
 
-def restore_before_recovery(app: Any, restore: Callable[[Any, Any], Awaitable[dict[Any, int]]]) -> None:
-    """Run `restore(offsets, highwaters)` in Faust's recovery once it knows, for the active changelog
-    partitions, the last offset already in RocksDB and the last on the broker, and before it seeks;
-    the offsets `restore` returns replace Faust's, so its recovery reads only what is left.
+def prepare_recovery(
+    app: Any,
+    own: Callable[[set[int]], Awaitable[None]],
+    last_records: Callable[[dict[Any, int], dict[Any, int]], Awaitable[dict[Any, int]]],
+    restore: Callable[[Any, Any], Awaitable[dict[Any, int]]] | None,
+) -> None:
+    """Three steps in Faust's recovery of the active table partitions, after a rebalance:
+    1. `own(partitions)` before it looks at their changelogs' ends: this worker fences every earlier
+       writer of the partitions (`ChangelogSink.own`), so nothing is written after the ends it reads;
+    2. once it knows, for each changelog partition, the last offset already in RocksDB and the end,
+       the end becomes the last record (`last_records(ends, starts)`): the changelogs are written in
+       transactions, and Faust would wait for the commit marker at their end, which it never reads;
+    3. `restore(offsets, highwaters)` (the bulk restore, if on), whose offsets replace Faust's when
+       further on, so its recovery reads only what is left.
 
-    Why: Faust's recovery (`faust.tables.recovery.Recovery._restart_recovery`) has no hook there; its
-    `_build_offsets(consumer, tps, destination, title)` is called for the actives with `title="active"`
-    after `_build_highwaters` filled `active_highwaters` and before `_seek_offsets` reads `destination`.
-    A rebalance meanwhile cancels the restore (Faust's `_wait`), which leaves RocksDB consistent.
+    Why: Faust's recovery (`faust.tables.recovery.Recovery._restart_recovery`) has no hook there. It
+    calls `_build_highwaters(consumer, tps, destination, title)` for the actives (`title="active"`),
+    then `_build_offsets` likewise, which fills `destination` before `_seek_offsets` reads it; the
+    highwaters are kept in `active_highwaters`. A rebalance meanwhile cancels these steps (Faust's
+    `_wait`), which leaves RocksDB consistent.
     """
     recovery = app.tables.recovery
+    build_highwaters = recovery._build_highwaters
     build_offsets = recovery._build_offsets
+
+    async def own_then_build_highwaters(consumer: Any, tps: Any, destination: Any, title: str) -> None:
+        if title == "active" and tps:
+            await own({tp.partition for tp in tps})
+        await build_highwaters(consumer, tps, destination, title)
 
     async def build_then_restore(consumer: Any, tps: Any, destination: Any, title: str) -> None:
         await build_offsets(consumer, tps, destination, title)
         if title != "active" or not tps:
             return
-        highwaters = {tp: recovery.active_highwaters.get(tp) for tp in tps}
-        reached = await restore({tp: destination[tp] for tp in tps}, highwaters)
+        highwaters = recovery.active_highwaters
+        applied = {tp: destination[tp] if destination[tp] is not None else -1 for tp in tps}
+        ends = {tp: highwaters[tp] + 1 for tp in tps if highwaters.get(tp) is not None}  # Faust's are ends less 1
+        last = await last_records(ends, {tp: applied[tp] + 1 for tp in ends})
+        for tp, offset in last.items():
+            # never below what is applied: Faust refuses an applied offset past its highwater
+            highwaters[tp] = max(offset, applied[tp])
+        if restore is None:
+            return
+        reached = await restore({tp: destination[tp] for tp in tps}, {tp: highwaters.get(tp) for tp in tps})
         for tp, offset in reached.items():
-            if offset > (destination[tp] if destination[tp] is not None else -1):
+            if offset > applied[tp]:
                 destination[tp] = offset
 
+    recovery._build_highwaters = own_then_build_highwaters
     recovery._build_offsets = build_then_restore
 
 
@@ -286,11 +325,18 @@ def fetch_loop_stall(consumer: Any, now: float, after: float) -> str | None:
 
 
 LANE_ATTRIBUTE = "booster_lane"  # set on the Faust app; its consumer, which Faust makes, finds it there
+READ_AGAIN_ATTRIBUTE = "booster_read_again"  # likewise: what is told when a partition is read again
 
 
 def use_lane(app: Any, lane: Lane) -> None:
     """Give the consumer Faust makes for `app` the batch lane (`booster.streams.lane`)."""
     setattr(app, LANE_ATTRIBUTE, lane)
+
+
+def count_reading_again(app: Any, counter: Callable[[str, str], None]) -> None:
+    """`counter(topic, why)` is called each time the consumer of `app` reads a partition again from a
+    record its commits stand still at (why: held, a handler holds it too long; dropped, nobody took it)."""
+    setattr(app, READ_AGAIN_ATTRIBUTE, counter)
 
 
 _reading_again: set[asyncio.Future[None]] = set()
@@ -333,6 +379,7 @@ def _read_again_if_lost(consumer: Any, tp: Any, committed: int | None, now: floa
             held,
             HELD_SECONDS,
         )
+        _told_reading_again(consumer, tp, "held")
         _seek(consumer, tp, held)
         return
     read = consumer._read_offset.get(tp)  # the last offset Faust's fetch loop handed on or dropped
@@ -346,7 +393,14 @@ def _read_again_if_lost(consumer: Any, tp: Any, committed: int | None, now: floa
         tp.partition,
         again,
     )
+    _told_reading_again(consumer, tp, "dropped")
     _seek(consumer, tp, again)
+
+
+def _told_reading_again(consumer: Any, tp: Any, why: str) -> None:
+    counter = getattr(consumer.app, READ_AGAIN_ATTRIBUTE, None)
+    if counter is not None:
+        counter(tp.topic, why)
 
 
 def _seek(consumer: Any, tp: Any, offset: int) -> None:

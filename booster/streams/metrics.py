@@ -108,6 +108,13 @@ SPECS: dict[str, Spec] = {
         "gauge", "Records not yet processed, per input topic and partition of this worker.", ("topic", "partition")
     ),
     "booster_deadlines_waiting": Spec("gauge", "Due deadlines held back by the lag gate."),
+    "booster_records_read_again_total": Spec(
+        "counter",
+        "Partitions read again from a record their commits stood still at, the last resort behind the worker's "
+        "own account of what it processed, per topic and why: held (a handler held it for 120 s) or dropped "
+        "(fetched and taken by no handler for 10 s). Never above 0 in a healthy worker: each one is a finding.",
+        ("topic", "why"),
+    ),
     "booster_lane_queued_fetches": Spec(
         "gauge",
         "Fetches of the contact-keyed topics waiting for the ingest agent (at most 4: at 4 the agent is what "

@@ -175,3 +175,52 @@ class BulkRestore:
         if found is not None:
             db, offset_key = found
             db.put(offset_key, str(offset).encode())
+
+
+TAIL = 256  # offsets read back from a changelog's end to find its last record (a marker per transaction)
+
+
+async def last_records(
+    connection: Mapping[str, Any], ends: Mapping[Any, int], starts: Mapping[Any, int]
+) -> dict[Any, int]:
+    """The offset of the last committed record of each changelog partition below its end offset (the
+    last stable offset), from `starts[tp]` on; `starts[tp] - 1` when there is none from there.
+
+    Why: the changelogs are written in transactions, so their last offset is a commit marker, which no
+    consumer is ever handed. Faust's recovery waits to read up to the end offset less one (the marker)
+    and would wait for ever; it must wait for the last record instead.
+    """
+    todo = {tp: (starts.get(tp, 0), end) for tp, end in ends.items() if end > starts.get(tp, 0)}
+    found: dict[Any, int] = {tp: starts.get(tp, 0) - 1 for tp in ends}
+    if not todo:
+        return found
+    consumer = AIOKafkaConsumer(**connection, group_id=None, enable_auto_commit=False, isolation_level="read_committed")
+    await started(consumer)
+    try:
+        by_tp = {TopicPartition(tp.topic, tp.partition): tp for tp in todo}
+        back = dict.fromkeys(by_tp, TAIL)
+        consumer.assign(list(by_tp))
+        open_ = set(by_tp)
+        while open_:
+            for ours in open_:
+                start, end = todo[by_tp[ours]]
+                consumer.seek(ours, max(start, end - back[ours]))
+            reading = set(open_)
+            while reading:
+                fetched = await consumer.getmany(*reading, timeout_ms=500)
+                for ours, batch in fetched.items():
+                    last = [r.offset for r in batch if r.offset < todo[by_tp[ours]][1]]
+                    if last:
+                        found[by_tp[ours]] = max(found[by_tp[ours]], last[-1])
+                for ours in list(reading):
+                    if await consumer.position(ours) >= todo[by_tp[ours]][1]:
+                        reading.discard(ours)
+            for ours in list(open_):
+                start, end = todo[by_tp[ours]]
+                if found[by_tp[ours]] >= start or end - back[ours] <= start:
+                    open_.discard(ours)  # its last record found, or none from `start` on
+                else:
+                    back[ours] *= 16  # only markers and aborted records in the tail: further back
+    finally:
+        await consumer.stop()
+    return found

@@ -18,14 +18,15 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import InvalidProducerEpoch, ProducerFenced
 from mode import Service
-from rocksdict import WriteBatch
 
 from booster.streams import compat
 from booster.streams.connect import started
-from booster.streams.records import send_batches
+from booster.streams.records import exit_for_restart, send_batches
 
 Rows = Mapping[bytes, bytes | None]  # a batch of writes; None deletes
+Staged = dict[bytes, bytes | None]  # rows written and waiting for their changelog to be on the broker
 
 
 class PartitionStore(Protocol):
@@ -135,6 +136,11 @@ class MemoryTable:
 
 
 class _FaustPartition:
+    """One partition of a Faust table. Rows written here wait in the sink (`ChangelogSink.stage`) until
+    their changelog records are on the broker, and only then go to RocksDB, with the changelog offset
+    they reached, in one write: the local store is never ahead of its changelog. Reads see the rows
+    waiting as if they were written."""
+
     def __init__(self, table: FaustTable, partition: int) -> None:
         self.table = table
         self.partition = partition
@@ -144,12 +150,18 @@ class _FaustPartition:
         # looked up each time: Faust closes a partition's database when the partition is revoked
         return compat.partition_db(self.table.faust_table, self.partition)
 
+    def _waiting(self) -> Staged:
+        return self.table.sink.staged_view(self.table.changelog, self.partition)
+
     def get(self, key: bytes) -> bytes | None:
         db = self.db
         if db is None:
             return compat.memory_rows(self.table.faust_table).get(key)
-        found: bytes | None = db.get(key)
-        return found
+        found, value = self.table.sink.staged_row(self.table.changelog, self.partition, key)
+        if found:
+            return value
+        stored: bytes | None = db.get(key)
+        return stored
 
     def get_many(self, keys: list[bytes]) -> list[bytes | None]:
         db = self.db
@@ -157,6 +169,9 @@ class _FaustPartition:
             rows = compat.memory_rows(self.table.faust_table)
             return [rows.get(key) for key in keys]
         found: list[bytes | None] = db.get(keys)  # RocksDB's multi-get: half the time of a get per key
+        waiting = self._waiting()
+        if waiting:
+            found = [waiting.get(key, value) for key, value in zip(keys, found, strict=True)]
         return found
 
     def items(self, prefix: bytes = b"", after: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
@@ -167,6 +182,14 @@ class _FaustPartition:
                 if after is None or key > after:
                     yield key, rows[key]
             return
+        waiting = sorted(
+            (key, value)
+            for key, value in self._waiting().items()
+            if key.startswith(prefix) and (after is None or key > after)
+        )
+        yield from _merged(self._stored(db, prefix, after), waiting)
+
+    def _stored(self, db: Any, prefix: bytes, after: bytes | None) -> Iterator[tuple[bytes, bytes]]:
         for key, value in db.items(from_key=prefix if after is None else after):
             if not isinstance(key, bytes):
                 continue
@@ -192,16 +215,31 @@ class _FaustPartition:
                     memory[key] = value
                 changelog.append((key, value, None))
             return
-        # one RocksDB write for the batch: half the time of a put per row, and all or nothing
-        # (Faust opens its databases in raw mode: bytes keys and values as they are)
-        batch = WriteBatch(raw_mode=True)
+        staged = self.table.sink.stage(self.table.changelog, self.partition)
         for key, value in rows.items():
-            if value is None:
-                batch.delete(key)
-            else:
-                batch.put(key, value)
             changelog.append((key, value, None))
-        db.write(batch)
+        staged.update(rows)
+
+
+def _merged(
+    stored: Iterator[tuple[bytes, bytes]], waiting: list[tuple[bytes, bytes | None]]
+) -> Iterator[tuple[bytes, bytes]]:
+    """The stored rows with the waiting ones over them, in key order (a waiting None deletes)."""
+    i = 0
+    for key, value in stored:
+        while i < len(waiting) and waiting[i][0] < key:
+            if waiting[i][1] is not None:
+                yield waiting[i]  # type: ignore[misc]
+            i += 1
+        if i < len(waiting) and waiting[i][0] == key:
+            if waiting[i][1] is not None:
+                yield waiting[i]  # type: ignore[misc]
+            i += 1
+            continue
+        yield key, value
+    for key, later in waiting[i:]:
+        if later is not None:
+            yield key, later
 
 
 class FaustTable:
@@ -211,6 +249,7 @@ class FaustTable:
         self.faust_table = faust_table
         self.sink = sink
         self.name: str = faust_table.name
+        self.changelog: str = faust_table.changelog_topic.get_topic_name()
         self._partitions: dict[int, _FaustPartition] = {}
 
     def partition(self, partition: int) -> PartitionStore:
@@ -232,42 +271,90 @@ class FaustTable:
 
 class ChangelogSink(Service):
     """Changelog records of the tables we write directly, and records forwarded to another partition,
-    produced in batches by our own producer.
+    produced in batches by our own producers.
 
     Records are appended to one batch per topic partition; `flush` sends them, waits for the broker,
-    and then records each changelog partition's last offset as Faust does, so a restart reads only what
-    it missed. One flush at a time, in the order of the appends: the changelog's order is the table's.
+    and only then writes the rows into the partitions' RocksDB, with the last changelog offset each
+    reached (the offset Faust resumes from after a restart), in one write per partition. One flush at a
+    time, in the order of the appends: the changelog's order is the table's. A worker killed before its
+    flush lands leaves nothing local that the changelog does not have; with rows written locally
+    first, a fact processed again after a restart changed no row, so its row was never written to the
+    changelog, and the next worker to restore the partition lost it.
+
+    A table partition's changelog is written in transactions by a producer whose transactional id is
+    the partition's (`own`): the worker that takes the partition over fences the one that had it,
+    before it restores, so a worker frozen or cut off past its session timeout that still believes it
+    owns the partition can never write an older row over the new owner's. Such a worker learns it is
+    fenced when it writes, and exits to rejoin its group. Forwarded records (facts of another
+    partition, which the partition's owner folds as often as they come) go through a plain producer.
     """
 
-    def __init__(self, connection: Mapping[str, Any], request_timeout: float = 40.0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        connection: Mapping[str, Any],
+        request_timeout: float = 40.0,
+        transactional_prefix: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.connection = connection  # `connect.client_options`: the broker and the credentials
         self.request_timeout = request_timeout
+        # None: one plain producer for everything (no fencing; the tools and tests of the sink alone)
+        self.transactional_prefix = transactional_prefix
         self._producer: AIOKafkaProducer | None = None
+        self._owners: dict[int, AIOKafkaProducer] = {}
         self._pending: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, int | None]]] = {}
         self._tables: dict[tuple[str, int], Any] = {}  # changelog partitions only
+        self._staged: dict[tuple[str, int], Staged] = {}  # rows written since the flush under way began
+        self._flushing: dict[tuple[str, int], Staged] = {}  # the rows of the flush under way
         self._lock = asyncio.Lock()
 
     async def on_start(self) -> None:
         await self._ensure_producer()
 
     async def on_stop(self) -> None:
-        if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
+        for producer in [self._producer, *self._owners.values()]:
+            if producer is not None:
+                await producer.stop()
+        self._producer, self._owners = None, {}
+
+    def _options(self) -> dict[str, Any]:
+        return {
+            **self.connection,
+            "acks": "all",
+            "enable_idempotence": True,
+            "linger_ms": 5,
+            "max_batch_size": 900 * 1024,
+            "request_timeout_ms": int(self.request_timeout * 1000),
+        }
 
     async def _ensure_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
-            producer = AIOKafkaProducer(
-                **self.connection,
-                acks="all",
-                enable_idempotence=True,
-                linger_ms=5,
-                max_batch_size=900 * 1024,
-                request_timeout_ms=int(self.request_timeout * 1000),
-            )
-            self._producer = await started(producer)
+            self._producer = await started(AIOKafkaProducer(**self._options()))
         return self._producer
+
+    async def own(self, partitions: Iterable[int]) -> None:
+        """This worker now owns these table partitions: their transactional producers, started, fence
+        every earlier owner (an open transaction of one is aborted). Done before the partitions'
+        changelogs are restored, so nothing an earlier owner writes afterwards can be missed."""
+        if self.transactional_prefix is None:
+            return
+        for p in sorted(set(partitions) - set(self._owners)):
+            producer = AIOKafkaProducer(**self._options(), transactional_id=f"{self.transactional_prefix}-{p}")
+            self._owners[p] = await started(producer)
+
+    async def release(self, partitions: Iterable[int]) -> None:
+        """These table partitions were revoked: what is still waiting for them (a flush that failed) is
+        not this worker's to write any more, and their producers go."""
+        gone = set(partitions)
+        for key in [k for k in self._tables if k[1] in gone]:
+            self._pending.pop(key, None)
+            self._tables.pop(key, None)
+            self._staged.pop(key, None)
+        for p in gone:
+            producer = self._owners.pop(p, None)
+            if producer is not None:
+                await producer.stop()
 
     def append(self, table: Any, partition: int, key: bytes, value: bytes | None) -> None:
         self.records_for(table, partition).append((key, value, None))
@@ -278,6 +365,30 @@ class ChangelogSink(Service):
         topic = table.changelog_topic.get_topic_name()
         self._tables[(topic, partition)] = table
         return self._batch(topic, partition)
+
+    def stage(self, changelog: str, partition: int) -> Staged:
+        """The rows of a table partition waiting for the next flush, to update; valid until the next
+        await."""
+        rows = self._staged.get((changelog, partition))
+        if rows is None:
+            rows = self._staged[(changelog, partition)] = {}
+        return rows
+
+    def staged_row(self, changelog: str, partition: int, key: bytes) -> tuple[bool, bytes | None]:
+        """(True, the row) if a row of this key waits for a flush (None: deleted), else (False, None)."""
+        for layer in (self._staged, self._flushing):
+            rows = layer.get((changelog, partition))
+            if rows is not None and key in rows:
+                return True, rows[key]
+        return False, None
+
+    def staged_view(self, changelog: str, partition: int) -> Staged:
+        """Every row of a table partition waiting for a flush, the latest of each key."""
+        flushing = self._flushing.get((changelog, partition))
+        staged = self._staged.get((changelog, partition))
+        if not flushing:
+            return staged or {}
+        return {**flushing, **(staged or {})}
 
     def forward(self, topic: str, partition: int, key: bytes | None, value: bytes | None, timestamp_ms: int) -> None:
         """A record for another partition (real topic name), sent with its original timestamp."""
@@ -290,38 +401,87 @@ class ChangelogSink(Service):
         return records
 
     async def flush(self) -> None:
-        """Every record appended before this call is on the broker when it returns."""
+        """Every record appended before this call is on the broker, and every row staged before it is
+        in RocksDB, when it returns."""
         async with self._lock:
             if not self._pending:
                 return
             pending, tables = self._pending, self._tables
             self._pending, self._tables = {}, {}
+            self._flushing, self._staged = self._staged, {}
             try:
-                await self._send(pending, tables)
+                await self._send(pending, tables, self._flushing)
             except BaseException:
                 # not known to be written: kept, ahead of what was appended since, for the next flush
                 # (records the broker did take are sent again: a changelog keeps the latest, in order)
                 for tp, records in self._pending.items():
                     pending.setdefault(tp, []).extend(records)
                 self._pending, self._tables = pending, {**tables, **self._tables}
+                for tp, rows in self._staged.items():
+                    self._flushing.setdefault(tp, {}).update(rows)
+                self._staged = self._flushing
                 raise
+            finally:
+                self._flushing = {}
 
     async def _send(
         self,
         pending: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, int | None]]],
         tables: dict[tuple[str, int], Any],
+        staged: dict[tuple[str, int], Staged],
     ) -> None:
-        """Send the records, wait for the broker, then record the changelogs' persisted offsets."""
-        producer = await self._ensure_producer()
-        sent = []
+        """Send the records (each table partition's in a transaction of its own producer), wait for the
+        broker, then write the staged rows and the changelogs' offsets into RocksDB."""
+        owned: dict[int, list[tuple[str, int, list[Any]]]] = {}
+        plain: list[tuple[str, int, list[Any]]] = []
         for (topic, partition), records in pending.items():
-            for future, count in await send_batches(producer, topic, partition, records):
-                sent.append((future, topic, partition, count))
+            if (topic, partition) in tables and self.transactional_prefix is not None:
+                owned.setdefault(partition, []).append((topic, partition, records))
+            else:
+                plain.append((topic, partition, records))
+        sent = await asyncio.gather(
+            self._send_plain(plain), *(self._send_owned(p, items) for p, items in owned.items())
+        )
         last: dict[tuple[str, int], int] = {}
-        for future, topic, partition, count in sent:
-            metadata = await future
-            end = metadata.offset + count - 1
-            last[(topic, partition)] = max(end, last.get((topic, partition), -1))
+        for done in sent:
+            for (topic, partition), offset in done.items():
+                last[(topic, partition)] = max(offset, last.get((topic, partition), -1))
         for (topic, partition), offset in last.items():
-            if (topic, partition) in tables:
-                compat.set_persisted_offset(tables[(topic, partition)], topic, partition, offset)
+            table = tables.get((topic, partition))
+            if table is not None:
+                compat.write_rows_and_offset(table, topic, partition, staged.get((topic, partition), {}), offset)
+
+    async def _send_plain(self, items: list[tuple[str, int, list[Any]]]) -> dict[tuple[str, int], int]:
+        if not items:
+            return {}
+        producer = await self._ensure_producer()
+        return await _delivered(producer, items)
+
+    async def _send_owned(self, partition: int, items: list[tuple[str, int, list[Any]]]) -> dict[tuple[str, int], int]:
+        producer = self._owners.get(partition)
+        if producer is None:  # written before its assignment's recovery made it: fence now
+            await self.own([partition])
+            producer = self._owners[partition]
+        try:
+            async with producer.transaction():
+                return await _delivered(producer, items)
+        except (ProducerFenced, InvalidProducerEpoch) as exc:
+            exit_for_restart(
+                f"writing the changelog of partition {partition} (another worker owns it now: this one was "
+                "frozen or cut off for longer than its session timeout)",
+                exc,
+            )
+
+
+async def _delivered(producer: AIOKafkaProducer, items: list[tuple[str, int, list[Any]]]) -> dict[tuple[str, int], int]:
+    """Send these records and wait for the broker: the last offset written per topic partition."""
+    sent = []
+    for topic, partition, records in items:
+        for future, count in await send_batches(producer, topic, partition, records):
+            sent.append((future, topic, partition, count))
+    last: dict[tuple[str, int], int] = {}
+    for future, topic, partition, count in sent:
+        metadata = await future
+        end = metadata.offset + count - 1
+        last[(topic, partition)] = max(end, last.get((topic, partition), -1))
+    return last

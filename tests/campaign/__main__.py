@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     finally:
         kafka.stop(say=lambda m: say(m))
+    if not outcome.violations:  # else its data stays, to read the topics again (booster kafka start there)
         shutil.rmtree(Path(tmp) / "home", ignore_errors=True)
     print(outcome.to_json())
     say(f"seed {seed}: {len(outcome.violations)} violation(s)")

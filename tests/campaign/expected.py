@@ -18,6 +18,7 @@ from booster.processors.boosters import (
 from booster.processors.events import contact_event_from_record, message_event_from_record
 from booster.processors.recipients import fold
 from booster.processors.uplift import holdout_of
+from booster.streams.records import contact_partition
 from tests.campaign.plan import BoosterPlan, Fact
 
 
@@ -88,7 +89,7 @@ class Written:
     outcomes: dict[str, list[dict[str, Any]]]  # booster_id -> its audience outcomes
 
 
-def check(plan: BoosterPlan, expected: Expected, written: Written) -> list[str]:
+def check(plan: BoosterPlan, expected: Expected, written: Written, partitions: int) -> list[str]:
     """Every way the booster's commands, report and outcomes differ from what they must be."""
     sc = plan.scenario
     booster_id = booster_id_of(sc.campaign_id)
@@ -143,8 +144,13 @@ def check(plan: BoosterPlan, expected: Expected, written: Written) -> list[str]:
     wrong_outcomes = [c for c, want in expected.outcomes.items() if set(by_contact.get(c, [])) != {want}]
     unknown = set(by_contact) - set(expected.outcomes)
     if wrong_outcomes or unknown:
+        examples = ", ".join(
+            f"{c} ({sc.roles.get(c)}, partition {contact_partition(c, partitions)}): {by_contact.get(c)} "
+            f"not {expected.outcomes.get(c)}"
+            for c in sorted(wrong_outcomes)[:6]
+        )
         problem(
             f"audience outcomes: {len(wrong_outcomes)} recipient(s) without their one outcome, {len(unknown)} "
-            "outcome(s) of contacts who are not recipients"
+            f"outcome(s) of contacts who are not recipients; for example {examples}"
         )
     return problems

@@ -286,7 +286,8 @@ class Publisher:
             self.done.set()
 
     async def _publish(self) -> None:
-        plain, tx = self._librdkafka(False), self._librdkafka(True)
+        plain = self._librdkafka(False)
+        self._tx = self._librdkafka(True)
         self._murmur2 = await self._new_murmur2()
         facts = self.plan.publications()
         i = 0
@@ -301,7 +302,7 @@ class Publisher:
                 while i < len(facts) and facts[i].at <= self._now():
                     due.append(facts[i])
                     i += 1
-                await self._send(due, plain, tx)
+                await self._send(due, plain)
             await asyncio.to_thread(self._flush, plain)
         finally:
             await self._close(self._murmur2)
@@ -325,7 +326,7 @@ class Publisher:
         while plain.flush(5) > 0:
             pass
 
-    async def _send(self, due: list[Fact], plain: Producer, tx: Producer) -> None:
+    async def _send(self, due: list[Fact], plain: Producer) -> None:
         by: dict[tuple[str, bool], list[Fact]] = {}
         for f in due:
             by.setdefault((f.producer, f.aborted), []).append(f)
@@ -336,7 +337,7 @@ class Publisher:
                 for f in facts:
                     self._send_plain(f, plain)
             else:
-                await asyncio.to_thread(self._send_transaction, facts, tx, aborted)
+                await asyncio.to_thread(self._send_transaction, facts, aborted)
 
     async def _send_murmur2(self, facts: list[Fact]) -> None:
         for f in facts:
@@ -380,8 +381,14 @@ class Publisher:
                 plain.poll(0.5)
         plain.poll(0)
 
-    def _send_transaction(self, facts: list[Fact], tx: Producer, aborted: bool) -> None:
+    def _send_transaction(self, facts: list[Fact], aborted: bool) -> None:
+        """One transaction of these facts, committed (or aborted, for facts that must never count),
+        tried again until it is: a transaction the broker's restart interrupted is aborted, or, when
+        the producer can no longer go on (a fatal error), a new producer fences it and starts over.
+        A commit whose answer was lost may have happened: the facts may then be there twice, which
+        changes nothing (G5)."""
         while True:
+            tx = self._tx
             try:
                 tx.begin_transaction()
                 for f in facts:
@@ -397,21 +404,14 @@ class Publisher:
             except KafkaException as exc:
                 error = exc.args[0]
                 self.errors.append(f"transaction: {error}"[:200])
-                if error.txn_requires_abort():
-                    self._retry(lambda: tx.abort_transaction(60))
-                elif error.retriable():
-                    time.sleep(1.0)
-                    try:  # a commit that timed out may still complete: ask again, then start over
-                        if not aborted:
-                            tx.commit_transaction(60)
-                            now = self._now()
-                            for f in facts:
-                                self.confirmed[id(f)] = now
-                            return
-                    except KafkaException:
-                        self._retry(lambda: tx.abort_transaction(60))
-                else:
-                    raise
+                time.sleep(1.0)
+                if not error.fatal() and error.txn_requires_abort():
+                    try:
+                        tx.abort_transaction(60)
+                        continue
+                    except KafkaException as again:
+                        self.errors.append(f"transaction abort: {again.args[0]}"[:200])
+                self._tx = self._librdkafka(True)
 
 
 async def read_back(settings: Settings) -> Written:
@@ -510,7 +510,7 @@ def run_campaign(
             outcome.ambiguous.append(b.campaign_id)  # on the broker only after the snapshot may be taken
             continue
         expected = expected_of(b, counted, cancelled=b.cancel is not None)
-        problems = check(b, expected, written)
+        problems = check(b, expected, written, settings.partitions)
         outcome.violations += problems
         outcome.verified += 1
         outcome.sent += expected.status == "SENT"

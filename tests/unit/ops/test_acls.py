@@ -28,7 +28,10 @@ def test_the_worker_reads_inputs_writes_outputs_and_owns_its_group_changelogs_an
         assert Operation.WRITE in allowed(worker, Resource.TOPIC, f"prod.{name}")
     assert allowed(worker, Resource.GROUP, "prod.booster") == {Operation.READ, Operation.DESCRIBE}
     fanout = [a for a in worker if a.resource is Resource.TRANSACTIONAL_ID]
-    assert {(a.name, a.pattern) for a in fanout} == {("prod.booster-fanout-", Pattern.PREFIXED)}
+    assert {(a.name, a.pattern) for a in fanout} == {
+        ("prod.booster-fanout-", Pattern.PREFIXED),
+        ("prod.booster-changelog-", Pattern.PREFIXED),
+    }
     changelogs = [a for a in worker if a.pattern is Pattern.PREFIXED and a.resource is Resource.TOPIC]
     assert {a.name for a in changelogs} == {"prod.booster-"} and Operation.CREATE in {a.operation for a in changelogs}
     # nothing on every topic, nothing on the cluster but idempotent writes

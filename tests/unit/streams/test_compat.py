@@ -61,6 +61,7 @@ class FakeConsumer:
         self._committed_offset[TP0] = committed
         self._gap: defaultdict[Any, IntervalTree] = defaultdict(IntervalTree)
         self._read_offset: defaultdict[Any, int | None] = defaultdict(lambda: None)
+        self.app = self  # Faust's Consumer.app: what `count_reading_again` was given
 
     def ack(self, message: ConsumerMessage) -> bool:  # as Faust's Consumer.ack does
         message.acked = True
@@ -78,6 +79,7 @@ class FakeConsumer:
 
 
 TP0 = TP("t", 0)
+TP1 = TP("t", 1)
 
 
 class FakeEvent:
@@ -138,8 +140,11 @@ def test_the_commit_trims_faust_s_own_bookkeeping() -> None:
 def test_a_record_dropped_on_the_way_is_read_again() -> None:
     """faust-streaming issue 596 as seen here: records 616..623 never reached an agent, 624.. did."""
 
+    told: list[tuple[str, str]] = []
+
     async def run() -> list[tuple[Any, int]]:
         consumer = FakeConsumer(committed=616)
+        compat.count_reading_again(consumer, lambda topic, why: told.append((topic, why)))  # the app, here
         consumer.ledger.seeked(TP0, 616)
         consumer.ledger.fetched(TP0, range(616, 640))
         consumer._read_offset[TP0] = 639  # the fetch loop handed them all on, or dropped them
@@ -151,6 +156,7 @@ def test_a_record_dropped_on_the_way_is_read_again() -> None:
         return consumer.seeks
 
     assert asyncio.run(run()) == [(TP0, 616)]
+    assert told == [("t", "dropped")]  # counted: booster_records_read_again_total
 
 
 def test_the_consumer_internals_the_ledger_is_fed_from() -> None:
@@ -177,8 +183,8 @@ def test_the_consumer_internals_the_ledger_is_fed_from() -> None:
 
 
 def test_faust_recovery_builds_active_offsets_after_highwaters_and_before_it_seeks() -> None:
-    """`restore_before_recovery` wraps `_build_offsets`: it must still be called for the actives with
-    title "active", after the highwaters are built and before the seek reads the offsets."""
+    """`prepare_recovery` wraps `_build_highwaters` and `_build_offsets`: they must still be called for
+    the actives with title "active", in that order, and before the seek reads the offsets."""
     from faust.tables.recovery import Recovery
 
     source = inspect.getsource(Recovery._restart_recovery.fun)  # a mode Service task
@@ -196,33 +202,53 @@ def test_faust_recovery_builds_active_offsets_after_highwaters_and_before_it_see
     assert "self.completed.set()" in inspect.getsource(Recovery.on_recovery_completed)
 
 
-def test_the_restore_s_offsets_replace_faust_s_when_ahead() -> None:
-    """The wrapper hands the restore Faust's offsets and highwaters and keeps the larger offset."""
+def test_recovery_fences_first_waits_for_the_last_record_and_takes_the_restore_s_offsets() -> None:
+    """The wrapper fences the partitions' earlier writers before Faust reads the changelogs' ends, makes
+    each end the last record (a transaction's commit marker ends the changelog, and Faust, reading up to
+    it, would wait for ever), hands the restore Faust's offsets and those ends, and keeps the larger
+    offset."""
+    calls: list[str] = []
 
     class Recovery:
         def __init__(self) -> None:
-            self.active_highwaters = {"a": 9_999, "b": 50}
+            self.active_highwaters: dict[Any, int] = {}
+
+        async def _build_highwaters(self, consumer: Any, tps: Any, destination: Any, title: str) -> None:
+            calls.append(f"highwaters {title}")
+            destination.update({TP0: 9_999, TP1: 50})  # Faust's: the end offset less one (a marker)
 
         async def _build_offsets(self, consumer: Any, tps: Any, destination: Any, title: str) -> None:
-            destination.update({"a": -1, "b": 40})
+            destination.update({TP0: -1, TP1: 40})
 
     class App:
         class tables:
             recovery = Recovery()
 
-    seen: list[tuple[dict[str, int | None], dict[str, int | None]]] = []
+    recovery = App.tables.recovery
+    seen: list[tuple[dict[Any, int | None], dict[Any, int | None]]] = []
 
-    async def restore(offsets: Any, highwaters: Any) -> dict[str, int]:
+    async def own(partitions: set[int]) -> None:
+        calls.append(f"own {sorted(partitions)}")
+
+    async def last_records(ends: dict[Any, int], starts: dict[Any, int]) -> dict[Any, int]:
+        assert ends == {TP0: 10_000, TP1: 51} and starts == {TP0: 0, TP1: 41}
+        return {TP0: 9_998, TP1: 40}  # TP1: only markers after what is applied
+
+    async def restore(offsets: Any, highwaters: Any) -> dict[Any, int]:
         seen.append((dict(offsets), dict(highwaters)))
-        return {"a": 9_999, "b": 30}  # b: behind Faust's own (never moves an offset back)
+        return {TP0: 9_998, TP1: 30}  # TP1: behind Faust's own (never moves an offset back)
 
-    compat.restore_before_recovery(App, restore)
-    active: dict[str, int] = {}
-    asyncio.run(App.tables.recovery._build_offsets(None, {"a", "b"}, active, "active"))
-    assert seen == [({"a": -1, "b": 40}, {"a": 9_999, "b": 50})]
-    assert active == {"a": 9_999, "b": 40}
-    standby: dict[str, int] = {}
-    asyncio.run(App.tables.recovery._build_offsets(None, {"a"}, standby, "standby"))
+    compat.prepare_recovery(App, own, last_records, restore)
+    tps = {TP0, TP1}
+    asyncio.run(recovery._build_highwaters(None, tps, recovery.active_highwaters, "active"))
+    active: dict[Any, int] = {}
+    asyncio.run(recovery._build_offsets(None, tps, active, "active"))
+    assert calls == ["own [0, 1]", "highwaters active"]
+    assert recovery.active_highwaters == {TP0: 9_998, TP1: 40}
+    assert seen == [({TP0: -1, TP1: 40}, {TP0: 9_998, TP1: 40})]
+    assert active == {TP0: 9_998, TP1: 40}
+    standby: dict[Any, int] = {}
+    asyncio.run(recovery._build_offsets(None, {TP0}, standby, "standby"))
     assert len(seen) == 1, "standby partitions are Faust's to follow"
 
 

@@ -67,10 +67,10 @@ def test_records_of_a_failed_flush_are_sent_again_by_the_next_ahead_of_newer_one
     sink = ChangelogSink({"bootstrap_servers": "127.0.0.1:1"})
     sent: list[Any] = []
 
-    async def broker_away(pending: Any, tables: Any) -> None:
+    async def broker_away(pending: Any, tables: Any, staged: Any) -> None:
         raise KafkaTimeoutError()
 
-    async def broker_back(pending: Any, tables: Any) -> None:
+    async def broker_back(pending: Any, tables: Any, staged: Any) -> None:
         sent.extend(r for records in pending.values() for r in records)
 
     sink.forward("t", 0, b"k", b"v1", 1)
