@@ -60,6 +60,21 @@ def exit_for_restart(what: str, exc: BaseException) -> NoReturn:
     os._exit(EXIT_RETRY_LATER)  # no graceful stop: it would commit the offsets of acknowledged records
 
 
+def exit_fenced(what: str, exc: BaseException) -> NoReturn:
+    """End a worker another one has fenced (it took the worker's partitions over while this one was
+    frozen or cut off): at once, acknowledging nothing more, to rejoin the group."""
+    log.critical(
+        "%s: fenced (%s: %s); another worker owns the partition now. Exiting with %d without acknowledging "
+        "anything more; the supervisor starts the worker again and it rejoins its group.",
+        what,
+        type(exc).__name__,
+        exc,
+        EXIT_RETRY_LATER,
+    )
+    logging.shutdown()
+    os._exit(EXIT_RETRY_LATER)
+
+
 async def give_up_after(
     seconds: float, what: str, wait: Awaitable[T], give_up: Callable[[str, BaseException], NoReturn]
 ) -> T:

@@ -6,16 +6,18 @@ changelog topic; `MemoryTable` implements it in memory, for unit tests of the sh
 
 Why not Faust's own `table[key] = value`: its per-key write path (a future, a task and a persisted
 offset write per record, and an in-memory index of every key written) is most of a worker's time at
-tens of thousands of rows a second, and it has no prefix walk. Here rows go to the partition's
-RocksDB at once and to the changelog through `ChangelogSink`, which the caller flushes before the
-source records are acked, so a row is in the changelog before its cause is committed.
+tens of thousands of rows a second, and it has no prefix walk. Here rows go to the changelog through
+`ChangelogSink`, which the caller flushes before the source records are acked, so a row is in the
+changelog before its cause is committed; and into RocksDB only once their changelog records are on
+the broker (reads see them meanwhile), so the local store never holds a row its changelog lacks.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Protocol
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, NoReturn, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import InvalidProducerEpoch, ProducerFenced
@@ -23,7 +25,9 @@ from mode import Service
 
 from booster.streams import compat
 from booster.streams.connect import started
-from booster.streams.records import exit_for_restart, send_batches
+from booster.streams.records import exit_fenced, send_batches
+
+log = logging.getLogger("booster.worker")
 
 Rows = Mapping[bytes, bytes | None]  # a batch of writes; None deletes
 Staged = dict[bytes, bytes | None]  # rows written and waiting for their changelog to be on the broker
@@ -294,6 +298,7 @@ class ChangelogSink(Service):
         connection: Mapping[str, Any],
         request_timeout: float = 40.0,
         transactional_prefix: str | None = None,
+        give_up: Callable[[str, BaseException], NoReturn] = exit_fenced,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -301,6 +306,7 @@ class ChangelogSink(Service):
         self.request_timeout = request_timeout
         # None: one plain producer for everything (no fencing; the tools and tests of the sink alone)
         self.transactional_prefix = transactional_prefix
+        self.give_up = give_up  # fenced: another worker owns the partition now
         self._producer: AIOKafkaProducer | None = None
         self._owners: dict[int, AIOKafkaProducer] = {}
         self._pending: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, int | None]]] = {}
@@ -345,16 +351,17 @@ class ChangelogSink(Service):
 
     async def release(self, partitions: Iterable[int]) -> None:
         """These table partitions were revoked: what is still waiting for them (a flush that failed) is
-        not this worker's to write any more, and their producers go."""
+        not this worker's to write any more, and their producers go (after a flush under way)."""
         gone = set(partitions)
-        for key in [k for k in self._tables if k[1] in gone]:
-            self._pending.pop(key, None)
-            self._tables.pop(key, None)
-            self._staged.pop(key, None)
-        for p in gone:
-            producer = self._owners.pop(p, None)
-            if producer is not None:
-                await producer.stop()
+        async with self._lock:
+            for key in [k for k in self._tables if k[1] in gone]:
+                self._pending.pop(key, None)
+                self._tables.pop(key, None)
+                self._staged.pop(key, None)
+            for p in gone:
+                producer = self._owners.pop(p, None)
+                if producer is not None:
+                    await producer.stop()
 
     def append(self, table: Any, partition: int, key: bytes, value: bytes | None) -> None:
         self.records_for(table, partition).append((key, value, None))
@@ -439,11 +446,17 @@ class ChangelogSink(Service):
                 owned.setdefault(partition, []).append((topic, partition, records))
             else:
                 plain.append((topic, partition, records))
+        # every send ends before the flush does, a failed one or not: the next flush must not begin a
+        # transaction while a producer still commits this one's
         sent = await asyncio.gather(
-            self._send_plain(plain), *(self._send_owned(p, items) for p, items in owned.items())
+            self._send_plain(plain), *(self._send_owned(p, items) for p, items in owned.items()), return_exceptions=True
         )
+        failed = [e for e in sent if isinstance(e, BaseException)]
+        if failed:
+            raise failed[0]
         last: dict[tuple[str, int], int] = {}
         for done in sent:
+            assert not isinstance(done, BaseException)
             for (topic, partition), offset in done.items():
                 last[(topic, partition)] = max(offset, last.get((topic, partition), -1))
         for (topic, partition), offset in last.items():
@@ -459,16 +472,22 @@ class ChangelogSink(Service):
 
     async def _send_owned(self, partition: int, items: list[tuple[str, int, list[Any]]]) -> dict[tuple[str, int], int]:
         producer = self._owners.get(partition)
-        if producer is None:  # written before its assignment's recovery made it: fence now
-            await self.own([partition])
-            producer = self._owners[partition]
+        if producer is None:
+            # not this worker's partition (revoked while a timer wrote to it): taking it over here would
+            # fence its owner and write an older row over its own
+            log.warning(
+                "dropped %d changelog record(s) of table partition %d, which this worker does not own",
+                sum(len(records) for _, _, records in items),
+                partition,
+            )
+            return {}
         try:
             async with producer.transaction():
                 return await _delivered(producer, items)
         except (ProducerFenced, InvalidProducerEpoch) as exc:
-            exit_for_restart(
-                f"writing the changelog of partition {partition} (another worker owns it now: this one was "
-                "frozen or cut off for longer than its session timeout)",
+            self.give_up(
+                f"writing the changelog of table partition {partition} (this worker was frozen or cut off for "
+                "longer than its session timeout)",
                 exc,
             )
 

@@ -115,3 +115,17 @@ def test_a_revoked_partition_s_waiting_rows_are_dropped_not_written(tmp_path: Pa
         ("t.booster.rerouted", 1, b"k"),
     ]
     assert table.partition(1).get(b"gone") is None
+
+
+def test_rows_of_a_partition_this_worker_does_not_own_are_never_written(tmp_path: Path) -> None:
+    """Written by a timer after its partition was revoked: writing them would mean taking the partition
+    over, fencing its new owner and writing an older row over its own."""
+    app = faust.App("store-test", store="rocksdb://", datadir=str(tmp_path), broker="kafka://127.0.0.1:1")
+    faust_table = app.Table("t", key_type=bytes, value_type=bytes, partitions=2)
+    sink = Delivered()
+    sink.transactional_prefix = "store-test-changelog"  # fenced writers; this worker owns none
+    table = FaustTable(faust_table, sink)
+    table.partition(1).write({b"late": b"1"})
+    asyncio.run(sink.flush())
+    store: Any = faust_table.data
+    assert sink.sent == [] and store._db_for_partition(1).get(b"late") is None
