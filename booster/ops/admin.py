@@ -118,10 +118,21 @@ def changelog_topics(settings: Settings) -> dict[str, dict[str, str]]:
 
 
 async def changelog_records(settings: Settings) -> int:
-    """Records on the workers' table changelogs (their end offsets): what a fresh worker may read."""
-    async with connected(settings, AIOKafkaConsumer(**client_options(settings))) as consumer:
+    """Records on the workers' table changelogs, counted as a fresh worker reads them (committed only:
+    the changelogs are written in transactions, and their commit markers take offsets but are no
+    records)."""
+    consumer = AIOKafkaConsumer(**client_options(settings), isolation_level="read_committed", enable_auto_commit=False)
+    async with connected(settings, consumer):
         tps = [TopicPartition(t, p) for t in changelog_topics(settings) for p in range(settings.partitions)]
-        return sum((await consumer.end_offsets(tps)).values())
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        count, reading = 0, {tp for tp in tps if ends[tp] > 0}
+        while reading:
+            for _tp, records in (await consumer.getmany(*reading, timeout_ms=500, max_records=50_000)).items():
+                count += len(records)
+            reading = {tp for tp in reading if await consumer.position(tp) < ends[tp]}
+        return count
 
 
 def leader_topic(settings: Settings) -> str:

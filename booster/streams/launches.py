@@ -53,7 +53,7 @@ from booster.processors.packing import (
 from booster.schemas import codec
 from booster.streams.control import Control
 from booster.streams.metrics import Metrics
-from booster.streams.records import Incoming, Topic, log_decision, now_ms, run_timer
+from booster.streams.records import ARRIVED_AT, Incoming, Topic, log_decision, now_ms, run_timer
 from booster.streams.reports import Reports
 from booster.streams.store import (
     PartitionStore,
@@ -108,11 +108,10 @@ class Launches:
         record = incoming.decode()
         campaign_id = incoming.key_text(record, "campaign_id")
         if incoming.topic == "campaign.launched":
-            # its timestamp goes with it: when the launch reached Kafka is what judges it stale, not
-            # when a worker got round to re-keying it
-            await self.by_account.send(
-                key=record["account_id"].encode(), value=incoming.value, timestamp=incoming.timestamp_ms / 1000
-            )
+            # when the launch reached Kafka goes with it: that judges it stale, not when a worker got
+            # round to re-keying it (a header: the copy is stamped now, which the broker always takes)
+            arrived = [(ARRIVED_AT, str(incoming.arrived_at()).encode())]
+            await self.by_account.send(key=record["account_id"].encode(), value=incoming.value, headers=arrived)
         else:
             await self.control.broadcast(BoosterCancelled(campaign_id, record["cancelled_at"]))
             log_decision("cancel-requested", campaign_id, cancelled_at=record["cancelled_at"])
@@ -167,13 +166,14 @@ class Launches:
             None if raw_account is None else unpack_account(account_id, raw_account),
             launch,
             now=now,
-            arrived_at=incoming.timestamp_ms,
+            arrived_at=incoming.arrived_at(),
             staleness_ms=self.staleness_ms,
             engine_lateness_ms=self.engine_lateness_ms,
             decision_retention_ms=self.decision_retention_ms,
         )
         if isinstance(step, Accepted | Refused):  # how long after reaching Kafka the workers decided it
-            self.metrics.observe("booster_launch_decision_delay_seconds", max(0, now - incoming.timestamp_ms) / 1000)
+            delay = max(0, now - incoming.arrived_at()) / 1000
+            self.metrics.observe("booster_launch_decision_delay_seconds", delay)
         match step:
             case Duplicate():  # the same launch again (a decision kept by an older worker has no fingerprint)
                 self.metrics.inc("booster_duplicate_launches_total")

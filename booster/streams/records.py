@@ -241,8 +241,28 @@ class Topic(Protocol):
     """Where the shell sends records: a Faust topic, or a list in unit tests."""
 
     async def send(
-        self, *, key: bytes | None, value: bytes | None, partition: int | None = None, timestamp: float | None = None
+        self,
+        *,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> Any: ...
+
+
+# a header a worker puts on a record it re-keys: when the original reached Kafka (epoch milliseconds, as
+# decimal text), since the copy is stamped when it is written
+ARRIVED_AT = "booster-arrived-at"
+
+
+def _arrived_at(headers: Any) -> int | None:
+    for name, value in headers.items() if isinstance(headers, dict) else headers or ():
+        if name == ARRIVED_AT:
+            try:
+                return int(value)
+            except (TypeError, ValueError):
+                return None
+    return None
 
 
 class Flushable(Protocol):
@@ -264,6 +284,7 @@ class Incoming:
     key: bytes | None
     value: bytes | None
     timestamp_ms: int
+    arrived_at_ms: int | None = None  # the ARRIVED_AT header of a re-keyed record
 
     @classmethod
     def of(cls, message: Any, contract_topic: str) -> Incoming:
@@ -276,7 +297,12 @@ class Incoming:
             message.key,
             message.value,
             int(message.timestamp * 1000),
+            _arrived_at(message.headers),
         )
+
+    def arrived_at(self) -> int:
+        """When the record, or the original of a re-keyed copy, reached Kafka."""
+        return self.timestamp_ms if self.arrived_at_ms is None else self.arrived_at_ms
 
     @classmethod
     def of_record(cls, record: Any, contract_topic: str) -> Incoming:

@@ -25,7 +25,7 @@ class Sent:
     value: bytes | None
     partition: int | None
     offset: int = 0
-    timestamp: float | None = None  # seconds, as Faust's send takes it; None: the producer's clock
+    headers: list[tuple[str, bytes]] | None = None
 
 
 class SentRecords:
@@ -36,9 +36,14 @@ class SentRecords:
         self.sent: list[Sent] = []
 
     async def send(
-        self, *, key: bytes | None, value: bytes | None, partition: int | None = None, timestamp: float | None = None
+        self,
+        *,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
-        self.sent.append(Sent(key, value, partition, timestamp=timestamp))
+        self.sent.append(Sent(key, value, partition, headers=headers))
 
     def decoded(self) -> list[dict[str, Any]]:
         return [codec().decode(self.topic, s.value) for s in self.sent]

@@ -249,3 +249,24 @@ def test_the_same_launch_again_broadcasts_its_schedule_again() -> None:
     w.launch(recent)
     assert w.control.decoded() == first and len(first) == PARTITIONS
     assert [r["status"] for r in w.reports.decoded()] == ["SCHEDULED"] and w.notices.sent == []
+
+
+def test_a_re_keyed_launch_keeps_when_it_reached_kafka_and_is_judged_by_it() -> None:
+    """Lag is not lateness: the copy on launches-by-account is stamped when a worker writes it, so the
+    original's arrival goes with it in a header, and staleness is judged by that."""
+    from dataclasses import replace
+
+    from booster.streams.records import ARRIVED_AT, Incoming
+
+    deadline = LAUNCH["launched_at"] + LAUNCH["booster"]["delay_seconds"] * 1000
+    w = World()
+    w.launches.staleness_ms = 3_600_000
+    w.account(["EMAIL"])
+    asyncio.run(w.launches.route(incoming("campaign.launched", LAUNCH, timestamp_ms=deadline - 60_000)))
+    assert w.by_account.sent[0].headers == [(ARRIVED_AT, str(deadline - 60_000).encode())]
+    copy = incoming("campaign.launched", LAUNCH, key="acct-1", read_from=LAUNCHES_BY_ACCOUNT)
+    stamped_late = replace(copy, timestamp_ms=deadline + 5 * 3_600_000)  # written by a worker far behind
+    on_time = replace(stamped_late, arrived_at_ms=deadline - 60_000)
+    asyncio.run(w.launches.decide(on_time))
+    assert [r["status"] for r in w.reports.decoded()] == ["SCHEDULED"]
+    assert isinstance(on_time, Incoming) and on_time.arrived_at() == deadline - 60_000
