@@ -46,9 +46,7 @@ def memory_rows(table: Any) -> dict[bytes, bytes]:
     return rows
 
 
-def write_rows_and_offset(
-    table: Any, topic: str, partition: int, rows: Mapping[bytes, bytes | None], offset: int
-) -> None:
+def write_rows_and_offset(table: Any, partition: int, rows: Mapping[bytes, bytes | None], offset: int) -> None:
     """Write rows into a Faust table partition's RocksDB together with the last changelog offset they
     reached, as Faust records its persisted offset, in one write: a restarted worker reads only what it
     missed from the changelog, and never has a row the changelog does not.

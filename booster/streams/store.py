@@ -462,7 +462,7 @@ class ChangelogSink(Service):
         for (topic, partition), offset in last.items():
             table = tables.get((topic, partition))
             if table is not None:
-                compat.write_rows_and_offset(table, topic, partition, staged.get((topic, partition), {}), offset)
+                compat.write_rows_and_offset(table, partition, staged.get((topic, partition), {}), offset)
 
     async def _send_plain(self, items: list[tuple[str, int, list[Any]]]) -> dict[tuple[str, int], int]:
         if not items:
