@@ -179,6 +179,8 @@ class BoosterApp:
             allowed_lateness_ms=s.allowed_lateness_ms,
             decision_retention_ms=s.decision_retention_ms,
             active_partitions=lambda: self.active_partitions(LAUNCHES_BY_ACCOUNT),
+            gate=gate,
+            accounts_topic=s.topic("account.channels"),
         )
         self.measurements = Measurements(
             campaigns=self.campaigns,

@@ -6,7 +6,8 @@ broadcast as they come.
 
 campaign.launched, campaign.booster-cancelled -> `route`  -> launches-by-account, booster.control
 account.channels, launches-by-account         -> `decide` -> booster.control, booster.reports
-timer: a pending launch past its deadline     -> a TICK into its launches-by-account partition -> `decide`
+timer: a pending launch past its deadline, once account.channels is read up to a moment after it
+                                              -> a TICK into its launches-by-account partition -> `decide`
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from typing import assert_never
+
+from aiokafka import TopicPartition
 
 from booster.processors.boosters import (
     Accepted,
@@ -52,6 +55,7 @@ from booster.processors.packing import (
 )
 from booster.schemas import codec
 from booster.streams.control import Control
+from booster.streams.gate import LagGate
 from booster.streams.metrics import Metrics
 from booster.streams.records import ARRIVED_AT, Incoming, Topic, log_decision, now_ms, run_timer
 from booster.streams.reports import Reports
@@ -87,6 +91,8 @@ class Launches:
         allowed_lateness_ms: int,
         decision_retention_ms: int,
         active_partitions: Callable[[], list[int]],
+        gate: LagGate,
+        accounts_topic: str,
     ) -> None:
         self.by_account = by_account
         self.control = control
@@ -102,6 +108,10 @@ class Launches:
         self.decision_retention_ms = decision_retention_ms
         self.active_partitions = active_partitions  # of launches-by-account, on this worker
         self._expiring: dict[tuple[str, int], float] = {}  # (campaign, partition) -> monotonic time ticked
+        self.gate = gate
+        self.accounts_topic = accounts_topic  # the real name of account.channels
+        # (campaign, partition) -> account.channels' end offset taken after the launch's deadline
+        self._snapshots: dict[tuple[str, int], dict[TopicPartition, int]] = {}
 
     async def route(self, incoming: Incoming) -> None:
         """campaign.launched goes to its account's partition; a cancellation to every partition."""
@@ -136,7 +146,9 @@ class Launches:
         launches = [launch_from_record(codec().decode("campaign.launched", value)) for _, value in waiting]
         old = None if raw is None else unpack_account(account_id, raw)
         now = now_ms()
-        account, decisions = on_account(old, event, launches, now=now, engine_lateness_ms=self.engine_lateness_ms)
+        account, decisions = on_account(
+            old, event, launches, now=now, arrived_at=incoming.arrived_at(), engine_lateness_ms=self.engine_lateness_ms
+        )
         accounts.write({account_id.encode(): pack_account(account)})
         await self._tell_live_boosters(account_id, old, account, incoming.partition)
         for (_, value), launch, decision in zip(waiting, launches, decisions, strict=True):
@@ -247,7 +259,10 @@ class Launches:
 
     async def look_for_expired_launches(self) -> None:
         """A pending launch past its deadline gets a tick into its own partition, so its rejection is
-        decided by the agent that owns the partition's tables, in order with its other records."""
+        decided by the agent that owns the partition's tables, in order with its other records; and
+        only once that agent has read the partition of account.channels up to a moment after the
+        deadline: channels that reached Kafka before it decide the launch, however far behind the
+        workers are (G1)."""
         now = now_ms()
         for p in self.active_partitions():
             for key, value in self.pending.partition(p).items():
@@ -257,15 +272,31 @@ class Launches:
                 ticked = self._expiring.get((launch.campaign_id, p))
                 if ticked is not None and time.monotonic() - ticked < RETICK_SECONDS:
                     continue
+                if not await self._channels_read(launch.campaign_id, p):
+                    continue
                 account_id, _ = split_pending_key(key)
                 tick = codec().encode("booster.control", control_record(Tick(launch.campaign_id, now)))
                 await self.by_account.send(key=account_id.encode(), value=tick, partition=p)
                 self._expiring[(launch.campaign_id, p)] = time.monotonic()
 
+    async def _channels_read(self, campaign_id: str, p: int) -> bool:
+        """This partition of account.channels is processed up to its end as it was at a first look
+        after the launch's deadline (taken once: new records cannot hold the expiry back for ever)."""
+        tp = TopicPartition(self.accounts_topic, p)
+        ends = self._snapshots.get((campaign_id, p))
+        first_look = ends is None
+        if ends is None:
+            ends = self._snapshots[(campaign_id, p)] = await self.gate.end_offsets([tp])
+        behind = await self.gate.lagging([tp], ends)
+        if behind and first_look:  # one line per launch held, not one per look
+            log_decision("pending-waiting-for-lag", campaign_id, partition=p, behind=behind.get(tp, 0))
+        return not behind
+
     async def _expire(self, incoming: Incoming) -> None:
         record = codec().decode("booster.control", incoming.value)
         campaign_id, p = record["campaign_id"], incoming.partition
         self._expiring.pop((campaign_id, p), None)
+        self._snapshots.pop((campaign_id, p), None)
         if not incoming.key:
             return
         pending = self.pending.partition(p)
@@ -286,6 +317,8 @@ class Launches:
     def forget_partitions(self, partitions: set[int]) -> None:
         for key in [k for k in self._expiring if k[1] in partitions]:
             del self._expiring[key]
+        for key in [k for k in self._snapshots if k[1] in partitions]:
+            del self._snapshots[key]
 
 
 def _live_boosters(live: PartitionStore, account_id: str) -> list[LiveBooster]:

@@ -7,6 +7,8 @@ import asyncio
 import time
 from typing import Any
 
+from aiokafka import TopicPartition
+
 from booster.schemas.catalog import LAUNCHES_BY_ACCOUNT
 from booster.streams.control import Control
 from booster.streams.launches import Launches
@@ -16,7 +18,7 @@ from booster.streams.records import Incoming
 from booster.streams.reports import Reports
 from booster.streams.store import MemoryTable, pending_key
 from tests.samples import SAMPLES
-from tests.unit.streams.fakes import SentRecords, incoming
+from tests.unit.streams.fakes import Gate, SentRecords, incoming
 
 PARTITIONS = 3
 
@@ -29,6 +31,7 @@ class World:
         self.notices = SentRecords("booster.notices")
         self.metrics = Metrics()
         self.pending = MemoryTable("pending-launches")
+        self.gate = Gate()
         notices = Notices(self.notices, self.metrics)
         self.launches = Launches(
             by_account=self.by_account,
@@ -44,6 +47,8 @@ class World:
             allowed_lateness_ms=5000,
             decision_retention_ms=10 * 365 * 24 * 3_600_000,
             active_partitions=lambda: [0],
+            gate=self.gate,  # type: ignore[arg-type]
+            accounts_topic="t.account.channels",
         )
 
     def launch(self, record: dict[str, Any]) -> None:
@@ -58,9 +63,10 @@ class World:
             )
             asyncio.run(self.launches.decide(tick))
 
-    def account(self, channels: list[str], at: int = 1_767_225_600_000) -> None:
+    def account(self, channels: list[str], at: int = 1_767_225_600_000, reached_kafka_at: int | None = None) -> None:
         record = {"account_id": "acct-1", "channels": channels, "updated_at": at}
-        asyncio.run(self.launches.decide(incoming("account.channels", record)))
+        arrived = 1_767_225_600_000 if reached_kafka_at is None else reached_kafka_at
+        asyncio.run(self.launches.decide(incoming("account.channels", record, timestamp_ms=arrived)))
 
 
 LAUNCH = {**SAMPLES["campaign.launched"], "booster": {**SAMPLES["campaign.launched"]["booster"], "channel": None}}
@@ -203,6 +209,38 @@ def test_a_launch_whose_account_never_comes_is_rejected_at_its_deadline() -> Non
     w.account(["EMAIL"])  # the channels come late: the campaign is decided already
     w.launch(LAUNCH)
     assert len(w.reports.sent) == 2 and w.metrics.get("booster_duplicate_launches_total") == 1
+
+
+def test_a_pending_launch_expires_only_once_its_accounts_channels_are_read_past_its_deadline() -> None:
+    """Channels that reached Kafka before the deadline and wait unread behind a worker's lag decide the
+    launch: the expiry waits for account.channels, from one snapshot taken after the deadline."""
+    w = World()
+    w.launch(LAUNCH)
+    w.gate.lag[TopicPartition("t.account.channels", 0)] = 3
+    asyncio.run(w.launches.look_for_expired_launches())
+    asyncio.run(w.launches.look_for_expired_launches())
+    assert w.by_account.sent == [] and w.gate.snapshots == 1
+    w.account(["EMAIL"])  # the channels that were behind, read now
+    w.gate.lag.clear()
+    asyncio.run(w.launches.look_for_expired_launches())
+    assert w.by_account.sent == []  # nothing pending any more
+    assert [(r["status"], r["reason_code"]) for r in w.reports.decoded()] == [
+        ("PENDING", "ACCOUNT_PENDING"),
+        ("SCHEDULED", None),
+    ]
+
+
+def test_channels_that_reached_kafka_after_the_deadline_reject_a_launch_still_pending() -> None:
+    """A worker that reads them before its timer's tick decides as one that ticked at the deadline."""
+    w = World()
+    w.launch(LAUNCH)
+    deadline = LAUNCH["launched_at"] + LAUNCH["booster"]["delay_seconds"] * 1000
+    w.account(["EMAIL"], reached_kafka_at=deadline)
+    assert [(r["status"], r["reason_code"]) for r in w.reports.decoded()] == [
+        ("PENDING", "ACCOUNT_PENDING"),
+        ("REJECTED", "ACCOUNT_UNKNOWN"),
+    ]
+    assert list(w.pending.partition(0).items()) == []
 
 
 def test_a_launch_with_a_delay_outside_the_window_is_rejected_without_waiting_for_its_account() -> None:
