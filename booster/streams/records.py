@@ -78,12 +78,22 @@ def exit_fenced(what: str, exc: BaseException) -> NoReturn:
 async def give_up_after(
     seconds: float, what: str, wait: Awaitable[T], give_up: Callable[[str, BaseException], NoReturn]
 ) -> T:
-    """`wait`, or `give_up` when the broker has not answered within `seconds`."""
+    """`wait`, or `give_up` when the broker has not answered within `seconds`.
+
+    The write given up on is cancelled but not waited for (as `asyncio.wait_for` would): a transaction
+    cancelled half-way aborts itself, and aiokafka's abort waits for the broker for as long as it is
+    away, so waiting for the cancellation would wait for the broker after all."""
+    task = asyncio.ensure_future(wait)
     try:
-        return await asyncio.wait_for(wait, seconds)
-    except TimeoutError as exc:
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if not done:
+        task.cancel()
         give_up(what, TimeoutError(f"no answer from the broker in {seconds:.0f} s"))
-        raise AssertionError("give_up returned") from exc
+        raise AssertionError("give_up returned")
+    return task.result()
 
 
 class Retry:

@@ -100,9 +100,9 @@ def test_a_channel_revoked_before_the_deadline_cancels_the_booster(kafka: LocalK
     asyncio.run(admin.create(settings))
     tag = uuid.uuid4().hex[:6]
     lead_ms = 12_000  # the revocation is published before the deadline: the test waits this long
-    revoked = build(f"r-{tag}", 40, launched_at=launched_for_deadline(int(time.time() * 1000) + lead_ms))
-    worker = WorkerProcess(settings, tmp_path / "w").start()
+    worker = WorkerProcess(settings, tmp_path / "w").start()  # first: its start is not the lead's to spend
     try:
+        revoked = build(f"r-{tag}", 40, launched_at=launched_for_deadline(int(time.time() * 1000) + lead_ms))
         publish_records(settings, [account_record(revoked), *scenario_records(revoked)])
         wait_for("the SCHEDULED report", lambda: reports_by_campaign(settings).get(revoked.campaign_id), 30, 0.2)
         now = int(time.time() * 1000)
@@ -138,6 +138,7 @@ def test_g5_conflicting_launches_from_two_accounts_send_the_earliest_in_either_o
     asyncio.run(admin.create(settings))
     tag = uuid.uuid4().hex[:6]
     lead_ms = 20_000  # both launches, and then the loser's change of channels, come before the deadline
+    worker = WorkerProcess(settings, tmp_path / "w").start()  # first: its start is not the lead's to spend
     at = launched_for_deadline(int(time.time() * 1000) + lead_ms)
     first_then_second = build(f"x-{tag}", 40, launched_at=at, account_id=f"first-{tag}")
     second_then_first = build(f"y-{tag}", 40, launched_at=at, account_id=f"first-{tag}")
@@ -153,7 +154,6 @@ def test_g5_conflicting_launches_from_two_accounts_send_the_earliest_in_either_o
         ("account.channels", {**first_then_second.account_channels(), "account_id": loser_account}),
     ]
     x, y = first_then_second, second_then_first
-    worker = WorkerProcess(settings, tmp_path / "w").start()
     try:
         publish_records(
             settings,

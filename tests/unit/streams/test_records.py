@@ -117,6 +117,31 @@ def test_a_write_that_never_answers_ends_the_worker_once_the_retries_budget_is_s
     assert time.monotonic() - started < 5
 
 
+def test_a_write_whose_cancellation_waits_for_the_broker_still_ends_the_worker() -> None:
+    """A transaction cancelled half-way aborts itself, and aiokafka's abort waits (shielded) for the
+    broker as long as it is away: the worker gives up without waiting for the cancellation to end."""
+    give_up, _ = retry(seconds=0.2)
+    broker_back = asyncio.Event()
+
+    async def aborts_on_cancel() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            await asyncio.shield(broker_back.wait())  # as TransactionContext.__aexit__ -> abort_transaction
+            raise
+
+    async def run() -> None:
+        try:
+            await give_up.bounded("writing the changelog", aborts_on_cancel)
+        finally:
+            broker_back.set()  # lets the abandoned write end, so the loop closes cleanly
+
+    started = time.monotonic()
+    with pytest.raises(GaveUp):
+        asyncio.run(asyncio.wait_for(run(), 30))
+    assert time.monotonic() - started < 5
+
+
 def test_a_handler_may_run_longer_than_the_retries_budget() -> None:
     """A fan-out of millions of commands runs inside a handler: only the writes in it are bounded."""
     patient, _ = retry(seconds=0.05)
