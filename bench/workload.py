@@ -1,7 +1,7 @@
 """A realistic campaign of N recipients: sent and a delivery report for almost all, about 20 % opens,
 5 % clicks, some unsubscribes, deletions and blocks, produced as fast as the broker takes them.
 
-With `features` (issue 11, every policy on): 10 % machine opens, 3 % link-scanner clicks within the
+With `features` (every audience policy on): 10 % machine opens, 3 % link-scanner clicks within the
 scanner window, 1 % clicks flagged bot, 2 % contacts unreachable on SMS (the booster goes out on SMS),
 a time zone for a third of the contacts in six zones, and an account with quiet hours on SMS and a
 frequency cap of one booster a day."""

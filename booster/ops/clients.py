@@ -265,7 +265,7 @@ async def final_report(settings: Settings, campaign_id: str) -> tuple[dict[str, 
 
 
 async def booster_results(settings: Settings, campaign_id: str) -> dict[str, Any] | None:
-    """A booster's results (issue 12), once its measurement window has ended: booster.results is
+    """A booster's results (its uplift measurement), once its measurement window has ended: booster.results is
     compacted by campaign, the latest record is the booster's."""
     found = None
     async for msg in read_topic(settings, "booster.results", until_end=True):

@@ -89,7 +89,7 @@ class Schedule:
     quiet_hours: QuietHours | None = None
     # the account's frequency cap when the launch was decided; None: this booster neither counts nor is capped
     frequency_cap: FrequencyCap | None = None
-    # issue 12: this share of the eligible recipients gets no command (HOLDOUT), the control group
+    # this share of the eligible recipients gets no command (HOLDOUT), the control group
     holdout_percent: int = 0
     # engagement is measured this long after the deadline; 0: not measured (scheduled by older workers)
     measurement_ms: int = 0

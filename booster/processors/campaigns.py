@@ -161,8 +161,8 @@ class CampaignPartition:
     counts: Mapping[int, bool | None] = field(default_factory=dict)  # in the deciding partition: each one's
     # changes of the channel's access (at, enabled, account_id or ""), in time order
     access: tuple[tuple[int, bool, str], ...] = ()
-    # issue 12, once fired: the offsets of booster.audience in this partition between which its outcomes
-    # are (None: unknown, from the start, or to the end), and whether its measurement was sent
+    # for the uplift measurement, once fired: the offsets of booster.audience in this partition between
+    # which its outcomes are (None: unknown, from the start, or to the end), and whether its measurement was sent
     outcomes: tuple[int | None, int | None] | None = None
     measured: bool = False
 
@@ -412,7 +412,7 @@ def due(state: CampaignPartition, now: int, allowed_lateness_ms: int, *, decidin
     until the decision arrives: a count or a decision lost on the way is sent again, and the deciding
     partition answers a count with the decision once it has one), then decide (the deciding
     partition, once all `partitions` have counted), then fire (every partition, once the decision has
-    arrived). measure (issue 12): a fired booster that was sent, once its measurement window and the
+    arrived). measure (the uplift): a fired booster that was sent, once its measurement window and the
     allowed lateness are past (the caller checks the lag gate against `gate_at` again). expire: rows of
     a campaign that never got a booster, after the longest possible window (R12). forget: the small
     marker kept after a booster fired (and was measured) or a launch said "no booster", or a

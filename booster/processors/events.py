@@ -29,7 +29,7 @@ class BoosterSettings:
     # clicks this many seconds after delivery or sooner are a link scanner's; None: the campaign
     # channel's default (`boosters.default_scanner_window`)
     scanner_window_seconds: int | None = None
-    # the share of the eligible recipients held out as the uplift measurement's control group (issue 12)
+    # the share of the eligible recipients held out as the uplift measurement's control group
     holdout_percent: int = 0
     # how long after the deadline engagement is measured; None: `boosters.DEFAULT_MEASUREMENT_HOURS`
     measurement_hours: int | None = None

@@ -404,7 +404,8 @@ def tally_of_record(r: Mapping[str, Any]) -> Tally:
 
 
 def pack_summaries(s: SummaryState) -> bytes:
-    # {"done": ..., "parts": {"<partition>": summary record}, "deadline": ...}; "deadline" since issue 15
+    # {"done": ..., "parts": {"<partition>": summary record}, "deadline": ...}; rows written before
+    # retention came have no "deadline"
     parts = {str(p): summary_to_dict(summary) for p, summary in s.parts.items()}
     d: dict[str, Any] = {"done": s.done, "parts": parts}
     if s.deadline is not None:

@@ -47,9 +47,9 @@ class Exclusion(StrEnum):
     WAITING = "WAITING"
     CLICKED = "CLICKED"
     OPENED = "OPENED"
-    # would be boosted, but the contact got its account's most boosters in a window already (issue 11)
+    # would be boosted, but the contact got its account's most boosters in a window already
     FREQUENCY_CAP = "FREQUENCY_CAP"
-    # eligible, and held out as the control group of the booster's uplift measurement (issue 12)
+    # eligible, and held out as the control group of the booster's uplift measurement
     HOLDOUT = "HOLDOUT"
 
 

@@ -1,5 +1,5 @@
-"""How long the engine remembers what it decided, so that months of uptime do not grow its state
-(issue 15). Each table's rows carry the moment they refer to; the shell's sweep asks these functions
+"""How long the engine remembers what it decided, so that months of uptime do not grow its state.
+Each table's rows carry the moment they refer to; the shell's sweep asks these functions
 which rows have outlived their use. Campaign states, recipient rows, pending launches and fan-out
 progress have their own ends (`campaigns.due`, `boosters.expire_pending`), decided where they change.
 
@@ -9,7 +9,7 @@ progress have their own ends (`campaigns.due`, `boosters.expire_pending`), decid
   (deciding it again would call it stale and overwrite the report it got). Both ask
   `boosters.decision_expired`.
 - summaries: the marker of a booster's final report is kept as long, so a replayed summary does not
-  make a second report; measurements: the marker of a booster's results likewise (issue 12).
+  make a second report; measurements: the marker of a booster's results likewise.
 - contacts: a deleted contact's row goes the longest window after its deletion (no campaign launched
   after a deletion reaches the contact); unsubscribes, blocks, reachability and time zones go after
   BOOSTER_CONTACT_RETENTION_DAYS without a new fact about the contact, and are kept for ever when it

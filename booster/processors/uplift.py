@@ -1,4 +1,4 @@
-"""The booster's uplift, measured (issue 12): a holdout group that gets no booster, and what each
+"""The booster's uplift, measured: a holdout group that gets no booster, and what each
 group's engagement after the deadline says the booster earned.
 
 The holdout is a deterministic, uniform selection of the eligible recipients: a stable hash of the

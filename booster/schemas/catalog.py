@@ -98,7 +98,7 @@ _SPECS = [
     # v6, v5: the schedule carries the account's frequency cap when the launch was decided
     TopicSpec("booster.control", 42, "campaign_id", True, False, "internal", version=6),
     TopicSpec("booster.summaries", 43, "campaign_id", False, False, "internal", version=5),
-    # v4: booster.holdout_percent and booster.measurement_hours, the uplift measurement's settings (issue 12)
+    # v4: booster.holdout_percent and booster.measurement_hours, the uplift measurement's settings
     TopicSpec("campaign.launched", 44, "campaign_id", False, False, "input", version=4),
     # v7, v6: the schedule carries them
     TopicSpec("booster.control", 45, "campaign_id", True, False, "internal", version=7),
@@ -107,7 +107,7 @@ _SPECS = [
     TopicSpec("booster.audience", 47, None, True, True, "output", version=4, expires=True),
     # v4: outcomes_from, where the booster's outcomes start in the partition, for its measurement
     TopicSpec("booster.fanout-progress", 48, "campaign_id", True, True, "internal", version=4),
-    # issue 12: each partition's share of a booster's uplift measurement, merged into booster.results
+    # each partition's share of a booster's uplift measurement, merged into booster.results
     TopicSpec("booster.measurements", 49, "campaign_id", False, False, "internal"),
     TopicSpec("booster.results", 50, "campaign_id", False, True, "output"),
     # v5, v3: the reason code ENGINE_LATE, a launch the workers reached too long after its deadline
@@ -142,7 +142,7 @@ STATE_TABLES = (
     # per contact, the boosters sent to it that count toward its account's frequency cap, and the
     # offset of booster.audience up to which they are read (`streams/history.py`)
     "sent-history",
-    # issue 12: per booster and contact, the first engagement in the booster's measurement window; and
+    # per booster and contact, the first engagement in the booster's measurement window; and
     # the partitions' measurements of a booster received so far (`streams/uplift.py`)
     "engagement",
     "measurements",

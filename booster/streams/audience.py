@@ -73,7 +73,7 @@ def decide_rows(
                     histories_read[contact_key] = sent
             contact_id = contact_key.decode()
             if decision is None and held_out is not None and held_out(contact_id):
-                decision = Exclusion.HOLDOUT  # issue 12: after every exclusion, so drawn from the eligible
+                decision = Exclusion.HOLDOUT  # after every exclusion, so drawn from the eligible
             marks = marks_of(recipient, decision, criterion=schedule.criterion, at=at, scanner_window_ms=window_ms)
             waits = None
             if decision is None and quiet_hours is not None:

@@ -274,7 +274,7 @@ class Deadlines:
                 delete_rows(self.recipients.partition(p), campaign_id)
                 delete_rows(self.engagement.partition(p), campaign_id)  # a window that was not measured
             self._done(campaign_id, p, None)
-            if state.fired:  # issue 15: the topic would keep every booster's progress for ever
+            if state.fired:  # else the topic would keep every booster's progress for ever
                 await self.fanout.forget(campaign_id, p)
             return
         if d.kind == "expire":

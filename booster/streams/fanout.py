@@ -57,7 +57,7 @@ class FanoutResult:
     summary: PartitionSummary | None  # None when an earlier run had already finished
     commands: int
     # the offsets of booster.audience between which the booster's outcomes are (None: from the
-    # partition's start, to its end), for its measurement (issue 12)
+    # partition's start, to its end), for its measurement
     outcomes: tuple[int | None, int | None] = (None, None)
 
 
@@ -193,7 +193,7 @@ class Fanout(Service):
         self, partition: int, start: int | None, end: int | None, fold: Callable[[list[Any]], None]
     ) -> None:
         """Hand `fold` the committed records of this partition of booster.audience from `start` (None:
-        its beginning) to `end` (None: its end now), a fetched batch at a time (issue 12). Under the
+        its beginning) to `end` (None: its end now), a fetched batch at a time. Under the
         fan-out's lock: the two share a consumer."""
         tp = TopicPartition(self.settings.topic("booster.audience"), partition)
         async with self._lock:

@@ -219,7 +219,7 @@ class Ingestion:
     def _engaged(
         self, state: CampaignPartition | None, campaign_id: str, contact_id: str, at: int, p: int, folded: Folded
     ) -> bool:
-        """Issue 12: the first engagement of a contact in its booster's measurement window; whether
+        """The first engagement of a contact in its booster's measurement window; whether
         the event counts in one."""
         if not engagement_counts(state, at):
             return False

@@ -1,4 +1,4 @@
-"""The batch lane (issue 17): records the consumer fetched for the contact-keyed input partitions go to
+"""The batch lane: records the consumer fetched for the contact-keyed input partitions go to
 the ingest agent a whole fetch at a time, with one await, instead of one Faust event each.
 
 Faust still owns the consumer group, the subscription, the assignment, flow control and the commits:

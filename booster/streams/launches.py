@@ -227,7 +227,7 @@ class Launches:
                 sch = decision.schedule
                 live = self.live.partition(partition)
                 known = _live_boosters(live, sch.account_id)
-                gone = outlived(known, now_ms(), self.allowed_lateness_ms)  # issue 15: bounded by 7 days' boosters
+                gone = outlived(known, now_ms(), self.allowed_lateness_ms)  # bounded by 7 days' boosters
                 rows: dict[bytes, bytes | None] = {pending_key(sch.account_id, b.campaign_id): None for b in gone}
                 booster = LiveBooster(sch.campaign_id, sch.channel, sch.deadline)
                 rows[pending_key(sch.account_id, sch.campaign_id)] = pack_live_booster(booster)

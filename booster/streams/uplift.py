@@ -1,4 +1,4 @@
-"""The uplift measurement (issue 12): once a booster's measurement window has ended in a partition,
+"""The uplift measurement: once a booster's measurement window has ended in a partition,
 its groups there and how many of each engaged, sent to booster.measurements; the partitions'
 measurements merged into the booster's one record on booster.results.
 

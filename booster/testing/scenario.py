@@ -78,7 +78,7 @@ class Scenario:
     time_zone: str = "UTC"
     time_zones: dict[str, str] = field(default_factory=dict)  # contact -> its contact.time-zone fact
     frequency_cap: dict[str, int] | None = None  # the account's ({"max_boosters", "window_hours"})
-    holdout_percent: int = 0  # the booster's (issue 12): expected_audience leaves the held-out contacts out
+    holdout_percent: int = 0  # the booster's: expected_audience leaves the held-out contacts out
     measurement_hours: int | None = None  # the booster's measurement window; None: the default (72)
 
     @property

@@ -1,4 +1,4 @@
-"""Broker faults are not bad input (issue 15, point 3): a broker killed for longer than the worker's
+"""Broker faults are not bad input: a broker killed for longer than the worker's
 client timeouts and retries while the worker ingests, then again while it fans a booster out. Each time
 the worker exits 75 without acknowledging what it could not write, a supervisor (here, the test)
 restarts it once the broker is back, and the booster is exact, with no duplicate command and nothing in

@@ -1,4 +1,4 @@
-"""Broker faults are not bad input (issue 15, point 3), during launch handling: the broker killed for
+"""Broker faults are not bad input, during launch handling: the broker killed for
 longer than the worker's client timeouts and retries while launches are re-keyed, decided and
 broadcast. It runs its own broker (tests/faults/outage.py)."""
 

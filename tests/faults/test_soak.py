@@ -1,4 +1,4 @@
-"""Months of uptime in minutes (issue 15): 300 boosters one after another on a worker whose clock runs
+"""Months of uptime in minutes: 300 boosters one after another on a worker whose clock runs
 an hour per second (BOOSTER_TEST_CLOCK), small audiences with deleted and unsubscribed contacts. Fire
 latency must not grow with the boosters run, every table must come back to its baseline once the
 retentions have passed, and the worker's memory must stay flat.

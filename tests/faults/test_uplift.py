@@ -1,4 +1,4 @@
-"""Issue 12 end to end on the broker, with a known answer: a booster with a 30 % holdout fires, people
+"""The uplift measurement end to end on the broker, with a known answer: a booster with a 30 % holdout fires, people
 engage with the original or the booster during its measurement window (and machines, link scanners
 and latecomers do not count), the worker is killed with kill -9 in the middle of the window and two
 fresh ones share its partitions, restored from the changelogs, and booster.results says exactly what

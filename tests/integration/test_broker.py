@@ -1,4 +1,4 @@
-"""Issue 2 against the real broker: the java process, Avro through Kafka, publish and tail, transactions."""
+"""The local broker for real: the java process, Avro through Kafka, publish and tail, transactions."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The workers' changelogs are created so that the broker's cleaner really compacts them (issue 13): a
+"""The workers' changelogs are created so that the broker's cleaner really compacts them: a
 fresh worker then reads about one record per row, not every version of it."""
 
 from __future__ import annotations

@@ -146,7 +146,7 @@ def run(kafka: LocalKafka, tmp_path_factory: pytest.TempPathFactory) -> Any:
         "machine-opens-counted": sc(
             "machine-opens-counted", 60, roles=["opened", "machine_open"], count_machine_opens=True
         ),
-        # issue 12: 30 % of the eligible held out; the others' exclusions first
+        # 30 % of the eligible held out; the others' exclusions first
         "holdout": sc("holdout", 240, roles=["eligible", "eligible", "opened"], holdout_percent=30),
         "empty": sc("empty", 60, roles=["opened", "deleted"]),
         "cancelled": sc("cancelled", 60, roles=["eligible"]),
@@ -325,7 +325,7 @@ def test_r16_each_recipient_s_outcome_is_kept_once_in_its_contact_s_partition(ru
 
 
 def test_a_holdout_gets_no_command_and_is_counted_and_kept_as_such(run: Run) -> None:
-    """Issue 12: the held-out share of the eligible is the contacts the stable hash picks, no others;
+    """The held-out share of the eligible is the contacts the stable hash picks, no others;
     they get no command, the report counts them under HOLDOUT, booster.audience marks them HOLDOUT."""
     sc = run.scenarios["holdout"]
     held_out = {c for c, outcome in sc.expected_outcome.items() if outcome == "HOLDOUT"}

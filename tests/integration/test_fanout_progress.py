@@ -1,5 +1,5 @@
 """The fan-out's progress against the broker: read once per owned partition, then only what is new, so
-a partition's thousandth booster does not re-read the progress of the 999 before it (issue 15)."""
+a partition's thousandth booster does not re-read the progress of the 999 before it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 6: the operators' commands and the metrics endpoint against a running worker."""
+"""The operators' commands and the metrics endpoint against a running worker."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Retention (issue 15): which kept rows have outlived their use."""
+"""Retention: which kept rows have outlived their use."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The holdout: deterministic, uniform, and the booster's own (issue 12)."""
+"""The holdout: deterministic, uniform, and the booster's own."""
 
 from __future__ import annotations
 

@@ -269,7 +269,7 @@ def test_a_fired_campaign_is_forgotten_after_the_longest_window() -> None:
     w.control(Tick("c1", now()))
     assert w.campaigns.get("c1", 0) is None and w.deadlines.watched() == 0
     assert list(w.recipients.partition(0).items()) == []
-    assert w.fanout.forgotten == [("c1", 0)]  # its fan-out progress goes too (issue 15)
+    assert w.fanout.forgotten == [("c1", 0)]  # its fan-out progress goes too
 
 
 def test_a_campaign_without_booster_is_forgotten_with_no_progress_to_drop() -> None:
@@ -310,7 +310,7 @@ def test_a_schedule_carries_its_machine_open_policy_to_every_partition() -> None
 
 
 def test_a_sent_booster_is_measured_once_its_window_ends_and_its_window_rows_go() -> None:
-    """Issue 12: after the window, each partition reads its groups back from what the fan-out wrote to
+    """After the window, each partition reads its groups back from what the fan-out wrote to
     booster.audience, counts the engaged in the `engagement` table and sends its measurement; the
     last partition's makes the booster's one results record."""
     w = World()

@@ -175,7 +175,7 @@ def engagement_of(w: World, contact: str, campaign: str = "c1") -> int | None:
 
 
 def test_a_persons_open_or_click_in_the_measurement_window_is_kept_the_first_one() -> None:
-    """Issue 12: of the original message or of the booster's (campaign_id = booster_id), a person's
+    """Of the original message or of the booster's (campaign_id = booster_id), a person's
     open or click from the deadline to the window's end; not a machine's open, not a click flagged
     bot, not one before the deadline or after the window, not another campaign's."""
     w = World()

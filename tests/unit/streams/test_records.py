@@ -1,5 +1,5 @@
 """The guard every per-record agent runs in: bad records are dead-lettered, broker trouble is retried
-and then ends the worker without acknowledging the record (issue 15, point 3)."""
+and then ends the worker without acknowledging the record."""
 
 from __future__ import annotations
 
