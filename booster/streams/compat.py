@@ -189,6 +189,24 @@ def read_committed_consumer() -> type:
                 await consumer.seek_to_beginning(*beginning)
             return offsets
 
+        def verify_event_path(self, now: float, tp: Any) -> None:
+            """Faust's livelock check of one partition, skipped while the partition has no position.
+
+            Why: the check reads aiokafka's private `TopicPartitionState.position`, which asserts while
+            the partition waits for an offset reset: one we seek to its beginning (committing, never
+            committed) after a fetch of the same assignment, when the broker answers slowly (just
+            restarted). The assertion crashed the consumer and ended the worker; a partition with no
+            position yet has no progress to check.
+            """
+            from aiokafka import TopicPartition
+
+            subscription = self._ensure_consumer()._fetcher._subscriptions.subscription
+            assignment = None if subscription is None else subscription.assignment
+            state = None if assignment is None else assignment.state_value(TopicPartition(tp.topic, tp.partition))
+            if state is not None and not state.has_valid_position:
+                return None
+            return super().verify_event_path(now, tp)
+
     class ReadCommittedConsumer(FaustConsumer):
         """Why the overrides: Faust's own account of what it may commit loses and stalls records (see
         `booster.streams.offsets`), and its fetch loop can process records of a fetch a rebalance or
@@ -205,6 +223,8 @@ def read_committed_consumer() -> type:
             # while a seek runs: aiokafka runs both in its own loop, and a fetch issued while a seek was
             # being made could return records from the new position that no other fetch reads again
             self._fetching = asyncio.Lock()
+
+        thread_class = ReadCommittedThread
 
         def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
             return ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)

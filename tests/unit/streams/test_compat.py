@@ -268,3 +268,36 @@ def test_recovered_follows_faust_s_recovery_and_rebalances() -> None:
     assert not compat.recovered(app)
     app.in_recovery = False
     assert compat.recovered(app)
+
+
+def test_the_livelock_check_skips_a_partition_waiting_for_its_offset_reset() -> None:
+    """A partition fetched, then sought to its beginning (committing, never committed): until the
+    broker answers, aiokafka's state has no position, and Faust's check must not end the worker."""
+    from types import SimpleNamespace
+
+    from aiokafka import TopicPartition
+    from aiokafka.consumer.fetcher import OffsetResetStrategy
+    from aiokafka.consumer.subscription_state import SubscriptionState
+
+    async def check() -> None:
+        tp = TopicPartition("t.message.sent", 0)
+        subscriptions = SubscriptionState()
+        subscriptions.assign_from_user({tp})
+        state = subscriptions.subscription.assignment.state_value(tp)
+        state.seek(40)
+        state.highwater, state.timestamp = 50, 1_000  # a fetch of this assignment returned
+        state.await_reset(OffsetResetStrategy.EARLIEST)  # the seek to the beginning, not answered yet
+        thread: Any = object.__new__(compat.read_committed_consumer().thread_class)
+        thread._consumer = SimpleNamespace(_fetcher=SimpleNamespace(_subscriptions=subscriptions))
+        thread._ensure_consumer = lambda: thread._consumer
+        app = SimpleNamespace(
+            monitor=SimpleNamespace(stream_inbound_time={}), topics=SimpleNamespace(acks_enabled_for=lambda topic: True)
+        )
+        thread.consumer = SimpleNamespace(app=app)
+        thread.time_started, thread.tp_fetch_request_timeout_secs, thread.tp_stream_timeout_secs = 0.0, 1e9, 1e9
+        faust_tp = TP(tp.topic, tp.partition)
+        thread.verify_event_path(1.0, faust_tp)  # Faust's own check asserts here (no position)
+        state.seek(0)  # the broker answered: checked as Faust checks it
+        thread.verify_event_path(1.0, faust_tp)
+
+    asyncio.run(check())
