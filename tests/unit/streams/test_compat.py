@@ -287,7 +287,8 @@ def test_the_livelock_check_skips_a_partition_waiting_for_its_offset_reset() -> 
         state.seek(40)
         state.highwater, state.timestamp = 50, 1_000  # a fetch of this assignment returned
         state.await_reset(OffsetResetStrategy.EARLIEST)  # the seek to the beginning, not answered yet
-        thread: Any = object.__new__(compat.read_committed_consumer().thread_class)
+        consumer_class: Any = compat.read_committed_consumer()
+        thread: Any = object.__new__(consumer_class.thread_class)
         thread._consumer = SimpleNamespace(_fetcher=SimpleNamespace(_subscriptions=subscriptions))
         thread._ensure_consumer = lambda: thread._consumer
         app = SimpleNamespace(
