@@ -456,6 +456,14 @@ def overdue(state: CampaignPartition, now: int, allowed_lateness_ms: int, after_
     )
 
 
+def stuck(overdue_boosters: int, idle_ms: int, overdue_ms: int) -> bool:
+    """Whether a worker should be restarted for its overdue boosters: it owns some, and it has done no
+    step of any booster (a tick, a count, a decision, a fire, a summary) for `overdue_ms`. A worker
+    working through a backlog (after an outage, or a group starting behind) has overdue boosters too,
+    and restarting it would only move its partitions and start the backlog again, for ever."""
+    return overdue_boosters > 0 and idle_ms >= overdue_ms
+
+
 @dataclass(frozen=True, slots=True)
 class LiveBooster:
     """A scheduled booster as its account's partition remembers it, to tell it when the account's

@@ -26,6 +26,7 @@ from aiokafka import TopicPartition
 
 from booster.config import Settings
 from booster.errors import BoosterError
+from booster.processors.campaigns import stuck
 from booster.schemas.catalog import CONTACT_INPUT_TOPICS, LAUNCHES_BY_ACCOUNT, REROUTED, STATE_TABLES
 from booster.streams import compat
 from booster.streams.campaigns import CampaignStates
@@ -298,10 +299,12 @@ class BoosterApp:
         if stall is not None:
             return f"the fetch loop stands still: {stall}"
         overdue = self.deadlines.overdue + self.reports.overdue
-        if overdue:
+        idle = time.monotonic() - max(self.deadlines.stepped_at, self.reports.stepped_at)
+        if stuck(overdue, int(idle * 1000), self.settings.overdue_ms):
             return (
                 f"{overdue} booster(s) of this worker's partitions are overdue (BOOSTER_OVERDUE_SECONDS past their "
-                "deadline, inputs caught up): a restart moves their partitions; see the log's overdue lines"
+                f"deadline, inputs caught up) and no booster step was done here for {idle:.0f} s: a restart moves "
+                "their partitions; see the log's overdue lines"
             )
         return None
 

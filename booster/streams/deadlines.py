@@ -117,6 +117,8 @@ class Deadlines:
         self.measurements = measurements
         self._watches: dict[tuple[str, int], _Watch] = {}
         self.overdue = 0  # due steps of this worker's partitions past BOOSTER_OVERDUE_SECONDS, inputs caught up
+        self.stepped_at = time.monotonic()  # the control agent's last step done: this worker is working
+        self._stepped = False
 
     # -- the timer ---------------------------------------------------------------------------------
 
@@ -213,6 +215,12 @@ class Deadlines:
     # -- the control agent -------------------------------------------------------------------------
 
     async def on_control(self, incoming: Incoming) -> None:
+        self._stepped = True  # a tick that finds nothing due is no step: `_tick` says so
+        await self._on_control(incoming)
+        if self._stepped:
+            self.stepped_at = time.monotonic()
+
+    async def _on_control(self, incoming: Incoming) -> None:
         record = incoming.decode()
         campaign_id = incoming.key_text(record, "campaign_id")
         p = incoming.partition
@@ -248,11 +256,10 @@ class Deadlines:
             self._watch(campaign_id, p).ticked_at = None
 
     async def _tick(self, campaign_id: str, p: int, state: CampaignPartition | None) -> None:
-        if state is None:
-            return
         now = now_ms()
-        d = self._due(state, p, now)
-        if d is None:
+        d = None if state is None else self._due(state, p, now)
+        if state is None or d is None:
+            self._stepped = False
             return
         if d.kind == "count":
             await self._count(campaign_id, p, state, now)

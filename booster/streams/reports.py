@@ -4,6 +4,8 @@ booster's one final report."""
 
 from __future__ import annotations
 
+import time
+
 from booster.processors.boosters import Report
 from booster.processors.notices import report_notice
 from booster.processors.packing import pack_summaries, summary_from_dict, unpack_summaries
@@ -23,6 +25,7 @@ class Reports:
         self.notices = notices
         self.metrics = metrics
         self.overdue = 0  # boosters of this worker's partitions waiting past BOOSTER_OVERDUE_SECONDS for summaries
+        self.stepped_at = time.monotonic()  # the last summary merged: this worker is working
 
     async def send(self, report: Report, *, at: int) -> None:
         """A report, and its notice when it is REJECTED or CANCELLED (`at`: when that was decided, in
@@ -72,3 +75,4 @@ class Reports:
             await self.send(report, at=summary.schedule.deadline)
         if new != old:
             store.write({key: pack_summaries(new)})
+        self.stepped_at = time.monotonic()

@@ -54,6 +54,7 @@ from booster.processors.campaigns import (
     evolve_campaign,
     evolve_campaign_fired,
     refuses_cancel,
+    stuck,
 )
 from booster.processors.events import AccountChannels, BoosterCancelled, BoosterSettings, CampaignLaunched
 from booster.processors.packing import (
@@ -411,3 +412,10 @@ def test_boosted_despite_a_scanner_click_flagged_or_in_the_window() -> None:
     )
     assert marks_of(windowed, None, criterion="NOT_CLICKED", at=T0 + 5_000, scanner_window_ms=1_000) == ()
     assert marks_of(windowed, Exclusion.CLICKED, criterion="NOT_CLICKED", at=T0 + 5_000, scanner_window_ms=2_000) == ()
+
+
+def test_a_worker_is_stuck_only_when_it_owns_overdue_boosters_and_does_no_step_of_any() -> None:
+    minute = 60_000
+    assert stuck(3, idle_ms=15 * minute, overdue_ms=15 * minute)
+    assert not stuck(3, idle_ms=15 * minute - 1, overdue_ms=15 * minute)  # working through a backlog
+    assert not stuck(0, idle_ms=60 * minute, overdue_ms=15 * minute)  # idle, and nothing is overdue

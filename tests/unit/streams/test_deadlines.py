@@ -371,6 +371,21 @@ def test_a_booster_not_fired_long_after_its_deadline_while_the_inputs_are_caught
     assert w.deadlines.overdue == 0 and w.metrics.get("booster_deadlines_waiting") == 2
 
 
+def test_only_a_step_of_a_booster_counts_as_the_worker_working_on_them() -> None:
+    """/live restarts a worker with overdue boosters only when it does no step of any: its progress
+    clock moves with control records and ticks that find a step due, not with ticks for nothing."""
+    w = World()
+    w.deadlines.stepped_at = 0.0
+    w.control(Tick("nobody", now()), partition=1)  # no such booster here: no step
+    assert w.deadlines.stepped_at == 0.0
+    due = schedule(now() - w.settings.allowed_lateness_ms - 1000, "due")
+    w.control(Scheduled(due, T0), partition=1)
+    assert w.deadlines.stepped_at > 0.0
+    w.deadlines.stepped_at = 0.0
+    w.control(Tick("due", now()), partition=1)  # its count is due: a step
+    assert w.deadlines.stepped_at > 0.0
+
+
 def test_a_report_waiting_long_for_a_partition_s_summary_is_overdue() -> None:
     from booster.processors.audience import Tally
     from booster.processors.packing import pack_summaries
