@@ -53,7 +53,7 @@ from booster.streams.audience import delete_rows, recipient_states
 from booster.streams.campaigns import CampaignStates
 from booster.streams.control import Control
 from booster.streams.fanout import Fanout
-from booster.streams.gate import LagGate
+from booster.streams.gate import COMMITTED_SECONDS, LagGate
 from booster.streams.metrics import Metrics
 from booster.streams.notices import Notices
 from booster.streams.records import Incoming, log_decision, now_ms, run_timer
@@ -165,12 +165,12 @@ class Deadlines:
         if watch.snapshot is None:  # taken once, at a moment after deadline + lateness (due() says so)
             watch.snapshot = await self.gate.end_offsets(deps)
         if watch.rerouted is None:
-            behind = await self.gate.lagging(deps, watch.snapshot)
+            behind = await self.gate.lagging(deps, watch.snapshot, COMMITTED_SECONDS)
             if behind:
                 self._log_waiting(campaign_id, p, watch, behind)
                 return False
             watch.rerouted = await self.gate.end_offsets(self.forwarded_inputs(p))
-        behind = await self.gate.lagging(self.forwarded_inputs(p), watch.rerouted)
+        behind = await self.gate.lagging(self.forwarded_inputs(p), watch.rerouted, COMMITTED_SECONDS)
         if behind:
             self._log_waiting(campaign_id, p, watch, behind)
             return False

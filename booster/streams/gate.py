@@ -32,6 +32,11 @@ from booster.streams.connect import started
 
 PROBE_SECONDS = 2.0  # a partition the probe has not settled by then stays behind until the next look
 PROBE_FETCH_BYTES = 64 * 1024  # the broker still returns a first batch larger than this
+# how old the group's committed offsets may be for the deadline timer's looks: asked once for every
+# partition, they serve a pass over hundreds of due boosters, not one request per booster and
+# partition (an older committed offset is never ahead of a newer one: a position from it is never
+# too far, only the gate is shut a moment longer)
+COMMITTED_SECONDS = 1.0
 
 
 def probe_consumer(connection: Mapping[str, Any]) -> AIOKafkaConsumer:
@@ -116,6 +121,7 @@ class LagGate(Service):
         self._consumer: AIOKafkaConsumer | None = None
         self._admin: AIOKafkaAdminClient | None = None
         self._probing = asyncio.Lock()  # the timer and the web pages share the probe's assignment
+        self._committed: tuple[float, dict[TopicPartition, int]] | None = None  # (monotonic time asked, offsets)
 
     async def _clients(self) -> None:
         if self._consumer is None:
@@ -139,18 +145,28 @@ class LagGate(Service):
             ends: dict[TopicPartition, int] = await self._consumer.end_offsets(tps)
         return ends
 
+    async def _committed_offsets(self, max_age: float) -> dict[TopicPartition, int]:
+        assert self._admin is not None
+        now = asyncio.get_running_loop().time()
+        if self._committed is not None and now - self._committed[0] < max_age:
+            return self._committed[1]
+        metas = await self._admin.list_consumer_group_offsets(self.group_id)
+        committed = {tp: meta.offset for tp, meta in metas.items() if meta is not None}
+        self._committed = (now, committed)
+        return committed
+
     async def lagging(
-        self, tps: list[TopicPartition], ends: dict[TopicPartition, int] | None = None
+        self, tps: list[TopicPartition], ends: dict[TopicPartition, int] | None = None, committed_age: float = 0.0
     ) -> dict[TopicPartition, int]:
-        """Partitions whose position is short of `ends` (default: the end offsets now), with by how much."""
+        """Partitions whose position is short of `ends` (default: the end offsets now), with by how much;
+        `committed_age`: how old the group's committed offsets asked for an earlier look may be."""
         await self._clients()
         assert self._consumer is not None and self._admin is not None
         if ends is None:
             ends = await self.end_offsets(tps)
         # the group's committed offsets: they cover partitions another worker consumes and offsets
         # this worker processed before a restart
-        metas = await self._admin.list_consumer_group_offsets(self.group_id, partitions=tps)
-        committed = {tp: meta.offset for tp, meta in metas.items() if meta is not None}
+        committed = await self._committed_offsets(committed_age)
         found = positions(tps, committed, self.processed)
         async with self._probing:
             settled = await only_markers_left(self._consumer, found, ends)

@@ -82,7 +82,7 @@ class Gate:
         return dict.fromkeys(tps, 0)
 
     async def lagging(
-        self, tps: list[TopicPartition], ends: dict[TopicPartition, int] | None = None
+        self, tps: list[TopicPartition], ends: dict[TopicPartition, int] | None = None, committed_age: float = 0.0
     ) -> dict[TopicPartition, int]:
         return {tp: n for tp, n in self.lag.items() if tp in tps and n > 0}
 
