@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers,
             max_workers=args.workers + 1,
             session_timeout=session_timeout,
-            drain_seconds=300,
+            drain_seconds=300,  # without a booster finishing
+            drain_cap_seconds=1800,
             start=start,
         )
     finally:

@@ -53,6 +53,7 @@ class Outcome:
     faults: list[tuple[float, str, str]] = field(default_factory=list)  # when, kind, what exactly
     faults_by_kind: dict[str, int] = field(default_factory=dict)
     worker_exits: dict[str, int] = field(default_factory=dict)  # exit code -> count
+    drain_seconds: float = 0.0  # from the faults' end to the last final report (or giving up)
     read_again: int = 0  # the ledger's last resort (a record held or dropped), from the workers' logs
     liveness_restarts: list[str] = field(default_factory=list)  # workers /live said to restart, and why
     violations: list[str] = field(default_factory=list)
@@ -454,8 +455,12 @@ def run_campaign(
     session_timeout: float,
     drain_seconds: float,
     start: float,
+    drain_cap_seconds: float | None = None,
 ) -> Outcome:
-    """Run the plan (its clock started at `start`, monotonic); return what was found."""
+    """Run the plan (its clock started at `start`, monotonic); return what was found. Once the faults
+    and the publishing end, the workers drain what the faults left behind for as long as boosters keep
+    reaching their final report: a booster fails only once none has for `drain_seconds` (or after
+    `drain_cap_seconds` in all), so a long campaign's backlog is told apart from a booster stuck."""
     outcome = Outcome(plan.seed, boosters=len(plan.boosters))
     rng = random.Random(plan.seed * 7919 + 1)
     asyncio.run(admin.create(settings))
@@ -477,15 +482,21 @@ def run_campaign(
             outcome.violations.append(f"the publisher did not finish; its last errors: {publisher.errors[-5:]}")
         if pool.count() == 0:
             pool.join()
-        deadline = time.monotonic() + drain_seconds
+        drained_from = time.monotonic()
+        cap = drained_from + (drain_seconds if drain_cap_seconds is None else drain_cap_seconds)
+        deadline = min(cap, drained_from + drain_seconds)
         wanted = {b.campaign_id for b in plan.boosters}
+        left = wanted
         while time.monotonic() < deadline:
             done = asyncio.run(finals(settings))
+            if len(wanted - set(done)) < len(left):  # progress: the backlog is being worked through
+                deadline = min(cap, time.monotonic() + drain_seconds)
             left = wanted - set(done)
             if not left:
                 break
             say(f"{len(left)} booster(s) without a final report yet; e.g. {sorted(left)[:3]}")
             time.sleep(5)
+        outcome.drain_seconds = round(time.monotonic() - drained_from, 1)
     finally:
         pool.stop()
     outcome.seconds = round(time.monotonic() - start, 1)
