@@ -593,7 +593,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if not args.verbose:
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `booster tail ... | head` ends quietly
+    if args.command != "worker":
+        # `booster tail ... | head` ends quietly. Not a worker: it keeps Python's SIGPIPE ignored, or a
+        # socket whose peer went away (a broker killed, a scraper that hung up) ends it at once
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         result: int = args.func(args)
         return result
