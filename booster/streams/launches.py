@@ -156,6 +156,8 @@ class Launches:
         # only once every one is decided and broadcast: a failure half-way (retried, or replayed after a
         # restart) finds them still waiting and decides them again, which changes nothing downstream
         pending.write(dict.fromkeys(key for key, _ in waiting))
+        for launch in launches:  # decided: the expiry's snapshot is of no more use
+            self._snapshots.pop((launch.campaign_id, incoming.partition), None)
 
     async def _launch(self, incoming: Incoming) -> None:
         record = codec().decode("campaign.launched", incoming.value)

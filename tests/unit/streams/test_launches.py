@@ -221,6 +221,7 @@ def test_a_pending_launch_expires_only_once_its_accounts_channels_are_read_past_
     asyncio.run(w.launches.look_for_expired_launches())
     assert w.by_account.sent == [] and w.gate.snapshots == 1
     w.account(["EMAIL"])  # the channels that were behind, read now
+    assert w.launches._snapshots == {}  # decided: nothing kept for its expiry
     w.gate.lag.clear()
     asyncio.run(w.launches.look_for_expired_launches())
     assert w.by_account.sent == []  # nothing pending any more
