@@ -481,19 +481,13 @@ def on_account(
     waiting: Iterable[CampaignLaunched],
     *,
     now: int | None = None,
-    arrived_at: int | None = None,
     engine_lateness_ms: int = DEFAULT_ENGINE_LATENESS_MS,
 ) -> tuple[AccountChannels, list[LaunchDecision]]:
-    """The account's channels after an account.channels record (`arrived_at`: when it reached Kafka),
-    and the decisions of the launches that were waiting for them. A launch whose deadline passed before
-    the channels reached Kafka is REJECTED as if they never came (R15), however late the workers read
-    them: a worker that is behind decides as one that is not (G1). The others were seen before their
-    deadline, or they would not wait: only how late the workers are can cancel them."""
+    """The account's channels after an account.channels record, and the decisions of the launches
+    that were waiting for them (seen before their deadline, or they would not wait: only how late the
+    workers are can cancel them)."""
     account = evolve_account(state, event)
-    decisions: list[LaunchDecision] = []
-    for launch in waiting:
-        too_late = None if arrived_at is None else expire_pending(launch, arrived_at)
-        decisions.append(too_late or decide_launch(launch, account, now=now, engine_lateness_ms=engine_lateness_ms))
+    decisions = [decide_launch(launch, account, now=now, engine_lateness_ms=engine_lateness_ms) for launch in waiting]
     return account, decisions
 
 

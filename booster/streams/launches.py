@@ -146,9 +146,7 @@ class Launches:
         launches = [launch_from_record(codec().decode("campaign.launched", value)) for _, value in waiting]
         old = None if raw is None else unpack_account(account_id, raw)
         now = now_ms()
-        account, decisions = on_account(
-            old, event, launches, now=now, arrived_at=incoming.arrived_at(), engine_lateness_ms=self.engine_lateness_ms
-        )
+        account, decisions = on_account(old, event, launches, now=now, engine_lateness_ms=self.engine_lateness_ms)
         accounts.write({account_id.encode(): pack_account(account)})
         await self._tell_live_boosters(account_id, old, account, incoming.partition)
         for (_, value), launch, decision in zip(waiting, launches, decisions, strict=True):

@@ -21,7 +21,6 @@ from booster.processors.boosters import (
     command_ids,
     decide_launch,
     evolve_account,
-    expire_pending,
     on_account,
     on_launch,
 )
@@ -186,19 +185,6 @@ def test_r15_a_launch_that_waited_for_its_account_is_cancelled_only_when_the_wor
     assert isinstance(decision, Accepted)  # it was seen before its deadline (or it would have expired)
     _, [late] = on_account(None, ALL, [waited], now=deadline + 7 * 3_600_000)
     assert isinstance(late, Refused) and late.report.reason_code is ReasonCode.ENGINE_LATE
-
-
-def test_r15_channels_that_reached_kafka_after_the_deadline_reject_however_soon_they_are_read() -> None:
-    """A worker that is behind reads the account's channels before the timer's tick for the expired
-    launch; a worker that is not had rejected it at its deadline: both reject (G1)."""
-    waited = launch()
-    deadline = T0 + 7200 * 1000
-    _, [in_time] = on_account(None, ALL, [waited], now=deadline + 3_600_000, arrived_at=deadline - 1)
-    assert isinstance(in_time, Accepted)
-    _, [after] = on_account(None, ALL, [waited], now=deadline + 1, arrived_at=deadline)
-    assert isinstance(after, Refused)
-    assert (after.report.status, after.report.reason_code) == ("REJECTED", ReasonCode.ACCOUNT_UNKNOWN)
-    assert after == expire_pending(waited, deadline + 3_600_000)  # what the timer's tick decides
 
 
 def test_r7_empty_group_is_cancelled_and_r8_name() -> None:

@@ -231,19 +231,6 @@ def test_a_pending_launch_expires_only_once_its_accounts_channels_are_read_past_
     ]
 
 
-def test_channels_that_reached_kafka_after_the_deadline_reject_a_launch_still_pending() -> None:
-    """A worker that reads them before its timer's tick decides as one that ticked at the deadline."""
-    w = World()
-    w.launch(LAUNCH)
-    deadline = LAUNCH["launched_at"] + LAUNCH["booster"]["delay_seconds"] * 1000
-    w.account(["EMAIL"], reached_kafka_at=deadline)
-    assert [(r["status"], r["reason_code"]) for r in w.reports.decoded()] == [
-        ("PENDING", "ACCOUNT_PENDING"),
-        ("REJECTED", "ACCOUNT_UNKNOWN"),
-    ]
-    assert list(w.pending.partition(0).items()) == []
-
-
 def test_a_launch_with_a_delay_outside_the_window_is_rejected_without_waiting_for_its_account() -> None:
     w = World()
     w.launch({**LAUNCH, "booster": {**LAUNCH["booster"], "delay_seconds": 60}})
