@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from booster.processors.audience import NOT_A_RECIPIENT, all_opened, decide, outcome_of
+from booster.processors.audience import all_opened, decide, outcome_of
 from booster.processors.boosters import (
     DEFAULT_SCANNER_WINDOW_SECONDS,
     booster_id_of,
@@ -33,9 +33,26 @@ class Expected:
 
 def expected_of(plan: BoosterPlan, counted: Iterable[Fact], cancelled: bool) -> Expected:
     """The booster's outcome from the facts that count (published in time, not aborted)."""
-    sc = plan.scenario
     if cancelled:
         return Expected("CANCELLED", "CANCEL_REQUESTED")
+    sc = plan.scenario
+    rows, outcomes = _outcomes(plan, counted)
+    if all_opened(rows, sc.deadline, count_machine_opens=sc.count_machine_opens):
+        return Expected("CANCELLED", "FULL_OPEN_RATE")
+    out = Expected("SENT", outcomes=outcomes)
+    for contact, outcome in outcomes.items():
+        if outcome == "INCLUDED":
+            out.audience.add(contact)
+        else:
+            out.excluded[outcome] += 1
+    if not out.audience:
+        return Expected("CANCELLED", "EMPTY_AUDIENCE", outcomes=out.outcomes, excluded=out.excluded)
+    return out
+
+
+def _outcomes(plan: BoosterPlan, counted: Iterable[Fact]) -> tuple[list[Any], dict[str, str]]:
+    """The booster's recipient rows folded from the facts, and each recipient's outcome at the deadline."""
+    sc = plan.scenario
     events = [
         message_event_from_record(f.topic, f.value)
         if f.topic.startswith("message.")
@@ -50,9 +67,7 @@ def expected_of(plan: BoosterPlan, counted: Iterable[Fact], cancelled: bool) -> 
     window_ms = 1000 * (window if window is not None else DEFAULT_SCANNER_WINDOW_SECONDS[campaign_channel])
     held_out = holdout_of(booster_id_of(sc.campaign_id), sc.holdout_percent) if sc.holdout_percent else None
     rows = {contact: r for (campaign, contact), r in folded.recipients.items() if campaign == sc.campaign_id}
-    if all_opened(rows.values(), sc.deadline, count_machine_opens=sc.count_machine_opens):
-        return Expected("CANCELLED", "FULL_OPEN_RATE")
-    out = Expected("SENT")
+    outcomes: dict[str, str] = {}
     for contact, recipient in rows.items():
         decision = decide(
             recipient,
@@ -64,20 +79,60 @@ def expected_of(plan: BoosterPlan, counted: Iterable[Fact], cancelled: bool) -> 
             scanner_window_ms=window_ms,
             campaign_channel=campaign_channel,
         )
-        if decision is NOT_A_RECIPIENT:
-            continue
         outcome = outcome_of(decision)
-        assert outcome is not None
+        if outcome is None:  # not a recipient
+            continue
         if outcome == "INCLUDED" and held_out is not None and held_out(contact):
             outcome = "HOLDOUT"
-        out.outcomes[contact] = outcome
-        if outcome == "INCLUDED":
-            out.audience.add(contact)
-        else:
-            out.excluded[outcome] += 1
-    if not out.audience:
-        return Expected("CANCELLED", "EMPTY_AUDIENCE", outcomes=out.outcomes, excluded=out.excluded)
-    return out
+        outcomes[contact] = outcome
+    return list(rows.values()), outcomes
+
+
+# a booster's late facts are tried in every combination when they are this few or fewer
+EVERY_COMBINATION = 10
+
+
+def admissible(plan: BoosterPlan, on_time: list[Fact], late: list[Fact], written: Written) -> list[Fact] | None:
+    """The facts the engine must have counted, given what it wrote, when some reached the broker only
+    after the deadline's snapshot could be taken (a broker outage held them back): each may count or
+    not, so the written outcome must be the one of some choice of them. A recipient's outcome depends
+    on their own facts only, so a SENT booster's choice is made recipient by recipient from the
+    outcomes it wrote; a CANCELLED one's from every combination, when there are few. None when no
+    choice can be made (too many late facts for a CANCELLED booster): the booster is left unverified."""
+    report = written.reports.get(plan.campaign_id)
+    if report is None or not late:
+        return on_time + late
+    if report["status"] == "CANCELLED":
+        if len(late) > EVERY_COMBINATION:
+            return None
+        wanted = (report["status"], report.get("reason_code"))
+        for chosen in _combinations(late):
+            expected = expected_of(plan, on_time + chosen, cancelled=False)
+            if (expected.status, expected.reason_code) == wanted:
+                return on_time + chosen
+        return on_time + late  # none explains it: the check says how it differs
+    got: dict[str, str | None] = {}
+    for o in written.outcomes.get(booster_id_of(plan.campaign_id), []):
+        got.setdefault(o["contact_id"], o["outcome"])
+    by_contact: dict[str, list[Fact]] = {}
+    for f in late:
+        by_contact.setdefault(f.value["contact_id"], []).append(f)
+    chosen_facts = list(on_time)
+    for contact, theirs in by_contact.items():
+        mine = [f for f in on_time if f.value.get("contact_id") == contact]
+        pick = theirs
+        if len(theirs) <= EVERY_COMBINATION:
+            for chosen in _combinations(theirs):
+                if _outcomes(plan, mine + chosen)[1].get(contact) == got.get(contact):
+                    pick = chosen
+                    break
+        chosen_facts += pick
+    return chosen_facts
+
+
+def _combinations(facts: list[Fact]) -> Iterable[list[Fact]]:
+    for mask in range(1 << len(facts)):
+        yield [f for i, f in enumerate(facts) if mask >> i & 1]
 
 
 @dataclass
