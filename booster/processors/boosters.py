@@ -461,16 +461,22 @@ def pending_report(launch: CampaignLaunched) -> Report:
     return launch_report(schedule_of(launch, b), "PENDING", ReasonCode.ACCOUNT_PENDING, reason)
 
 
-def expire_pending(launch: CampaignLaunched, now: int) -> Refused | None:
-    """R15: a launch still waiting for its account's channels at its deadline is REJECTED (account
-    unknown); before that, None. A launch without booster settings never expires this way (R1)."""
+def expire_pending(launch: CampaignLaunched, now: int, allowed_lateness_ms: int) -> Refused | None:
+    """R15: a launch still waiting for its account's channels once its deadline and the allowed
+    lateness are past is REJECTED (account unknown); before that, None. Channels are a fact like the
+    others: those that reach Kafka within the allowed lateness still decide the launch, as a late
+    delivery report still counts, and the booster could not fire before that moment anyway. A launch
+    without booster settings never expires this way (R1)."""
     b = launch.booster
     if b is None:
         return None
     schedule = schedule_of(launch, b)
-    if now < schedule.deadline:
+    if now < schedule.deadline + allowed_lateness_ms:
         return None
-    reason = f"the channels of account {launch.account_id} (account.channels) never came before the deadline"
+    reason = (
+        f"the channels of account {launch.account_id} (account.channels) never came before the deadline "
+        "and its allowed lateness"
+    )
     report = launch_report(schedule, "REJECTED", ReasonCode.ACCOUNT_UNKNOWN, reason)
     return Refused(report, launch.launched_at)
 

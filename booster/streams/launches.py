@@ -261,13 +261,13 @@ class Launches:
         """A pending launch past its deadline gets a tick into its own partition, so its rejection is
         decided by the agent that owns the partition's tables, in order with its other records; and
         only once that agent has read the partition of account.channels up to a moment after the
-        deadline: channels that reached Kafka before it decide the launch, however far behind the
-        workers are (G1)."""
+        deadline and its allowed lateness: channels that reached Kafka before it decide the launch,
+        however far behind the workers are (G1)."""
         now = now_ms()
         for p in self.active_partitions():
             for key, value in self.pending.partition(p).items():
                 launch = launch_from_record(codec().decode("campaign.launched", value))
-                if expire_pending(launch, now) is None:
+                if expire_pending(launch, now, self.allowed_lateness_ms) is None:
                     continue
                 ticked = self._expiring.get((launch.campaign_id, p))
                 if ticked is not None and time.monotonic() - ticked < RETICK_SECONDS:
@@ -281,7 +281,8 @@ class Launches:
 
     async def _channels_read(self, campaign_id: str, p: int) -> bool:
         """This partition of account.channels is processed up to its end as it was at a first look
-        after the launch's deadline (taken once: new records cannot hold the expiry back for ever)."""
+        after the launch's deadline and allowed lateness (taken once: new records cannot hold the
+        expiry back for ever)."""
         tp = TopicPartition(self.accounts_topic, p)
         ends = self._snapshots.get((campaign_id, p))
         first_look = ends is None
@@ -308,7 +309,7 @@ class Launches:
         ]
         for key, raw in waiting:
             launch = launch_from_record(codec().decode("campaign.launched", raw))
-            refused = expire_pending(launch, now_ms())
+            refused = expire_pending(launch, now_ms(), self.allowed_lateness_ms)
             if refused is None:
                 continue
             pending.write({key: None})

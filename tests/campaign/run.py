@@ -524,6 +524,10 @@ def run_campaign(
         if b.cancel is not None and id(b.cancel) in late:
             outcome.ambiguous.append(b.campaign_id)  # the whole booster may be cancelled or not
             continue
+        account_at = publisher.confirmed.get(id(b.account))
+        if account_at is None or account_at > b.deadline_at + snapshot_after:
+            outcome.ambiguous.append(b.campaign_id)  # its launch may be REJECTED for an unknown account
+            continue
         held_back = [f for f in counted if id(f) in late]
         facts = admissible(b, [f for f in counted if id(f) not in late], held_back, written)
         if facts is None:

@@ -63,10 +63,9 @@ class World:
             )
             asyncio.run(self.launches.decide(tick))
 
-    def account(self, channels: list[str], at: int = 1_767_225_600_000, reached_kafka_at: int | None = None) -> None:
+    def account(self, channels: list[str], at: int = 1_767_225_600_000) -> None:
         record = {"account_id": "acct-1", "channels": channels, "updated_at": at}
-        arrived = 1_767_225_600_000 if reached_kafka_at is None else reached_kafka_at
-        asyncio.run(self.launches.decide(incoming("account.channels", record, timestamp_ms=arrived)))
+        asyncio.run(self.launches.decide(incoming("account.channels", record)))
 
 
 LAUNCH = {**SAMPLES["campaign.launched"], "booster": {**SAMPLES["campaign.launched"]["booster"], "channel": None}}
@@ -225,6 +224,22 @@ def test_a_pending_launch_expires_only_once_its_accounts_channels_are_read_past_
     w.gate.lag.clear()
     asyncio.run(w.launches.look_for_expired_launches())
     assert w.by_account.sent == []  # nothing pending any more
+    assert [(r["status"], r["reason_code"]) for r in w.reports.decoded()] == [
+        ("PENDING", "ACCOUNT_PENDING"),
+        ("SCHEDULED", None),
+    ]
+
+
+def test_a_pending_launch_waits_out_the_allowed_lateness_before_it_expires() -> None:
+    """Channels are a fact like the others: those that reach Kafka within the allowed lateness after the
+    deadline still decide the launch, so the expiry is not even considered before then."""
+    w = World()
+    delay_ms = LAUNCH["booster"]["delay_seconds"] * 1000
+    just_due = {**LAUNCH, "launched_at": int(time.time() * 1000) - delay_ms - 1000}  # its deadline a second ago
+    w.launch(just_due)
+    asyncio.run(w.launches.look_for_expired_launches())
+    assert w.by_account.sent == [] and w.gate.snapshots == 0  # 4 s of the 5 s allowed lateness are left
+    w.account(["EMAIL"], at=just_due["launched_at"])
     assert [(r["status"], r["reason_code"]) for r in w.reports.decoded()] == [
         ("PENDING", "ACCOUNT_PENDING"),
         ("SCHEDULED", None),
