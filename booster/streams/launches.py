@@ -1,7 +1,7 @@
 """Launches and accounts: a launch is re-keyed by account to meet `account.channels` in one
 partition, validated once per campaign (R1-R3, R7), and an accepted schedule is broadcast to every
 partition of booster.control. A launch whose account's channels are not known yet waits for them,
-reported PENDING, and is REJECTED at its deadline if they never come (R15). Cancellations are
+reported PENDING, and is REJECTED once its deadline and the allowed lateness are past if they never come (R15). Cancellations are
 broadcast as they come.
 
 campaign.launched, campaign.booster-cancelled -> `route`  -> launches-by-account, booster.control

@@ -187,7 +187,7 @@ def test_a_decision_kept_by_an_older_worker_still_recognises_duplicates() -> Non
     assert w.metrics.get("booster_duplicate_launches_total") == 1
 
 
-def test_a_launch_whose_account_never_comes_is_rejected_at_its_deadline() -> None:
+def test_a_launch_whose_account_never_comes_is_rejected_after_its_deadline() -> None:
     w = World()
     deadline = LAUNCH["launched_at"] + LAUNCH["booster"]["delay_seconds"] * 1000  # long past (2026-01-01)
     w.launch(LAUNCH)
