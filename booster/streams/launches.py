@@ -1,8 +1,8 @@
 """Launches and accounts: a launch is re-keyed by account to meet `account.channels` in one
 partition, validated once per campaign (R1-R3, R7), and an accepted schedule is broadcast to every
 partition of booster.control. A launch whose account's channels are not known yet waits for them,
-reported PENDING, and is REJECTED once its deadline and the allowed lateness are past if they never come (R15). Cancellations are
-broadcast as they come.
+reported PENDING, and is REJECTED if they have not come once its deadline and the allowed lateness
+are past (R15). Cancellations are broadcast as they come.
 
 campaign.launched, campaign.booster-cancelled -> `route`  -> launches-by-account, booster.control
 account.channels, launches-by-account         -> `decide` -> booster.control, booster.reports

@@ -1,7 +1,8 @@
 """Notices through the contract topics (R14): every REJECTED and CANCELLED booster, a launch that waits
 for its account, a launch that lost to an earlier one and a cancel that came too late are each one
 record on booster.notices, keyed by account, with a reason code; a booster that was sent says nothing.
-A launch whose account's channels never come is PENDING, then REJECTED once its deadline and the allowed lateness are past (R15)."""
+A launch whose account's channels never come is PENDING, then REJECTED once its deadline and the
+allowed lateness are past (R15)."""
 
 from __future__ import annotations
 
