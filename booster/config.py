@@ -52,10 +52,19 @@ DEFAULTS: dict[str, str] = {
     "BOOSTER_GROUP_INSTANCE_ID": "",
     "BOOSTER_BULK_RESTORE": "on",
     "BOOSTER_STANDBY_REPLICAS": "0",
+    "BOOSTER_REGISTRY_PORT": "8081",
+    "BOOSTER_SCHEMA_REGISTRY_URL": "",
+    "BOOSTER_SCHEMA_REGISTRY_USERNAME": "",
+    "BOOSTER_SCHEMA_REGISTRY_PASSWORD": "",
+    "BOOSTER_SCHEMA_REGISTRY_PASSWORD_FILE": "",
+    "BOOSTER_SCHEMA_REGISTRY_TOKEN": "",
+    "BOOSTER_SCHEMA_REGISTRY_TOKEN_FILE": "",
 }
 
 # never printed: `booster config`, logs and errors say only whether they are set
-SECRETS = frozenset({"BOOSTER_SASL_PASSWORD", "BOOSTER_WEB_TOKEN"})
+SECRETS = frozenset(
+    {"BOOSTER_SASL_PASSWORD", "BOOSTER_WEB_TOKEN", "BOOSTER_SCHEMA_REGISTRY_PASSWORD", "BOOSTER_SCHEMA_REGISTRY_TOKEN"}
+)
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
@@ -127,6 +136,18 @@ DOCS: dict[str, str] = {
     "BOOSTER_STANDBY_REPLICAS": "Copies of each table partition kept up to date by other workers (Faust's standby "
     "replicas): a partition whose worker dies moves to one of them without a restore. Each copy costs its "
     "disk and a changelog reader.",
+    "BOOSTER_REGISTRY_PORT": "Port of the local schema registry `booster registry start` runs (Apicurio "
+    "Registry; its management port is the next one).",
+    "BOOSTER_SCHEMA_REGISTRY_URL": "A Confluent-compatible schema registry (Confluent Schema Registry, Karapace, "
+    "or Apicurio's /apis/ccompat/v7): records are read by the writer schema id the registry gave them and "
+    "written with the registry's ids for the contract's schemas. Empty (the default): the contract's own ids.",
+    "BOOSTER_SCHEMA_REGISTRY_USERNAME": "Basic-auth user of the schema registry (with its password).",
+    "BOOSTER_SCHEMA_REGISTRY_PASSWORD": "Basic-auth password of the schema registry (secret: never printed). Or "
+    "BOOSTER_SCHEMA_REGISTRY_PASSWORD_FILE.",
+    "BOOSTER_SCHEMA_REGISTRY_PASSWORD_FILE": "A file holding the schema registry's password (its first line).",
+    "BOOSTER_SCHEMA_REGISTRY_TOKEN": "Bearer token for the schema registry, for managed registries behind OAuth "
+    "(secret: never printed). Or BOOSTER_SCHEMA_REGISTRY_TOKEN_FILE.",
+    "BOOSTER_SCHEMA_REGISTRY_TOKEN_FILE": "A file holding the schema registry's bearer token (its first line).",
     "BOOSTER_MAX_RECORD_BYTES": "Largest record `booster publish` sends and a worker reads; a larger one is "
     "refused (the worker sends it to booster.dead-letter, cut short).",
 }
@@ -321,6 +342,41 @@ class WebAccess:
 
 
 @dataclass(frozen=True)
+class RegistryAccess:
+    """Where the schema registry is and how to authenticate to it; empty url: no registry, the
+    contract's own schema ids. Secrets stay out of repr."""
+
+    url: str = ""
+    username: str = ""
+    password: str = field(default="", repr=False)
+    token: str = field(default="", repr=False)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url)
+
+    @classmethod
+    def from_env(cls, source: dict[str, str]) -> RegistryAccess:
+        url = source.get("BOOSTER_SCHEMA_REGISTRY_URL", "").strip().rstrip("/")
+        if url and not url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"BOOSTER_SCHEMA_REGISTRY_URL={url!r} is not an http:// or https:// address; set it to the "
+                "registry's Confluent-compatible API (Apicurio: http://host:port/apis/ccompat/v7)"
+            )
+        username = source.get("BOOSTER_SCHEMA_REGISTRY_USERNAME", "")
+        password = _secret(source, "BOOSTER_SCHEMA_REGISTRY_PASSWORD")
+        token = _secret(source, "BOOSTER_SCHEMA_REGISTRY_TOKEN")
+        if bool(username) != bool(password):
+            raise ConfigError(
+                "basic auth to the schema registry needs both BOOSTER_SCHEMA_REGISTRY_USERNAME and "
+                "BOOSTER_SCHEMA_REGISTRY_PASSWORD (or _PASSWORD_FILE); set both or neither"
+            )
+        if token and username:
+            raise ConfigError("set a bearer token or a user and password for the schema registry, not both")
+        return cls(url=url, username=username, password=password, token=token)
+
+
+@dataclass(frozen=True)
 class Settings:
     broker: str
     kafka_port: int
@@ -355,6 +411,8 @@ class Settings:
     bulk_restore: bool = True
     replication_factor: int = 1
     standby_replicas: int = 0
+    registry_port: int = 8081  # the local registry's (`booster registry start`)
+    registry: RegistryAccess = RegistryAccess()
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -409,6 +467,8 @@ class Settings:
             replication_factor=_int("BOOSTER_REPLICATION_FACTOR", get("BOOSTER_REPLICATION_FACTOR"), 1),
             bulk_restore=_on_off("BOOSTER_BULK_RESTORE", get("BOOSTER_BULK_RESTORE")),
             standby_replicas=_int("BOOSTER_STANDBY_REPLICAS", get("BOOSTER_STANDBY_REPLICAS"), 0),
+            registry_port=_int("BOOSTER_REGISTRY_PORT", get("BOOSTER_REGISTRY_PORT"), 1),
+            registry=RegistryAccess.from_env(source),
         )
 
     @property

@@ -62,3 +62,13 @@ class BrokerUnreachable(BrokerError):
 
 class TopologyError(BoosterError):
     """Topics exist with the wrong shape (for example, contact topics not co-partitioned)."""
+
+
+class RegistryError(BoosterError):
+    """The schema registry refused a request (a schema it finds incompatible, wrong credentials, no
+    registry set): the message says what to change."""
+
+
+class RegistryUnavailable(RegistryError):
+    """The schema registry did not answer, or answered that it is in trouble: infrastructure, like a
+    broker away; a worker retries, and never dead-letters a record for it (G7)."""

@@ -154,15 +154,6 @@ class LocalKafka:
             return None
         return pid if b"kafka.Kafka" in cmdline else None
 
-    def _java(self) -> str:
-        java_home = os.environ.get("JAVA_HOME")
-        if java_home and (Path(java_home) / "bin" / "java").is_file():
-            return str(Path(java_home) / "bin" / "java")
-        java = shutil.which("java")
-        if java is None:
-            raise BrokerError("java is not on PATH; install a JDK 17 or newer (apt-get install openjdk-17-jre)")
-        return java
-
     def _write_config(self, node: int = 1) -> Path:
         self.node_root(node).mkdir(parents=True, exist_ok=True)
         port = self.node_port(node)
@@ -186,7 +177,7 @@ class LocalKafka:
 
     def _java_cmd(self, main: str, *args: str, heap: str = "1g") -> list[str]:
         return [
-            self._java(), f"-Xmx{heap}", "-Xms128m", "-XX:+UseG1GC",
+            java_path(), f"-Xmx{heap}", "-Xms128m", "-XX:+UseG1GC",
             f"-Dlog4j2.configurationFile={HERE / 'log4j2.yaml'}",
             "-cp", f"{self.libs}/*", main, *args,
         ]  # fmt: skip
@@ -224,7 +215,7 @@ class LocalKafka:
             if node in running:
                 continue
             for port in (self.node_port(node), self.node_port(node) + 1):
-                if _port_open(port):
+                if port_open(port):
                     raise BrokerError(
                         f"port {port} on 127.0.0.1 is taken by another process; stop it or set "
                         "BOOSTER_KAFKA_PORT (and BOOSTER_BROKER) to a free port"
@@ -244,7 +235,7 @@ class LocalKafka:
                     self.stop(say=lambda _m: None)
                     raise BrokerError(
                         f"Kafka exited with code {proc.returncode} while starting; see {self.log_file(node)}:\n"
-                        + _tail(self.log_file(node))
+                        + tail(self.log_file(node))
                     )
             if self._answers(security):
                 mode = " (SASL_SSL, SCRAM users, ACLs enforced)" if self.secure else ""
@@ -258,7 +249,7 @@ class LocalKafka:
             time.sleep(0.3)
         self.stop(say=lambda _m: None)
         log = self.log_file(next(iter(procs)))
-        raise BrokerError(f"Kafka did not answer within {timeout:.0f} s; see {log}:\n" + _tail(log))
+        raise BrokerError(f"Kafka did not answer within {timeout:.0f} s; see {log}:\n" + tail(log))
 
     def start_node(self, node: int, cluster_id: str | None = None) -> subprocess.Popen[bytes]:
         """Start one node (formatted first if new) and return at once; `start` waits for the cluster."""
@@ -329,13 +320,24 @@ def new_cluster_id() -> str:
             return found
 
 
-def _port_open(port: int) -> bool:
+def java_path() -> str:
+    """The java that runs the broker and the registry: $JAVA_HOME's, else the one on PATH."""
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home and (Path(java_home) / "bin" / "java").is_file():
+        return str(Path(java_home) / "bin" / "java")
+    java = shutil.which("java")
+    if java is None:
+        raise BrokerError("java is not on PATH; install a JDK 17 or newer (apt-get install openjdk-17-jre)")
+    return java
+
+
+def port_open(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _tail(path: Path, lines: int = 30) -> str:
+def tail(path: Path, lines: int = 30) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except FileNotFoundError:

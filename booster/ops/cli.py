@@ -77,6 +77,35 @@ def cmd_kafka(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- registry ------------------------------------------------------------------------------------
+
+
+def cmd_registry(args: argparse.Namespace) -> int:
+    from booster.broker.registry import APICURIO_VERSION, LocalRegistry
+
+    registry = LocalRegistry(_settings())
+    if args.action == "env":
+        print(f"export BOOSTER_SCHEMA_REGISTRY_URL={registry.url}")
+    elif args.action == "start":
+        started = time.monotonic()
+        registry.start(say=lambda m: print(m, file=sys.stderr))
+        print(f"ready in {time.monotonic() - started:.1f} s", file=sys.stderr)
+        print(
+            'point Booster at it with: eval "$(booster registry env)"; then `booster topics create` registers '
+            "the contract's schemas",
+            file=sys.stderr,
+        )
+    elif args.action == "stop":
+        registry.stop(say=lambda m: print(m, file=sys.stderr))
+    elif args.action == "fetch":
+        registry.fetch(say=lambda m: print(m, file=sys.stderr))
+        print(f"Apicurio Registry {APICURIO_VERSION} in {registry.install}")
+    else:
+        print(registry.status())
+        return EXIT_OK if registry.pid() is not None else 3
+    return EXIT_OK
+
+
 # -- topics --------------------------------------------------------------------------------------
 
 
@@ -469,6 +498,15 @@ def build_parser() -> argparse.ArgumentParser:
         "dirs), topics replicated 3 times with min.insync.replicas 2; `env --nodes 3` prints its settings",
     )
     p.set_defaults(func=cmd_kafka)
+
+    p = sub.add_parser(
+        "registry",
+        help="start, stop or check a local schema registry (Apicurio Registry, Confluent-compatible API)",
+        description="A local Apicurio Registry on 127.0.0.1:BOOSTER_REGISTRY_PORT, fetched from Maven Central "
+        "on first use, in-memory storage. `env` prints the BOOSTER_SCHEMA_REGISTRY_URL that points at it.",
+    )
+    p.add_argument("action", choices=["start", "stop", "status", "fetch", "env"])
+    p.set_defaults(func=cmd_registry)
 
     p = sub.add_parser("topics", help="create or describe the contract's topics; print or write their ACLs")
     p.add_argument("action", choices=["create", "describe", "acls"])

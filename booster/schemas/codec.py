@@ -2,6 +2,14 @@
 
 Timestamps (`timestamp-millis`) are read and written as integer epoch milliseconds: the bytes are
 the same as with the logical type, and the hot path avoids building datetime objects.
+
+Two id spaces. The contract's own (the catalog's fixed ids) is the default, and what internal topics
+(booster.control, the re-keyed and re-routed copies, the summaries...) and the tables always use, so
+that a worker's state does not depend on a registry. With a schema registry (`use_registry`), the
+contract's topics speak the registry's ids: a record is read by the writer schema the registry gave
+its id, resolved against our schema for its topic (an upstream's own copy of the contract, an older
+version, a field added or reordered all read), and what Booster writes carries the ids the registry
+gave our schemas.
 """
 
 from __future__ import annotations
@@ -9,14 +17,15 @@ from __future__ import annotations
 import io
 import json
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro.read import SchemaResolutionError
 from fastavro.validation import ValidationError, validate
 
-from booster.errors import DecodeError, EncodeError
+from booster.errors import DecodeError, EncodeError, RegistryError
 from booster.schemas.catalog import BY_ID, CATALOG, TopicSpec
 
 MAGIC = 0
@@ -60,8 +69,18 @@ def _timestamp_fields(node: Any) -> list[str]:
 PADDING = bytes(64)
 
 
+class SchemaSource(Protocol):
+    """Where writer schemas are found by id: the schema registry (`schemas/registry.py`)."""
+
+    def schema(self, schema_id: int) -> str | None: ...
+
+
 class Codec:
     def __init__(self) -> None:
+        self.registry: SchemaSource | None = None  # set: the contract's topics speak the registry's ids
+        self._registry_ids: dict[str, int] = {}  # the registry's id of our latest schema, by topic
+        self._registry_writers: dict[int, Any] = {}  # writer schemas the registry gave, by its id
+        self._resolved: dict[tuple[int, str], tuple[Any, Any]] = {}  # (id, topic) -> (writer, reader or None)
         self.raw_schemas: dict[str, Any] = {}  # each topic's latest version, as written in its .avsc file
         self._parsed: dict[str, Any] = {}  # the latest versions, without logical types: timestamps are ints
         self._timestamps: dict[str, list[str]] = {}
@@ -74,14 +93,34 @@ class Codec:
                 self._parsed[spec.name] = self._writers[spec.schema_id]
                 self._timestamps[spec.name] = _timestamp_fields(raw)
 
-    def header(self, topic: str) -> bytes:
+    # -- the registry's ids ------------------------------------------------------------------------
+
+    def use_registry(self, source: SchemaSource, ids: Mapping[str, int]) -> None:
+        """From now on the contract's topics speak the registry's ids: `ids`, the ids it gave our latest
+        schema of every contract topic (registered under `<topic>-value`)."""
+        missing = sorted(t for t, spec in CATALOG.items() if not _internal(spec) and t not in ids)
+        if missing:
+            raise RegistryError(f"no registry id for the schema of {', '.join(missing)}")
+        self.registry = source
+        self._registry_ids = dict(ids)
+        self._resolved.clear()
+        for topic, schema_id in ids.items():  # ours: known without asking
+            self._registry_writers[schema_id] = self._parsed[topic]
+
+    def _speaks_registry(self, topic: str, internal: bool) -> bool:
+        return self.registry is not None and not internal and not _internal(CATALOG[topic])
+
+    def header(self, topic: str, internal: bool = False) -> bytes:
+        if self._speaks_registry(topic, internal):
+            return HEADER.pack(MAGIC, self._registry_ids[topic])
         return HEADER.pack(MAGIC, CATALOG[topic].schema_id)
 
-    def encode(self, topic: str, value: Mapping[str, Any]) -> bytes:
-        """Encode a value for a contract topic. Raises EncodeError when it does not fit."""
+    def encode(self, topic: str, value: Mapping[str, Any], internal: bool = False) -> bytes:
+        """Encode a value for a contract topic. Raises EncodeError when it does not fit. `internal`: for
+        an internal topic or a table (a re-keyed launch, a re-routed fact): the contract's own id."""
         schema = self._parsed[topic]
         out = io.BytesIO()
-        out.write(self.header(topic))
+        out.write(self.header(topic, internal))
         try:
             schemaless_writer(out, schema, value)
         except Exception as exc:  # fastavro raises many types for a value that does not fit
@@ -113,39 +152,103 @@ class Codec:
             raise DecodeError(f"unknown schema id {schema_id}", kind="unknown_schema")
         return spec
 
-    def decode(self, topic: str, data: bytes | None) -> Record:
+    def decode(self, topic: str, data: bytes | None, internal: bool = False) -> Record:
         """Decode a value read from `topic` (contract name), of any version of its schema, into the shape
-        of the latest version. Raises DecodeError for bad bytes."""
-        spec = self.schema_of(data)
+        of the latest version. Raises DecodeError for bad bytes; with a registry, RegistryUnavailable
+        when the registry must be asked for a writer schema and does not answer (retry: never the
+        record's fault). `internal`: read from an internal topic or a table (the contract's own ids)."""
+        if self._speaks_registry(topic, internal):
+            writer, reader = self._registry_schemas(topic, data)
+        else:
+            spec = self.schema_of(data)
+            if spec.name != topic:
+                raise DecodeError(
+                    f"schema id {spec.schema_id} is the schema of {spec.name}, not of {topic}", kind="wrong_schema"
+                )
+            latest = self._parsed[topic]
+            writer = self._writers[spec.schema_id]
+            reader = None if writer is latest else latest
         assert data is not None
-        if spec.name != topic:
-            raise DecodeError(
-                f"schema id {spec.schema_id} is the schema of {spec.name}, not of {topic}", kind="wrong_schema"
-            )
-        reader = io.BytesIO(data + PADDING)
-        reader.seek(HEADER.size)
-        latest = self._parsed[spec.name]
-        writer = self._writers[spec.schema_id]
+        stream = io.BytesIO(data + PADDING)
+        stream.seek(HEADER.size)
         try:
-            value = cast(Record, schemaless_reader(reader, writer, None if writer is latest else latest))
+            value = cast(Record, schemaless_reader(stream, writer, reader))
+        except SchemaResolutionError as exc:
+            raise DecodeError(
+                f"the writer schema (id {HEADER.unpack_from(data)[1]}) cannot be read as {topic}: {exc}",
+                kind="unresolvable_schema",
+            ) from exc
         except Exception as exc:  # corrupt input makes fastavro raise anything
-            raise DecodeError(f"corrupt Avro for {spec.name}: {type(exc).__name__}: {exc}") from exc
-        end = reader.tell()
+            raise DecodeError(f"corrupt Avro for {topic}: {type(exc).__name__}: {exc}") from exc
+        end = stream.tell()
         if end > len(data):
-            raise DecodeError(f"corrupt Avro for {spec.name}: truncated, it ends {end - len(data)} byte(s) short")
+            raise DecodeError(f"corrupt Avro for {topic}: truncated, it ends {end - len(data)} byte(s) short")
         if end < len(data):
-            raise DecodeError(f"{len(data) - end} unexpected bytes after the {spec.name} record")
-        for name in self._timestamps[spec.name]:
+            raise DecodeError(f"{len(data) - end} unexpected bytes after the {topic} record")
+        for name in self._timestamps[topic]:
             ts = value.get(name)
             if ts is not None and not MIN_TIMESTAMP_MS <= ts < MAX_TIMESTAMP_MS:
                 raise DecodeError(_timestamp_reason(name, ts), kind="bad_timestamp")
         return value
+
+    def _registry_schemas(self, topic: str, data: bytes | None) -> tuple[Any, Any]:
+        """The writer schema the registry gave the value's id, and our schema to resolve it against
+        (None: the same schema, read as it is)."""
+        if data is None or len(data) < HEADER.size:
+            raise DecodeError("value is empty or shorter than the 5-byte wire-format header", kind="not_wire_format")
+        magic, schema_id = HEADER.unpack_from(data)
+        if magic != MAGIC:
+            raise DecodeError(
+                f"wrong magic byte {magic} (expected 0): not Confluent wire format", kind="not_wire_format"
+            )
+        found = self._resolved.get((schema_id, topic))
+        if found is None:
+            writer = self.writer_schema(schema_id)
+            latest = self._parsed[topic]
+            found = self._resolved[(schema_id, topic)] = (writer, None if writer == latest else latest)
+        return found
+
+    def writer_schema(self, schema_id: int) -> Any:
+        """The registry's schema of `schema_id`, parsed (fetched once); DecodeError when it has none."""
+        writer = self._registry_writers.get(schema_id)
+        if writer is not None:
+            return writer
+        assert self.registry is not None
+        text = self.registry.schema(schema_id)  # RegistryUnavailable: the caller retries
+        if text is None:
+            raise DecodeError(f"unknown schema id {schema_id}: the schema registry has none", kind="unknown_schema")
+        try:
+            writer = parse_schema(strip_logical_types(json.loads(text)))
+        except Exception as exc:  # a registry that keeps a schema fastavro cannot parse
+            raise DecodeError(
+                f"schema id {schema_id} is not a schema this reader can parse: {exc}", kind="unknown_schema"
+            ) from exc
+        self._registry_writers[schema_id] = writer
+        return writer
+
+    def unknown_ids(self, topic: str, values: Iterable[bytes | None]) -> set[int]:
+        """The writer ids among `values` (read from `topic`) whose schema must still be asked for: the
+        worker fetches them off its event loop before it decodes a batch."""
+        if not self._speaks_registry(topic, False):
+            return set()
+        ids = set()
+        for data in values:
+            if data is not None and len(data) >= HEADER.size:
+                magic, schema_id = HEADER.unpack_from(data)
+                if magic == MAGIC and schema_id not in self._registry_writers:
+                    ids.add(schema_id)
+        return ids
 
     def _check_timestamps(self, topic: str, value: Mapping[str, Any]) -> None:
         for name in self._timestamps[topic]:
             ts = value.get(name)
             if ts is not None and not MIN_TIMESTAMP_MS <= ts < MAX_TIMESTAMP_MS:
                 raise EncodeError(_timestamp_reason(name, ts))
+
+
+def _internal(spec: TopicSpec) -> bool:
+    """Only workers read it: it keeps the contract's own ids, registry or not."""
+    return spec.role == "internal"
 
 
 def _timestamp_reason(name: str, ts: Any) -> str:
