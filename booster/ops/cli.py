@@ -408,6 +408,7 @@ def _wait_for_the_broker(loop: asyncio.AbstractEventLoop, settings: Settings) ->
     not co-partitioned) raises at once (exit 1)."""
     from booster.errors import BrokerUnreachable
     from booster.ops import admin
+    from booster.schemas.registry import use_registry
     from booster.streams.records import EXIT_RETRY_LATER, is_broker_trouble
 
     give_up_at = time.monotonic() + settings.retry_seconds
@@ -417,6 +418,7 @@ def _wait_for_the_broker(loop: asyncio.AbstractEventLoop, settings: Settings) ->
             loop.run_until_complete(admin.check_ready(settings))
             loop.run_until_complete(admin.create_internal(settings))
             loop.run_until_complete(admin.check_access(settings))
+            use_registry(settings)  # a schema registry away is waited for as the broker is
             return True
         except Exception as exc:
             if not (isinstance(exc, BrokerUnreachable) or is_broker_trouble(exc)):
@@ -623,6 +625,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _reads_or_writes_records(args: argparse.Namespace) -> bool:
+    """The command encodes or decodes records (with a schema registry set, it speaks the registry's ids).
+    A worker connects to the registry itself, waiting for it as for the broker."""
+    if args.command in ("kafka", "registry", "config", "worker", "lag"):
+        return False
+    return bool(args.command != "topics" or args.action == "create")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -636,6 +646,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # socket whose peer went away (a broker killed, a scraper that hung up) ends it at once
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
+        if _reads_or_writes_records(args):
+            from booster.schemas.registry import use_registry
+
+            # `topics create` also sets each subject's compatibility level
+            registered = use_registry(_settings(), set_compatibility=args.command == "topics")
+            if registered and args.command == "topics":
+                print(f"{len(registered)} contract schema(s) registered at {_settings().registry.url}", file=sys.stderr)
         result: int = args.func(args)
         return result
     except BoosterError as exc:

@@ -153,7 +153,8 @@ def decode_record(topic: str, msg: ConsumerRecord[bytes, bytes], epoch_ms: bool 
     try:
         if topic == LAUNCHES_BY_ACCOUNT and codec().schema_of(msg.value).name == "booster.control":
             st = "booster.control"  # the timer's tick for a pending launch past its deadline
-        value = record_to_json(st, codec().decode(st, msg.value), epoch_ms=epoch_ms)
+        internal = topic == LAUNCHES_BY_ACCOUNT  # copies in the contract's own ids, registry or not
+        value = record_to_json(st, codec().decode(st, msg.value, internal), epoch_ms=epoch_ms)
         error = None
     except DecodeError as exc:
         value = None if msg.value is None else "base64:" + base64.b64encode(msg.value).decode()

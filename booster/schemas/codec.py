@@ -80,6 +80,7 @@ class Codec:
         self.registry: SchemaSource | None = None  # set: the contract's topics speak the registry's ids
         self._registry_ids: dict[str, int] = {}  # the registry's id of our latest schema, by topic
         self._registry_writers: dict[int, Any] = {}  # writer schemas the registry gave, by its id
+        self._unreadable: dict[int, DecodeError] = {}  # ids the registry has no (readable) schema for
         self._resolved: dict[tuple[int, str], tuple[Any, Any]] = {}  # (id, topic) -> (writer, reader or None)
         self.raw_schemas: dict[str, Any] = {}  # each topic's latest version, as written in its .avsc file
         self._parsed: dict[str, Any] = {}  # the latest versions, without logical types: timestamps are ints
@@ -104,8 +105,16 @@ class Codec:
         self.registry = source
         self._registry_ids = dict(ids)
         self._resolved.clear()
+        self._unreadable.clear()
         for topic, schema_id in ids.items():  # ours: known without asking
             self._registry_writers[schema_id] = self._parsed[topic]
+
+    def use_catalog(self) -> None:
+        """Back to the contract's own ids (no registry)."""
+        self.registry = None
+        self._unreadable.clear()
+        self._registry_ids = {}
+        self._resolved.clear()
 
     def _speaks_registry(self, topic: str, internal: bool) -> bool:
         return self.registry is not None and not internal and not _internal(CATALOG[topic])
@@ -213,16 +222,23 @@ class Codec:
         writer = self._registry_writers.get(schema_id)
         if writer is not None:
             return writer
+        refused = self._unreadable.get(schema_id)
+        if refused is not None:  # asked once: its records are refused without asking again
+            raise refused
         assert self.registry is not None
         text = self.registry.schema(schema_id)  # RegistryUnavailable: the caller retries
-        if text is None:
-            raise DecodeError(f"unknown schema id {schema_id}: the schema registry has none", kind="unknown_schema")
         try:
-            writer = parse_schema(strip_logical_types(json.loads(text)))
-        except Exception as exc:  # a registry that keeps a schema fastavro cannot parse
-            raise DecodeError(
-                f"schema id {schema_id} is not a schema this reader can parse: {exc}", kind="unknown_schema"
-            ) from exc
+            if text is None:
+                raise DecodeError(f"unknown schema id {schema_id}: the schema registry has none", kind="unknown_schema")
+            try:
+                writer = parse_schema(strip_logical_types(json.loads(text)))
+            except Exception as exc:  # a registry that keeps a schema fastavro cannot parse
+                raise DecodeError(
+                    f"schema id {schema_id} is not a schema this reader can parse: {exc}", kind="unknown_schema"
+                ) from exc
+        except DecodeError as exc:
+            self._unreadable[schema_id] = exc
+            raise
         self._registry_writers[schema_id] = writer
         return writer
 
@@ -235,7 +251,7 @@ class Codec:
         for data in values:
             if data is not None and len(data) >= HEADER.size:
                 magic, schema_id = HEADER.unpack_from(data)
-                if magic == MAGIC and schema_id not in self._registry_writers:
+                if magic == MAGIC and schema_id not in self._registry_writers and schema_id not in self._unreadable:
                     ids.add(schema_id)
         return ids
 

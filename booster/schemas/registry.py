@@ -15,8 +15,10 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from booster.config import RegistryAccess
+from booster.config import RegistryAccess, Settings
 from booster.errors import RegistryError, RegistryUnavailable
+from booster.schemas.catalog import CATALOG
+from booster.schemas.codec import codec
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 # a registry that takes longer than this is as good as away: the worker retries, with backoff
@@ -121,3 +123,48 @@ def _error_of(exc: urllib.error.HTTPError) -> dict[str, Any]:
     except (ValueError, OSError):
         return {}
     return found if isinstance(found, dict) else {}
+
+
+# What the registry enforces on each subject of the contract, when `booster topics create` registers it.
+# Inputs: upstream teams register their writers' versions, and Booster reads every one with its own
+# (older or newer) schema; a version Booster's schema cannot read is exactly what must be refused, in
+# both directions and against every version, so FULL_TRANSITIVE (BACKWARD alone lets a writer drop a
+# field Booster needs). Outputs: Booster is the only writer, and consumers read with whatever version
+# they were built with, so each new version of ours must be readable by all earlier ones:
+# FORWARD_TRANSITIVE (Booster reads its own outputs back only with the newest schema, which the
+# contract's own evolution tests cover).
+INPUT_COMPATIBILITY = "FULL_TRANSITIVE"
+OUTPUT_COMPATIBILITY = "FORWARD_TRANSITIVE"
+
+
+def contract_subjects(settings: Settings) -> dict[str, str]:
+    """Every contract topic others read or write, and its subject (the topic-name strategy:
+    `<topic>-value`, the configured prefix included). Internal topics are not in the registry."""
+    return {topic: f"{settings.topic(topic)}-value" for topic, spec in CATALOG.items() if spec.role != "internal"}
+
+
+def compatibility_of(topic: str) -> str:
+    return INPUT_COMPATIBILITY if CATALOG[topic].role == "input" else OUTPUT_COMPATIBILITY
+
+
+def register_contract(settings: Settings, client: RegistryClient, set_compatibility: bool = False) -> dict[str, int]:
+    """Our latest schema of every contract topic registered under its subject (found, when it was
+    registered before); the registry's ids, by topic. `set_compatibility`: each subject gets its level."""
+    ids = {}
+    for topic, subject in contract_subjects(settings).items():
+        ids[topic] = client.register(subject, json.dumps(codec().raw_schemas[topic]))
+        if set_compatibility:
+            client.set_compatibility(subject, compatibility_of(topic))
+    return ids
+
+
+def use_registry(settings: Settings, set_compatibility: bool = False) -> dict[str, int]:
+    """Point this process's codec at the schema registry, when BOOSTER_SCHEMA_REGISTRY_URL is set: our
+    schemas registered (or found), the contract's topics read and written with the registry's ids.
+    RegistryUnavailable when it does not answer (a worker waits for it as for the broker)."""
+    if not settings.registry.enabled:
+        return {}
+    client = RegistryClient(settings.registry)
+    ids = register_contract(settings, client, set_compatibility)
+    codec().use_registry(client, ids)
+    return ids

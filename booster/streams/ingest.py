@@ -18,11 +18,12 @@ covers that detour (deadlines.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from booster.errors import DecodeError
+from booster.errors import DecodeError, RegistryUnavailable
 from booster.processors.campaigns import CampaignPartition, accepts_events, engagement_counts, evolve_campaign_seen
 from booster.processors.events import contact_event_from_record, message_event_from_record
 from booster.processors.packing import (
@@ -72,7 +73,8 @@ class Folded:
     contacts: dict[int, dict[bytes, bytes | None]] = field(default_factory=dict)
     engagement: dict[int, dict[bytes, bytes | None]] = field(default_factory=dict)
     refused: list[tuple[Incoming, str, str]] = field(default_factory=list)
-    misrouted: list[tuple[Incoming, int]] = field(default_factory=list)  # with the contact's partition
+    # with the contact's partition and the value to forward (in the contract's own ids)
+    misrouted: list[tuple[Incoming, int, bytes | None]] = field(default_factory=list)
     counted: dict[str, int] = field(default_factory=dict)
     dropped: int = 0
 
@@ -139,9 +141,10 @@ class Ingestion:
                 await asyncio.sleep(0.05)
 
     async def ingest(self, batch: Sequence[Incoming]) -> Folded:
+        await self.learn_schemas(batch)
         folded = self.fold(batch)
-        for incoming, partition in folded.misrouted:
-            self.sink.forward(self.rerouted_topic, partition, incoming.key, incoming.value, incoming.timestamp_ms)
+        for incoming, partition, value in folded.misrouted:
+            self.sink.forward(self.rerouted_topic, partition, incoming.key, value, incoming.timestamp_ms)
             self.metrics.inc("booster_misrouted_records_total", topic=incoming.topic)
         # the rows are in RocksDB and appended to the sink: only the changelog write is left to retry
         await self.retry.bounded("writing the changelog of an ingested batch", self.sink.flush)
@@ -158,6 +161,26 @@ class Ingestion:
         # the changelog, and the caller releases them in the consumer's ledger (the lag gate's position)
         return folded
 
+    async def learn_schemas(self, batch: Sequence[Incoming]) -> None:
+        """With a schema registry, the writer schemas of the batch's ids not seen yet, asked for off the
+        event loop (once each) and retried while the registry is away: the fold then decodes without
+        waiting, and never dead-letters a record for the registry's absence."""
+        c = codec()
+        if c.registry is None:
+            return
+        values: dict[str, list[bytes | None]] = {}
+        for incoming in batch:
+            if incoming.topic != REROUTED:  # a worker's copy: the contract's own ids
+                values.setdefault(incoming.topic, []).append(incoming.value)
+        for schema_id in sorted({i for topic, vs in values.items() for i in c.unknown_ids(topic, vs)}):
+
+            async def ask(schema_id: int = schema_id) -> None:
+                await asyncio.to_thread(c.writer_schema, schema_id)
+
+            # no such id, or not a schema: its records are dead-lettered by the fold
+            with contextlib.suppress(DecodeError):
+                await self.retry.bounded(f"asking the schema registry for schema id {schema_id}", ask)
+
     def fold(self, batch: Sequence[Incoming]) -> Folded:
         """Fold a batch into the tables (written, not yet flushed); bad records are set aside."""
         folded = Folded()
@@ -165,6 +188,8 @@ class Ingestion:
             try:
                 self._fold_one(incoming, folded)
                 folded.counted[incoming.topic] = folded.counted.get(incoming.topic, 0) + 1
+            except RegistryUnavailable:  # infrastructure: the batch is tried again, nothing set aside
+                raise
             except Exception as exc:  # one record must never stop its partition
                 folded.refused.append((incoming, *refusal(incoming, exc)))
         for p, rows in folded.recipients.items():
@@ -176,17 +201,18 @@ class Ingestion:
         return folded
 
     def _fold_one(self, incoming: Incoming, folded: Folded) -> None:
-        if incoming.topic == REROUTED:
+        copy = incoming.topic == REROUTED
+        if copy:
             incoming.refuse_if_too_large()
             incoming = replace(incoming, topic=rerouted_source(incoming.value))
-        record = incoming.decode()
+        record = incoming.decode(internal=copy)
         contact_id = incoming.key_text(record, "contact_id")
         p = incoming.partition
         home = contact_partition(contact_id, self.partitions)
         if p != home:
             if incoming.real_topic == self.rerouted_topic:  # forwarded there by us: never again
                 raise DecodeError(f"rerouted to partition {p}, the contact's is {home}", kind="bad_key")
-            folded.misrouted.append((incoming, home))
+            folded.misrouted.append((incoming, home, self._forwardable(incoming, record)))
             return
         if incoming.topic.startswith("message."):
             event = message_event_from_record(incoming.topic, record)
@@ -215,6 +241,15 @@ class Ingestion:
             new = pack_contact(evolve_contact(None if old is None else unpack_contact(old), contact_event))
         if new != old:
             rows[key] = new
+
+    @staticmethod
+    def _forwardable(incoming: Incoming, record: dict[str, Any]) -> bytes | None:
+        """The value booster.rerouted gets: the record as it came, or, read by the registry's ids, in the
+        contract's own (booster.rerouted is internal: the next reader needs no registry to tell the
+        topic it came from)."""
+        if codec().registry is None:
+            return incoming.value
+        return codec().encode(incoming.topic, record, internal=True)
 
     def _engaged(
         self, state: CampaignPartition | None, campaign_id: str, contact_id: str, at: int, p: int, folded: Folded

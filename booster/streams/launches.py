@@ -43,7 +43,13 @@ from booster.processors.campaigns import (
     broadcast_again,
     outlived,
 )
-from booster.processors.events import AccountChannels, BoosterCancelled, account_from_record, launch_from_record
+from booster.processors.events import (
+    AccountChannels,
+    BoosterCancelled,
+    CampaignLaunched,
+    account_from_record,
+    launch_from_record,
+)
 from booster.processors.notices import launch_fingerprint
 from booster.processors.packing import (
     pack_account,
@@ -121,7 +127,9 @@ class Launches:
             # when the launch reached Kafka goes with it: that judges it stale, not when a worker got
             # round to re-keying it (a header: the copy is stamped now, which the broker always takes)
             arrived = [(ARRIVED_AT, str(incoming.arrived_at()).encode())]
-            await self.by_account.send(key=record["account_id"].encode(), value=incoming.value, headers=arrived)
+            # the copy is internal: in the contract's own ids when it was read by a schema registry's
+            copy = incoming.value if codec().registry is None else codec().encode(incoming.topic, record, internal=True)
+            await self.by_account.send(key=record["account_id"].encode(), value=copy, headers=arrived)
         else:
             await self.control.broadcast(BoosterCancelled(campaign_id, record["cancelled_at"]))
             log_decision("cancel-requested", campaign_id, cancelled_at=record["cancelled_at"])
@@ -143,7 +151,7 @@ class Launches:
         accounts, pending = self.accounts.partition(incoming.partition), self.pending.partition(incoming.partition)
         raw = accounts.get(account_id.encode())
         waiting = list(pending.items(pending_prefix(account_id)))
-        launches = [launch_from_record(codec().decode("campaign.launched", value)) for _, value in waiting]
+        launches = [kept_launch(value) for _, value in waiting]
         old = None if raw is None else unpack_account(account_id, raw)
         now = now_ms()
         account, decisions = on_account(old, event, launches, now=now, engine_lateness_ms=self.engine_lateness_ms)
@@ -158,7 +166,7 @@ class Launches:
             self._snapshots.pop((launch.campaign_id, incoming.partition), None)
 
     async def _launch(self, incoming: Incoming) -> None:
-        record = codec().decode("campaign.launched", incoming.value)
+        record = codec().decode("campaign.launched", incoming.value, internal=True)
         account_id = incoming.key_text(record, "account_id")
         launch = launch_from_record(record)
         p = incoming.partition
@@ -266,7 +274,7 @@ class Launches:
         now = now_ms()
         for p in self.active_partitions():
             for key, value in self.pending.partition(p).items():
-                launch = launch_from_record(codec().decode("campaign.launched", value))
+                launch = kept_launch(value)
                 if expire_pending(launch, now, self.allowed_lateness_ms) is None:
                     continue
                 ticked = self._expiring.get((launch.campaign_id, p))
@@ -308,7 +316,7 @@ class Launches:
             if split_pending_key(key)[1] == campaign_id
         ]
         for key, raw in waiting:
-            launch = launch_from_record(codec().decode("campaign.launched", raw))
+            launch = kept_launch(raw)
             refused = expire_pending(launch, now_ms(), self.allowed_lateness_ms)
             if refused is None:
                 continue
@@ -320,6 +328,11 @@ class Launches:
             del self._expiring[key]
         for key in [k for k in self._snapshots if k[1] in partitions]:
             del self._snapshots[key]
+
+
+def kept_launch(value: bytes | None) -> CampaignLaunched:
+    """A launch as launches-by-account and the pending-launches table keep it (the contract's own ids)."""
+    return launch_from_record(codec().decode("campaign.launched", value, internal=True))
 
 
 def _live_boosters(live: PartitionStore, account_id: str) -> list[LiveBooster]:

@@ -28,7 +28,7 @@ from typing import Any, NoReturn, Protocol, TypeVar
 
 from aiokafka.errors import KafkaError
 
-from booster.errors import DecodeError
+from booster.errors import DecodeError, RegistryUnavailable
 from booster.schemas import codec
 from booster.streams.metrics import Metrics
 
@@ -41,8 +41,9 @@ T = TypeVar("T")
 
 
 def is_broker_trouble(exc: BaseException) -> bool:
-    """A failure of the infrastructure, not of the record: retry, never dead-letter."""
-    return isinstance(exc, KafkaError | ConnectionError | TimeoutError | asyncio.TimeoutError)
+    """A failure of the infrastructure, not of the record: retry, never dead-letter. The schema registry
+    is infrastructure too: a record whose writer schema it cannot hand out now is not a bad record."""
+    return isinstance(exc, KafkaError | ConnectionError | TimeoutError | asyncio.TimeoutError | RegistryUnavailable)
 
 
 def exit_for_restart(what: str, exc: BaseException) -> NoReturn:
@@ -321,9 +322,10 @@ class Incoming:
             contract_topic, record.topic, record.partition, record.offset, record.key, record.value, record.timestamp
         )
 
-    def decode(self) -> dict[str, Any]:
+    def decode(self, internal: bool = False) -> dict[str, Any]:
+        """The value; `internal`: a copy a worker wrote (re-routed), in the contract's own ids."""
         self.refuse_if_too_large()
-        return codec().decode(self.topic, self.value)
+        return codec().decode(self.topic, self.value, internal)
 
     def refuse_if_too_large(self) -> None:
         size = len(self.value or b"") + len(self.key or b"")

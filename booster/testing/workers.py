@@ -47,8 +47,14 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
             "BOOSTER_STANDBY_REPLICAS": str(settings.standby_replicas),
             "BOOSTER_REPLICATION_FACTOR": str(settings.replication_factor),
             "BOOSTER_BULK_RESTORE": "on" if settings.bulk_restore else "off",
+            "BOOSTER_SCHEMA_REGISTRY_URL": settings.registry.url,
+            "BOOSTER_SCHEMA_REGISTRY_USERNAME": settings.registry.username,
+            "BOOSTER_SCHEMA_REGISTRY_PASSWORD": settings.registry.password,
+            "BOOSTER_SCHEMA_REGISTRY_TOKEN": settings.registry.token,
         }
     )
+    for name in ("BOOSTER_SCHEMA_REGISTRY_PASSWORD_FILE", "BOOSTER_SCHEMA_REGISTRY_TOKEN_FILE"):
+        env.pop(name, None)  # the secret itself is passed on, above
     env.update(extra)
     return env
 
