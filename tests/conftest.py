@@ -34,6 +34,7 @@ SCHEDULE = [
     "faults/test_broker_outage.py",
     "integration/test_engine.py",
     "integration/test_security.py",
+    "integration/test_registry.py",
     "unit/schemas/test_codec.py",
     "unit/processors/test_recipients.py",
     "unit/processors/test_boosters.py",

@@ -9,6 +9,7 @@ directory; `booster topics create` registers the contract's schemas again.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -38,14 +39,15 @@ CCOMPAT = "/apis/ccompat/v7"
 @dataclass(frozen=True)
 class LocalRegistry:
     settings: Settings
+    home: Path | None = None  # its pid file and log (default: under BOOSTER_HOME); the build stays shared
 
     @property
     def root(self) -> Path:
-        return self.settings.home / "registry"
+        return self.home if self.home is not None else self.settings.home / "registry"
 
     @property
     def install(self) -> Path:
-        return self.root / APICURIO_VERSION
+        return self.settings.home / "registry" / APICURIO_VERSION
 
     @property
     def port(self) -> int:
@@ -77,17 +79,23 @@ class LocalRegistry:
     def fetch(self, say: Say = print) -> None:
         if self.fetched():
             return
+        self.install.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.install.parent / "fetch.lock", "w") as lock:  # one fetch at a time on this machine
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not self.fetched():
+                self._fetch(say)
+
+    def _fetch(self, say: Say) -> None:
         mvn = shutil.which("mvn")
         if mvn is None:
             raise BrokerError("Maven (mvn) is not on PATH; install it (apt-get install maven)")
         say(f"fetching Apicurio Registry {APICURIO_VERSION} (about 110 MB) from Maven Central into {self.install} ...")
-        self.root.mkdir(parents=True, exist_ok=True)
-        download = self.root / "download"
+        download = self.install.parent / "download"
         partial = self.install.with_name(self.install.name + ".partial")
         shutil.rmtree(download, ignore_errors=True)
         shutil.rmtree(partial, ignore_errors=True)
         cmd = [mvn, "-q", "-B", f"{DEPENDENCY_PLUGIN}:copy", f"-Dartifact={ARTIFACT}", f"-DoutputDirectory={download}"]
-        result = subprocess.run(cmd, capture_output=True, text=True, cwd=self.root)
+        result = subprocess.run(cmd, capture_output=True, text=True, cwd=self.install.parent)
         if result.returncode != 0:
             raise BrokerError(
                 "could not fetch Apicurio Registry with Maven; check that Maven Central is reachable.\n"
@@ -97,7 +105,7 @@ class LocalRegistry:
         with tarfile.open(archive) as tar:
             tar.extractall(partial, filter="data")
         if not (partial / RUNNER).is_file():
-            raise BrokerError(f"{archive} has no {RUNNER}; remove {self.root} and fetch again")
+            raise BrokerError(f"{archive} has no {RUNNER}; remove {self.install.parent} and fetch again")
         partial.rename(self.install)
         shutil.rmtree(download, ignore_errors=True)
 
@@ -136,6 +144,7 @@ class LocalRegistry:
                     "to a free port (the registry uses it and the next one)"
                 )
         self.fetch(say)
+        self.root.mkdir(parents=True, exist_ok=True)
         cmd = [
             java_path(), "-Xmx256m", "-XX:+UseSerialGC",
             "-Dquarkus.http.host=127.0.0.1", f"-Dquarkus.http.port={self.port}",
