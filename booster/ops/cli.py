@@ -555,7 +555,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("action", choices=["list", "replay"])
     p.add_argument("--source-topic", help="only dead letters from this contract topic")
-    p.add_argument("--kind", help="only this kind (not_wire_format, unknown_schema, corrupt, bad_timestamp, ...)")
+    p.add_argument(
+        "--kind",
+        help="only this kind (not_wire_format, unknown_schema, unresolvable_schema, corrupt, bad_timestamp, ...)",
+    )
     p.add_argument("--source", action="append", metavar="TOPIC:PARTITION:OFFSET", help="only this original record")
     p.add_argument("--all", action="store_true", help="replay: every dead letter")
     p.add_argument("--dry-run", action="store_true", help="replay: show how many would be replayed")

@@ -9,6 +9,8 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -38,7 +40,7 @@ from booster.schemas.registry import (
     use_registry,
 )
 from booster.testing.scenario import Scenario, build, launched_for_deadline
-from booster.testing.workers import WorkerProcess
+from booster.testing.workers import WorkerProcess, worker_env
 from tests.conftest import fresh_settings
 from tests.faults.harness import fired
 from tests.helpers import Record, account_record, booster, encoded, free_ports, key_of, read_all, wait_for
@@ -252,3 +254,20 @@ def test_a_registry_away_during_ingestion_loses_nothing_and_dead_letters_nothing
         worker.stop()
     assert v.ok, v.problems
     assert read_all(settings, "booster.dead-letter") == []
+
+
+def test_the_upstream_example_in_the_docs_writes_records_booster_reads(registry: LocalRegistry) -> None:
+    settings = registry_settings(registry)
+    example = Path(__file__).parents[2] / "docs" / "examples" / "upstream_registry.py"
+    contacts = [f"k{i}" for i in range(5)]
+    done = subprocess.run(
+        [sys.executable, str(example), "c-example", *contacts],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=worker_env(settings),
+    )
+    assert done.returncode == 0, done.stderr
+    got = read_all(settings, "message.delivered")  # by the registry's id of the example's own schema
+    assert sorted((v["contact_id"], v["status"]) for _, v, _ in got) == [(c, "DELIVERED") for c in contacts]
+    assert all(key == v["contact_id"].encode() for key, v, _ in got)

@@ -100,3 +100,17 @@ def test_booster_reads_the_inputs_writes_the_outputs_and_both_for_internal_topic
 def test_the_document_s_version_is_the_project_s() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert document()["info"]["version"] == project
+
+
+def test_every_contract_topic_names_its_registry_subject_and_compatibility() -> None:
+    from booster.config import Settings
+    from booster.schemas.registry import compatibility_of, contract_subjects
+
+    channels = {c["address"]: c for c in document()["channels"].values()}
+    subjects = contract_subjects(Settings.from_env({}))
+    named = {
+        t: (c["x-booster-subject"], c["x-booster-compatibility"])
+        for t, c in channels.items()
+        if "x-booster-subject" in c
+    }
+    assert named == {t: (s, compatibility_of(t)) for t, s in subjects.items()}
