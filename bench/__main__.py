@@ -30,7 +30,7 @@ from booster.schemas import codec
 from booster.schemas.catalog import CONTACT_INPUT_TOPICS, REROUTED, audience_key
 from booster.schemas.templates import CommandTemplate
 from booster.streams.connect import client_options
-from booster.testing.workers import WorkerProcess, free_port, worker_env
+from booster.testing.workers import WorkerProcess, free_port, free_ports, worker_env
 
 HOUR_MS = 3_600_000
 
@@ -39,7 +39,7 @@ def say(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def fresh_settings(partitions: int) -> Settings:
+def fresh_settings(partitions: int, **env: str) -> Settings:
     return Settings.from_env(
         {
             **os.environ,
@@ -47,6 +47,7 @@ def fresh_settings(partitions: int) -> Settings:
             "BOOSTER_PARTITIONS": str(partitions),
             "BOOSTER_ALLOWED_LATENESS_SECONDS": "1",
             "BOOSTER_TICK_INTERVAL_SECONDS": "0.5",
+            **env,
         }
     )
 
@@ -488,6 +489,50 @@ def measure_misrouting(n: int, partitions: int, workdir: Path, timeout: float) -
     return figures
 
 
+def measure_registry(n: int, partitions: int, workdir: Path, timeout: float, rounds: int = 2) -> dict[str, Any]:
+    """Ingestion of the same workload with the contract's own schema ids, then through a schema registry
+    (a local Apicurio Registry: the upstream serialized with the registry's id of the contract's schema,
+    the worker asks for it once), alternated `rounds` times: facts per second, and their ratio."""
+    from booster.broker.registry import LocalRegistry
+    from booster.schemas.registry import use_registry
+
+    port = free_ports(2)
+    local = Settings.from_env({**os.environ, "BOOSTER_REGISTRY_PORT": str(port)})
+    registry = LocalRegistry(local, workdir / "registry")
+    registry.start(say=say)
+    figures: dict[str, Any] = {"recipients": n, "rounds": rounds, "catalog_facts_per_s": [], "registry_facts_per_s": []}
+    try:
+        for round_ in range(rounds):
+            for label in ("catalog", "registry"):
+                env = {"BOOSTER_SCHEMA_REGISTRY_URL": registry.url} if label == "registry" else {}
+                settings = fresh_settings(partitions, **env)
+                asyncio.run(admin.create(settings))
+                if env:
+                    use_registry(settings, set_compatibility=True)  # the workload is written with its ids
+                else:
+                    codec().use_catalog()
+                try:
+                    say(f"registry, {label} ({round_ + 1}/{rounds}): producing {n:,} recipients' facts ...")
+                    w = asyncio.run(produce(settings, f"sr-{label}-{n}", n, int(time.time() * 1000)))
+                    name = f"sr-{label}-{round_}"
+                    worker = WorkerProcess(settings, workdir / name, name=name).start(timeout=timeout)
+                    try:
+                        progress = asyncio.run(follow(settings, settings.group_id, w.events, timeout, worker.alive))
+                    finally:
+                        worker.stop()
+                    figures[f"{label}_facts_per_s"].append(round(progress.rate(), 1))
+                    say(f"registry, {label}: {progress.rate():,.0f} facts/s")
+                finally:
+                    codec().use_catalog()
+                    asyncio.run(admin.delete_topics(settings, own_topics(settings)))
+    finally:
+        registry.stop(say=say)
+    catalog = sum(figures["catalog_facts_per_s"]) / rounds
+    through = sum(figures["registry_facts_per_s"]) / rounds
+    figures["registry_vs_catalog_ratio"] = round(through / catalog, 3) if catalog else 0.0
+    return figures
+
+
 def ratios(big: dict[str, Any], small: dict[str, Any]) -> dict[str, float]:
     def r(a: float, b: float) -> float:
         return round(a / b, 3) if b else 0.0
@@ -611,6 +656,13 @@ def main(argv: list[str] | None = None) -> int:
         "of booster.rerouted)",
     )
     parser.add_argument(
+        "--registry",
+        type=int,
+        metavar="N",
+        help="also ingest N recipients' facts with the contract's own schema ids and through a local schema "
+        "registry (Apicurio), alternated twice: the cost of registry mode",
+    )
+    parser.add_argument(
         "--restore",
         action="store_true",
         help="also measure a fresh worker restoring N recipients from the changelogs: the bulk restore, then "
@@ -625,17 +677,20 @@ def main(argv: list[str] | None = None) -> int:
         help="also ingest and fan out N recipients with each of these numbers of workers (e.g. 1,2) on "
         "--partitions partitions, and report the scaling efficiency",
     )
-    parser.add_argument("--skip-sizes", action="store_true", help="only the --restore and --scale-out measurements")
+    parser.add_argument(
+        "--skip-sizes", action="store_true", help="only the --restore, --scale-out, --misrouting and --registry ones"
+    )
     args = parser.parse_args(argv)
     counts = [int(k) for k in args.scale_out.split(",")] if args.scale_out else []
-    if args.skip_sizes and not (args.restore or counts):
-        parser.error("--skip-sizes leaves nothing to measure: add --restore or --scale-out")
+    if args.skip_sizes and not (args.restore or counts or args.registry or args.misrouting):
+        parser.error("--skip-sizes leaves nothing to measure: add --restore, --scale-out, --registry or --misrouting")
     n = args.recipients
     small_n = args.small or max(1000, n // 10)
     kafka = LocalKafka(Settings.from_env())
     started_kafka = kafka.start(say=say)
     began = time.monotonic()
     misrouting: dict[str, Any] | None = None
+    registry: dict[str, Any] | None = None
     restore: dict[str, Any] | None = None
     scale_out: dict[str, Any] | None = None
     small = large = None
@@ -656,6 +711,8 @@ def main(argv: list[str] | None = None) -> int:
                 scale_out = measure_scale_out(n, args.partitions, workdir, args.timeout, counts)
             if args.misrouting:
                 misrouting = measure_misrouting(args.misrouting, args.partitions, workdir, args.timeout)
+            if args.registry:
+                registry = measure_registry(args.registry, args.partitions, workdir, args.timeout)
     finally:
         if started_kafka:
             kafka.stop(say=say)
@@ -673,12 +730,14 @@ def main(argv: list[str] | None = None) -> int:
         results["scale_out"] = scale_out
     if misrouting is not None:
         results["misrouting"] = misrouting
+    if registry is not None:
+        results["registry"] = registry
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     if "large" in results:
         print(table(results))
-    for key in ("restore", "scale_out", "misrouting"):
+    for key in ("restore", "scale_out", "misrouting", "registry"):
         if key in results:
             print(f"\n{key}: {json.dumps(results[key], indent=2)}")
     print(f"\nwritten to {out}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -16,6 +17,24 @@ from pathlib import Path
 
 from booster.config import Settings
 from booster.errors import BoosterError
+
+
+def free_ports(count: int) -> int:
+    """The first of `count` consecutive free ports (a broker's, its controller's; a cluster's nodes').
+    Taken below the kernel's ephemeral range (32768 and up on Linux), where client sockets get their
+    ports: a port picked there can be handed to an outgoing connection before the broker binds it
+    (seen: a secure broker's controller failed to bind)."""
+    rng = random.Random()
+    for _ in range(500):
+        port = rng.randrange(20_000, 32_000 - count)
+        try:
+            for candidate in range(port, port + count):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError(f"no {count} consecutive free ports")
 
 
 def free_port() -> int:

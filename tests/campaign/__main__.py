@@ -12,10 +12,10 @@ from pathlib import Path
 
 from booster.broker.local import LocalKafka
 from booster.config import Settings
+from booster.testing.workers import free_ports
 from tests.campaign import __doc__ as about
 from tests.campaign.plan import BROKER_FAULTS, CLUSTER_FAULTS, WORKER_FAULTS, Timing, describe, make_plan
 from tests.campaign.run import run_campaign, say
-from tests.helpers import free_ports
 
 # the allowed lateness: facts published after a deadline come in its first quarter, so a broker
 # outage of up to 45 s (down, started again, the producers back) that delays them leaves them counted

@@ -9,7 +9,7 @@ import pytest
 
 from booster.broker.local import LocalKafka
 from booster.config import Settings
-from tests.helpers import free_ports
+from booster.testing.workers import free_ports
 
 
 @pytest.fixture

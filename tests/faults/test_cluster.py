@@ -24,10 +24,10 @@ from booster.config import Settings
 from booster.ops import admin
 from booster.schemas.catalog import CONTACT_INPUT_TOPICS
 from booster.testing.scenario import build, launched_for_deadline
-from booster.testing.workers import WorkerProcess
+from booster.testing.workers import WorkerProcess, free_ports
 from tests.faults.harness import fired, uncommitted_high_watermark
 from tests.faults.outage import kill
-from tests.helpers import account_record, free_ports, group_lag, publish_records, scenario_records, wait_for
+from tests.helpers import account_record, group_lag, publish_records, scenario_records, wait_for
 
 pytestmark = pytest.mark.cluster
 NODES = 3

@@ -40,10 +40,10 @@ from booster.schemas.registry import (
     use_registry,
 )
 from booster.testing.scenario import Scenario, build, launched_for_deadline
-from booster.testing.workers import WorkerProcess, worker_env
+from booster.testing.workers import WorkerProcess, free_ports, worker_env
 from tests.conftest import fresh_settings
 from tests.faults.harness import fired
-from tests.helpers import Record, account_record, booster, encoded, free_ports, key_of, read_all, wait_for
+from tests.helpers import Record, account_record, booster, encoded, key_of, read_all, wait_for
 
 # the serializers' own copies: delivery reports and opens with a field of their own, in another order;
 # clicks in the contract's first version (before `bot`)

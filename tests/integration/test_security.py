@@ -28,10 +28,10 @@ from booster.ops import acls
 from booster.ops.acls import Acl, Operation, Resource
 from booster.streams.connect import client_options, connected
 from booster.testing.scenario import build, launched_for_deadline
-from booster.testing.workers import WorkerProcess, free_port
+from booster.testing.workers import WorkerProcess, free_port, free_ports
 from tests.conftest import fresh_settings
 from tests.faults.harness import final_report
-from tests.helpers import account_record, booster, free_ports, publish_records, read_all, scenario_records, wait_for
+from tests.helpers import account_record, booster, publish_records, read_all, scenario_records, wait_for
 from tests.samples import SAMPLES
 
 CLICKS_ONLY = "clicks-only"  # may write message.clicked and nothing else
