@@ -1,10 +1,9 @@
 """The local schema registry: Apicurio Registry's runnable build, fetched from Maven Central and run
-with the machine's java, in-memory storage, on 127.0.0.1. Its Confluent-compatible API (the one
-Booster and confluent-kafka's serializers speak) is at /apis/ccompat/v7.
+with the machine's java on 127.0.0.1. Its Confluent-compatible API (the one Booster and
+confluent-kafka's serializers speak) is at /apis/ccompat/v7.
 
-Layout under $BOOSTER_HOME/registry: <version>/ (the unpacked build), registry.log, registry.pid.
-In-memory storage: what is registered goes with the process, as the broker's topics go with its data
-directory; `booster topics create` registers the contract's schemas again.
+Layout under $BOOSTER_HOME/registry: <version>/ (the unpacked build), data/ (its H2 database: what is
+registered outlives a restart, as the broker's topics do), registry.log, registry.pid.
 """
 
 from __future__ import annotations
@@ -62,6 +61,11 @@ class LocalRegistry:
     def url(self) -> str:
         """What BOOSTER_SCHEMA_REGISTRY_URL is set to for this registry: its Confluent-compatible API."""
         return f"http://127.0.0.1:{self.port}{CCOMPAT}"
+
+    @property
+    def data(self) -> Path:
+        """Its H2 database: the schemas registered, their ids and the subjects' rules."""
+        return self.root / "data"
 
     @property
     def pid_file(self) -> Path:
@@ -149,6 +153,8 @@ class LocalRegistry:
             java_path(), "-Xmx256m", "-XX:+UseSerialGC",
             "-Dquarkus.http.host=127.0.0.1", f"-Dquarkus.http.port={self.port}",
             "-Dquarkus.management.host=127.0.0.1", f"-Dquarkus.management.port={self.management_port}",
+            # H2 on disk instead of its default in memory: what is registered outlives a restart
+            f"-Dapicurio.datasource.url=jdbc:h2:file:{self.data / 'registry'}",
             "-jar", str(self.install / RUNNER),
         ]  # fmt: skip
         log = open(self.log_file, "ab")  # noqa: SIM115 - handed to the child process

@@ -505,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
         "registry",
         help="start, stop or check a local schema registry (Apicurio Registry, Confluent-compatible API)",
         description="A local Apicurio Registry on 127.0.0.1:BOOSTER_REGISTRY_PORT, fetched from Maven Central "
-        "on first use, in-memory storage. `env` prints the BOOSTER_SCHEMA_REGISTRY_URL that points at it.",
+        "on first use, its schemas kept on disk. `env` prints the BOOSTER_SCHEMA_REGISTRY_URL that points at it.",
     )
     p.add_argument("action", choices=["start", "stop", "status", "fetch", "env"])
     p.set_defaults(func=cmd_registry)

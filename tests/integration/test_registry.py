@@ -42,7 +42,7 @@ from booster.schemas.registry import (
 from booster.testing.scenario import Scenario, build, launched_for_deadline
 from booster.testing.workers import WorkerProcess, free_ports, worker_env
 from tests.conftest import fresh_settings
-from tests.faults.harness import fired
+from tests.faults.harness import final_report, fired
 from tests.helpers import Record, account_record, booster, encoded, key_of, read_all, wait_for
 
 # the serializers' own copies: delivery reports and opens with a field of their own, in another order;
@@ -223,11 +223,13 @@ def test_the_registry_refuses_an_input_schema_booster_could_not_read(registry: L
     )
 
 
+@pytest.mark.parametrize("away", ["stopped", "frozen"])
 def test_a_registry_away_during_ingestion_loses_nothing_and_dead_letters_nothing(
-    registry: LocalRegistry, tmp_path: Path
+    registry: LocalRegistry, tmp_path: Path, away: str
 ) -> None:
-    """The registry stops answering (frozen) while the worker meets writer ids it has not seen: it
-    waits for the registry, as for a broker away, and the booster's audience is exact once it is back."""
+    """The registry stops (refusing connections) or freezes (answering nothing) while the worker meets
+    writer ids it has not seen: it waits for the registry, as for a broker away, and the booster's
+    audience is exact once the registry is back."""
     settings = registry_settings(registry)
     sc = scenario("away", 200)
     upstream, published = facts_of(sc)
@@ -238,7 +240,10 @@ def test_a_registry_away_during_ingestion_loses_nothing_and_dead_letters_nothing
     worker = WorkerProcess(settings, tmp_path / "w").start()
     try:
         publish(settings, published)
-        os.killpg(pid, signal.SIGSTOP)
+        if away == "stopped":
+            registry.stop(say=print)
+        else:
+            os.killpg(pid, signal.SIGSTOP)
         try:
             asyncio.run(produce_raw(settings, [*new_ids, *launch]))
             wait_for(
@@ -247,8 +252,12 @@ def test_a_registry_away_during_ingestion_loses_nothing_and_dead_letters_nothing
                 60,
                 0.5,
             )
+            assert final_report(settings, sc.campaign_id) is None  # nothing decided without those facts
         finally:
-            os.killpg(pid, signal.SIGCONT)
+            if away == "stopped":
+                registry.start(say=print)  # its database kept what was registered
+            else:
+                os.killpg(pid, signal.SIGCONT)
         v = wait_for("the booster to fire", lambda: fired(settings, sc), 120, 0.5)
     finally:
         worker.stop()
