@@ -245,7 +245,7 @@ class Codec:
     def unknown_ids(self, topic: str, values: Iterable[bytes | None]) -> set[int]:
         """The writer ids among `values` (read from `topic`) whose schema must still be asked for: the
         worker fetches them off its event loop before it decodes a batch."""
-        if not self._speaks_registry(topic, False):
+        if topic not in CATALOG or not self._speaks_registry(topic, False):  # a worker's copy: no registry id
             return set()
         ids = set()
         for data in values:

@@ -90,8 +90,8 @@ class RegistryClient:
             if missing_ok and (exc.code == 404 or detail.get("error_code") in NOT_FOUND):
                 return None
             message = detail.get("message") or exc.reason
-            if exc.code in (401, 403):
-                raise RegistryError(
+            if exc.code in (401, 403):  # credentials revoked or rotated: no record's fault, wait and retry
+                raise RegistryUnavailable(
                     f"the schema registry refused {method} {path} ({exc.code}: {message}); check "
                     "BOOSTER_SCHEMA_REGISTRY_USERNAME/_PASSWORD or _TOKEN"
                 ) from None

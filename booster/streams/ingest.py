@@ -18,7 +18,6 @@ covers that detour (deadlines.py).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -49,6 +48,7 @@ from booster.streams.records import (
     Incoming,
     Retry,
     contact_partition,
+    learn_schemas,
     now_ms,
     refusal,
 )
@@ -141,7 +141,7 @@ class Ingestion:
                 await asyncio.sleep(0.05)
 
     async def ingest(self, batch: Sequence[Incoming]) -> Folded:
-        await self.learn_schemas(batch)
+        await learn_schemas(batch, self.retry)
         folded = self.fold(batch)
         for incoming, partition, value in folded.misrouted:
             self.sink.forward(self.rerouted_topic, partition, incoming.key, value, incoming.timestamp_ms)
@@ -160,26 +160,6 @@ class Ingestion:
         # returning is what makes the records processed: only now are their effects in the tables and
         # the changelog, and the caller releases them in the consumer's ledger (the lag gate's position)
         return folded
-
-    async def learn_schemas(self, batch: Sequence[Incoming]) -> None:
-        """With a schema registry, the writer schemas of the batch's ids not seen yet, asked for off the
-        event loop (once each) and retried while the registry is away: the fold then decodes without
-        waiting, and never dead-letters a record for the registry's absence."""
-        c = codec()
-        if c.registry is None:
-            return
-        values: dict[str, list[bytes | None]] = {}
-        for incoming in batch:
-            if incoming.topic != REROUTED:  # a worker's copy: the contract's own ids
-                values.setdefault(incoming.topic, []).append(incoming.value)
-        for schema_id in sorted({i for topic, vs in values.items() for i in c.unknown_ids(topic, vs)}):
-
-            async def ask(schema_id: int = schema_id) -> None:
-                await asyncio.to_thread(c.writer_schema, schema_id)
-
-            # no such id, or not a schema: its records are dead-lettered by the fold
-            with contextlib.suppress(DecodeError):
-                await self.retry.bounded(f"asking the schema registry for schema id {schema_id}", ask)
 
     def fold(self, batch: Sequence[Incoming]) -> Folded:
         """Fold a batch into the tables (written, not yet flushed); bad records are set aside."""

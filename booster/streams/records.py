@@ -17,6 +17,7 @@ record and crash the agent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -349,6 +350,26 @@ class Incoming:
         return key
 
 
+async def learn_schemas(batch: Iterable[Incoming], retry: Retry) -> None:
+    """With a schema registry, the writer schemas of the records' ids not seen yet, asked for off the
+    event loop (once each) and retried while the registry is away: the records then decode without
+    waiting, and none is dead-lettered for the registry's absence."""
+    c = codec()
+    if c.registry is None:
+        return
+    values: dict[str, list[bytes | None]] = {}
+    for incoming in batch:
+        values.setdefault(incoming.topic, []).append(incoming.value)
+    for schema_id in sorted({i for topic, vs in values.items() for i in c.unknown_ids(topic, vs)}):
+
+        async def ask(schema_id: int = schema_id) -> None:
+            await asyncio.to_thread(c.writer_schema, schema_id)
+
+        # no such id, or not a schema: its records are dead-lettered when they are decoded
+        with contextlib.suppress(DecodeError):
+            await retry.bounded(f"asking the schema registry for schema id {schema_id}", ask)
+
+
 class DeadLetters:
     """Refused records, with their original bytes and the reason, on booster.dead-letter (G4). A write
     the broker does not take is retried, bounded as a wait for the broker (`Retry.bounded`)."""
@@ -419,6 +440,7 @@ class Guard:
 
         where = f"processing {incoming.topic}[{incoming.partition}]@{incoming.offset}"
         try:
+            await learn_schemas([incoming], self.retry)
             await self.retry(where, lambda: handler(incoming))
             await self.retry.bounded(f"{where}: writing its changelog", self.sink.flush)
             self.metrics.inc("booster_events_total", topic=incoming.topic)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from booster.config import Security, Settings, WebAccess
+from booster.config import RegistryAccess, Security, Settings, WebAccess
 from booster.errors import ConfigError
 
 SASL = {"BOOSTER_SECURITY_PROTOCOL": "sasl_ssl", "BOOSTER_SASL_USERNAME": "worker"}
@@ -79,3 +79,43 @@ def test_recovery_settings() -> None:
     assert default.bulk_restore and default.standby_replicas == 0
     chosen = Settings.from_env({"BOOSTER_BULK_RESTORE": "off", "BOOSTER_STANDBY_REPLICAS": "2"})
     assert not chosen.bulk_restore and chosen.standby_replicas == 2
+
+
+def test_the_schema_registry_is_off_by_default_and_its_secrets_stay_out_of_repr(tmp_path: Path) -> None:
+    assert not Settings.from_env({}).registry.enabled
+    token = tmp_path / "token"
+    token.write_text("s3cret-token\n")
+    access = Settings.from_env(
+        {"BOOSTER_SCHEMA_REGISTRY_URL": "https://sr.example.com/", "BOOSTER_SCHEMA_REGISTRY_TOKEN_FILE": str(token)}
+    ).registry
+    assert access.enabled and access.url == "https://sr.example.com" and access.token == "s3cret-token"
+    basic = RegistryAccess.from_env(
+        {
+            "BOOSTER_SCHEMA_REGISTRY_URL": "http://127.0.0.1:8081/apis/ccompat/v7",
+            "BOOSTER_SCHEMA_REGISTRY_USERNAME": "key",
+            "BOOSTER_SCHEMA_REGISTRY_PASSWORD": "hunter2",
+        }
+    )
+    assert (basic.username, basic.password) == ("key", "hunter2")
+    assert "hunter2" not in repr(basic) and "s3cret" not in repr(access)
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"BOOSTER_SCHEMA_REGISTRY_URL": "sr.example.com:8081"}, "BOOSTER_SCHEMA_REGISTRY_URL"),
+        ({"BOOSTER_SCHEMA_REGISTRY_URL": "http://sr", "BOOSTER_SCHEMA_REGISTRY_USERNAME": "key"}, "PASSWORD"),
+        (
+            {
+                "BOOSTER_SCHEMA_REGISTRY_URL": "http://sr",
+                "BOOSTER_SCHEMA_REGISTRY_USERNAME": "key",
+                "BOOSTER_SCHEMA_REGISTRY_PASSWORD": "p",
+                "BOOSTER_SCHEMA_REGISTRY_TOKEN": "t",
+            },
+            "not both",
+        ),
+    ],
+)
+def test_a_wrong_registry_setting_says_what_to_set(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        Settings.from_env(env)
