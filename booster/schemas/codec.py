@@ -148,14 +148,8 @@ class Codec:
         self._check_timestamps(topic, value)
 
     def schema_of(self, data: bytes | None) -> TopicSpec:
-        """The catalog entry named by a value's header."""
-        if data is None or len(data) < HEADER.size:
-            raise DecodeError("value is empty or shorter than the 5-byte wire-format header", kind="not_wire_format")
-        magic, schema_id = HEADER.unpack_from(data)
-        if magic != MAGIC:
-            raise DecodeError(
-                f"wrong magic byte {magic} (expected 0): not Confluent wire format", kind="not_wire_format"
-            )
+        """The catalog entry named by a value's header (the contract's own ids)."""
+        schema_id = _schema_id(data)
         spec = BY_ID.get(schema_id)
         if spec is None:
             raise DecodeError(f"unknown schema id {schema_id}", kind="unknown_schema")
@@ -203,13 +197,7 @@ class Codec:
     def _registry_schemas(self, topic: str, data: bytes | None) -> tuple[Any, Any]:
         """The writer schema the registry gave the value's id, and our schema to resolve it against
         (None: the same schema, read as it is)."""
-        if data is None or len(data) < HEADER.size:
-            raise DecodeError("value is empty or shorter than the 5-byte wire-format header", kind="not_wire_format")
-        magic, schema_id = HEADER.unpack_from(data)
-        if magic != MAGIC:
-            raise DecodeError(
-                f"wrong magic byte {magic} (expected 0): not Confluent wire format", kind="not_wire_format"
-            )
+        schema_id = _schema_id(data)
         found = self._resolved.get((schema_id, topic))
         if found is None:
             writer = self.writer_schema(schema_id)
@@ -260,6 +248,16 @@ class Codec:
             ts = value.get(name)
             if ts is not None and not MIN_TIMESTAMP_MS <= ts < MAX_TIMESTAMP_MS:
                 raise EncodeError(_timestamp_reason(name, ts))
+
+
+def _schema_id(data: bytes | None) -> int:
+    """The schema id in a value's wire-format header; DecodeError for a value that has none."""
+    if data is None or len(data) < HEADER.size:
+        raise DecodeError("value is empty or shorter than the 5-byte wire-format header", kind="not_wire_format")
+    magic, schema_id = HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise DecodeError(f"wrong magic byte {magic} (expected 0): not Confluent wire format", kind="not_wire_format")
+    return int(schema_id)
 
 
 def _internal(spec: TopicSpec) -> bool:
