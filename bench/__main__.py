@@ -508,7 +508,7 @@ def measure_registry(n: int, partitions: int, workdir: Path, timeout: float, rou
                 settings = fresh_settings(partitions, **env)
                 asyncio.run(admin.create(settings))
                 if env:
-                    use_registry(settings, set_compatibility=True)  # the workload is written with its ids
+                    use_registry(settings, register=True)  # the workload is written with its ids
                 else:
                     codec().use_catalog()
                 try:

@@ -418,7 +418,7 @@ def _wait_for_the_broker(loop: asyncio.AbstractEventLoop, settings: Settings) ->
             loop.run_until_complete(admin.check_ready(settings))
             loop.run_until_complete(admin.create_internal(settings))
             loop.run_until_complete(admin.check_access(settings))
-            use_registry(settings)  # a schema registry away is waited for as the broker is
+            use_registry(settings, every_topic=True)  # a schema registry away is waited for as the broker is
             return True
         except Exception as exc:
             if not (isinstance(exc, BrokerUnreachable) or is_broker_trouble(exc)):
@@ -652,9 +652,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if _reads_or_writes_records(args):
             from booster.schemas.registry import use_registry
 
-            # `topics create` also sets each subject's compatibility level
-            registered = use_registry(_settings(), set_compatibility=args.command == "topics")
-            if registered and args.command == "topics":
+            # `topics create` registers the contract's schemas, with each subject's compatibility level
+            creating = args.command == "topics"
+            registered = use_registry(_settings(), register=creating, set_compatibility=creating)
+            if registered:
                 print(f"{len(registered)} contract schema(s) registered at {_settings().registry.url}", file=sys.stderr)
         result: int = args.func(args)
         return result

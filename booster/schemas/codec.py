@@ -70,9 +70,15 @@ PADDING = bytes(64)
 
 
 class SchemaSource(Protocol):
-    """Where writer schemas are found by id: the schema registry (`schemas/registry.py`)."""
+    """The schema registry as the codec uses it (`schemas/registry.py`)."""
 
-    def schema(self, schema_id: int) -> str | None: ...
+    def schema(self, schema_id: int) -> str | None:
+        """A writer schema by its id; None when the registry has none."""
+        ...
+
+    def id_of(self, topic: str) -> int:
+        """The registry's id of our latest schema of `topic`; RegistryError when it is not registered."""
+        ...
 
 
 class Codec:
@@ -96,32 +102,43 @@ class Codec:
 
     # -- the registry's ids ------------------------------------------------------------------------
 
-    def use_registry(self, source: SchemaSource, ids: Mapping[str, int]) -> None:
-        """From now on the contract's topics speak the registry's ids: `ids`, the ids it gave our latest
-        schema of every contract topic (registered under `<topic>-value`)."""
-        missing = sorted(t for t, spec in CATALOG.items() if not _internal(spec) and t not in ids)
-        if missing:
-            raise RegistryError(f"no registry id for the schema of {', '.join(missing)}")
+    def use_registry(self, source: SchemaSource, ids: Mapping[str, int] | None = None) -> None:
+        """From now on the contract's topics speak the registry's ids. `ids`: those of our schemas already
+        known, by topic; the others are asked for when a topic is first written."""
+        self.use_catalog()
         self.registry = source
-        self._registry_ids = dict(ids)
-        self._resolved.clear()
-        self._unreadable.clear()
-        for topic, schema_id in ids.items():  # ours: known without asking
-            self._registry_writers[schema_id] = self._parsed[topic]
+        for topic, schema_id in (ids or {}).items():
+            self._know(topic, schema_id)
 
     def use_catalog(self) -> None:
         """Back to the contract's own ids (no registry)."""
         self.registry = None
-        self._unreadable.clear()
         self._registry_ids = {}
+        self._registry_writers = {}
+        self._unreadable.clear()
         self._resolved.clear()
+
+    def _know(self, topic: str, schema_id: int) -> None:
+        if _internal(CATALOG[topic]):
+            raise RegistryError(f"{topic} is internal: it keeps the contract's own ids")
+        self._registry_ids[topic] = schema_id
+        self._registry_writers[schema_id] = self._parsed[topic]  # ours: read without asking
+
+    def registry_id(self, topic: str) -> int:
+        """The registry's id of our schema of `topic` (asked for once)."""
+        found = self._registry_ids.get(topic)
+        if found is None:
+            assert self.registry is not None
+            found = self.registry.id_of(topic)
+            self._know(topic, found)
+        return found
 
     def _speaks_registry(self, topic: str, internal: bool) -> bool:
         return self.registry is not None and not internal and not _internal(CATALOG[topic])
 
     def header(self, topic: str, internal: bool = False) -> bytes:
         if self._speaks_registry(topic, internal):
-            return HEADER.pack(MAGIC, self._registry_ids[topic])
+            return HEADER.pack(MAGIC, self.registry_id(topic))
         return HEADER.pack(MAGIC, CATALOG[topic].schema_id)
 
     def encode(self, topic: str, value: Mapping[str, Any], internal: bool = False) -> bytes:

@@ -158,13 +158,44 @@ def register_contract(settings: Settings, client: RegistryClient, set_compatibil
     return ids
 
 
-def use_registry(settings: Settings, set_compatibility: bool = False) -> dict[str, int]:
-    """Point this process's codec at the schema registry, when BOOSTER_SCHEMA_REGISTRY_URL is set: our
-    schemas registered (or found), the contract's topics read and written with the registry's ids.
+class ContractRegistry:
+    """The registry as the codec uses it: writer schemas by id, and the ids of the contract's schemas,
+    looked up (a read: workers and operators need no right to register; `booster topics create` does)."""
+
+    def __init__(self, settings: Settings, client: RegistryClient) -> None:
+        self.settings = settings
+        self.client = client
+
+    def schema(self, schema_id: int) -> str | None:
+        return self.client.schema(schema_id)
+
+    def id_of(self, topic: str) -> int:
+        subject = f"{self.settings.topic(topic)}-value"
+        found = self.client.lookup(subject, json.dumps(codec().raw_schemas[topic]))
+        if found is None:
+            raise RegistryError(
+                f"Booster's schema of {topic} is not registered under {subject} at {self.settings.registry.url}; "
+                "run `booster topics create` with BOOSTER_SCHEMA_REGISTRY_URL set"
+            )
+        return found
+
+
+def use_registry(
+    settings: Settings, *, register: bool = False, set_compatibility: bool = False, every_topic: bool = False
+) -> dict[str, int]:
+    """Point this process's codec at the schema registry, when BOOSTER_SCHEMA_REGISTRY_URL is set: the
+    contract's topics read and written with the registry's ids. `register`: our schemas registered
+    first (with `set_compatibility`, each subject's level); `every_topic`: their ids looked up now, not
+    when a topic is first written (a worker: it fails at start, not half-way). The ids known, by topic.
     RegistryUnavailable when it does not answer (a worker waits for it as for the broker)."""
     if not settings.registry.enabled:
         return {}
     client = RegistryClient(settings.registry)
-    ids = register_contract(settings, client, set_compatibility)
-    codec().use_registry(client, ids)
+    source = ContractRegistry(settings, client)
+    ids: dict[str, int] = {}
+    if register:
+        ids = register_contract(settings, client, set_compatibility)
+    elif every_topic:
+        ids = {topic: source.id_of(topic) for topic in contract_subjects(settings)}
+    codec().use_registry(source, ids)
     return ids

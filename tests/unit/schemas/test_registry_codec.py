@@ -24,6 +24,7 @@ class Registry:
     def __init__(self, schemas: dict[int, Any]) -> None:
         self.schemas = {i: json.dumps(s) for i, s in schemas.items()}
         self.asked: list[int] = []
+        self.looked_up: list[str] = []
         self.away = False
 
     def schema(self, schema_id: int) -> str | None:
@@ -32,11 +33,15 @@ class Registry:
             raise RegistryUnavailable("the schema registry did not answer")
         return self.schemas.get(schema_id)
 
+    def id_of(self, topic: str) -> int:
+        self.looked_up.append(topic)
+        return OURS[topic]
+
 
 def registry_codec(schemas: dict[int, Any]) -> tuple[Codec, Registry]:
     registry = Registry(schemas)
     c = Codec()
-    c.use_registry(registry, OURS)
+    c.use_registry(registry, {"campaign.launched": OURS["campaign.launched"]})
     return c, registry
 
 
@@ -59,6 +64,10 @@ def test_our_outputs_carry_the_registrys_ids_and_internal_topics_the_contracts()
         assert HEADER.unpack_from(data)[1] == OURS[topic]
         assert c.decode(topic, data) == SAMPLES[topic]  # read back without asking the registry
     assert registry.asked == []
+    # the ids of our schemas asked for once each, when a topic is first written; the one given, never
+    assert registry.looked_up == ["booster.commands", "booster.reports", "booster.dead-letter"]
+    c.encode("booster.commands", SAMPLES["booster.commands"])
+    assert len(registry.looked_up) == 3
     control = c.encode("booster.control", SAMPLES["booster.control"])
     assert HEADER.unpack_from(control)[1] == CATALOG["booster.control"].schema_id
     copy = c.encode("campaign.launched", SAMPLES["campaign.launched"], internal=True)  # a re-keyed launch
