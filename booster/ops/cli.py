@@ -653,7 +653,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from booster.schemas.registry import use_registry
 
             # `topics create` registers the contract's schemas, with each subject's compatibility level
-            creating = args.command == "topics"
+            creating = args.command in ("topics", "demo")  # the demo makes its topics as `topics create` does
             registered = use_registry(_settings(), register=creating, set_compatibility=creating)
             if registered:
                 print(f"{len(registered)} contract schema(s) registered at {_settings().registry.url}", file=sys.stderr)
