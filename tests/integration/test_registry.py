@@ -1,7 +1,8 @@
 """Upstream services with a real schema registry (Apicurio Registry, its Confluent-compatible API) and
 their own serializers: confluent-kafka's AvroSerializer with each team's own copy of the contract (one
 with a field of its own, one an older version), next to `booster publish`; downstream consumers with
-AvroDeserializer; the registry's compatibility rules; a schema Booster cannot read; the registry away."""
+AvroDeserializer; the registry's compatibility rules; a schema Booster cannot read; the registry away.
+G9 (any serializer, a registry outage is infrastructure: G7)."""
 
 from __future__ import annotations
 
