@@ -1,21 +1,32 @@
 """The lag gate (G1): a partition's deadline fires only once its inputs are processed past it.
 
 At a moment after the deadline plus the allowed lateness, the gate takes the end offsets of every
-input partition the deadline depends on (read-committed, so last stable offsets). Everything
-published before that moment lies below them. The deadline fires once the position of each input
-partition has reached its end offset in that snapshot, however much has been published since. A
-partition's position is the offset below which every record is processed: the group's committed
-offset, carried on by the worker's own ledger over the contiguous run of records it processed since
-(`OffsetLedger.processed`), never the highest offset it processed, which would pass over a record
-dropped or still queued below it. Record timestamps are not trusted for this: a producer may stamp a
-record with any time.
+input partition the deadline depends on: their high watermarks, everything appended by then, whether
+committed or in a transaction still open. Everything published before that moment lies below them.
+The deadline fires once the position of each input partition has reached its end offset in that
+snapshot, however much has been published since. A partition's position is the offset below which
+every record is processed: the group's committed offset, carried on by the worker's own ledger over
+the contiguous run of records it processed since (`OffsetLedger.processed`), never the highest offset
+it processed, which would pass over a record dropped or still queued below it. Record timestamps are
+not trusted for this: a producer may stamp a record with any time.
+
+Not the last stable offsets: an upstream transaction left open (a producer that died in one, or
+that a broker restart cut off) holds a partition's last stable offset at its first record until it
+is committed or aborted, up to the producer's transaction timeout, and every record appended after
+it, by any producer, stays unreadable to a read-committed consumer meanwhile. A snapshot of last
+stable offsets would end below those records, and the deadline would fire without facts that were
+on the broker in time (seen in the fault campaign: opens appended a minute before a deadline, behind
+a transaction open for ten minutes, and their openers boosted). Against high watermarks the gate
+stays shut until the transaction ends and the records behind it are read; the wait is bounded by
+the transaction timeout, and shows as the deadline waiting for lag.
 
 Offsets are not records. A transaction ends with a commit or abort marker, which takes an offset but
 is never delivered, and an aborted transaction's records are never delivered either: after a
 transactional producer's last record the end offset stays one past what any consumer can process.
 So a partition that looks behind is probed: a read-committed fetch from its position that returns
 no record below the end offset, and moves past it, shows that only markers and aborted records are
-left, and the partition counts as processed.
+left, and the partition counts as processed. While a transaction below the end offset is open, the
+read-committed fetch cannot move past its first record: the partition stays behind.
 """
 
 from __future__ import annotations
@@ -53,6 +64,12 @@ def probe_consumer(connection: Mapping[str, Any]) -> AIOKafkaConsumer:
         # processed yet, not jump to the end and pass for caught up
         auto_offset_reset="earliest",
     )
+
+
+def end_consumer(connection: Mapping[str, Any]) -> AIOKafkaConsumer:
+    """The consumer (not started) the gate's snapshots are read with: read-uncommitted, so its end
+    offsets are the high watermarks, records of transactions still open included."""
+    return AIOKafkaConsumer(**connection, group_id=None, enable_auto_commit=False, isolation_level="read_uncommitted")
 
 
 async def only_markers_left(
@@ -119,6 +136,7 @@ class LagGate(Service):
         self.group_id = group_id
         self.processed = processed
         self._consumer: AIOKafkaConsumer | None = None
+        self._ends: AIOKafkaConsumer | None = None  # `end_consumer`: the snapshots' high watermarks
         self._admin: AIOKafkaAdminClient | None = None
         self._probing = asyncio.Lock()  # the timer and the web pages share the probe's assignment
         self._committed: tuple[float, dict[TopicPartition, int]] | None = None  # (monotonic time asked, offsets)
@@ -126,6 +144,8 @@ class LagGate(Service):
     async def _clients(self) -> None:
         if self._consumer is None:
             self._consumer = await started(probe_consumer(self.connection))
+        if self._ends is None:
+            self._ends = await started(end_consumer(self.connection))
         if self._admin is None:
             self._admin = await started(AIOKafkaAdminClient(**self.connection))
 
@@ -133,16 +153,18 @@ class LagGate(Service):
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
+        if self._ends is not None:
+            await self._ends.stop()
+            self._ends = None
         if self._admin is not None:
             await self._admin.close()
             self._admin = None
 
     async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
-        """The snapshot: last stable offsets of these partitions, now."""
+        """The snapshot: the high watermarks of these partitions, now (see the module's docstring)."""
         await self._clients()
-        assert self._consumer is not None
-        async with self._probing:
-            ends: dict[TopicPartition, int] = await self._consumer.end_offsets(tps)
+        assert self._ends is not None
+        ends: dict[TopicPartition, int] = await self._ends.end_offsets(tps)
         return ends
 
     async def _committed_offsets(self, max_age: float) -> dict[TopicPartition, int]:

@@ -23,8 +23,16 @@ from booster.streams.gate import LagGate, only_markers_left, probe_consumer
 from booster.testing.scenario import build, launched_for_deadline
 from booster.testing.workers import WorkerProcess
 from tests.conftest import fresh_settings
-from tests.faults.harness import fired
-from tests.helpers import account_record, booster, encoded, scenario_records, scrape_metrics, wait_for
+from tests.faults.harness import final_report, fired
+from tests.helpers import (
+    account_record,
+    booster,
+    encoded,
+    publish_records,
+    scenario_records,
+    scrape_metrics,
+    wait_for,
+)
 
 TRANSACTION = 200  # records per committed transaction
 
@@ -110,6 +118,79 @@ def test_a_position_below_the_log_start_is_behind_not_caught_up(settings: Settin
             await gate.stop()
 
     assert asyncio.run(go()) == {tp}  # nothing processed: offsets 3 to 5 are still to do
+
+
+def test_an_open_transaction_keeps_the_records_behind_it_in_the_gates_snapshot(settings: Settings) -> None:
+    """A transaction left open holds the last stable offset at its first record: a committed record
+    appended after it is on the broker, yet no read-committed consumer can read it. The snapshot is
+    the high watermark, so the partition stays behind until the transaction ends and the record is
+    processed (a snapshot of last stable offsets passed over it)."""
+    tp = TopicPartition(settings.topic("message.opened"), 0)
+    hanging = transactional_producer(settings)
+    hanging.begin_transaction()
+    hanging.produce(tp.topic, value=b"in-an-open-transaction", key=b"k", partition=0)
+    assert hanging.flush(30) == 0  # offset 0, its transaction open
+    plain = Producer({"bootstrap.servers": settings.broker})
+    plain.produce(tp.topic, value=b"committed-after-it", key=b"k", partition=0)
+    assert plain.flush(30) == 0  # offset 1, committed, unreadable while offset 0's transaction is open
+
+    async def behind(processed: int, ends: dict[TopicPartition, int] | None = None) -> dict[TopicPartition, int]:
+        gate = LagGate(client_options(settings), settings.group_id, processed=lambda _tp, _c: processed)
+        try:
+            return await gate.lagging([tp], ends)
+        finally:
+            await gate.stop()
+
+    async def snapshot() -> dict[TopicPartition, int]:
+        gate = LagGate(client_options(settings), settings.group_id)
+        try:
+            return await gate.end_offsets([tp])
+        finally:
+            await gate.stop()
+
+    ends = asyncio.run(snapshot())
+    assert ends == {tp: 2}  # both records, not the last stable offset (0)
+    assert asyncio.run(behind(0, ends)) == {tp: 2}  # nothing can be read yet: behind, not caught up
+    hanging.abort_transaction(30)  # offset 2: its abort marker
+    assert asyncio.run(behind(0, ends)) == {tp: 2}  # the aborted record is skipped; offset 1 is not processed
+    assert asyncio.run(behind(1, ends)) == {tp: 1}
+    assert asyncio.run(behind(2, ends)) == {}
+    assert asyncio.run(behind(2)) == {}  # now: only the abort marker is left
+
+
+def test_facts_behind_an_upstream_transaction_left_open_count_once_it_ends(kafka: LocalKafka, tmp_path: Path) -> None:
+    """An upstream producer died in a transaction on every partition of message.opened; the opens of a
+    booster's recipients are published after it, by another producer, before the deadline. The booster
+    waits for the transaction to end (here, aborted by the upstream's new producer) and excludes them."""
+    settings = fresh_settings()
+    asyncio.run(admin.create(settings))
+    sc = build(f"open-txn-{uuid.uuid4().hex[:6]}", 200, launched_at=launched_for_deadline(int(time.time() * 1000)))
+    facts = scenario_records(sc, launch=False)
+    opens = [(t, r) for t, r in facts if t == "message.opened"]
+    assert opens
+    hanging = transactional_producer(settings)
+    hanging.begin_transaction()
+    for partition in range(settings.partitions):
+        hanging.produce(settings.topic("message.opened"), value=b"never decided", key=b"k", partition=partition)
+    assert hanging.flush(30) == 0
+    worker = WorkerProcess(settings, tmp_path / "w").start()
+    try:
+        publish_records(settings, [account_record(sc), *facts, ("campaign.launched", sc.launch_record())])
+
+        def waiting_or_fired() -> str | None:
+            if final_report(settings, sc.campaign_id) is not None:
+                return "fired"
+            lines = worker.log_text().splitlines()
+            return "waiting" if any("waiting-for-lag" in s and ".message.opened[" in s for s in lines) else None
+
+        state = wait_for("the deadline to wait for message.opened, or to fire", waiting_or_fired, 60, 0.5)
+        assert state == "waiting", "the booster fired while the opens behind the open transaction were unreadable"
+        assert final_report(settings, sc.campaign_id) is None
+        hanging.abort_transaction(30)
+        v = wait_for("the booster to fire", lambda: fired(settings, sc), 60, 0.5)
+    finally:
+        worker.stop()
+    assert v.ok, v.problems
 
 
 def test_transactional_upstreams_with_aborted_transactions_fire_on_time_with_the_exact_audience(
